@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Sets up everything on a fresh machine and runs the whole test suite (what CI runs).
+# System packages: chromium (browser tests) and postgresql (the collector's production backend).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh dev,train,demo,upstream,scan --system
+.venv/bin/ruff check .
+.venv/bin/mypy
+# -m "" runs every marker: slow, real-data, browser and postgres tests too.
+.venv/bin/python -m pytest -m "" -p no:cacheprovider "$@"

@@ -1,0 +1,328 @@
+"""The model bundle format: the one contract between ``shelfwise.export`` and the runtime.
+
+A bundle is a folder::
+
+    manifest.json        the Manifest below, as JSON (sorted keys)
+    manifest.sig         optional ed25519 signature of manifest.json's exact bytes
+    model.onnx           inputs: history int64 [batch, L] (left padded with 0), k int64 [1]
+                         outputs: scores float32 [batch, k], items int64 [batch, k]
+    items.json           the vocabulary: a JSON list of item ids; model index = position + 1
+    item_vectors.npy     optional float32 [num_items + 1, d] item embeddings (row 0 = padding)
+    side_tables.msgpack  optional SideTables: co-occurrence, popularity, repeat intervals
+
+The manifest lists the sha256 of every other file, so signing the manifest signs the bundle.
+Export writes bundles with ``write_bundle``; the runtime reads them with ``read_bundle``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from shelfwise._bundle import Manifest, write_bundle, read_bundle
+    >>> folder = pathlib.Path(tempfile.mkdtemp()) / "b"
+    >>> manifest = Manifest(model_name="demo", model_version="1", max_history=4)
+    >>> _ = write_bundle(folder, manifest, model_onnx=b"not really onnx", items=["a", "b"])
+    >>> read_bundle(folder).items
+    ['a', 'b']
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgpack
+import numpy as np
+
+from ._errors import BundleVerificationError
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SIGNATURE = "manifest.sig"
+MODEL = "model.onnx"
+ITEMS = "items.json"
+ITEM_VECTORS = "item_vectors.npy"
+SIDE_TABLES = "side_tables.msgpack"
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """What a bundle is, what it needs and how it was checked.
+
+    ``files`` (name -> sha256) is filled in by ``write_bundle``; ``training`` carries the
+    data fingerprint, metrics, parity and quantization results that export measured.
+    """
+
+    model_name: str
+    model_version: str
+    max_history: int
+    format_version: int = FORMAT_VERSION
+    num_items: int = 0
+    embedding_dim: int = 0
+    opset: int = 0
+    min_onnxruntime: str = "1.17"
+    created_ms: int = 0
+    expires_ms: int | None = None
+    input_history: str = "history"
+    input_k: str = "k"
+    output_scores: str = "scores"
+    output_items: str = "items"
+    quantization: str = "none"
+    files: Mapping[str, str] = field(default_factory=dict)
+    training: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        """Canonical bytes: sorted keys, so the same manifest always signs the same."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, indent=1).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        """Parse manifest bytes; unknown keys are an error, so a newer format is not misread."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BundleVerificationError(f"manifest.json is not valid JSON: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BundleVerificationError("manifest.json must hold a JSON object")
+        version = data.get("format_version")
+        if version != FORMAT_VERSION:
+            raise BundleVerificationError(
+                f"bundle format version {version!r} is not supported by this runtime "
+                f"(it reads version {FORMAT_VERSION}); export the bundle again or upgrade"
+            )
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise BundleVerificationError(f"manifest.json has unknown fields: {unknown}")
+        try:
+            return cls(**data)
+        except TypeError as exc:
+            raise BundleVerificationError(f"manifest.json is incomplete: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class SideTables:
+    """Tables computed from the training data that the non-model surfaces read.
+
+    - ``cooccurrence``: item -> [(other item, lift, pair count)], best first
+    - ``popularity``: scope -> {item: count}; scopes are ``"all"``, ``"hour:07"``,
+      ``"category:dairy"``, ``"store:12"``
+    - ``repeat_days``: item -> median days between two purchases by the same shopper
+    """
+
+    cooccurrence: Mapping[str, list[tuple[str, float, int]]] = field(default_factory=dict)
+    popularity: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    repeat_days: Mapping[str, float] = field(default_factory=dict)
+
+    def to_msgpack(self) -> bytes:
+        return msgpack.packb(
+            {
+                "cooccurrence": {k: [list(t) for t in v] for k, v in self.cooccurrence.items()},
+                "popularity": {k: dict(v) for k, v in self.popularity.items()},
+                "repeat_days": dict(self.repeat_days),
+            }
+        )
+
+    @classmethod
+    def from_msgpack(cls, raw: bytes) -> SideTables:
+        try:
+            data = msgpack.unpackb(raw)
+            return cls(
+                cooccurrence={
+                    k: [(str(o), float(lift), int(n)) for o, lift, n in v]
+                    for k, v in data.get("cooccurrence", {}).items()
+                },
+                popularity=data.get("popularity", {}),
+                repeat_days=data.get("repeat_days", {}),
+            )
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            raise BundleVerificationError(f"side_tables.msgpack is malformed: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class BundleFiles:
+    """A bundle read from disk and verified, not yet loaded into onnxruntime."""
+
+    path: Path
+    manifest: Manifest
+    model_bytes: bytes
+    items: list[str]
+    item_vectors: np.ndarray | None
+    side_tables: SideTables
+    signed: bool
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, streamed."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(
+    folder: str | Path,
+    manifest: Manifest,
+    *,
+    model_onnx: bytes,
+    items: list[str],
+    item_vectors: np.ndarray | None = None,
+    side_tables: SideTables | None = None,
+    sign_key: bytes | None = None,
+) -> Manifest:
+    """Write a complete bundle atomically (into a temp folder, then renamed into place).
+
+    ``sign_key`` is a raw 32-byte ed25519 private key; the signature covers manifest.json,
+    which holds every other file's sha256. Returns the manifest as written.
+
+    Example: see the module docstring.
+    """
+    target = Path(folder)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
+    try:
+        (staging / MODEL).write_bytes(model_onnx)
+        (staging / ITEMS).write_text(json.dumps(list(items)))
+        if item_vectors is not None:
+            np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float32))
+        (staging / SIDE_TABLES).write_bytes((side_tables or SideTables()).to_msgpack())
+        files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
+        final = dataclasses.replace(
+            manifest,
+            files=files,
+            num_items=manifest.num_items or len(items),
+            created_ms=manifest.created_ms or int(time.time() * 1000),
+        )
+        raw = final.to_json()
+        (staging / MANIFEST).write_bytes(raw)
+        if sign_key is not None:
+            (staging / SIGNATURE).write_bytes(sign_manifest(raw, sign_key))
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return final
+
+
+def sign_manifest(manifest_bytes: bytes, private_key: bytes) -> bytes:
+    """ed25519-sign manifest bytes with a raw 32-byte private key."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.from_private_bytes(private_key).sign(manifest_bytes)
+
+
+def verify_signature(manifest_bytes: bytes, signature: bytes, public_key: bytes) -> None:
+    """Raise ``BundleVerificationError`` unless ``signature`` is valid for ``public_key``."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    try:
+        Ed25519PublicKey.from_public_bytes(public_key).verify(signature, manifest_bytes)
+    except (InvalidSignature, ValueError) as exc:
+        raise BundleVerificationError(
+            "bundle signature does not match the pinned public key; refusing to load it"
+        ) from exc
+
+
+def generate_signing_key() -> tuple[bytes, bytes]:
+    """A new ed25519 key pair as raw bytes ``(private, public)``.
+
+    Example:
+        >>> private, public = generate_signing_key()
+        >>> len(private), len(public)
+        (32, 32)
+    """
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
+    return private, public
+
+
+def read_bundle(
+    folder: str | Path,
+    *,
+    public_key: bytes | None = None,
+    now_ms: int | None = None,
+) -> BundleFiles:
+    """Read and verify a bundle: format version, sha256 of every file, signature, expiry.
+
+    With ``public_key`` the bundle must carry a valid signature by that key.
+    Raises ``BundleVerificationError`` saying which check failed.
+    """
+    path = Path(folder)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise BundleVerificationError(f"{path} is not a bundle: it has no {MANIFEST}")
+    raw = manifest_path.read_bytes()
+    manifest = Manifest.from_json(raw)
+    signature_path = path / SIGNATURE
+    if public_key is not None:
+        if not signature_path.is_file():
+            raise BundleVerificationError(f"{path} is not signed, but a signature is required")
+        verify_signature(raw, signature_path.read_bytes(), public_key)
+    now = int(time.time() * 1000) if now_ms is None else now_ms
+    if manifest.expires_ms is not None and manifest.expires_ms < now:
+        raise BundleVerificationError(
+            f"bundle {manifest.model_name} {manifest.model_version} expired; not installing it"
+        )
+    for required in (MODEL, ITEMS):
+        if required not in manifest.files:
+            raise BundleVerificationError(f"manifest lists no checksum for {required}")
+    for name, expected in manifest.files.items():
+        file_path = path / name
+        if Path(name).name != name or not file_path.is_file():
+            raise BundleVerificationError(f"bundle file {name} is missing")
+        actual = sha256_file(file_path)
+        if actual != expected:
+            raise BundleVerificationError(
+                f"bundle file {name} is corrupt: sha256 {actual[:12]}... != {expected[:12]}..."
+            )
+    return BundleFiles(
+        path=path,
+        manifest=manifest,
+        model_bytes=(path / MODEL).read_bytes(),
+        items=_read_items(path / ITEMS),
+        item_vectors=_read_vectors(path / ITEM_VECTORS) if ITEM_VECTORS in manifest.files else None,
+        side_tables=SideTables.from_msgpack((path / SIDE_TABLES).read_bytes())
+        if SIDE_TABLES in manifest.files
+        else SideTables(),
+        signed=signature_path.is_file() and public_key is not None,
+    )
+
+
+def _read_items(path: Path) -> list[str]:
+    try:
+        items = json.loads(path.read_text())
+    except ValueError as exc:
+        raise BundleVerificationError(f"items.json is not valid JSON: {exc}") from exc
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise BundleVerificationError("items.json must be a JSON list of item id strings")
+    if len(set(items)) != len(items):
+        raise BundleVerificationError("items.json lists an item id twice")
+    return items
+
+
+def _read_vectors(path: Path) -> np.ndarray:
+    try:
+        vectors = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as exc:
+        raise BundleVerificationError(f"item_vectors.npy is unreadable: {exc}") from exc
+    if vectors.ndim != 2:
+        raise BundleVerificationError("item_vectors.npy must be a 2-D array")
+    return vectors.astype(np.float32, copy=False)

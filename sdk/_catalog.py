@@ -1,0 +1,294 @@
+"""The catalog: items with GTIN, name, brand, category, price, stock and tags.
+
+Import from CSV or JSON lines, look up by item id or by any GTIN form, search with FTS5.
+
+Example:
+    >>> from shelfwise._store import Store
+    >>> store = Store(":memory:")
+    >>> catalog = Catalog(store)
+    >>> catalog.import_rows([{"item_id": "milk", "name": "Whole milk", "gtin": "036000291452",
+    ...                       "category": "dairy", "price": "1.19"}])
+    1
+    >>> catalog.lookup("0036000291452").name
+    'Whole milk'
+    >>> [item.item_id for item in catalog.search("milk")]
+    ['milk']
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._barcode import gtin_or_none, normalize_gtin
+from ._errors import InvalidBarcode, InvalidCatalog, UnknownItem
+from ._store import Store, translate
+
+# Tags with a meaning to the business filters.
+SENSITIVE = "sensitive"
+AGE_RESTRICTED = "age_restricted"
+NON_REPEATABLE = "non_repeatable"
+
+_TRUE = {"1", "true", "yes", "y", "t"}
+_FALSE = {"0", "false", "no", "n", "f"}
+
+
+@dataclass(frozen=True)
+class Item:
+    """One catalog item, as the store holds it."""
+
+    item_id: str
+    name: str
+    brand: str = ""
+    category: str = ""
+    price: float | None = None
+    in_stock: bool = True
+    repeatable: bool = True
+    tags: tuple[str, ...] = ()
+    gtin: str | None = None
+
+    @property
+    def sensitive(self) -> bool:
+        return SENSITIVE in self.tags
+
+    @property
+    def age_restricted(self) -> bool:
+        return AGE_RESTRICTED in self.tags
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready data."""
+        return {
+            "item_id": self.item_id,
+            "name": self.name,
+            "brand": self.brand,
+            "category": self.category,
+            "price": self.price,
+            "in_stock": self.in_stock,
+            "repeatable": self.repeatable,
+            "tags": list(self.tags),
+            "gtin": self.gtin,
+        }
+
+
+def _item_from_row(row: Mapping[str, Any]) -> Item:
+    return Item(
+        item_id=row["item_id"],
+        name=row["name"],
+        brand=row["brand"],
+        category=row["category"],
+        price=row["price"],
+        in_stock=bool(row["in_stock"]),
+        repeatable=bool(row["repeatable"]),
+        tags=tuple(json.loads(row["tags"])),
+        gtin=row["gtin"],
+    )
+
+
+def _parse_bool(value: Any, field: str, line: int) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower() if value is not None else ""
+    if text in _TRUE:
+        return True
+    if text == "":
+        return True  # both flags default to yes when the column is blank
+    if text in _FALSE:
+        return False
+    raise InvalidCatalog(f"row {line}: {field}={value!r} is not a yes/no value")
+
+
+def _parse_tags(value: Any, line: int) -> tuple[str, ...]:
+    if value is None or value == "":
+        return ()
+    if isinstance(value, str):
+        parts = [t.strip() for t in re.split(r"[;,|]", value)]
+    elif isinstance(value, list | tuple):
+        parts = [str(t).strip() for t in value]
+    else:
+        raise InvalidCatalog(f"row {line}: tags must be a list or a ';'-separated string")
+    return tuple(sorted({p for p in parts if p}))
+
+
+def _parse_price(value: Any, line: int) -> float | None:
+    if value is None or value == "":
+        return None
+    try:
+        price = float(value)
+    except (TypeError, ValueError) as exc:
+        raise InvalidCatalog(f"row {line}: price {value!r} is not a number") from exc
+    if not math.isfinite(price) or price < 0:
+        raise InvalidCatalog(f"row {line}: price {value!r} must be a non-negative number")
+    return round(price, 4)
+
+
+def parse_item(row: Mapping[str, Any], line: int = 0) -> Item:
+    """Validate one catalog row (CSV or JSON) into an ``Item``; raise ``InvalidCatalog``.
+
+    Example:
+        >>> parse_item({"item_id": "x1", "name": "Beer", "tags": "age_restricted"}).tags
+        ('age_restricted',)
+    """
+    item_id = str(row.get("item_id") or row.get("id") or "").strip()
+    name = str(row.get("name") or "").strip()
+    if not item_id:
+        raise InvalidCatalog(f"row {line}: item_id is missing")
+    if not name:
+        raise InvalidCatalog(f"row {line}: item {item_id} has no name")
+    try:
+        gtin = gtin_or_none(row.get("gtin"))
+    except InvalidBarcode as exc:
+        raise InvalidCatalog(f"row {line}: item {item_id}: {exc}") from exc
+    tags = _parse_tags(row.get("tags"), line)
+    repeatable = _parse_bool(row.get("repeatable", True), "repeatable", line)
+    return Item(
+        item_id=item_id,
+        name=name,
+        brand=str(row.get("brand") or "").strip(),
+        category=str(row.get("category") or "").strip(),
+        price=_parse_price(row.get("price"), line),
+        in_stock=_parse_bool(row.get("in_stock", True), "in_stock", line),
+        repeatable=repeatable and NON_REPEATABLE not in tags,
+        tags=tags,
+        gtin=gtin,
+    )
+
+
+def read_catalog_file(path: str | Path) -> list[dict[str, Any]]:
+    """Rows of a ``.csv`` or ``.jsonl`` catalog file, unvalidated."""
+    path = Path(path)
+    if path.suffix.lower() in {".jsonl", ".ndjson"}:
+        rows = []
+        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError as exc:
+                    raise InvalidCatalog(f"{path.name} line {number}: not JSON: {exc}") from exc
+        return rows
+    if path.suffix.lower() == ".csv":
+        with open(path, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    raise InvalidCatalog(f"{path.name}: catalog files must be .csv or .jsonl")
+
+
+class Catalog:
+    """The items a store sells, read from and written to the store."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def import_rows(self, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> int:
+        """Validate every row, then upsert all of them in one transaction; return the count.
+
+        One bad row rejects the whole import (``InvalidCatalog`` names the row) and the
+        catalog stays as it was. ``replace=True`` removes items not in ``rows``.
+        """
+        items = [parse_item(row, line) for line, row in enumerate(rows, 1)]
+        self._check_unique(items)
+        records = [{**item.to_dict(), "tags": json.dumps(list(item.tags))} for item in items]
+        try:
+            with self._store.write() as db:
+                if replace:
+                    db.execute("DELETE FROM items")
+                db.table("items").upsert_all(records, pk="item_id")
+        except sqlite3.IntegrityError as exc:
+            raise InvalidCatalog(f"catalog import conflicts with the store: {exc}") from exc
+        return len(items)
+
+    @staticmethod
+    def _check_unique(items: Sequence[Item]) -> None:
+        seen_ids: set[str] = set()
+        seen_gtins: dict[str, str] = {}
+        for item in items:
+            if item.item_id in seen_ids:
+                raise InvalidCatalog(f"item_id {item.item_id} appears twice in the import")
+            seen_ids.add(item.item_id)
+            if item.gtin and item.gtin in seen_gtins:
+                raise InvalidCatalog(
+                    f"GTIN {item.gtin} is given to both {seen_gtins[item.gtin]} and {item.item_id}"
+                )
+            if item.gtin:
+                seen_gtins[item.gtin] = item.item_id
+
+    def import_file(self, path: str | Path, *, replace: bool = False) -> int:
+        """Import a ``.csv`` or ``.jsonl`` catalog file (see ``import_rows``)."""
+        return self.import_rows(read_catalog_file(path), replace=replace)
+
+    def get(self, item_id: str) -> Item:
+        """The item with this id, or ``UnknownItem``."""
+        rows = self._store.query("SELECT * FROM items WHERE item_id = ?", [item_id])
+        if not rows:
+            raise UnknownItem(f"item {item_id!r} is not in the catalog", item=item_id)
+        return _item_from_row(rows[0])
+
+    def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
+        """The known items among ``item_ids`` (unknown ids are left out)."""
+        if not item_ids:
+            return {}
+        found: dict[str, Item] = {}
+        unique = list(dict.fromkeys(item_ids))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            for row in self._store.query(f"SELECT * FROM items WHERE item_id IN ({marks})", chunk):
+                found[row["item_id"]] = _item_from_row(row)
+        return found
+
+    def by_gtin(self, code: str) -> Item:
+        """The item with this GTIN in any form; ``InvalidBarcode`` or ``UnknownItem``."""
+        gtin = normalize_gtin(code)
+        rows = self._store.query("SELECT * FROM items WHERE gtin = ?", [gtin])
+        if not rows:
+            raise UnknownItem(f"barcode {code} is valid but not in this store's catalog", item=gtin)
+        return _item_from_row(rows[0])
+
+    def lookup(self, id_or_code: str) -> Item:
+        """An item by id, else by GTIN when the text is all digits.
+
+        Example: see the module docstring.
+        """
+        try:
+            return self.get(id_or_code)
+        except UnknownItem:
+            if id_or_code.strip().isdigit():
+                return self.by_gtin(id_or_code)
+            raise
+
+    def search(self, query: str, *, limit: int = 20) -> list[Item]:
+        """Items matching every word of ``query`` (prefix match), best BM25 match first."""
+        terms = re.findall(r"\w+", query.lower())
+        if not terms:
+            return []
+        match = " ".join(f'"{term}"*' for term in terms)
+        try:
+            rows = self._store.query(
+                "SELECT items.* FROM items_fts JOIN items ON items.rowid = items_fts.rowid "
+                "WHERE items_fts MATCH ? ORDER BY bm25(items_fts, 10.0, 3.0, 2.0, 1.0) LIMIT ?",
+                [match, limit],
+            )
+        except sqlite3.Error as exc:  # pragma: no cover - the match text is sanitised above
+            raise translate(exc) from exc
+        return [_item_from_row(row) for row in rows]
+
+    def all_items(self) -> list[Item]:
+        """Every item (for small catalogs, exports and the demo)."""
+        return [_item_from_row(r) for r in self._store.query("SELECT * FROM items ORDER BY rowid")]
+
+    def count(self) -> int:
+        return int(self._store.query("SELECT count(*) AS n FROM items")[0]["n"])
+
+    def set_stock(self, item_id: str, in_stock: bool) -> None:
+        """Mark an item in or out of stock."""
+        with self._store.write() as db:
+            cursor = db.execute(
+                "UPDATE items SET in_stock = ? WHERE item_id = ?", [int(in_stock), item_id]
+            )
+            if cursor.rowcount == 0:
+                raise UnknownItem(f"item {item_id!r} is not in the catalog", item=item_id)

@@ -1,0 +1,146 @@
+"""The shelfwise error family: every error the SDK raises on purpose is one of these.
+
+Catch ``ShelfwiseError`` to handle them all. The tree::
+
+    ShelfwiseError
+    ├── StoreError                    the SQLite store could not do what was asked
+    │   ├── StoreClosed               the facade/store was used after close()
+    │   └── StoreBusy                 another writer held the file past the busy timeout
+    ├── InvalidInput                  a caller passed something malformed (also a ValueError)
+    │   ├── InvalidEvent              an event failed validation; nothing was written
+    │   ├── InvalidBarcode            not a GTIN (reason: length, characters, check digit)
+    │   ├── InvalidCatalog            a catalog row is malformed; the import wrote nothing
+    │   ├── InvalidLocation           impossible coordinates or accuracy
+    │   └── InvalidOffer              an offer definition failed validation
+    ├── UnknownItem                   an item id or GTIN is not in the catalog (also a KeyError)
+    ├── UnknownShopper                no such shopper or session
+    ├── ConsentRequired               the shopper has not consented to this purpose
+    ├── BundleError                   a model bundle could not be used
+    │   ├── BundleVerificationError   checksum, signature, format version or expiry failed
+    │   └── ModelRuntimeError         onnxruntime failed to load or run the model
+    ├── OfferRejected                 an offer/code cannot be applied (has a ``reason`` code)
+    └── SyncError                     talking to upstream failed
+        ├── SyncRetryable             network error, 5xx, 408, 429: try again later
+        └── SyncRejected              any other 4xx: the payload will never be accepted
+
+Example:
+    >>> import shelfwise
+    >>> issubclass(shelfwise.UnknownItem, shelfwise.ShelfwiseError)
+    True
+"""
+
+from __future__ import annotations
+
+
+class ShelfwiseError(Exception):
+    """Root of every error shelfwise raises on purpose."""
+
+
+class StoreError(ShelfwiseError):
+    """The SQLite store failed; the message says what and the change was rolled back."""
+
+
+class StoreClosed(StoreError):
+    """The store or facade was used after ``close()``."""
+
+
+class StoreBusy(StoreError):
+    """Another writer held the store past the busy timeout; retry the call."""
+
+
+class InvalidInput(ShelfwiseError, ValueError):
+    """A caller passed something malformed; nothing was changed."""
+
+
+class InvalidEvent(InvalidInput):
+    """An event failed validation; it was not recorded."""
+
+
+class InvalidBarcode(InvalidInput):
+    """A scanned code is not a valid GTIN.
+
+    ``reason`` is one of ``"empty"``, ``"characters"``, ``"length"``, ``"check_digit"``.
+    """
+
+    def __init__(self, message: str, *, code: str = "", reason: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = reason
+
+
+class InvalidCatalog(InvalidInput):
+    """A catalog row is malformed; the import was rolled back as a whole."""
+
+
+class InvalidLocation(InvalidInput):
+    """Coordinates or accuracy are impossible (latitude outside ±90, negative accuracy...)."""
+
+
+class InvalidOffer(InvalidInput):
+    """An offer definition failed validation."""
+
+
+class UnknownItem(ShelfwiseError, KeyError):
+    """An item id or GTIN is not in the catalog."""
+
+    def __init__(self, message: str, *, item: str = "") -> None:
+        super().__init__(message)
+        self.item = item
+
+    def __str__(self) -> str:  # KeyError would repr() the message
+        return str(self.args[0])
+
+
+class UnknownShopper(ShelfwiseError, KeyError):
+    """No shopper or session with that id (it may have ended and been forgotten)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0])
+
+
+class ConsentRequired(ShelfwiseError):
+    """The shopper has not given consent for ``purpose``."""
+
+    def __init__(self, message: str, *, purpose: str = "") -> None:
+        super().__init__(message)
+        self.purpose = purpose
+
+
+class BundleError(ShelfwiseError):
+    """A model bundle could not be used."""
+
+
+class BundleVerificationError(BundleError):
+    """A bundle failed verification: checksum, signature, format version or expiry."""
+
+
+class ModelRuntimeError(BundleError):
+    """onnxruntime failed to load or run the bundle's model."""
+
+
+class OfferRejected(ShelfwiseError):
+    """An offer or code cannot be applied; ``reason`` is a stable machine-readable code."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SyncError(ShelfwiseError):
+    """Talking to upstream failed."""
+
+
+class SyncRetryable(SyncError):
+    """A transient failure (network, 5xx, 408, 429); ``retry_after`` seconds if the server said."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SyncRejected(SyncError):
+    """Upstream refused the payload (4xx other than 408/429); sending it again will not help."""
+
+    def __init__(self, message: str, *, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status

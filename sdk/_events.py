@@ -1,0 +1,147 @@
+"""Shopper events: validated, then written with their side effects in one transaction.
+
+Example:
+    >>> e = validate_event({"type": "view", "item_id": "milk", "ts_ms": 1_700_000_000_000})
+    >>> e.type, e.quantity
+    ('view', 1)
+    >>> validate_event({"type": "teleport"})
+    Traceback (most recent call last):
+    ...
+    shelfwise._errors.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, offer_redeemed, offer_shown, purchase, scan, scan_miss, search, view
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ._errors import InvalidEvent
+from ._store import now_ms
+
+ITEM_EVENTS = frozenset({"view", "scan", "cart_add", "cart_remove", "purchase"})
+# What each non-item event must carry in its payload.
+PAYLOAD_KEYS = {
+    "scan_miss": "code",
+    "search": "query",
+    "offer_shown": "offer_id",
+    "offer_redeemed": "offer_id",
+}
+EVENT_TYPES = frozenset(ITEM_EVENTS | PAYLOAD_KEYS.keys())
+# Events that say what a shopper is interested in, as the model reads them.
+INTEREST_EVENTS = ("view", "scan", "cart_add", "purchase")
+
+EARLIEST_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake (seconds?)
+MAX_FUTURE_MS = 24 * 3_600_000  # device clocks drift; a day ahead is not a real event
+MAX_QUANTITY = 1000
+
+
+@dataclass(frozen=True)
+class Event:
+    """One validated shopper event (timestamps are UTC milliseconds)."""
+
+    type: str
+    ts_ms: int
+    item_id: str | None = None
+    quantity: int = 1
+    value: float | None = None
+    store_id: str = ""
+    event_id: str = ""
+    payload: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _field(raw: Mapping[str, Any], name: str, default: Any = None) -> Any:
+    value = raw.get(name, default)
+    return default if value is None else value
+
+
+def validate_event(raw: Mapping[str, Any], *, now: int | None = None) -> Event:
+    """Check an event's fields and return it as an ``Event``; raise ``InvalidEvent``.
+
+    Example: see the module docstring.
+    """
+    if not isinstance(raw, Mapping):
+        raise InvalidEvent(f"an event must be a mapping, not {type(raw).__name__}")
+    event_type = raw.get("type")
+    if event_type not in EVENT_TYPES:
+        raise InvalidEvent(
+            f"event type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}"
+        )
+    item_id = raw.get("item_id")
+    if event_type in ITEM_EVENTS and (not isinstance(item_id, str) or not item_id.strip()):
+        raise InvalidEvent(f"a {event_type} event needs an item_id")
+    if item_id is not None and not isinstance(item_id, str):
+        raise InvalidEvent(f"item_id must be a string, not {type(item_id).__name__}")
+    payload = _field(raw, "payload", {})
+    if not isinstance(payload, Mapping):
+        raise InvalidEvent("payload must be a mapping")
+    needed = PAYLOAD_KEYS.get(event_type)
+    if needed and not str(payload.get(needed) or "").strip():
+        raise InvalidEvent(f"a {event_type} event needs payload[{needed!r}]")
+    try:
+        json.dumps(payload)
+    except (TypeError, ValueError) as exc:
+        raise InvalidEvent(f"payload must be JSON-serialisable: {exc}") from exc
+    return Event(
+        type=event_type,
+        ts_ms=_check_ts(raw.get("ts_ms"), now),
+        item_id=item_id.strip() if isinstance(item_id, str) else None,
+        quantity=_check_quantity(_field(raw, "quantity", 1)),
+        value=_check_value(raw.get("value")),
+        store_id=_check_text(_field(raw, "store_id", ""), "store_id"),
+        event_id=_check_text(_field(raw, "event_id", ""), "event_id") or uuid.uuid4().hex,
+        payload=dict(payload),
+    )
+
+
+def _check_ts(ts: Any, now: int | None) -> int:
+    current = now_ms() if now is None else now
+    if ts is None:
+        return current
+    if isinstance(ts, bool) or not isinstance(ts, int):
+        raise InvalidEvent(f"ts_ms must be integer UTC milliseconds, not {ts!r}")
+    if ts < EARLIEST_MS:
+        raise InvalidEvent(f"ts_ms {ts} is before 2000-01-01: was it given in seconds?")
+    if ts > current + MAX_FUTURE_MS:
+        raise InvalidEvent(f"ts_ms {ts} is more than a day in the future")
+    return ts
+
+
+def _check_quantity(quantity: Any) -> int:
+    if isinstance(quantity, bool) or not isinstance(quantity, int):
+        raise InvalidEvent(f"quantity must be an integer, not {quantity!r}")
+    if not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidEvent(f"quantity {quantity} must be between 1 and {MAX_QUANTITY}")
+    return quantity
+
+
+def _check_value(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise InvalidEvent(f"value must be a finite number, not {value!r}")
+    return float(value)
+
+
+def _check_text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or len(value) > 200:
+        raise InvalidEvent(f"{name} must be a string of at most 200 characters")
+    return value.strip()
+
+
+def event_record(event: Event, shopper_id: str | None) -> dict[str, Any]:
+    """The ``events`` table row for an event."""
+    return {
+        "event_id": event.event_id,
+        "shopper_id": shopper_id,
+        "type": event.type,
+        "item_id": event.item_id,
+        "quantity": event.quantity,
+        "value": event.value,
+        "store_id": event.store_id,
+        "ts_ms": event.ts_ms,
+        "payload": json.dumps(dict(event.payload), sort_keys=True),
+    }

@@ -1,0 +1,143 @@
+"""Who is shopping: anonymous kiosk sessions and loyalty members, consents and segments.
+
+Anonymous sessions end and forget: their cart and identity are deleted and their events
+unlinked (kept only as store-level counts). Members keep a history gated by consent per
+purpose, each consent stored with the time it was given or withdrawn.
+
+Example:
+    >>> sorted(PURPOSES)
+    ['location', 'offers', 'personalization', 'sensitive', 'sync']
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from ._errors import InvalidInput, UnknownShopper
+from ._store import Store, now_ms
+
+# personalization: history-based results; location: geofences; offers: targeted offers;
+# sync: member data in upstream summaries; sensitive: suggestions from sensitive categories.
+PURPOSES = frozenset({"personalization", "location", "offers", "sync", "sensitive"})
+# An anonymous session's history lives only as long as the session, so it personalizes
+# within the session; everything else needs an explicit yes.
+ANONYMOUS_CONSENTS = frozenset({"personalization"})
+
+DAY_MS = 86_400_000
+NEW_DAYS = 30
+LAPSED_DAYS = 60
+LOYAL_PURCHASE_DAYS = 8
+LOYAL_WINDOW_DAYS = 180
+
+SEGMENTS = ("new", "returning", "loyal", "lapsed")
+
+
+@dataclass(frozen=True)
+class ShopperInfo:
+    """A shopper row as plain data."""
+
+    shopper_id: str
+    kind: str
+    store_id: str | None
+    created_ms: int
+    last_seen_ms: int
+    attributes: Mapping[str, Any]
+
+    @property
+    def is_member(self) -> bool:
+        return self.kind == "member"
+
+
+def check_purpose(purpose: str) -> str:
+    """Validate a consent purpose name."""
+    if purpose not in PURPOSES:
+        raise InvalidInput(
+            f"consent purpose {purpose!r} is not one of: {', '.join(sorted(PURPOSES))}"
+        )
+    return purpose
+
+
+def new_session_id() -> str:
+    """A fresh random id for an anonymous session (never reused)."""
+    return "anon-" + uuid.uuid4().hex
+
+
+def get_shopper(store: Store, shopper_id: str) -> ShopperInfo:
+    """The shopper row, or ``UnknownShopper`` (also for an ended anonymous session)."""
+    rows = store.query("SELECT * FROM shoppers WHERE shopper_id = ?", [shopper_id])
+    if not rows:
+        raise UnknownShopper(f"no shopper {shopper_id!r} (an ended session is forgotten)")
+    row = rows[0]
+    return ShopperInfo(
+        shopper_id=row["shopper_id"],
+        kind=row["kind"],
+        store_id=row["store_id"],
+        created_ms=row["created_ms"],
+        last_seen_ms=row["last_seen_ms"],
+        attributes=json.loads(row["attributes"]),
+    )
+
+
+def consents_of(store: Store, shopper: ShopperInfo) -> dict[str, bool]:
+    """Every purpose with the shopper's current answer (False when never asked)."""
+    answers = {purpose: False for purpose in PURPOSES}
+    if not shopper.is_member:
+        answers.update({purpose: True for purpose in ANONYMOUS_CONSENTS})
+    for row in store.query(
+        "SELECT purpose, granted FROM consents WHERE shopper_id = ?", [shopper.shopper_id]
+    ):
+        answers[row["purpose"]] = bool(row["granted"])
+    return answers
+
+
+def write_consents(store: Store, shopper_id: str, consents: Mapping[str, bool]) -> None:
+    """Record consent answers with the time they were given (in the caller's transaction)."""
+    for purpose in consents:
+        check_purpose(purpose)
+    stamp = now_ms()
+    with store.write() as db:
+        db.table("consents").upsert_all(
+            [
+                {
+                    "shopper_id": shopper_id,
+                    "purpose": purpose,
+                    "granted": int(bool(granted)),
+                    "updated_ms": stamp,
+                }
+                for purpose, granted in consents.items()
+            ],
+            pk=("shopper_id", "purpose"),
+        )
+
+
+def segment_of(store: Store, shopper: ShopperInfo, now: int | None = None) -> str:
+    """new / returning / loyal / lapsed, from the member's purchase days.
+
+    - new: first seen under 30 days ago, or fewer than two purchase days
+    - lapsed: last purchase over 60 days ago
+    - loyal: 8+ purchase days in the last 180 days
+    - returning: everyone else
+    """
+    if not shopper.is_member:
+        return "new"
+    current = now_ms() if now is None else now
+    days = [
+        row["day"]
+        for row in store.query(
+            "SELECT DISTINCT ts_ms / ? AS day FROM events "
+            "WHERE shopper_id = ? AND type = 'purchase' ORDER BY day",
+            [DAY_MS, shopper.shopper_id],
+        )
+    ]
+    today = current // DAY_MS
+    first_seen_day = min([shopper.created_ms // DAY_MS, *days])
+    if today - first_seen_day < NEW_DAYS or len(days) < 2:
+        return "new"
+    if today - days[-1] > LAPSED_DAYS:
+        return "lapsed"
+    recent = [d for d in days if today - d <= LOYAL_WINDOW_DAYS]
+    return "loyal" if len(recent) >= LOYAL_PURCHASE_DAYS else "returning"

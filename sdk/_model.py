@@ -1,0 +1,176 @@
+"""Loading a verified bundle into onnxruntime, scoring histories, and hot swapping.
+
+One ``InferenceSession`` per bundle, created once and shared by every thread (concurrent
+``run`` is safe). ``ModelHandle.swap`` loads, verifies and health-checks a new bundle before
+replacing the old one in a single reference assignment, so a bad bundle never serves.
+
+Example:
+    >>> from shelfwise._model import ModelHandle
+    >>> handle = ModelHandle()
+    >>> handle.current is None
+    True
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ._bundle import BundleFiles, Manifest, SideTables, read_bundle
+from ._encoding import Vocabulary, encode_histories
+from ._errors import BundleError, ModelRuntimeError
+
+logger = logging.getLogger(__name__)
+
+# Below this many items one intra-op thread is fastest; above it two cores help (FIELD-NOTES).
+TWO_THREADS_FROM_ITEMS = 50_000
+
+
+def session_options(num_items: int, threads: int | None = None) -> ort.SessionOptions:
+    """Options for a small edge device: few threads, no spinning so an idle kiosk sleeps."""
+    options = ort.SessionOptions()
+    wanted = threads or (2 if num_items >= TWO_THREADS_FROM_ITEMS else 1)
+    options.intra_op_num_threads = max(1, min(wanted, os.cpu_count() or 1))
+    options.inter_op_num_threads = 1
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3
+    return options
+
+
+@dataclass(frozen=True)
+class ScoredItems:
+    """Model output for one history: item ids, best first, with their scores."""
+
+    items: list[str]
+    scores: list[float]
+
+
+class LoadedModel:
+    """A verified bundle with its live onnxruntime session."""
+
+    def __init__(self, files: BundleFiles, *, threads: int | None = None) -> None:
+        self.files = files
+        self.manifest: Manifest = files.manifest
+        self.vocab = Vocabulary(files.items)
+        self.side_tables: SideTables = files.side_tables
+        self.item_vectors = files.item_vectors
+        try:
+            self.session = ort.InferenceSession(
+                files.model_bytes,
+                sess_options=session_options(len(self.vocab), threads),
+                providers=["CPUExecutionProvider"],
+            )
+        except Exception as exc:  # onnxruntime errors subclass Exception only
+            raise ModelRuntimeError(f"onnxruntime could not load {files.path}: {exc}") from exc
+        self._normalised_vectors: np.ndarray | None = None
+        self._vectors_lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return f"{self.manifest.model_name}@{self.manifest.model_version}"
+
+    def score(self, histories: list[list[str]], k: int) -> list[ScoredItems]:
+        """Top-``k`` items for each history (item ids, scores), as the model ranks them.
+
+        Unknown items in a history are skipped; padding (index 0) never comes back.
+        """
+        if not histories:
+            return []
+        batch = encode_histories(self.vocab, histories, self.manifest.max_history)
+        k_eff = max(1, min(k + 1, len(self.vocab) + 1))  # +1: the padding row may rank
+        try:
+            scores, indices = self.session.run(
+                [self.manifest.output_scores, self.manifest.output_items],
+                {
+                    self.manifest.input_history: batch,
+                    self.manifest.input_k: np.array([k_eff], dtype=np.int64),
+                },
+            )
+        except Exception as exc:
+            raise ModelRuntimeError(f"model {self.version} failed to run: {exc}") from exc
+        results = []
+        for row_scores, row_indices in zip(scores, indices, strict=True):
+            pairs = [(int(i), float(s)) for i, s in zip(row_indices, row_scores, strict=True)]
+            kept = [(self.vocab.item(i), s) for i, s in pairs if 1 <= i <= len(self.vocab)][:k]
+            results.append(ScoredItems([i for i, _ in kept], [s for _, s in kept]))
+        return results
+
+    def normalised_vectors(self) -> np.ndarray | None:
+        """Unit-length item vectors for cosine similarity (computed once, on first use)."""
+        if self.item_vectors is None:
+            return None
+        with self._vectors_lock:
+            if self._normalised_vectors is None:
+                norms = np.linalg.norm(self.item_vectors, axis=1, keepdims=True)
+                self._normalised_vectors = self.item_vectors / np.maximum(norms, 1e-12)
+        return self._normalised_vectors
+
+    def health_check(self) -> None:
+        """Run the model once on a real history; raise ``ModelRuntimeError`` if it misbehaves."""
+        if not self.vocab.items:
+            raise ModelRuntimeError("bundle has an empty item vocabulary")
+        result = self.score([[self.vocab.items[0]]], k=min(5, len(self.vocab)))
+        if not result or not result[0].items:
+            raise ModelRuntimeError(f"model {self.version} returned no items in its health check")
+        if not all(np.isfinite(result[0].scores)):
+            raise ModelRuntimeError(f"model {self.version} returned non-finite scores")
+
+
+def load_model(
+    path: str | Path, *, public_key: bytes | None = None, threads: int | None = None
+) -> LoadedModel:
+    """Read, verify, load and health-check a bundle.
+
+    Example:
+        >>> load_model("/nonexistent")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        shelfwise._errors.BundleVerificationError: /nonexistent is not a bundle: it has no manifest.json
+    """
+    model = LoadedModel(read_bundle(path, public_key=public_key), threads=threads)
+    model.health_check()
+    logger.info(
+        "loaded bundle %s (%d items, %s)",
+        model.version,
+        len(model.vocab),
+        model.manifest.quantization,
+    )
+    return model
+
+
+class ModelHandle:
+    """The currently served model; swapped atomically, never left half-loaded."""
+
+    def __init__(self, public_key: bytes | None = None, threads: int | None = None) -> None:
+        self.public_key = public_key
+        self.threads = threads
+        self._current: LoadedModel | None = None
+        self._swap_lock = threading.Lock()
+
+    @property
+    def current(self) -> LoadedModel | None:
+        return self._current
+
+    def swap(self, path: str | Path) -> LoadedModel:
+        """Load ``path`` and serve it; on any failure keep serving the old model and raise."""
+        with self._swap_lock:
+            try:
+                model = load_model(path, public_key=self.public_key, threads=self.threads)
+            except BundleError:
+                logger.warning("kept %s: new bundle was refused", self.version)
+                raise
+            self._current = model
+            return model
+
+    @property
+    def version(self) -> str | None:
+        current = self._current
+        return current.version if current else None

@@ -1,0 +1,133 @@
+"""Every recommendation surface and every business filter, on a small store with known answers."""
+
+from __future__ import annotations
+
+import pytest
+import shelfwise
+from shelfwise import SURFACES
+
+
+def test_for_you_follows_the_session_history(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    shopper.track("scan", "sausages")
+    results = shopper.recommend("for-you", k=3)
+    assert results, "a session with history gets personal results"
+    assert {r.item.item_id for r in results} <= {"buns", "charcoal", "ketchup", "grill"}
+    assert all(r.reason == "because you scanned Pork sausages" for r in results)
+
+
+def test_new_shopper_gets_non_personal_cold_start_results(sw: shelfwise.Shelfwise) -> None:
+    results = sw.start_session().recommend("for-you", k=3)
+    assert [r.item.item_id for r in results][:1] == ["milk"]
+    assert all("best seller" in r.reason or "popular" in r.reason for r in results)
+
+
+@pytest.mark.parametrize("surface", sorted(SURFACES))
+def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surface: str) -> None:
+    shopper = sw.member("L-1", consents={"personalization": True})
+    for item in ["sausages", "grill", "milk", "test-kit", "beer"]:
+        shopper.view(item)
+    shopper.add_to_cart("grill")
+    shopper.checkout()
+    shopper.add_to_cart("buns")
+    results = shopper.recommend(surface, k=10, item="sausages" if surface == "similar" else None)
+    ids = [r.item.item_id for r in results]
+    assert "gone" not in ids, "out of stock"
+    assert "buns" not in ids, "already in the cart"
+    assert "test-kit" not in ids, "sensitive without consent"
+    assert "beer" not in ids, "age restricted, not verified"
+    assert "grill" not in ids, "non-repeatable and already bought"
+    assert len(ids) == len(set(ids))
+    assert all(r.reason for r in results)
+
+
+def test_sensitive_items_appear_only_with_consent(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.member("L-2", consents={"personalization": True, "sensitive": True})
+    shopper.view("milk")
+    assert "test-kit" in [r.item.item_id for r in shopper.recommend("for-you", k=10)]
+
+
+def test_member_without_personalization_consent_gets_non_personal_results(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    shopper = sw.member("L-3", consents={"personalization": False})
+    shopper.view("sausages")
+    personal = [r for r in shopper.recommend("for-you", k=5) if r.reason.startswith("because")]
+    assert personal == []
+    assert shopper.recommend("recently-viewed") == []
+
+
+def test_similar_items_come_from_the_same_cluster(sw: shelfwise.Shelfwise) -> None:
+    results = sw.start_session().recommend("similar", item="milk", k=3)
+    assert {r.item.item_id for r in results} <= {"cereal", "yogurt", "coffee", "juice"}
+    assert all(r.reason == "similar to Whole milk" for r in results)
+
+
+def test_complements_rank_by_lift_and_skip_unavailable(sw: shelfwise.Shelfwise) -> None:
+    results = sw.start_session().recommend("complements", item="sausages", k=3)
+    assert [r.item.item_id for r in results] == ["buns", "ketchup", "charcoal"]
+    assert results[0].reason == "often bought with Pork sausages"
+
+
+def test_checkout_add_ins_name_the_cart_item(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    shopper.add_to_cart("sausages")
+    results = shopper.recommend("checkout", k=2)
+    assert results[0].item.item_id == "buns"
+    assert results[0].reason == "goes with the Pork sausages in your cart"
+
+
+def test_buy_again_prefers_items_that_are_due(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.member("L-4", consents={"personalization": True})
+    day = 86_400_000
+    now = 1_750_000_000_000
+    shopper.track("purchase", "milk", ts_ms=now - 7 * day)
+    shopper.track("purchase", "coffee", ts_ms=now - 2 * day)
+    results = shopper.recommend("buy-again", now=now)
+    assert [r.item.item_id for r in results] == ["milk", "coffee"]
+    assert "every 7 days" in results[0].reason
+
+
+def test_recently_viewed_is_most_recent_first(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    for item in ["milk", "coffee", "buns"]:
+        shopper.view(item)
+    assert [r.item.item_id for r in shopper.recommend("recently-viewed")] == [
+        "buns",
+        "coffee",
+        "milk",
+    ]
+
+
+def test_trending_counts_this_stores_recent_events(sw: shelfwise.Shelfwise) -> None:
+    for _ in range(3):
+        sw.start_session().track("scan", "charcoal")
+    results = sw.start_session().recommend("trending", k=3)
+    assert results[0].item.item_id == "charcoal"
+    assert results[0].reason == "trending in this store this week"
+
+
+def test_diversity_limits_items_per_category(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    shopper.view("milk")
+    results = shopper.recommend("for-you", k=3)
+    categories = [r.item.category for r in results]
+    assert max(categories.count(c) for c in set(categories)) <= 2
+
+
+def test_search_is_reranked_by_taste(sw: shelfwise.Shelfwise) -> None:
+    sw.catalog.import_rows([{"item_id": "bbq-sauce", "name": "Smoky sauce", "category": "sauces"}])
+    plain = [i.item_id for i in sw.catalog.search("sauce")]
+    shopper = sw.start_session()
+    shopper.view("sausages")
+    assert set(i.item_id for i in shopper.search("sauce")) == set(plain)
+
+
+def test_unknown_surface_and_bad_k_are_typed_errors(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    with pytest.raises(shelfwise.InvalidInput):
+        shopper.recommend("horoscope")
+    with pytest.raises(shelfwise.InvalidInput):
+        shopper.recommend("for-you", k=0)
+    with pytest.raises(shelfwise.UnknownItem):
+        shopper.recommend("similar", item="unicorn")
