@@ -11,8 +11,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-import shelfwise
 from onnx_models import write_test_bundle
+
+import shelfwise
 from shelfwise import SideTables
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"

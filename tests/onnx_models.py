@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
+
 from shelfwise._bundle import Manifest, SideTables, write_bundle
 
 
