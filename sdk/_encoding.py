@@ -13,6 +13,8 @@ Example:
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -91,3 +93,22 @@ def daypart(hour: int) -> str:
     if 17 <= hour < 22:
         return "evening"
     return "night"
+
+
+def item_id_from_name(name: str) -> str:
+    """The item id a product name gets when a data source has names but no ids.
+
+    Training (the groceries readers) and the demo store builder both use this, so the model's
+    vocabulary and the catalog agree.
+
+    Example:
+        >>> item_id_from_name("Whole milk")
+        'whole-milk'
+        >>> item_id_from_name("  UHT-milk / long life ")
+        'uht-milk-long-life'
+    """
+    ascii_name = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    slug = re.sub(r"[^a-z0-9]+", "-", ascii_name.lower()).strip("-")
+    if not slug:
+        raise ValueError(f"cannot make an item id from {name!r}")
+    return slug
