@@ -11,7 +11,8 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   ├── InvalidBarcode            not a GTIN (reason: length, characters, check digit)
     │   ├── InvalidCatalog            a catalog row is malformed; the import wrote nothing
     │   ├── InvalidLocation           impossible coordinates or accuracy
-    │   └── InvalidOffer              an offer definition failed validation
+    │   ├── InvalidOffer              an offer definition failed validation
+    │   └── InvalidTrainingData       a training data file has a malformed row (path, line)
     ├── UnknownItem                   an item id or GTIN is not in the catalog (also a KeyError)
     ├── UnknownShopper                no such shopper or session
     ├── ConsentRequired               the shopper has not consented to this purpose
@@ -22,6 +23,7 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     └── SyncError                     talking to upstream failed
         ├── SyncRetryable             network error, 5xx, 408, 429: try again later
         └── SyncRejected              any other 4xx: the payload will never be accepted
+            └── SyncUnauthorized      401/403: the device's credentials were refused
 
 Example:
     >>> import shelfwise
@@ -78,6 +80,19 @@ class InvalidLocation(InvalidInput):
 
 class InvalidOffer(InvalidInput):
     """An offer definition failed validation."""
+
+
+class InvalidTrainingData(InvalidInput):
+    """A training data file has a malformed row: ``path``, ``line`` (1-based) and ``reason``.
+
+    Readers in ``shelfwise.training`` raise it unless told to skip and count bad rows.
+    """
+
+    def __init__(self, message: str, *, path: str = "", line: int = 0, reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
+        self.reason = reason
 
 
 class UnknownItem(ShelfwiseError, KeyError):
@@ -144,3 +159,7 @@ class SyncRejected(SyncError):
     def __init__(self, message: str, *, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class SyncUnauthorized(SyncRejected):
+    """Upstream did not accept this device's credentials (401/403), even after re-signing."""
