@@ -1,0 +1,487 @@
+"""The durable sync outbox: summaries written with their events marked, deleted on ack.
+
+``summarise`` turns unsummarised events into one release per batch: in ONE store
+transaction it reads the batch, aggregates it (``shelfwise._summaries``), inserts the
+outbox row, records the release in the ledger and marks the events summarised. A crash at
+any point leaves either all of that or none of it.
+
+Who counts (decided at summarising time):
+
+- loyalty members WITH the ``sync`` consent: counted, and in the per-segment counts;
+- members WITHOUT it: left out entirely (their events are marked summarised, not counted);
+- anonymous sessions (live, or ended and unlinked): counted in the aggregate cells only.
+
+A withdrawn ``sync`` consent or an erased member marks every unsent release they were in
+as dirty (SQLite triggers, same transaction); ``rebuild_dirty`` re-aggregates those
+releases without them under the SAME idempotency key and a higher ``rev``, so the
+collector replaces the old version even if it had already received it.
+
+The ledger (``sync_ledger`` per release, ``sync_released`` per cell) records exactly what
+the device released, noise included: once everything is acknowledged, upstream holds
+exactly the ``sync_released`` totals for this device.
+
+Example:
+    >>> import shelfwise
+    >>> from shelfwise._outbox import summarise, outbox_status
+    >>> with shelfwise.open(":memory:", store_id="s1") as sw:
+    ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+    ...     _ = sw.start_session().view("tea")
+    ...     releases = summarise(sw.store, device_id="kiosk-1", k=1, include_open_hour=True)
+    ...     [r.cells for r in releases], outbox_status(sw.store).queued
+    ([1], 1)
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import msgpack
+import sqlite_utils
+
+from ._identity import get_shopper, segment_of
+from ._store import Store, now_ms
+from ._summaries import HOUR_MS, Cell, Envelope, PrivacyPolicy, Release, aggregate
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_BATCH_EVENTS = 50_000
+
+_SELECT = """
+SELECT e.seq, e.shopper_id, e.contributor, e.type, e.item_id, e.quantity, e.store_id,
+       e.ts_ms, e.payload, s.kind AS kind, COALESCE(c.granted, 0) AS sync_ok
+FROM events e
+LEFT JOIN shoppers s ON s.shopper_id = e.shopper_id
+LEFT JOIN consents c ON c.shopper_id = e.shopper_id AND c.purpose = 'sync'
+"""
+
+
+@dataclass(frozen=True)
+class ReleaseInfo:
+    """One release written to the outbox (or fully suppressed, then ``outbox_id`` is None)."""
+
+    key: str
+    outbox_id: int | None
+    rev: int
+    events: int
+    withheld: int
+    cells: int
+    suppressed: int
+    size: int
+    epsilon: float | None
+
+
+@dataclass(frozen=True)
+class OutboxStatus:
+    """What is waiting to go upstream and how the last attempts went."""
+
+    queued: int
+    queued_bytes: int
+    quarantined: int
+    dirty: int
+    unsummarised_events: int
+    last_success_ms: int | None
+    last_attempt_ms: int | None
+    last_error: str | None
+    next_attempt_ms: int | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def _classify(db: sqlite_utils.Database, store: Store, rows: list[dict[str, Any]]) -> None:
+    """Mark each row counted or withheld and attach members' segments (see module doc)."""
+    segments: dict[str, str] = {}
+    for row in rows:
+        shopper, kind = row["shopper_id"], row["kind"]
+        if shopper is None or kind == "anonymous":
+            row["counted"], row["segment"] = True, None
+        elif kind == "member" and row["sync_ok"]:
+            if shopper not in segments:
+                segments[shopper] = segment_of(store, get_shopper(store, shopper))
+            row["counted"], row["segment"] = True, segments[shopper]
+        else:  # a member without sync consent, or a row whose shopper is gone
+            row["counted"], row["segment"] = False, None
+
+
+def _envelope(
+    device_id: str,
+    outbox_id: int,
+    key: str,
+    rev: int,
+    release: Release,
+    policy: PrivacyPolicy,
+    model: Mapping[str, Any],
+    stamp: int,
+) -> Envelope:
+    privacy: dict[str, Any] = policy.to_dict()
+    privacy["epsilon"] = release.epsilon
+    privacy["suppressed"] = release.suppressed
+    return Envelope(
+        device=device_id,
+        seq=outbox_id,
+        key=key,
+        rev=rev,
+        created_ms=stamp,
+        cells=release.cells,
+        model=dict(model),
+        privacy=privacy,
+    )
+
+
+def _add_released(db: sqlite_utils.Database, cells: Iterable[Cell], sign: int) -> None:
+    db.conn.executemany(
+        "INSERT INTO sync_released (metric, store_id, hour_ms, a, b, n, q) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(metric, store_id, hour_ms, a, b) "
+        "DO UPDATE SET n = n + excluded.n, q = q + excluded.q",
+        [[*cell[:5], sign * cell[5], sign * cell[6]] for cell in cells],
+    )
+
+
+def _next_batch(db: sqlite_utils.Database, until_ms: int, max_events: int) -> tuple[str, list[Any]]:
+    """The WHERE clause of the next batch: whole hours where possible, oldest events first."""
+    boundary = list(
+        db.query(
+            "SELECT seq, ts_ms FROM events WHERE summarised = 0 AND ts_ms < ? "
+            "ORDER BY seq LIMIT 1 OFFSET ?",
+            [until_ms, max_events - 1],
+        )
+    )
+    if not boundary:
+        return "e.summarised = 0 AND e.ts_ms < ?", [until_ms]
+    # Complete the boundary event's hour so its cells are not split across two releases.
+    hour_end = boundary[0]["ts_ms"] // HOUR_MS * HOUR_MS + HOUR_MS
+    return (
+        "e.summarised = 0 AND e.ts_ms < ? AND (e.seq <= ? OR e.ts_ms < ?)",
+        [until_ms, boundary[0]["seq"], min(hour_end, until_ms)],
+    )
+
+
+def summarise(
+    store: Store,
+    *,
+    device_id: str,
+    policy: PrivacyPolicy | None = None,
+    k: int | None = None,
+    model: Mapping[str, Any] | None = None,
+    max_events: int = DEFAULT_BATCH_EVENTS,
+    include_open_hour: bool = False,
+    now: int | None = None,
+    max_releases: int | None = None,
+) -> list[ReleaseInfo]:
+    """Summarise every unsummarised event into outbox releases; return what was released.
+
+    Only closed hours are summarised unless ``include_open_hour`` (so each hour's cells are
+    complete before the k-anonymity threshold is applied). ``k`` overrides ``policy.k`` and
+    ``policy.k_pairs``. Each batch is one transaction; a crash loses nothing and counts
+    nothing twice.
+
+    Example: see the module docstring.
+    """
+    if policy is None:
+        policy = PrivacyPolicy() if k is None else PrivacyPolicy(k=k, k_pairs=k)
+    elif k is not None:
+        policy = PrivacyPolicy(k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon)
+    stamp = now_ms() if now is None else now
+    until = stamp + 1 if include_open_hour else stamp // HOUR_MS * HOUR_MS
+    out: list[ReleaseInfo] = []
+    while max_releases is None or len(out) < max_releases:
+        info = _summarise_batch(store, device_id, policy, model or {}, until, max_events, stamp)
+        if info is None:
+            break
+        out.append(info)
+    return out
+
+
+def _summarise_batch(
+    store: Store,
+    device_id: str,
+    policy: PrivacyPolicy,
+    model: Mapping[str, Any],
+    until: int,
+    max_events: int,
+    stamp: int,
+) -> ReleaseInfo | None:
+    with store.write() as db:
+        where, params = _next_batch(db, until, max_events)
+        rows = [dict(r) for r in db.query(f"{_SELECT} WHERE {where} ORDER BY e.seq", params)]
+        if not rows:
+            return None
+        _classify(db, store, rows)
+        release = aggregate(rows, policy)
+        key = f"{device_id}:{uuid.uuid4().hex}"
+        outbox_id: int | None = None
+        body = b""
+        if release.cells:
+            outbox_id = int(
+                db.execute(
+                    "INSERT INTO sync_outbox (idempotency_key, rev, created_ms, body, size, cells, "
+                    "epsilon) VALUES (?, 1, ?, x'', 0, ?, ?)",
+                    [key, stamp, len(release.cells), release.epsilon],
+                ).lastrowid
+                or 0
+            )
+            body = _envelope(device_id, outbox_id, key, 1, release, policy, model, stamp).pack()
+            db.execute(
+                "UPDATE sync_outbox SET body = ?, size = ? WHERE id = ?",
+                [body, len(body), outbox_id],
+            )
+            _add_released(db, release.cells, +1)
+        db.execute(
+            f"UPDATE events AS e SET summarised = 1, contributor = NULL, summary_id = ? "
+            f"WHERE {where}",
+            [outbox_id, *params],
+        )
+        withheld = [[r["seq"]] for r in rows if not r["counted"]]
+        if withheld and outbox_id is not None:
+            db.conn.executemany("UPDATE events SET summary_id = NULL WHERE seq = ?", withheld)
+        db.table("sync_ledger").insert(
+            {
+                "idempotency_key": key,
+                "outbox_id": outbox_id or 0,
+                "rev": 1,
+                "created_ms": stamp,
+                "cells": len(release.cells),
+                "suppressed": release.suppressed,
+                "events": release.events,
+                "withheld": release.withheld,
+                "epsilon": release.epsilon,
+                # a fully suppressed release has nothing to send: settled at once
+                "acked_ms": None if outbox_id else stamp,
+            }
+        )
+    logger.info(
+        "summarised %d events into %d cells (%d suppressed, %d withheld)",
+        release.events,
+        len(release.cells),
+        release.suppressed,
+        release.withheld,
+    )
+    return ReleaseInfo(
+        key=key,
+        outbox_id=outbox_id,
+        rev=1,
+        events=release.events,
+        withheld=release.withheld,
+        cells=len(release.cells),
+        suppressed=release.suppressed,
+        size=len(body),
+        epsilon=release.epsilon,
+    )
+
+
+def rebuild_dirty(
+    store: Store, *, policy: PrivacyPolicy | None = None, k: int | None = None
+) -> int:
+    """Re-aggregate every unsent release a withdrawn or erased member was in; return how many.
+
+    The policy (k, noise) is the one each release was built with unless given.
+    """
+    rebuilt = 0
+    for row in store.query("SELECT outbox_id FROM sync_dirty ORDER BY outbox_id"):
+        _rebuild(store, int(row["outbox_id"]), policy, k)
+        rebuilt += 1
+    return rebuilt
+
+
+def _rebuild(store: Store, outbox_id: int, policy: PrivacyPolicy | None, k: int | None) -> None:
+    with store.write() as db:
+        db.execute("DELETE FROM sync_dirty WHERE outbox_id = ?", [outbox_id])
+        found = list(db.query("SELECT * FROM sync_outbox WHERE id = ?", [outbox_id]))
+        if not found:
+            return  # already acknowledged: nothing queued to purge
+        old = found[0]
+        previous = msgpack.unpackb(old["body"], raw=False)
+        if policy is None:
+            was = previous.get("privacy", {})
+            policy = PrivacyPolicy(
+                k=int(was.get("k", 15)),
+                k_pairs=int(was.get("k_pairs", 25)),
+                epsilon=was.get("epsilon") and float(was["epsilon"]),
+            )
+        if k is not None:
+            policy = PrivacyPolicy(
+                k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon
+            )
+        rows = [
+            dict(r)
+            for r in db.query(f"{_SELECT} WHERE e.summary_id = ? ORDER BY e.seq", [outbox_id])
+        ]
+        _classify(db, store, rows)
+        release = aggregate(rows, policy)
+        rev = int(old["rev"]) + 1
+        key = old["idempotency_key"]
+        body = _envelope(
+            previous["device"],
+            outbox_id,
+            key,
+            rev,
+            release,
+            policy,
+            previous.get("model", {}),
+            int(old["created_ms"]),
+        ).pack()
+        db.execute(
+            "UPDATE sync_outbox SET rev = ?, body = ?, size = ?, cells = ?, epsilon = ?, "
+            "quarantined = 0, next_attempt_ms = 0 WHERE id = ?",
+            [rev, body, len(body), len(release.cells), release.epsilon, outbox_id],
+        )
+        _add_released(db, previous["cells"], -1)
+        _add_released(db, release.cells, +1)
+        withheld = [[r["seq"]] for r in rows if not r["counted"]]
+        db.conn.executemany("UPDATE events SET summary_id = NULL WHERE seq = ?", withheld)
+        db.execute(
+            "UPDATE sync_ledger SET rev = ?, cells = ?, suppressed = ?, events = ?, "
+            "withheld = withheld + ?, epsilon = ? WHERE idempotency_key = ?",
+            [
+                rev,
+                len(release.cells),
+                release.suppressed,
+                release.events,
+                release.withheld,
+                release.epsilon,
+                key,
+            ],
+        )
+    logger.info("rebuilt a queued release without withdrawn members (rev %d)", rev)
+
+
+@dataclass(frozen=True)
+class QueuedRelease:
+    """An outbox row ready to send."""
+
+    outbox_id: int
+    key: str
+    rev: int
+    body: bytes
+
+
+def due(store: Store, *, now: int | None = None, limit: int = 1000) -> list[QueuedRelease]:
+    """Unquarantined outbox rows due for sending, oldest first."""
+    stamp = now_ms() if now is None else now
+    return [
+        QueuedRelease(r["id"], r["idempotency_key"], r["rev"], r["body"])
+        for r in store.query(
+            "SELECT id, idempotency_key, rev, body FROM sync_outbox "
+            "WHERE quarantined = 0 AND next_attempt_ms <= ? ORDER BY id LIMIT ?",
+            [stamp, limit],
+        )
+    ]
+
+
+def acknowledge(store: Store, acks: Sequence[tuple[str, int]], *, now: int | None = None) -> int:
+    """Delete acknowledged releases (same key AND rev) in one transaction; return how many."""
+    stamp = now_ms() if now is None else now
+    removed = 0
+    with store.write() as db:
+        for key, rev in acks:
+            gone = db.execute(
+                "DELETE FROM sync_outbox WHERE idempotency_key = ? AND rev = ?", [key, rev]
+            ).rowcount
+            if gone:
+                removed += gone
+                db.execute(
+                    "UPDATE sync_ledger SET acked_ms = ? WHERE idempotency_key = ?", [stamp, key]
+                )
+        _set_meta(db, "sync.last_success_ms", str(stamp))
+    return removed
+
+
+def quarantine(store: Store, outbox_ids: Sequence[int], reason: str) -> None:
+    """Set rows aside that upstream will never accept (kept for an operator to inspect)."""
+    with store.write() as db:
+        for outbox_id in outbox_ids:
+            db.execute(
+                "UPDATE sync_outbox SET quarantined = 1, last_error = ? WHERE id = ?",
+                [reason[:500], outbox_id],
+            )
+            db.execute("UPDATE sync_ledger SET quarantined = 1 WHERE outbox_id = ?", [outbox_id])
+
+
+def record_failure(
+    store: Store, outbox_ids: Sequence[int], error: str, *, next_attempt_ms: int, now: int
+) -> None:
+    """Count a failed attempt and when to try again (survives restarts)."""
+    with store.write() as db:
+        db.conn.executemany(
+            "UPDATE sync_outbox SET attempts = attempts + 1, last_error = ?, next_attempt_ms = ? "
+            "WHERE id = ?",
+            [[error[:500], next_attempt_ms, i] for i in outbox_ids],
+        )
+        _set_meta(db, "sync.last_error", error[:500])
+        _set_meta(db, "sync.last_error_ms", str(now))
+
+
+def record_attempt(store: Store, now: int) -> None:
+    with store.write() as db:
+        _set_meta(db, "sync.last_attempt_ms", str(now))
+
+
+def clear_error(store: Store) -> None:
+    with store.write() as db:
+        db.execute("DELETE FROM meta WHERE key IN ('sync.last_error', 'sync.last_error_ms')")
+
+
+def _set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+    db.execute(
+        "INSERT INTO meta (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )
+
+
+def outbox_status(store: Store) -> OutboxStatus:
+    """Queued releases and bytes, quarantined rows, last success and last error.
+
+    Reads only the local store, so it works with upstream unreachable.
+    """
+    row = store.query(
+        "SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes, "
+        "coalesce(sum(quarantined), 0) AS q, min(CASE WHEN quarantined = 0 "
+        "THEN next_attempt_ms END) AS next FROM sync_outbox"
+    )[0]
+    meta = {
+        r["key"]: r["value"]
+        for r in store.query("SELECT key, value FROM meta WHERE key LIKE 'sync.%'")
+    }
+
+    def _ms(name: str) -> int | None:
+        return int(meta[name]) if name in meta else None
+
+    return OutboxStatus(
+        queued=int(row["n"]) - int(row["q"]),
+        queued_bytes=int(row["bytes"]),
+        quarantined=int(row["q"]),
+        dirty=int(store.query("SELECT count(*) AS n FROM sync_dirty")[0]["n"]),
+        unsummarised_events=int(
+            store.query("SELECT count(*) AS n FROM events WHERE summarised = 0")[0]["n"]
+        ),
+        last_success_ms=_ms("sync.last_success_ms"),
+        last_attempt_ms=_ms("sync.last_attempt_ms"),
+        last_error=meta.get("sync.last_error"),
+        next_attempt_ms=int(row["next"]) if row["next"] else None,
+    )
+
+
+def released_totals(store: Store) -> dict[tuple[str, str, int, str, str], tuple[int, int]]:
+    """Every cell this device released, summed over releases (what upstream should hold)."""
+    return {
+        (r["metric"], r["store_id"], r["hour_ms"], r["a"], r["b"]): (r["n"], r["q"])
+        for r in store.query("SELECT * FROM sync_released WHERE n != 0 OR q != 0")
+    }
+
+
+__all__ = [
+    "OutboxStatus",
+    "QueuedRelease",
+    "ReleaseInfo",
+    "acknowledge",
+    "due",
+    "outbox_status",
+    "rebuild_dirty",
+    "released_totals",
+    "summarise",
+]

@@ -1,0 +1,421 @@
+"""Private summaries: aggregate cells built from raw events, and their wire envelope.
+
+A summary is a list of *cells*, each ``[metric, store_id, bucket_ms, a, b, n, q]``:
+``metric`` is an event type (``view``, ``scan``, ``scan_miss``, ``cart_add``, ``purchase``,
+``offer_shown``, ``offer_rejected``, any new type) or a derived one (``pair`` for
+co-purchases, ``segment`` for active members per segment, ``conversion`` for experiment
+conversions); ``bucket_ms`` is the UTC hour (the UTC day for pairs); ``a``/``b`` are the
+cell's dimensions (item id, offer id and reason, experiment and variant, ...; ``""`` when
+unused); ``n`` counts events (baskets for pairs, members for segments) and ``q`` sums
+quantities. Cells are keyed by store, day and hour, never by shopper: shopper ids are only
+hashed in memory to count distinct contributors, and are never written or sent.
+
+Privacy by default (``PrivacyPolicy``): a cell with fewer than ``k`` distinct contributors
+(``k_pairs`` for pairs) is suppressed; optional integer (discrete Laplace) noise from OpenDP
+is added to every released count, and the epsilon spent is recorded with the release.
+
+Summaries are mergeable deltas: the totals upstream are the sum of every release.
+
+Example:
+    >>> rows = [
+    ...     {"seq": i, "shopper_id": f"anon-{i}", "contributor": None, "type": "view",
+    ...      "item_id": "milk", "quantity": 1, "store_id": "s1", "ts_ms": 1_700_000_000_000,
+    ...      "payload": "{}", "counted": True, "segment": None}
+    ...     for i in range(3)
+    ... ]
+    >>> release = aggregate(rows, PrivacyPolicy(k=2))
+    >>> release.cells
+    [['view', 's1', 1699999200000, 'milk', '', 3, 3]]
+    >>> aggregate(rows, PrivacyPolicy(k=5)).suppressed
+    1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import msgpack
+
+from ._errors import InvalidInput
+
+HOUR_MS = 3_600_000
+DAY_MS = 86_400_000
+ENVELOPE_VERSION = 1
+
+# Payload keys that are low-cardinality labels, safe to use as cell dimensions (free text
+# such as a search query never leaves the device).
+DIMENSION_KEYS = (
+    "offer_id",
+    "experiment",
+    "variant",
+    "arm",
+    "reason",
+    "fence_id",
+    "geofence_id",
+    "surface",
+)
+# Event types that mark a shopper as exposed to an experiment arm.
+EXPOSURE_TYPES = frozenset({"exposure", "experiment_exposure", "offer_shown"})
+MAX_LABEL = 64
+
+Cell = list[Any]  # [metric, store_id, bucket_ms, a, b, n, q]
+CellKey = tuple[str, str, int, str, str]
+
+
+@dataclass(frozen=True)
+class PrivacyPolicy:
+    """How much a release may reveal.
+
+    - ``k``: minimum distinct contributors for a cell to be released (default 15)
+    - ``k_pairs``: the same for co-purchase pairs (default 25)
+    - ``top_pairs``: at most this many pairs per release, the most frequent first
+    - ``epsilon``: per-cell epsilon of integer noise on counts (None: no noise). OpenDP's
+      discrete Laplace with scale 1/epsilon; each count changes by 1 per event.
+
+    Example:
+        >>> PrivacyPolicy().k
+        15
+    """
+
+    k: int = 15
+    k_pairs: int = 25
+    top_pairs: int = 50
+    epsilon: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.k < 1 or self.k_pairs < 1 or self.top_pairs < 0:
+            raise InvalidInput("k and k_pairs must be at least 1, top_pairs at least 0")
+        if self.epsilon is not None and not 0 < self.epsilon <= 100:
+            raise InvalidInput("epsilon must be in (0, 100]")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"k": self.k, "k_pairs": self.k_pairs, "epsilon": self.epsilon}
+
+
+@dataclass(frozen=True)
+class Release:
+    """What one summarising pass releases: the cells, and what it left out."""
+
+    cells: list[Cell]
+    events: int = 0  # events counted
+    withheld: int = 0  # member events left out (no sync consent)
+    suppressed: int = 0  # cells below the contributor threshold
+    epsilon: float | None = None
+    noise: Mapping[str, Any] = field(default_factory=dict)
+
+
+def _label(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        return None
+    text = str(value).strip()
+    return text[:MAX_LABEL] if text else None
+
+
+def dimensions(event_type: str, item_id: str | None, payload: Mapping[str, Any]) -> tuple[str, str]:
+    """The cell dimensions of one event: the item, else known payload labels.
+
+    Example:
+        >>> dimensions("offer_rejected", None, {"offer_id": "o1", "reason": "expired"})
+        ('o1', 'expired')
+        >>> dimensions("search", None, {"query": "my name is Ann"})
+        ('', '')
+    """
+    if event_type == "scan_miss":
+        code = str(payload.get("code", ""))
+        # Barcodes are numbers; anything else typed into the box is never sent as-is.
+        return (code if code.isdigit() and len(code) <= 14 else "invalid", "")
+    labels = [_label(payload.get(key)) for key in DIMENSION_KEYS]
+    present = [label for label in labels if label is not None]
+    if item_id:
+        return (item_id[:200], present[0] if present else "")
+    present += ["", ""]
+    return (present[0], present[1])
+
+
+def _contributor(row: Mapping[str, Any], salt: bytes) -> bytes:
+    """A salted in-memory hash of who produced an event; ended sessions keep their token."""
+    if row.get("shopper_id"):
+        ident = "s:" + str(row["shopper_id"])
+    elif row.get("contributor") is not None:
+        ident = f"t:{row['contributor']}"
+    else:  # unknown (pre-sync data): all such events count as one contributor, conservatively
+        ident = "u"
+    return hashlib.blake2b(ident.encode(), key=salt, digest_size=12).digest()
+
+
+def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
+    """Build the cells of one release from event rows (ordered by ``seq``).
+
+    Each row carries the ``events`` columns plus ``counted`` (False: a member without the
+    sync consent, left out entirely) and ``segment`` (a member's segment, else None).
+    """
+    salt = os.urandom(16)  # per release: contributor hashes cannot be joined across releases
+    counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
+    people: dict[CellKey, set[bytes]] = defaultdict(set)
+    baskets: dict[tuple[bytes, int, str], set[str]] = defaultdict(set)
+    exposed: dict[bytes, set[tuple[str, str, str]]] = defaultdict(set)
+    events = withheld = 0
+    for row in rows:
+        if not row["counted"]:
+            withheld += 1
+            continue
+        events += 1
+        who = _contributor(row, salt)
+        payload = row["payload"]
+        if isinstance(payload, str):
+            payload = json.loads(payload or "{}")
+        store = str(row["store_id"] or "")
+        hour = row["ts_ms"] // HOUR_MS * HOUR_MS
+        a, b = dimensions(row["type"], row["item_id"], payload)
+        key: CellKey = (row["type"], store, hour, a, b)
+        counts[key][0] += 1
+        counts[key][1] += int(row["quantity"] or 1)
+        people[key].add(who)
+        if row["segment"]:
+            seg: CellKey = ("segment", store, hour, str(row["segment"]), "")
+            people[seg].add(who)
+        experiment = _label(payload.get("experiment"))
+        variant = _label(payload.get("variant") or payload.get("arm"))
+        if row["type"] in EXPOSURE_TYPES and experiment and variant:
+            exposed[who].add((experiment, variant, store))
+        if row["type"] == "purchase":
+            baskets[(who, row["ts_ms"], store)].add(str(row["item_id"]))
+            for experiment, variant, at_store in exposed.get(who, ()):
+                conv: CellKey = ("conversion", at_store, hour, experiment, variant)
+                people[conv].add(who)
+    for key, members in people.items():
+        if key[0] in {"segment", "conversion"}:
+            counts[key] = [len(members), 0]
+    for (who, ts, store), items in baskets.items():
+        for first, second in itertools.combinations(sorted(items), 2):
+            pair: CellKey = ("pair", store, ts // DAY_MS * DAY_MS, first, second)
+            counts[pair][0] += 1
+            counts[pair][1] += 1
+            people[pair].add(who)
+    cells, suppressed = _suppress(counts, people, policy)
+    noise: dict[str, Any] = {}
+    if policy.epsilon is not None and cells:
+        cells, noise = add_noise(cells, policy.epsilon)
+    return Release(
+        cells=cells,
+        events=events,
+        withheld=withheld,
+        suppressed=suppressed,
+        epsilon=noise.get("epsilon"),
+        noise=noise,
+    )
+
+
+def _suppress(
+    counts: Mapping[CellKey, list[int]], people: Mapping[CellKey, set[bytes]], policy: PrivacyPolicy
+) -> tuple[list[Cell], int]:
+    cells: list[Cell] = []
+    pairs: list[Cell] = []
+    suppressed = 0
+    for key in sorted(counts):
+        n, q = counts[key]
+        threshold = policy.k_pairs if key[0] == "pair" else policy.k
+        if len(people.get(key, ())) < threshold:
+            suppressed += 1
+            continue
+        (pairs if key[0] == "pair" else cells).append([*key, n, q])
+    pairs.sort(key=lambda cell: (-cell[5], cell[:5]))
+    suppressed += max(0, len(pairs) - policy.top_pairs)
+    return sorted(cells + pairs[: policy.top_pairs], key=lambda c: c[:5]), suppressed
+
+
+def add_noise(cells: list[Cell], epsilon: float) -> tuple[list[Cell], dict[str, Any]]:
+    """Integer (discrete Laplace) noise on every count through OpenDP; returns the epsilon.
+
+    Needs the ``privacy`` extra (``pip install 'shelfwise[privacy]'``).
+    """
+    try:
+        import opendp.prelude as dp
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise InvalidInput(
+            "differential-privacy noise needs the 'privacy' extra: pip install 'shelfwise[privacy]'"
+        ) from exc
+    dp.enable_features("contrib")
+    measurement = dp.m.make_laplace(
+        dp.vector_domain(dp.atom_domain(T=int)), dp.l1_distance(T=int), scale=1.0 / epsilon
+    )
+    flat = [int(v) for cell in cells for v in (cell[5], cell[6])]
+    noisy = measurement(flat)
+    out = [[*cell[:5], int(noisy[2 * i]), int(noisy[2 * i + 1])] for i, cell in enumerate(cells)]
+    spent = float(measurement.map(1))
+    return out, {"mechanism": "opendp.discrete_laplace", "scale": 1.0 / epsilon, "epsilon": spent}
+
+
+# -- the wire envelope -----------------------------------------------------------------------
+
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9:_\-]{8,80}$")
+METRIC_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
+ENVELOPE_FIELDS = frozenset(
+    {"v", "device", "seq", "key", "rev", "created_ms", "model", "privacy", "cells"}
+)
+MAX_CELLS = 200_000
+MAX_COUNT = 1 << 40
+MAX_INT = 1 << 62
+
+
+class EnvelopeError(InvalidInput):
+    """A summary envelope broke the schema (the collector answers 400 and changes nothing)."""
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One versioned summary release as sent upstream (msgpack, string keys)."""
+
+    device: str
+    seq: int
+    key: str
+    rev: int
+    created_ms: int
+    cells: list[Cell]
+    model: Mapping[str, Any] = field(default_factory=dict)
+    privacy: Mapping[str, Any] = field(default_factory=dict)
+    v: int = ENVELOPE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "device": self.device,
+            "seq": self.seq,
+            "key": self.key,
+            "rev": self.rev,
+            "created_ms": self.created_ms,
+            "model": dict(self.model),
+            "privacy": dict(self.privacy),
+            "cells": self.cells,
+        }
+
+    def pack(self) -> bytes:
+        """The msgpack bytes of this envelope.
+
+        Example:
+            >>> e = Envelope("kiosk-1", 1, "k" * 16, 1, 1_700_000_000_000, [])
+            >>> unpack_envelope(e.pack()) == e
+            True
+        """
+        return msgpack.packb(self.to_dict(), use_bin_type=True)
+
+
+def _int(value: Any, name: str, low: int = 0, high: int = MAX_INT) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise EnvelopeError(f"{name} must be an integer in [{low}, {high}]")
+    return value
+
+
+def _text(value: Any, name: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise EnvelopeError(f"{name} must be a string of at most {limit} characters")
+    return value
+
+
+def _small_map(value: Any, name: str) -> dict[str, Any]:
+    if not isinstance(value, dict) or len(value) > 16:
+        raise EnvelopeError(f"{name} must be a map of at most 16 entries")
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        _text(key, f"{name} key", 32)
+        if item is not None and not isinstance(item, str | int | float | bool):
+            raise EnvelopeError(f"{name}[{key!r}] must be a scalar")
+        if isinstance(item, str):
+            _text(item, f"{name}[{key!r}]", 200)
+        out[key] = item
+    return out
+
+
+def validate_envelope(data: Any) -> Envelope:
+    """Strictly check a decoded envelope; raise ``EnvelopeError`` saying what is wrong."""
+    if not isinstance(data, dict):
+        raise EnvelopeError("an envelope must be a map")
+    if set(data) != ENVELOPE_FIELDS:
+        raise EnvelopeError(f"envelope fields must be exactly {sorted(ENVELOPE_FIELDS)}")
+    if data["v"] != ENVELOPE_VERSION or isinstance(data["v"], bool):
+        raise EnvelopeError(f"envelope version {data['v']!r} is not supported")
+    device = _text(data["device"], "device", 64)
+    if not DEVICE_PATTERN.match(device):
+        raise EnvelopeError("device id has characters outside [A-Za-z0-9._-]")
+    key = _text(data["key"], "key", 80)
+    if not KEY_PATTERN.match(key):
+        raise EnvelopeError("idempotency key must be 8-80 characters of [A-Za-z0-9:_-]")
+    cells = data["cells"]
+    if not isinstance(cells, list) or len(cells) > MAX_CELLS:
+        raise EnvelopeError(f"cells must be a list of at most {MAX_CELLS}")
+    seen: set[tuple[Any, ...]] = set()
+    clean: list[Cell] = []
+    for cell in cells:
+        if not isinstance(cell, list) or len(cell) != 7:
+            raise EnvelopeError("a cell must be [metric, store, bucket_ms, a, b, n, q]")
+        metric = _text(cell[0], "metric", 32)
+        if not METRIC_PATTERN.match(metric):
+            raise EnvelopeError(f"metric {metric!r} is not a lowercase identifier")
+        row = [
+            metric,
+            _text(cell[1], "store_id"),
+            _int(cell[2], "bucket_ms"),
+            _text(cell[3], "a"),
+            _text(cell[4], "b"),
+            _int(cell[5], "n", -MAX_COUNT, MAX_COUNT),
+            _int(cell[6], "q", -MAX_COUNT, MAX_COUNT),
+        ]
+        ident = tuple(row[:5])
+        if ident in seen:
+            raise EnvelopeError("a cell appears twice in one envelope")
+        seen.add(ident)
+        clean.append(row)
+    return Envelope(
+        device=device,
+        seq=_int(data["seq"], "seq", 1),
+        key=key,
+        rev=_int(data["rev"], "rev", 1),
+        created_ms=_int(data["created_ms"], "created_ms"),
+        cells=clean,
+        model=_small_map(data["model"], "model"),
+        privacy=_small_map(data["privacy"], "privacy"),
+    )
+
+
+def unpack_envelope(raw: bytes) -> Envelope:
+    """Decode and validate msgpack envelope bytes."""
+    return validate_envelope(safe_unpack(raw))
+
+
+def safe_unpack(raw: bytes, *, max_len: int = 64 << 20) -> Any:
+    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile."""
+    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
+        raise EnvelopeError(f"a msgpack document must be bytes of at most {max_len}")
+    try:
+        return msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=1 << 16,
+            max_bin_len=max_len,
+            max_array_len=1 << 20,
+            max_map_len=1 << 16,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise EnvelopeError(f"not a valid msgpack document: {type(exc).__name__}") from exc
+
+
+__all__ = [
+    "Envelope",
+    "EnvelopeError",
+    "PrivacyPolicy",
+    "Release",
+    "aggregate",
+    "unpack_envelope",
+    "validate_envelope",
+]

@@ -1,0 +1,189 @@
+"""Real collector processes and a fault-injecting HTTP proxy for the sync tests."""
+
+from __future__ import annotations
+
+import http.client
+import http.server
+import os
+import random
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from shelfwise._sync import Credentials
+
+FAULTS = ("ok", "500", "503", "429", "drop", "dup", "processed_then_500", "timeout")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"collector exited with {proc.returncode}: {proc.stderr!r}")
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
+            conn.request("GET", "/v1/health")
+            if conn.getresponse().status == 200:
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError("collector did not become healthy")
+
+
+def upstream_cmd(*args: str) -> list[str]:
+    return [sys.executable, "-m", "shelfwise.upstream", *args]
+
+
+def backend_args(tmp_path: Path, pg_dsn: str | None) -> list[str]:
+    return ["--pg", pg_dsn] if pg_dsn else ["--db", str(tmp_path / "collector.db")]
+
+
+def register(backend: list[str], device: str, region: str = "north") -> Credentials:
+    out = subprocess.run(
+        upstream_cmd("add-device", *backend, "--device", device, "--region", region),
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    import json
+
+    data = json.loads(out)
+    return Credentials(data["device_id"], bytes.fromhex(data["secret"]))
+
+
+@contextmanager
+def collector(backend: list[str], *extra: str) -> Iterator[str]:
+    """A real collector process (uvicorn) on a free localhost port; yields its URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        upstream_cmd("serve", *backend, "--port", str(port), *extra),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        wait_healthy(port, proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        if proc.stderr:
+            proc.stderr.close()
+
+
+class FaultProxy:
+    """An HTTP proxy in front of the collector that misbehaves on purpose.
+
+    ``choose()`` picks a fault per request from ``FAULTS``: ``drop`` forwards the request
+    (the collector applies it) and then hangs up without an answer; ``dup`` sends it twice;
+    ``processed_then_500`` forwards it and answers 500 anyway; ``timeout`` stalls past the
+    client's timeout after forwarding.
+    """
+
+    def __init__(self, upstream_port: int, choose: Callable[[], str], *, stall_s: float = 1.5):
+        self.upstream_port = upstream_port
+        self.choose = choose
+        self.stall_s = stall_s
+        self.seen: Counter[str] = Counter()
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self, body: bytes) -> tuple[int, list[tuple[str, str]], bytes]:
+                conn = http.client.HTTPConnection("127.0.0.1", proxy.upstream_port, timeout=30)
+                headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                conn.request(self.command, self.path, body=body or None, headers=headers)
+                reply = conn.getresponse()
+                data = reply.read()
+                conn.close()
+                return reply.status, reply.getheaders(), data
+
+            def _answer(self, status: int, headers: list[tuple[str, str]], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers:
+                    if key.lower() not in {"content-length", "connection", "date", "server"}:
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+
+            def _handle(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                fault = proxy.choose() if self.path != "/v1/health" else "ok"
+                proxy.seen[fault] += 1
+                if fault == "500":
+                    self._answer(500, [], b"injected")
+                elif fault == "503":
+                    self._answer(503, [("Retry-After", "7")], b"busy")
+                elif fault == "429":
+                    self._answer(429, [("Retry-After", "3")], b"slow down")
+                elif fault == "drop":
+                    self._forward(body)
+                    self.close_connection = True  # hang up: no answer at all
+                elif fault == "dup":
+                    self._forward(body)
+                    self._answer(*self._forward(body))
+                elif fault == "processed_then_500":
+                    self._forward(body)
+                    self._answer(500, [], b"lost the answer")
+                elif fault == "timeout":
+                    self._forward(body)
+                    time.sleep(proxy.stall_s)
+                    self.close_connection = True
+                else:
+                    self._answer(*self._forward(body))
+
+            do_GET = _handle
+            do_POST = _handle
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.port = int(self.server.server_address[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FaultProxy:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def random_faults(seed: int, weights: dict[str, float]) -> Callable[[], str]:
+    rng = random.Random(seed)
+    names = list(weights)
+    values = [weights[n] for n in names]
+    lock = threading.Lock()
+
+    def choose() -> str:
+        with lock:
+            return rng.choices(names, values)[0]
+
+    return choose
+
+
+def pg_dsn() -> str | None:
+    return os.environ.get("SHELFWISE_PG_DSN") or None
