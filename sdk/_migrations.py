@@ -115,3 +115,108 @@ def _core(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="030_sync")
+def _sync(db: Database) -> None:
+    # The sync outbox and what it needs (see shelfwise._outbox): each outbox row is one
+    # release of aggregate cells; events point at the release that counted them, so a release
+    # can be rebuilt without a withdrawn or erased member before it is sent.
+    run_script(
+        db,
+        """
+        ALTER TABLE events ADD COLUMN summary_id INTEGER;
+        -- A random token per anonymous session, so an ended session still counts as ONE
+        -- distinct contributor for k-anonymity; cleared when its events are summarised.
+        ALTER TABLE events ADD COLUMN contributor INTEGER;
+        CREATE INDEX events_summary ON events(summary_id) WHERE summary_id IS NOT NULL;
+
+        CREATE TABLE sync_tokens (
+            shopper_id TEXT PRIMARY KEY REFERENCES shoppers(shopper_id) ON DELETE CASCADE,
+            token INTEGER NOT NULL
+        );
+        CREATE TRIGGER sync_tokens_new AFTER INSERT ON shoppers WHEN new.kind = 'anonymous' BEGIN
+            INSERT OR IGNORE INTO sync_tokens(shopper_id, token) VALUES (new.shopper_id, random());
+        END;
+        CREATE TRIGGER sync_events_unlinked AFTER UPDATE OF shopper_id ON events
+        WHEN old.shopper_id IS NOT NULL AND new.shopper_id IS NULL AND new.summarised = 0 BEGIN
+            UPDATE events SET contributor =
+                (SELECT token FROM sync_tokens WHERE shopper_id = old.shopper_id)
+            WHERE seq = new.seq;
+        END;
+
+        CREATE TABLE sync_outbox (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,   -- the release sequence number
+            idempotency_key TEXT NOT NULL UNIQUE,
+            rev INTEGER NOT NULL DEFAULT 1,         -- bumped when rebuilt before sending
+            created_ms INTEGER NOT NULL,
+            body BLOB NOT NULL,                     -- msgpack envelope, as sent
+            size INTEGER NOT NULL,
+            cells INTEGER NOT NULL,
+            epsilon REAL,                           -- DP budget spent by this release
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_attempt_ms INTEGER NOT NULL DEFAULT 0,
+            last_error TEXT,
+            quarantined INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX sync_outbox_due ON sync_outbox(quarantined, next_attempt_ms, id);
+
+        -- Releases whose members changed (consent withdrawn, erased) after summarising:
+        -- rebuilt before the next send, so nothing of theirs leaves the device.
+        CREATE TABLE sync_dirty (outbox_id INTEGER PRIMARY KEY);
+        CREATE TRIGGER sync_dirty_on_erase AFTER DELETE ON events
+        WHEN old.summary_id IS NOT NULL AND old.shopper_id IS NOT NULL BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT id FROM sync_outbox WHERE id = old.summary_id;
+        END;
+        CREATE TRIGGER sync_dirty_on_withdraw_insert AFTER INSERT ON consents
+        WHEN new.purpose = 'sync' AND new.granted = 0 BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT DISTINCT e.summary_id FROM events e JOIN sync_outbox o ON o.id = e.summary_id
+            WHERE e.shopper_id = new.shopper_id;
+        END;
+        CREATE TRIGGER sync_dirty_on_withdraw_update AFTER UPDATE ON consents
+        WHEN new.purpose = 'sync' AND new.granted = 0 AND old.granted = 1 BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT DISTINCT e.summary_id FROM events e JOIN sync_outbox o ON o.id = e.summary_id
+            WHERE e.shopper_id = new.shopper_id;
+        END;
+
+        -- The ledger: every release the device made, and whether upstream acknowledged it.
+        CREATE TABLE sync_ledger (
+            idempotency_key TEXT PRIMARY KEY,
+            outbox_id INTEGER NOT NULL,
+            rev INTEGER NOT NULL,
+            created_ms INTEGER NOT NULL,
+            cells INTEGER NOT NULL,
+            suppressed INTEGER NOT NULL,
+            events INTEGER NOT NULL,
+            withheld INTEGER NOT NULL,
+            epsilon REAL,
+            acked_ms INTEGER,
+            quarantined INTEGER NOT NULL DEFAULT 0
+        );
+        -- Running totals of every cell value released (noise included), per cell: what
+        -- upstream must hold for this device once every release is acknowledged.
+        CREATE TABLE sync_released (
+            metric TEXT NOT NULL,
+            store_id TEXT NOT NULL,
+            hour_ms INTEGER NOT NULL,
+            a TEXT NOT NULL,
+            b TEXT NOT NULL,
+            n INTEGER NOT NULL,
+            q INTEGER NOT NULL,
+            PRIMARY KEY (metric, store_id, hour_ms, a, b)
+        );
+
+        -- Tables computed upstream from the fleet's summaries (e.g. trending in the region).
+        CREATE TABLE fleet_trending (
+            scope TEXT NOT NULL,
+            item_id TEXT NOT NULL,
+            score REAL NOT NULL,
+            updated_ms INTEGER NOT NULL,
+            PRIMARY KEY (scope, item_id)
+        );
+        """,
+    )
+
