@@ -35,13 +35,17 @@ from ._errors import (
     SyncError,
     SyncRejected,
     SyncRetryable,
+    SyncUnauthorized,
     UnknownItem,
     UnknownShopper,
 )
 from ._events import EVENT_TYPES, Event
 from ._facade import CartLine, Shelfwise, Shopper, open
 from ._identity import PURPOSES, SEGMENTS
+from ._outbox import OutboxStatus, ReleaseInfo
 from ._recommend import SURFACES, Recommendation
+from ._summaries import PrivacyPolicy
+from ._sync import Credentials, SyncReport
 
 __version__ = "0.1.0"
 
@@ -51,6 +55,7 @@ __all__ = [
     "CartLine",
     "Catalog",
     "ConsentRequired",
+    "Credentials",
     "EVENT_TYPES",
     "Event",
     "InvalidBarcode",
@@ -64,8 +69,11 @@ __all__ = [
     "Manifest",
     "ModelRuntimeError",
     "OfferRejected",
+    "OutboxStatus",
     "PURPOSES",
+    "PrivacyPolicy",
     "Recommendation",
+    "ReleaseInfo",
     "SEGMENTS",
     "SURFACES",
     "Shelfwise",
@@ -77,7 +85,9 @@ __all__ = [
     "StoreError",
     "SyncError",
     "SyncRejected",
+    "SyncReport",
     "SyncRetryable",
+    "SyncUnauthorized",
     "UnknownItem",
     "UnknownShopper",
     "__version__",

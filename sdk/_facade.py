@@ -33,8 +33,11 @@ from ._identity import (
     write_consents,
 )
 from ._model import LoadedModel, ModelHandle
+from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
 from ._recommend import Context, Recommendation, Recommender, rerank_search
 from ._store import Store, now_ms
+from ._summaries import PrivacyPolicy
+from ._sync import Credentials, SyncReport, summarise_store, sync_store
 
 logger = logging.getLogger(__name__)
 
@@ -280,6 +283,57 @@ class Shelfwise:
             utc_offset_minutes=self.utc_offset_minutes,
         )
         return self.recommender.recommend(surface, context, k=k, item=item, category=category)
+
+
+    # -- sync upstream (logic in shelfwise._sync / _outbox) ---------------------------------
+    def summarise(
+        self,
+        *,
+        device_id: str | None = None,
+        k: int | None = None,
+        policy: PrivacyPolicy | None = None,
+        include_open_hour: bool = False,
+    ) -> list[ReleaseInfo]:
+        """Turn unsummarised events into private summaries queued in the outbox.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.summarise(device_id="kiosk-1")
+            []
+        """
+        return summarise_store(
+            self.store,
+            self.model,
+            device_id=device_id,
+            k=k,
+            policy=policy,
+            include_open_hour=include_open_hour,
+        )
+
+    def sync(self, url: str, credentials: Credentials, **options: Any) -> SyncReport:
+        """Summarise, upload the outbox and pull fleet tables (and bundles); never raises
+        because upstream is down: see ``SyncReport.error`` and ``sync_status()``.
+
+        Example:
+            >>> import shelfwise
+            >>> creds = shelfwise.Credentials("kiosk-1", b"0" * 32)
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.sync("http://127.0.0.1:9", creds, deadline_s=0).remaining
+            0
+        """
+        return sync_store(self.store, self.model, url, credentials, **options)
+
+    def sync_status(self) -> OutboxStatus:
+        """Queued releases and bytes, last success, last error; reads only the local store.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.sync_status().queued
+            0
+        """
+        return outbox_status(self.store)
 
 
 class Shopper:

@@ -349,7 +349,7 @@ def recently_viewed(rec: Recommender, ctx: Context, n: int, anchor: Item | None)
 
 
 def trending(rec: Recommender, ctx: Context, n: int, anchor: Item | None) -> _Candidates:
-    """This store's own recent events, decayed by age, blended with the bundle's prior."""
+    """This store's recent events (decayed by age), then the fleet's, then the bundle's prior."""
     since = ctx.now_ms - TRENDING_WINDOW_DAYS * DAY_MS
     rows = rec.store.query(
         "SELECT item_id, type, ts_ms FROM events WHERE ts_ms >= ? AND item_id IS NOT NULL "
@@ -363,6 +363,14 @@ def trending(rec: Recommender, ctx: Context, n: int, anchor: Item | None) -> _Ca
     out = _Candidates()
     for item_id, score in local.most_common(n):
         out.add(item_id, 1000.0 + score, "trending in this store this week")
+    # Fleet tables synced down from upstream (shelfwise._sync.pull_fleet): below this store's
+    # own signal, above the bundle's prior.
+    fleet = rec.store.query(
+        "SELECT item_id, score FROM fleet_trending ORDER BY score DESC, item_id LIMIT ?", [n]
+    )
+    top = max((row["score"] for row in fleet), default=0.0) or 1.0
+    for row in fleet:
+        out.add(row["item_id"], 500.0 + row["score"] / top, "trending in stores near you")
     hour = hour_bucket(ctx.now_ms, ctx.utc_offset_minutes)
     for item_id, share in _popular(rec.served(), f"hour:{hour:02d}", n):
         out.add(item_id, share, f"popular in this store in the {daypart(hour)}")

@@ -59,6 +59,7 @@ from ._errors import (
 from ._model import LoadedModel, ModelHandle
 from ._outbox import (
     QueuedRelease,
+    ReleaseInfo,
     acknowledge,
     clear_error,
     due,
@@ -66,9 +67,10 @@ from ._outbox import (
     rebuild_dirty,
     record_attempt,
     record_failure,
+    summarise,
 )
 from ._store import Store, now_ms
-from ._summaries import EnvelopeError, safe_unpack
+from ._summaries import EnvelopeError, PrivacyPolicy, safe_unpack
 
 logger = logging.getLogger(__name__)
 
@@ -614,6 +616,86 @@ def rollback_bundle(handle: ModelHandle, store: Store) -> LoadedModel:
     return model
 
 
+# -- one call for the facade and the CLI -------------------------------------------------------
+
+
+def device_id_for(store: Store, given: str | None = None) -> str:
+    """The device id summaries carry: the given one (remembered), else the remembered one."""
+    if given:
+        if store.get_meta("sync.device_id") != given:
+            store.set_meta("sync.device_id", given)
+        return given
+    return store.get_meta("sync.device_id") or "unregistered"
+
+
+def model_info(handle: ModelHandle) -> dict[str, Any]:
+    """Model version and health for the envelope (no shopper data)."""
+    return {"version": handle.version, "healthy": handle.current is not None}
+
+
+def summarise_store(
+    store: Store,
+    handle: ModelHandle,
+    *,
+    device_id: str | None = None,
+    k: int | None = None,
+    policy: PrivacyPolicy | None = None,
+    include_open_hour: bool = False,
+) -> list[ReleaseInfo]:
+    """Summarise the store's unsummarised events into the outbox (see ``_outbox.summarise``)."""
+    return summarise(
+        store,
+        device_id=device_id_for(store, device_id),
+        k=k,
+        policy=policy,
+        model=model_info(handle),
+        include_open_hour=include_open_hour,
+    )
+
+
+def sync_store(
+    store: Store,
+    handle: ModelHandle,
+    url: str,
+    credentials: Credentials,
+    *,
+    summarise_first: bool = True,
+    k: int | None = None,
+    policy: PrivacyPolicy | None = None,
+    fleet: bool = True,
+    bundles_dir: str | Path | None = None,
+    public_key: bytes | None = None,
+    deadline_s: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    timeout_s: float = 30.0,
+) -> SyncReport:
+    """Summarise, upload, then pull fleet tables and (with ``bundles_dir``) a new bundle.
+
+    Never raises because upstream is unreachable or misbehaving: the report's ``error``
+    says so and the kiosk keeps serving what it has.
+    """
+    if summarise_first:
+        summarise_store(store, handle, device_id=credentials.device_id, k=k, policy=policy)
+    report = upload(
+        store, url, credentials, deadline_s=deadline_s, progress=progress, timeout_s=timeout_s
+    )
+    error = report.error
+    if error is None and fleet:
+        try:
+            pull_fleet(store, url, credentials, timeout_s=timeout_s)
+        except SyncError as exc:
+            error = f"fleet tables: {exc}"
+    if error is None and bundles_dir is not None:
+        try:
+            pull_bundle(handle, url, credentials, bundles_dir, store=store, public_key=public_key)
+        except (SyncError, BundleError) as exc:
+            error = f"bundle: {exc}"
+            logger.warning("kept the served bundle: %s", exc)
+    if error != report.error:
+        store.set_meta("sync.last_error", error or "")
+    return SyncReport(**{**report.__dict__, "error": error})
+
+
 __all__ = [
     "Backoff",
     "Credentials",
@@ -625,5 +707,7 @@ __all__ = [
     "pull_bundle",
     "pull_fleet",
     "rollback_bundle",
+    "summarise_store",
+    "sync_store",
     "upload",
 ]
