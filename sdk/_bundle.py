@@ -101,9 +101,43 @@ class Manifest:
         if unknown:
             raise BundleVerificationError(f"manifest.json has unknown fields: {unknown}")
         try:
-            return cls(**data)
+            manifest = cls(**data)
         except TypeError as exc:
             raise BundleVerificationError(f"manifest.json is incomplete: {exc}") from exc
+        manifest.check_types()
+        return manifest
+
+    def check_types(self) -> None:
+        """Refuse a manifest whose fields have the wrong types (they would fail much later)."""
+        problems = []
+        for name in ("model_name", "model_version", "min_onnxruntime", "quantization"):
+            if not isinstance(getattr(self, name), str):
+                problems.append(f"{name} must be text")
+        for name in ("input_history", "input_k", "output_scores", "output_items"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                problems.append(f"{name} must be a tensor name")
+        for name in ("num_items", "embedding_dim", "opset", "created_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                problems.append(f"{name} must be a non-negative integer")
+        if (
+            isinstance(self.max_history, bool)
+            or not isinstance(self.max_history, int)
+            or not 1 <= self.max_history <= 10_000
+        ):
+            problems.append("max_history must be an integer between 1 and 10000")
+        if self.expires_ms is not None and (
+            isinstance(self.expires_ms, bool) or not isinstance(self.expires_ms, int)
+        ):
+            problems.append("expires_ms must be integer milliseconds or null")
+        if not isinstance(self.files, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in self.files.items()
+        ):
+            problems.append("files must map file names to sha256 hex digests")
+        if not isinstance(self.training, Mapping):
+            problems.append("training must be an object")
+        if problems:
+            raise BundleVerificationError("manifest.json is malformed: " + "; ".join(problems))
 
 
 @dataclass(frozen=True)
@@ -263,9 +297,15 @@ def read_bundle(
     """Read and verify a bundle: format version, sha256 of every file, signature, expiry.
 
     With ``public_key`` the bundle must carry a valid signature by that key.
-    Raises ``BundleVerificationError`` saying which check failed.
+    Raises ``BundleVerificationError`` saying which check failed (unreadable files included).
     """
-    path = Path(folder)
+    try:
+        return _read_bundle(Path(folder), public_key, now_ms)
+    except OSError as exc:  # permissions, a file vanishing mid-read, a folder named like a file
+        raise BundleVerificationError(f"bundle {folder} could not be read: {exc}") from exc
+
+
+def _read_bundle(path: Path, public_key: bytes | None, now_ms: int | None) -> BundleFiles:
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise BundleVerificationError(f"{path} is not a bundle: it has no {MANIFEST}")
@@ -284,21 +324,37 @@ def read_bundle(
     for required in (MODEL, ITEMS):
         if required not in manifest.files:
             raise BundleVerificationError(f"manifest lists no checksum for {required}")
+    model_bytes = b""
     for name, expected in manifest.files.items():
         file_path = path / name
         if Path(name).name != name or not file_path.is_file():
             raise BundleVerificationError(f"bundle file {name} is missing")
-        actual = sha256_file(file_path)
+        if name == MODEL:  # hash the very bytes onnxruntime will load, not a second read
+            model_bytes = file_path.read_bytes()
+            actual = hashlib.sha256(model_bytes).hexdigest()
+        else:
+            actual = sha256_file(file_path)
         if actual != expected:
             raise BundleVerificationError(
                 f"bundle file {name} is corrupt: sha256 {actual[:12]}... != {expected[:12]}..."
             )
+    items = _read_items(path / ITEMS)
+    if manifest.num_items and manifest.num_items != len(items):
+        raise BundleVerificationError(
+            f"manifest says {manifest.num_items} items but items.json lists {len(items)}"
+        )
+    vectors = _read_vectors(path / ITEM_VECTORS) if ITEM_VECTORS in manifest.files else None
+    if vectors is not None and vectors.shape[0] != len(items) + 1:
+        raise BundleVerificationError(
+            f"item_vectors.npy has {vectors.shape[0]} rows; expected {len(items) + 1} "
+            "(one per item plus the padding row 0)"
+        )
     return BundleFiles(
         path=path,
         manifest=manifest,
-        model_bytes=(path / MODEL).read_bytes(),
-        items=_read_items(path / ITEMS),
-        item_vectors=_read_vectors(path / ITEM_VECTORS) if ITEM_VECTORS in manifest.files else None,
+        model_bytes=model_bytes,
+        items=items,
+        item_vectors=vectors,
         side_tables=SideTables.from_msgpack((path / SIDE_TABLES).read_bytes())
         if SIDE_TABLES in manifest.files
         else SideTables(),
@@ -308,7 +364,7 @@ def read_bundle(
 
 def _read_items(path: Path) -> list[str]:
     try:
-        items = json.loads(path.read_text())
+        items = json.loads(path.read_bytes())
     except ValueError as exc:
         raise BundleVerificationError(f"items.json is not valid JSON: {exc}") from exc
     if not isinstance(items, list) or not all(isinstance(i, str) for i in items):

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ._barcode import gtin_or_none, normalize_gtin
-from ._errors import InvalidBarcode, InvalidCatalog, UnknownItem
+from ._errors import InvalidBarcode, InvalidCatalog, InvalidInput, UnknownItem
 from ._store import Store, translate
 
 # Tags with a meaning to the business filters.
@@ -36,6 +36,8 @@ SENSITIVE = "sensitive"
 AGE_RESTRICTED = "age_restricted"
 NON_REPEATABLE = "non_repeatable"
 
+MAX_ID = 200  # item ids and tags
+MAX_TEXT = 500  # names, brands, categories
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
 
@@ -91,6 +93,22 @@ def _item_from_row(row: Mapping[str, Any]) -> Item:
     )
 
 
+def _text(value: Any, field: str, line: int, limit: int) -> str:
+    """A plain text field: scalars only, valid UTF-8 (JSON can smuggle lone surrogates)."""
+    if value is None:
+        return ""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        raise InvalidCatalog(f"row {line}: {field} must be text, not {type(value).__name__}")
+    text = str(value).strip()
+    if len(text) > limit:
+        raise InvalidCatalog(f"row {line}: {field} is longer than {limit} characters")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidCatalog(f"row {line}: {field} is not valid Unicode text") from exc
+    return text
+
+
 def _parse_bool(value: Any, field: str, line: int) -> bool:
     if isinstance(value, bool):
         return value
@@ -108,9 +126,9 @@ def _parse_tags(value: Any, line: int) -> tuple[str, ...]:
     if value is None or value == "":
         return ()
     if isinstance(value, str):
-        parts = [t.strip() for t in re.split(r"[;,|]", value)]
+        parts = [_text(t, "tags", line, MAX_ID) for t in re.split(r"[;,|]", value)]
     elif isinstance(value, list | tuple):
-        parts = [str(t).strip() for t in value]
+        parts = [_text(t, "tags", line, MAX_ID) for t in value]
     else:
         raise InvalidCatalog(f"row {line}: tags must be a list or a ';'-separated string")
     return tuple(sorted({p for p in parts if p}))
@@ -119,9 +137,11 @@ def _parse_tags(value: Any, line: int) -> tuple[str, ...]:
 def _parse_price(value: Any, line: int) -> float | None:
     if value is None or value == "":
         return None
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        raise InvalidCatalog(f"row {line}: price {value!r} is not a number")
     try:
         price = float(value)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, OverflowError) as exc:
         raise InvalidCatalog(f"row {line}: price {value!r} is not a number") from exc
     if not math.isfinite(price) or price < 0:
         raise InvalidCatalog(f"row {line}: price {value!r} must be a non-negative number")
@@ -135,8 +155,12 @@ def parse_item(row: Mapping[str, Any], line: int = 0) -> Item:
         >>> parse_item({"item_id": "x1", "name": "Beer", "tags": "age_restricted"}).tags
         ('age_restricted',)
     """
-    item_id = str(row.get("item_id") or row.get("id") or "").strip()
-    name = str(row.get("name") or "").strip()
+    if not isinstance(row, Mapping):
+        raise InvalidCatalog(
+            f"row {line}: a catalog row must be an object, not {type(row).__name__}"
+        )
+    item_id = _text(row.get("item_id") or row.get("id"), "item_id", line, MAX_ID)
+    name = _text(row.get("name"), "name", line, MAX_TEXT)
     if not item_id:
         raise InvalidCatalog(f"row {line}: item_id is missing")
     if not name:
@@ -150,8 +174,8 @@ def parse_item(row: Mapping[str, Any], line: int = 0) -> Item:
     return Item(
         item_id=item_id,
         name=name,
-        brand=str(row.get("brand") or "").strip(),
-        category=str(row.get("category") or "").strip(),
+        brand=_text(row.get("brand"), "brand", line, MAX_TEXT),
+        category=_text(row.get("category"), "category", line, MAX_TEXT),
         price=_parse_price(row.get("price"), line),
         in_stock=_parse_bool(row.get("in_stock", True), "in_stock", line),
         repeatable=repeatable and NON_REPEATABLE not in tags,
@@ -178,6 +202,22 @@ def read_catalog_file(path: str | Path) -> list[dict[str, Any]]:
     raise InvalidCatalog(f"{path.name}: catalog files must be .csv or .jsonl")
 
 
+def _is_key(item_id: object) -> bool:
+    if not isinstance(item_id, str):
+        return False
+    try:
+        item_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_key(item_id: object) -> None:
+    """An id that cannot be in the catalog is an unknown item (never a driver error)."""
+    if not _is_key(item_id):
+        raise UnknownItem(f"item {item_id!r} is not in the catalog", item=repr(item_id))
+
+
 class Catalog:
     """The items a store sells, read from and written to the store."""
 
@@ -193,13 +233,14 @@ class Catalog:
         items = [parse_item(row, line) for line, row in enumerate(rows, 1)]
         self._check_unique(items)
         records = [{**item.to_dict(), "tags": json.dumps(list(item.tags))} for item in items]
-        try:
-            with self._store.write() as db:
+        with self._store.write() as db:
+            # Caught inside the transaction: write() would turn it into a generic StoreError.
+            try:
                 if replace:
                     db.execute("DELETE FROM items")
                 db.table("items").upsert_all(records, pk="item_id")
-        except sqlite3.IntegrityError as exc:
-            raise InvalidCatalog(f"catalog import conflicts with the store: {exc}") from exc
+            except sqlite3.IntegrityError as exc:
+                raise InvalidCatalog(f"catalog import conflicts with the store: {exc}") from exc
         return len(items)
 
     @staticmethod
@@ -223,6 +264,7 @@ class Catalog:
 
     def get(self, item_id: str) -> Item:
         """The item with this id, or ``UnknownItem``."""
+        _check_key(item_id)
         rows = self._store.query("SELECT * FROM items WHERE item_id = ?", [item_id])
         if not rows:
             raise UnknownItem(f"item {item_id!r} is not in the catalog", item=item_id)
@@ -233,7 +275,7 @@ class Catalog:
         if not item_ids:
             return {}
         found: dict[str, Item] = {}
-        unique = list(dict.fromkeys(item_ids))
+        unique = list(dict.fromkeys(i for i in item_ids if _is_key(i)))
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
@@ -257,25 +299,33 @@ class Catalog:
         try:
             return self.get(id_or_code)
         except UnknownItem:
-            if id_or_code.strip().isdigit():
+            code = re.sub(r"[\s-]", "", id_or_code) if isinstance(id_or_code, str) else ""
+            if code.isdigit() and code.isascii():
                 return self.by_gtin(id_or_code)
             raise
 
     def search(self, query: str, *, limit: int = 20) -> list[Item]:
         """Items matching every word of ``query`` (prefix match), best BM25 match first."""
+        return [item for item, _ in self.search_scored(query, limit=limit)]
+
+    def search_scored(self, query: str, *, limit: int = 20) -> list[tuple[Item, float]]:
+        """``search`` with each item's text relevance (negated BM25: higher is better)."""
+        if not isinstance(query, str):
+            raise InvalidInput(f"a search query must be text, not {type(query).__name__}")
         terms = re.findall(r"\w+", query.lower())
         if not terms:
             return []
         match = " ".join(f'"{term}"*' for term in terms)
         try:
             rows = self._store.query(
-                "SELECT items.* FROM items_fts JOIN items ON items.rowid = items_fts.rowid "
-                "WHERE items_fts MATCH ? ORDER BY bm25(items_fts, 10.0, 3.0, 2.0, 1.0) LIMIT ?",
+                "SELECT items.*, -bm25(items_fts, 10.0, 3.0, 2.0, 1.0) AS relevance "
+                "FROM items_fts JOIN items ON items.rowid = items_fts.rowid "
+                "WHERE items_fts MATCH ? ORDER BY relevance DESC, items.rowid LIMIT ?",
                 [match, limit],
             )
         except sqlite3.Error as exc:  # pragma: no cover - the match text is sanitised above
             raise translate(exc) from exc
-        return [_item_from_row(row) for row in rows]
+        return [(_item_from_row(row), float(row["relevance"])) for row in rows]
 
     def all_items(self) -> list[Item]:
         """Every item (for small catalogs, exports and the demo)."""

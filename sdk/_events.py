@@ -7,7 +7,7 @@ Example:
     >>> validate_event({"type": "teleport"})
     Traceback (most recent call last):
     ...
-    shelfwise._errors.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, offer_redeemed, offer_shown, purchase, scan, scan_miss, search, view
+    shelfwise._errors.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, scan, scan_miss, search, view
 """
 
 from __future__ import annotations
@@ -29,6 +29,14 @@ PAYLOAD_KEYS = {
     "search": "query",
     "offer_shown": "offer_id",
     "offer_redeemed": "offer_id",
+    # Offers and geofences (shelfwise._offers, shelfwise._geo). Geofence events carry the
+    # fence id only, never a coordinate; rejections carry the stable reason code too.
+    "offer_rejected": "offer_id",
+    "experiment_exposure": "experiment_id",
+    "experiment_conversion": "experiment_id",
+    "geofence_enter": "fence_id",
+    "geofence_dwell": "fence_id",
+    "geofence_exit": "fence_id",
 }
 EVENT_TYPES = frozenset(ITEM_EVENTS | PAYLOAD_KEYS.keys())
 # Events that say what a shopper is interested in, as the model reads them.
@@ -66,7 +74,7 @@ def validate_event(raw: Mapping[str, Any], *, now: int | None = None) -> Event:
     if not isinstance(raw, Mapping):
         raise InvalidEvent(f"an event must be a mapping, not {type(raw).__name__}")
     event_type = raw.get("type")
-    if event_type not in EVENT_TYPES:
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
         raise InvalidEvent(
             f"event type {event_type!r} is not one of: {', '.join(sorted(EVENT_TYPES))}"
         )
@@ -75,6 +83,8 @@ def validate_event(raw: Mapping[str, Any], *, now: int | None = None) -> Event:
         raise InvalidEvent(f"a {event_type} event needs an item_id")
     if item_id is not None and not isinstance(item_id, str):
         raise InvalidEvent(f"item_id must be a string, not {type(item_id).__name__}")
+    if item_id is not None:
+        item_id = _check_text(item_id, "item_id")
     payload = _field(raw, "payload", {})
     if not isinstance(payload, Mapping):
         raise InvalidEvent("payload must be a mapping")
@@ -82,13 +92,14 @@ def validate_event(raw: Mapping[str, Any], *, now: int | None = None) -> Event:
     if needed and not str(payload.get(needed) or "").strip():
         raise InvalidEvent(f"a {event_type} event needs payload[{needed!r}]")
     try:
-        json.dumps(payload)
-    except (TypeError, ValueError) as exc:
+        # allow_nan=False: NaN is not JSON; sort_keys also refuses keys of mixed types.
+        json.dumps(dict(payload), allow_nan=False, sort_keys=True)
+    except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidEvent(f"payload must be JSON-serialisable: {exc}") from exc
     return Event(
         type=event_type,
         ts_ms=_check_ts(raw.get("ts_ms"), now),
-        item_id=item_id.strip() if isinstance(item_id, str) else None,
+        item_id=item_id or None,
         quantity=_check_quantity(_field(raw, "quantity", 1)),
         value=_check_value(raw.get("value")),
         store_id=_check_text(_field(raw, "store_id", ""), "store_id"),
@@ -121,14 +132,24 @@ def _check_quantity(quantity: Any) -> int:
 def _check_value(value: Any) -> float | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if isinstance(value, bool) or not isinstance(value, int | float):
         raise InvalidEvent(f"value must be a finite number, not {value!r}")
-    return float(value)
+    try:
+        number = float(value)
+    except OverflowError as exc:  # an int too large for a float
+        raise InvalidEvent("value is too large") from exc
+    if not math.isfinite(number):
+        raise InvalidEvent(f"value must be a finite number, not {value!r}")
+    return number
 
 
 def _check_text(value: Any, name: str) -> str:
     if not isinstance(value, str) or len(value) > 200:
         raise InvalidEvent(f"{name} must be a string of at most 200 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InvalidEvent(f"{name} is not valid Unicode text") from exc
     return value.strip()
 
 

@@ -74,6 +74,8 @@ class Shelfwise:
         self.catalog = Catalog(self.store)
         self.model = ModelHandle(public_key=public_key, threads=threads)
         self.recommender = Recommender(self.store, self.catalog, self.model)
+        # Anonymous sessions idle this long are forgotten when the next one starts (0: never).
+        self.session_idle_s: float = DEFAULT_IDLE_S
         if bundle is not None:
             try:
                 self.model.swap(bundle)
@@ -113,7 +115,13 @@ class Shelfwise:
 
     # -- identities -----------------------------------------------------------------------
     def start_session(self, *, store_id: str | None = None) -> Shopper:
-        """A new anonymous kiosk session; ``Shopper.end()`` forgets it."""
+        """A new anonymous kiosk session; ``Shopper.end()`` forgets it.
+
+        Sessions left idle for ``session_idle_s`` seconds (default 120) are ended here too, so
+        a kiosk forgets a shopper who walked away without pressing "done".
+        """
+        if self.session_idle_s:
+            self.expire_idle_sessions(self.session_idle_s)
         shopper_id = new_session_id()
         stamp = now_ms()
         with self.store.write() as db:
@@ -188,14 +196,27 @@ class Shelfwise:
             "SELECT shopper_id FROM shoppers WHERE kind = 'anonymous' AND last_seen_ms < ?",
             [cutoff],
         )
+        ended = 0
         for row in idle:
-            self._end_anonymous(row["shopper_id"])
-        return len(idle)
+            ended += self._end_anonymous(row["shopper_id"], idle_before=cutoff)
+        return ended
 
-    def _end_anonymous(self, shopper_id: str) -> None:
+    def _end_anonymous(self, shopper_id: str, *, idle_before: int | None = None) -> int:
+        """Forget an anonymous session; with ``idle_before``, only if it is still idle."""
         with self.store.write() as db:
+            # Checked again inside the transaction: the shopper may have just come back.
+            still = list(
+                db.query(
+                    "SELECT 1 FROM shoppers WHERE shopper_id = ? AND kind = 'anonymous' "
+                    "AND last_seen_ms < ?",
+                    [shopper_id, idle_before if idle_before is not None else 2**62],
+                )
+            )
+            if not still:
+                return 0
             db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
             db.execute("DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id])
+        return 1
 
     # -- privacy --------------------------------------------------------------------------
     def export_shopper(self, shopper_id: str) -> dict[str, Any]:
@@ -249,8 +270,8 @@ class Shelfwise:
 
     def purge_events(self, *, older_than_days: float, now: int | None = None) -> int:
         """Retention: delete raw events older than the given age; return how many."""
-        if older_than_days <= 0:
-            raise InvalidInput("older_than_days must be positive")
+        if not isinstance(older_than_days, int | float) or not 0 < older_than_days < 100_000:
+            raise InvalidInput("older_than_days must be a positive number of days")
         cutoff = (now_ms() if now is None else now) - int(older_than_days * DAY_MS)
         with self.store.write() as db:
             return db.execute("DELETE FROM events WHERE ts_ms < ?", [cutoff]).rowcount
@@ -274,9 +295,12 @@ class Shelfwise:
             ...     sw.recommend(history=[], surface="trending")
             []
         """
+        known = self.catalog.get_many(list(history))
+        # Unknown ids are an error (a typo or the wrong store), GTINs are resolved to ids.
+        resolved = [i if i in known else self.catalog.lookup(i).item_id for i in history]
         stamp = now_ms()
         context = Context(
-            history=[(i, "view", stamp) for i in history],
+            history=[(i, "view", stamp) for i in resolved],
             cart=frozenset(cart),
             store_id=self.store_id,
             now_ms=stamp,
@@ -454,39 +478,52 @@ class Shopper:
 
     def checkout(self) -> list[Event]:
         """Record a purchase of every cart line and empty the cart, in one transaction."""
-        lines = self.cart()
-        if not lines:
-            raise InvalidEvent("the cart is empty: nothing to check out")
-        items = self._sw.catalog.get_many([line.item_id for line in lines])
-        stamp = now_ms()
-        events = [
-            validate_event(
-                {
-                    "type": "purchase",
-                    "item_id": line.item_id,
-                    "quantity": line.quantity,
-                    "value": (items[line.item_id].price or 0.0) * line.quantity
-                    if line.item_id in items
-                    else None,
-                    "store_id": self._sw.store_id,
-                    "ts_ms": stamp,
-                }
-            )
-            for line in lines
-        ]
         with self._sw.store.write() as db:
+            # The cart is read inside the transaction: two concurrent checkouts of the same
+            # cart must not both record the purchase.
             self.info()
+            lines = self.cart()
+            if not lines:
+                raise InvalidEvent("the cart is empty: nothing to check out")
+            items = self._sw.catalog.get_many([line.item_id for line in lines])
+            stamp = now_ms()
+            events = [
+                validate_event(
+                    {
+                        "type": "purchase",
+                        "item_id": line.item_id,
+                        "quantity": line.quantity,
+                        "value": (items[line.item_id].price or 0.0) * line.quantity
+                        if line.item_id in items
+                        else None,
+                        "store_id": self._sw.store_id,
+                        "ts_ms": stamp,
+                    }
+                )
+                for line in lines
+            ]
             db.table("events").insert_all([event_record(e, self.shopper_id) for e in events])
             db.execute("DELETE FROM carts WHERE shopper_id = ?", [self.shopper_id])
+            db.execute(
+                "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
+                [stamp, self.shopper_id],
+            )
         return events
 
     def search(self, query: str, *, limit: int = 20) -> list[Item]:
         """Full-text search, re-ranked by this shopper's taste when consented; recorded."""
-        if not query.strip():
+        if not isinstance(query, str) or not query.strip():
             raise InvalidInput("the search query is empty")
-        results = self._sw.catalog.search(query, limit=limit)
-        self.track("search", payload={"query": query[:200], "results": len(results)})
-        return rerank_search(self._sw.recommender, self.context(), results)
+        # Over-fetch so a result the shopper's taste favours can move up from just below.
+        scored = self._sw.catalog.search_scored(query, limit=limit * 2)
+        self.track("search", payload={"query": query[:200], "results": min(len(scored), limit)})
+        ranked = rerank_search(
+            self._sw.recommender,
+            self.context(),
+            [item for item, _ in scored],
+            [relevance for _, relevance in scored],
+        )
+        return ranked[:limit]
 
     # -- recommendations -----------------------------------------------------------------
     def context(self, *, now: int | None = None) -> Context:

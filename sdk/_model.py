@@ -96,10 +96,25 @@ class LoadedModel:
             )
         except Exception as exc:
             raise ModelRuntimeError(f"model {self.version} failed to run: {exc}") from exc
+        if (
+            getattr(scores, "shape", None) != getattr(indices, "shape", None)
+            or np.ndim(scores) != 2
+            or len(scores) != len(histories)
+        ):
+            raise ModelRuntimeError(
+                f"model {self.version} returned outputs of the wrong shape "
+                f"{getattr(scores, 'shape', None)} / {getattr(indices, 'shape', None)}"
+            )
         results = []
-        for row_scores, row_indices in zip(scores, indices, strict=True):
-            pairs = [(int(i), float(s)) for i, s in zip(row_indices, row_scores, strict=True)]
-            kept = [(self.vocab.item(i), s) for i, s in pairs if 1 <= i <= len(self.vocab)][:k]
+        size = len(self.vocab)
+        items = self.vocab.items
+        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
+            kept = [
+                (items[i - 1], s)
+                for i, s in zip(row_indices, row_scores, strict=True)
+                if 1 <= i <= size
+            ]
+            kept = kept[:k]
             results.append(ScoredItems([i for i, _ in kept], [s for _, s in kept]))
         return results
 
@@ -135,8 +150,14 @@ def load_model(
         ...
         shelfwise._errors.BundleVerificationError: /nonexistent is not a bundle: it has no manifest.json
     """
-    model = LoadedModel(read_bundle(path, public_key=public_key), threads=threads)
-    model.health_check()
+    files = read_bundle(path, public_key=public_key)
+    try:
+        model = LoadedModel(files, threads=threads)
+        model.health_check()
+    except BundleError:
+        raise
+    except Exception as exc:  # anything else a broken model can do must not escape untyped
+        raise ModelRuntimeError(f"bundle {path} failed its health check: {exc}") from exc
     logger.info(
         "loaded bundle %s (%d items, %s)",
         model.version,

