@@ -187,3 +187,31 @@ def random_faults(seed: int, weights: dict[str, float]) -> Callable[[], str]:
 
 def pg_dsn() -> str | None:
     return os.environ.get("SHELFWISE_PG_DSN") or None
+
+
+def fresh_pg_database() -> Iterator[str]:
+    """A new empty PostgreSQL database on the SHELFWISE_PG_DSN server; dropped afterwards.
+
+    Without SHELFWISE_PG_DSN the test is skipped locally but FAILS in CI (CI set), so a
+    PostgreSQL server that did not start is never mistaken for a pass.
+    """
+    import uuid
+
+    import pytest
+
+    dsn = pg_dsn()
+    if dsn is None:
+        if os.environ.get("CI"):
+            pytest.fail("SHELFWISE_PG_DSN is not set in CI: PostgreSQL did not start")
+        pytest.skip("PostgreSQL tests need SHELFWISE_PG_DSN (scripts/test.sh starts a server)")
+    import psycopg
+    from psycopg.conninfo import make_conninfo
+
+    name = f"sw_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(dsn, autocommit=True) as admin:
+        admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield make_conninfo(dsn, dbname=name)
+    finally:
+        with psycopg.connect(dsn, autocommit=True) as admin:
+            admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
