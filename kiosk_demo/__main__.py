@@ -1,0 +1,135 @@
+"""Run the kiosk demo: ``python -m shelfwise.kiosk_demo``.
+
+Example:
+    python -m shelfwise.kiosk_demo --port 8420 --staff-pin 2468
+
+With no ``--db`` the committed demo store is seeded into a working copy under the user's data
+folder (``$XDG_DATA_HOME/shelfwise-kiosk/store.db``), so the repository copy stays pristine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import shelfwise
+
+from .app import KioskConfig, create_app
+from .seed import BUNDLE_DIR, STORE_DIR, seed_store, store_config
+
+logger = logging.getLogger("shelfwise.kiosk_demo")
+
+
+def default_db() -> Path:
+    base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "shelfwise-kiosk" / "store.db"
+
+
+def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
+    """A few loyalty cards to try: busy recent members, an occasional one, and a new card."""
+    from .build_store import card_code
+
+    with open(store_dir / "members.csv", newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    recent = sorted(rows, key=lambda r: (r["last_basket"], int(r["basket_days"])), reverse=True)
+    busy = [r for r in recent if int(r["basket_days"]) >= 8][:2]
+    occasional = [r for r in recent if int(r["basket_days"]) == 2][:1]
+    cards = [
+        {"card": r["card"], "label": f"Member {r['member']} ({r['basket_days']} visits)"}
+        for r in busy + occasional
+    ]
+    cards.append({"card": card_code("9999"), "label": "New member 9999 (no history)"})
+    return tuple(cards)
+
+
+def open_store(
+    db: Path, bundle: Path | None, store_dir: Path = STORE_DIR
+) -> tuple[shelfwise.Shelfwise, dict[str, Any]]:
+    """Seed ``db`` from the demo store if it does not exist, then open it with the bundle."""
+    config = store_config(store_dir)
+    if not db.exists():
+        db.parent.mkdir(parents=True, exist_ok=True)
+        counts = seed_store(db, store_dir)
+        logger.info("seeded %s: %s", db, counts)
+    if bundle is not None and not (bundle / "manifest.json").exists():
+        logger.warning("no model bundle at %s: personal surfaces fall back to popularity", bundle)
+        bundle = None
+    sw = shelfwise.open(
+        db,
+        bundle=bundle,
+        store_id=config["store_id"],
+        utc_offset_minutes=int(config.get("utc_offset_minutes", 0)),
+        synchronous="NORMAL",
+    )
+    configure_features(sw, config, store_dir)
+    return sw, config
+
+
+def configure_features(sw: shelfwise.Shelfwise, config: dict[str, Any], store_dir: Path) -> None:
+    """Load offers and geofences into the SDK when those modules are present."""
+    offers = getattr(sw, "offers", None)
+    if offers is not None and (store_dir / "offers.yaml").exists():
+        if hasattr(offers, "set_timezone") and config.get("timezone"):
+            offers.set_timezone(config["timezone"])
+        known = {o.offer_id: o.active for o in offers.all()}
+        loaded = offers.load(store_dir / "offers.yaml")
+        for offer in loaded:  # keep a staff member's on/off switch across restarts
+            if offer.offer_id in known and not known[offer.offer_id]:
+                offers.deactivate(offer.offer_id)
+    geo = getattr(sw, "geo", None)
+    if geo is not None:
+        from shelfwise._geo import fence_from_dict
+
+        geo.add(*(fence_from_dict(fence) for fence in config.get("geofences", [])))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Start the kiosk web app on localhost.
+
+    Example:
+        python -m shelfwise.kiosk_demo --host 127.0.0.1 --port 8420 --idle-seconds 90
+    """
+    parser = argparse.ArgumentParser(prog="python -m shelfwise.kiosk_demo", description=__doc__)
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="bind address (default: localhost only)"
+    )
+    parser.add_argument("--port", type=int, default=8420)
+    parser.add_argument("--db", type=Path, default=None, help="store file (seeded if missing)")
+    parser.add_argument("--bundle", type=Path, default=BUNDLE_DIR, help="model bundle folder")
+    parser.add_argument("--staff-pin", default=os.environ.get("SHELFWISE_STAFF_PIN"))
+    parser.add_argument("--idle-seconds", type=float, default=90.0)
+    parser.add_argument("--upstream", default=None, help="collector URL for sync (optional)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
+
+    import uvicorn
+
+    db = args.db or default_db()
+    pin = args.staff_pin or f"{secrets.randbelow(10**6):06d}"
+    sw, config = open_store(db, args.bundle)
+    kiosk_config = KioskConfig(
+        staff_pin=pin,
+        idle_s=args.idle_seconds,
+        upstream=args.upstream,
+        store=config,
+        demo_cards=demo_cards(),
+    )
+    app = create_app(sw, kiosk_config)
+    url = f"http://{args.host}:{args.port}/"
+    print(f"shelfwise kiosk demo: {url}", flush=True)
+    print(f"  store {config['name']} ({db}), model {sw.model_version or 'none (popularity only)'}")
+    print(f"  staff screen PIN: {pin}", flush=True)
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    finally:
+        sw.close()
+
+
+if __name__ == "__main__":
+    main()

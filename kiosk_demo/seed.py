@@ -1,0 +1,93 @@
+"""Seed a writable store file from the committed demo store (``kiosk_demo/store/``).
+
+The committed files stay pristine; the kiosk works on a copy. Member baskets keep their real
+2014-2015 dates in ``history.csv.gz`` and are shifted here by a whole number of weeks (so
+weekdays stay right) such that the latest basket (2015-12-30) lands in the past week:
+without the shift every member would be "lapsed". The shift used is stored in the store's
+``meta`` table as ``kiosk.date_shift_days``.
+
+Example:
+    >>> import tempfile, pathlib
+    >>> from shelfwise.kiosk_demo.seed import date_shift_days
+    >>> import datetime
+    >>> date_shift_days(datetime.date(2015, 12, 30), today=datetime.date(2026, 11, 23)) % 7
+    0
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import json
+import logging
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import shelfwise
+from shelfwise._events import event_record, validate_event
+
+STORE_DIR = Path(__file__).parent / "store"
+BUNDLE_DIR = STORE_DIR / "bundle"
+BASKET_HOUR_UTC = 10  # the data has dates only; baskets are placed mid-morning
+logger = logging.getLogger(__name__)
+
+
+def store_config(store_dir: Path = STORE_DIR) -> dict[str, Any]:
+    """The demo store's settings (id, name, location, fences, offers) from ``store.json``."""
+    config: dict[str, Any] = json.loads((store_dir / "store.json").read_text(encoding="utf-8"))
+    return config
+
+
+def date_shift_days(latest: date, *, today: date | None = None) -> int:
+    """Whole weeks (in days) that move ``latest`` to within the week before ``today``."""
+    today = today or datetime.now(UTC).date()
+    gap = (today - timedelta(days=1) - latest).days
+    return max(0, gap // 7 * 7)
+
+
+def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
+    """Create ``db_path`` with the demo catalog, members and their shifted baskets."""
+    config = store_config(store_dir)
+    with gzip.open(store_dir / "history.csv.gz", "rt", encoding="utf-8") as handle:
+        lines = list(csv.DictReader(io.StringIO(handle.read())))
+    latest = max(date.fromisoformat(row["date"]) for row in lines)
+    shift = date_shift_days(latest)
+    # NORMAL is enough while seeding: a crash here just means seeding again.
+    with shelfwise.open(db_path, store_id=config["store_id"], synchronous="NORMAL") as sw:
+        items = sw.catalog.import_file(store_dir / "catalog.jsonl", replace=True)
+        records = []
+        members: dict[str, int] = {}
+        for number, row in enumerate(lines):
+            day = date.fromisoformat(row["date"]) + timedelta(days=shift)
+            stamp = datetime(day.year, day.month, day.day, BASKET_HOUR_UTC, tzinfo=UTC)
+            ts_ms = int(stamp.timestamp() * 1000) + number % 3_600_000  # stable order in a day
+            members.setdefault(row["member"], ts_ms)
+            members[row["member"]] = min(members[row["member"]], ts_ms)
+            event = validate_event(
+                {
+                    "type": "purchase",
+                    "item_id": row["item_id"],
+                    "store_id": config["store_id"],
+                    "ts_ms": ts_ms,
+                    # deterministic ids: seeding twice cannot double a basket
+                    "event_id": f"seed-{number}",
+                }
+            )
+            records.append(event_record(event, row["member"]))
+        with sw.store.write() as db:
+            known = {i.item_id for i in sw.catalog.all_items()}
+            missing = {r["item_id"] for r in records} - known
+            if missing:
+                raise shelfwise.InvalidCatalog(f"history names unknown items: {sorted(missing)}")
+            for member, first_ms in members.items():
+                sw.member(member)
+                db.execute(
+                    "UPDATE shoppers SET created_ms = ?, last_seen_ms = ? WHERE shopper_id = ?",
+                    [first_ms, first_ms, member],
+                )
+            db.table("events").insert_all(records, batch_size=2000)
+            sw.store.set_meta("kiosk.date_shift_days", str(shift))
+        logger.info("seeded the demo store: %d items, %d members", items, len(members))
+        return {"items": items, "members": len(members), "events": len(records), "shift": shift}

@@ -1,0 +1,509 @@
+// Shelfwise kiosk: plain JS, no build step, nothing loaded from the internet.
+// All state lives on the server; this page only renders it and forgets it on reset.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+let STATE = { idle_seconds: 90 };
+let idleTimer = null;
+let current = "welcome";
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k === "onclick") node.addEventListener("click", v);
+    else if (k === "text") node.textContent = v;
+    else node.setAttribute(k, v);
+  }
+  for (const child of children.flat()) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function money(value) {
+  return value === null || value === undefined ? "" : "€" + Number(value).toFixed(2);
+}
+
+function toast(text) {
+  const t = $("toast");
+  t.textContent = text;
+  t.classList.add("show");
+  setTimeout(() => t.classList.remove("show"), 2200);
+}
+
+async function api(path, body, method) {
+  const options = { method: method || (body === undefined ? "GET" : "POST"), headers: {} };
+  if (body instanceof FormData) options.body = body;
+  else if (body !== undefined) {
+    options.headers["Content-Type"] = "application/json";
+    options.body = JSON.stringify(body);
+  }
+  const response = await fetch(path, options);
+  let data = {};
+  try { data = await response.json(); } catch (e) { data = { message: "no response" }; }
+  if (!response.ok) {
+    const error = new Error(data.message || "request failed");
+    error.reason = data.reason || "";
+    error.status = response.status;
+    if (data.reason === "session_ended" && !path.startsWith("/api/staff")) resetKiosk("session ended");
+    throw error;
+  }
+  return data;
+}
+
+function errorText(error) {
+  return error.reason ? `${error.message} (${error.reason})` : error.message;
+}
+
+// -- screens ----------------------------------------------------------------------------
+function show(name) {
+  current = name;
+  for (const section of document.querySelectorAll(".screen")) {
+    section.hidden = section.id !== "screen-" + name;
+  }
+  for (const tab of document.querySelectorAll("nav .tab[data-go]")) {
+    tab.classList.toggle("active", tab.dataset.go === name);
+  }
+  const loaders = { scan: () => $("scan-input").focus(), foryou: loadForYou, cart: loadCart,
+    privacy: loadPrivacy, phone: loadGeo, staff: loadStaff, welcome: () => $("card-input").focus() };
+  (loaders[name] || (() => {}))();
+}
+
+function renderSession(session) {
+  STATE.session = session;
+  $("nav").hidden = !session;
+  if (!session) { $("who").textContent = ""; return; }
+  $("who").textContent = session.kind === "member"
+    ? `Member ${session.member} · ${session.segment}` : "Guest (not signed in)";
+  $("cart-count").textContent = session.cart_count || 0;
+}
+
+function resetKiosk(why) {
+  // Wipe everything the last shopper left on any screen, then show the welcome screen.
+  for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines",
+    "cart-extras", "redeem-result", "checkout-result", "privacy-summary", "privacy-consents",
+    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error"]) {
+    $(id).replaceChildren();
+  }
+  for (const id of ["scan-input", "search-input", "code-input", "card-input", "staff-pin"]) $(id).value = "";
+  renderConsentChoices();
+  renderSession(null);
+  show("welcome");
+  if (why) toast(why);
+}
+
+function armIdle() {
+  clearTimeout(idleTimer);
+  if (!STATE.session) return;
+  idleTimer = setTimeout(async () => {
+    try { await api("/api/session/end", {}); } catch (e) { /* already ended */ }
+    resetKiosk("Session ended after inactivity");
+  }, STATE.idle_seconds * 1000);
+}
+for (const type of ["pointerdown", "keydown", "touchstart"]) {
+  document.addEventListener(type, armIdle, { passive: true });
+}
+
+// -- tiles ------------------------------------------------------------------------------
+function tile(item, why, extra) {
+  return el("div", { class: "tile", "data-item": item.item_id },
+    el("div", { class: "name", text: item.name }),
+    el("div", { class: "meta", text: [item.brand, item.category, money(item.price)].filter(Boolean).join(" · ") }),
+    why ? el("div", { class: "why", text: "Why: " + why }) : null,
+    extra || null,
+    el("div", { class: "actions" },
+      el("button", { onclick: () => openItem(item), text: "Details" }),
+      el("button", { class: "primary", onclick: () => addToCart(item.item_id), text: "Add" })));
+}
+
+function recGrid(title, recs, testid, empty) {
+  const box = el("div", { "data-testid": testid });
+  box.append(el("h2", { text: title }));
+  if (!recs || recs.length === 0) {
+    if (empty) box.append(el("p", { class: "muted", text: empty }));
+    return box;
+  }
+  box.append(el("div", { class: "grid" }, recs.map((r) => tile(r.item, r.reason))));
+  return box;
+}
+
+function dealList(deals) {
+  if (!deals || deals.length === 0) return null;
+  return el("div", { "data-testid": "deals" }, el("h2", { text: "Deals" }),
+    deals.map((d) => {
+      const why = [d.description, d.amount ? `worth ${money(d.amount)}` : ""].filter(Boolean).join(" · ");
+      return el("div", { class: "deal" }, el("strong", { text: d.title || d.offer_id }),
+        why ? el("div", { class: "muted", text: why }) : null);
+    }));
+}
+
+async function addToCart(itemId) {
+  try {
+    const cart = await api("/api/cart/add", { item_id: itemId });
+    $("cart-count").textContent = cart.lines.reduce((n, l) => n + l.quantity, 0);
+    toast("Added to cart");
+  } catch (e) { toast(errorText(e)); }
+}
+
+// -- scan -------------------------------------------------------------------------------
+function renderCard(card) {
+  const item = card.item;
+  const root = el("div", { class: "product", "data-testid": "product-card" },
+    el("h2", { text: item.name }),
+    el("p", { class: "meta", text: [item.brand, item.category, money(item.price), item.gtin ? "GTIN " + item.gtin : ""].filter(Boolean).join(" · ") }),
+    el("button", { class: "primary big", onclick: () => addToCart(item.item_id), text: "Add to cart" }),
+    dealList(card.deals),
+    recGrid("Goes with", card.goes_with, "goes-with", "Nothing paired with this yet."),
+    recGrid("Alternatives", card.alternatives, "alternatives", "No alternatives in stock."),
+    card.note ? el("p", { class: "why", text: card.note }) : null);
+  $("product-card").replaceChildren(root);
+}
+
+async function scanCode(code) {
+  $("scan-error").textContent = "";
+  try {
+    renderCard(await api("/api/scan", { code }));
+  } catch (e) {
+    $("product-card").replaceChildren();
+    $("scan-error").textContent = errorText(e);
+  }
+}
+
+async function openItem(item) {
+  show("scan");
+  await scanCode(item.gtin || item.item_id);
+}
+
+$("scan-input").addEventListener("keydown", (event) => {
+  if (event.key === "Enter") {
+    const code = $("scan-input").value.trim();
+    $("scan-input").value = "";
+    if (code) scanCode(code);
+  }
+});
+
+$("photo-input").addEventListener("change", async () => {
+  const file = $("photo-input").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("image", file);
+  $("scan-error").textContent = "";
+  try {
+    renderCard(await api("/api/scan/image", form));
+  } catch (e) { $("scan-error").textContent = errorText(e); }
+  $("photo-input").value = "";
+});
+
+// -- for you ----------------------------------------------------------------------------
+async function loadForYou() {
+  try {
+    const data = await api("/api/for-you");
+    const sections = [];
+    if (data.personal.length) sections.push(recGrid("Picked for you", data.personal, "personal"));
+    if (data.buy_again.length) sections.push(recGrid("Time to buy again?", data.buy_again, "buy-again"));
+    if (!data.personal.length) {
+      sections.push(el("p", { class: "muted", text: data.personal_allowed
+        ? "Scan a few products and this shelf learns what you like."
+        : "Personal suggestions are off (see Privacy). Here is what is popular." }));
+    }
+    sections.push(dealList(data.deals));
+    sections.push(recGrid("Popular in this store", data.cold_start, "cold-start"));
+    if (data.recently_viewed.length) sections.push(recGrid("You looked at", data.recently_viewed, "recently-viewed"));
+    $("foryou-sections").replaceChildren(...sections.filter(Boolean));
+  } catch (e) { $("foryou-sections").replaceChildren(el("p", { class: "error", text: errorText(e) })); }
+}
+
+$("search-form").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  const q = $("search-input").value.trim();
+  if (!q) return;
+  try {
+    const data = await api("/api/search?q=" + encodeURIComponent(q));
+    $("search-results").replaceChildren(el("div", { "data-testid": "search-results" },
+      el("h2", { text: `Results for “${data.query}”` + (STATE.session && STATE.session.consents.personalization ? " (ordered for you)" : "") }),
+      data.items.length ? el("div", { class: "grid" }, data.items.map((i) => tile(i))) : el("p", { text: "Nothing found." })));
+  } catch (e) { $("search-results").replaceChildren(el("p", { class: "error", text: errorText(e) })); }
+});
+
+// -- cart -------------------------------------------------------------------------------
+function renderCart(data) {
+  $("cart-count").textContent = data.lines.reduce((n, l) => n + l.quantity, 0);
+  if (!data.lines.length) {
+    $("cart-lines").replaceChildren(el("p", { class: "muted", text: "Your cart is empty. Scan something!" }));
+  } else {
+    $("cart-lines").replaceChildren(el("table", { "data-testid": "cart-table" },
+      el("tr", {}, el("th", { text: "Item" }), el("th", { text: "Qty" }), el("th", { text: "Price" }), el("th", {})),
+      data.lines.map((l) => el("tr", {}, el("td", { text: l.name }), el("td", { text: l.quantity }),
+        el("td", { text: money(l.line_total) }),
+        el("td", {}, el("button", { onclick: async () => renderCart(await api("/api/cart/remove", { item_id: l.item_id })), text: "Remove" })))),
+      el("tr", {}, el("th", { text: "Total" }), el("td", {}), el("th", { text: money(data.total) }), el("td", {}))));
+  }
+  $("cart-extras").replaceChildren(...[dealList(data.offers),
+    data.add_ins && data.add_ins.length ? recGrid("Add to your basket?", data.add_ins, "add-ins") : null].filter(Boolean));
+}
+
+async function loadCart() {
+  try { renderCart(await api("/api/cart")); } catch (e) { $("cart-lines").textContent = errorText(e); }
+}
+
+$("redeem").addEventListener("click", async () => {
+  const code = $("code-input").value.trim();
+  const out = $("redeem-result");
+  out.className = "";
+  if (!code) return;
+  try {
+    const data = await api("/api/cart/redeem", { code });
+    out.className = "ok";
+    const r = data.redemption || {};
+    out.textContent = `Code accepted: ${money(r.amount)} off` + (r.sandbox ? " (sandbox: nothing spent)" : "");
+    renderCart(data);
+  } catch (e) {
+    out.className = "error";
+    out.setAttribute("data-testid", "redeem-refused");
+    out.textContent = "Code refused: " + errorText(e);
+  }
+});
+
+$("checkout").addEventListener("click", async () => {
+  try {
+    const data = await api("/api/checkout", {});
+    $("checkout-result").textContent = `Paid ${money(data.paid)} for ${data.lines} lines (demo: no money moved). Thank you!`;
+    loadCart();
+  } catch (e) { $("checkout-result").textContent = errorText(e); }
+});
+
+// -- privacy ----------------------------------------------------------------------------
+function consentRow(purpose, label, checked, onchange) {
+  const box = el("input", { type: "checkbox", id: "consent-" + purpose, "data-purpose": purpose });
+  box.checked = !!checked;
+  box.addEventListener("change", () => onchange(box.checked));
+  return el("label", { class: "consent-row", for: "consent-" + purpose }, box, label);
+}
+
+async function loadPrivacy() {
+  try {
+    const data = await api("/api/privacy");
+    const kinds = Object.entries(data.event_kinds).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing yet";
+    $("privacy-summary").replaceChildren(el("div", { class: "panel", "data-testid": "privacy-summary" },
+      el("p", { text: data.kind === "member" ? `You are loyalty member ${data.shopper_id} (segment: ${data.segment}).`
+        : "You are a guest. When you leave or after inactivity, this session is forgotten." }),
+      el("p", { text: `Events held: ${kinds}.` }),
+      el("p", { text: "Cart lines: " + (data.counts.carts || 0) }),
+      data.recent_events.length ? el("ul", {}, data.recent_events.map((e) =>
+        el("li", { text: `${e.type} ${e.item_id || ""} · ${new Date(e.ts_ms).toLocaleString()}` }))) : null));
+    $("privacy-consents").replaceChildren(...Object.entries(data.consent_labels).map(([purpose, label]) =>
+      consentRow(purpose, label, data.consents[purpose], async (granted) => {
+        const r = await api("/api/privacy/consent", { purpose, granted });
+        renderSession(r.session);
+        toast("Saved");
+      })));
+  } catch (e) { $("privacy-summary").textContent = errorText(e); }
+}
+
+$("forget").addEventListener("click", async () => {
+  try {
+    const data = await api("/api/privacy/forget", {});
+    resetKiosk(`Forgotten: ${data.removed_rows} records erased`);
+  } catch (e) { $("forget-result").textContent = errorText(e); }
+});
+
+// -- phone app: a map-less plot ---------------------------------------------------------
+let GEO = null;
+function project(lat, lon) {
+  const p = GEO.plot;
+  return [(lon - p.west) / (p.east - p.west) * 500, (p.north - lat) / (p.north - p.south) * 500];
+}
+function unproject(x, y) {
+  const p = GEO.plot;
+  return [p.north - y / 500 * (p.north - p.south), p.west + x / 500 * (p.east - p.west)];
+}
+function metresToPx(m) {
+  const p = GEO.plot;
+  return m / (111320 * Math.cos(p.south * Math.PI / 180)) / (p.east - p.west) * 500;
+}
+const SVG = "http://www.w3.org/2000/svg";
+function svg(tag, attrs) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+  return node;
+}
+
+async function loadGeo() {
+  if (!GEO) GEO = await api("/api/geo");
+  const plot = $("geo-plot");
+  plot.replaceChildren();
+  for (let i = 0; i <= 500; i += 50) {
+    plot.append(svg("line", { x1: i, y1: 0, x2: i, y2: 500, stroke: "#eee" }), svg("line", { x1: 0, y1: i, x2: 500, y2: i, stroke: "#eee" }));
+  }
+  for (const fence of GEO.fences) {
+    let shape, labelAt;
+    if (fence.kind === "circle") {
+      const [x, y] = project(fence.lat, fence.lon);
+      shape = svg("circle", { cx: x, cy: y, r: metresToPx(fence.radius_m) });
+      labelAt = [x, y - metresToPx(fence.radius_m) - 4];
+    } else {
+      const pts = fence.ring.map(([lat, lon]) => project(lat, lon));
+      shape = svg("polygon", { points: pts.map((p) => p.join(",")).join(" ") });
+      labelAt = [pts[0][0], pts[0][1] + 14];
+    }
+    shape.setAttribute("fill", "rgba(31,122,77,.18)");
+    shape.setAttribute("stroke", "#1f7a4d");
+    const label = svg("text", { x: labelAt[0], y: labelAt[1], "text-anchor": "middle", "font-size": 11 });
+    label.textContent = fence.name;
+    plot.append(shape, label);
+  }
+  const [sx, sy] = project(GEO.store.lat, GEO.store.lon);
+  plot.append(svg("rect", { x: sx - 5, y: sy - 5, width: 10, height: 10, fill: "#1b2430" }));
+}
+
+$("geo-plot").addEventListener("click", async (event) => {
+  const plot = $("geo-plot");
+  const box = plot.getBoundingClientRect();
+  const x = (event.clientX - box.left) / box.width * 500;
+  const y = (event.clientY - box.top) / box.height * 500;
+  const [lat, lon] = unproject(x, y);
+  const accuracy = Number($("accuracy").value);
+  plot.querySelectorAll(".phone").forEach((n) => n.remove());
+  plot.append(svg("circle", { class: "phone", cx: x, cy: y, r: Math.max(3, metresToPx(accuracy)), fill: "rgba(179,92,0,.25)", stroke: "#b35c00" }),
+    svg("circle", { class: "phone", cx: x, cy: y, r: 4, fill: "#b35c00" }));
+  const out = $("geo-result");
+  try {
+    const data = await api("/api/geo/locate", { lat, lon, accuracy_m: accuracy });
+    renderGeo(data.result);
+  } catch (e) { out.replaceChildren(el("p", { class: "error", text: errorText(e) })); }
+});
+$("accuracy").addEventListener("input", () => { $("acc-label").textContent = $("accuracy").value; });
+
+function renderGeo(result) {
+  const out = $("geo-result");
+  const parts = [];
+  const offers = result.offers || [];
+  const inside = result.inside || [];
+  parts.push(el("p", { text: "Inside: " + (inside.length ? inside.join(", ") : "no fence") }));
+  parts.push(el("p", { text: "Events: " + (result.events.length
+    ? result.events.map((t) => `${t.kind} ${t.fence_id}` + (t.initial ? " (already inside)" : "")).join(", ") : "none") }));
+  parts.push(offers.length ? dealList(offers) : el("p", { class: "muted", text: "No offer triggered here." }));
+  out.replaceChildren(...parts);
+}
+
+// -- staff ------------------------------------------------------------------------------
+async function loadStaff() {
+  try {
+    renderStaff(await api("/api/staff/status"));
+    $("staff-login").hidden = true;
+  } catch (e) {
+    $("staff-login").hidden = false;
+    $("staff-panel").replaceChildren();
+    if (e.status === 403) $("staff-pin").focus();
+  }
+}
+
+$("staff-login").addEventListener("submit", async (event) => {
+  event.preventDefault();
+  $("staff-error").textContent = "";
+  try {
+    await api("/api/staff/login", { pin: $("staff-pin").value });
+    $("staff-pin").value = "";
+    loadStaff();
+  } catch (e) { $("staff-error").textContent = errorText(e); }
+});
+
+function barChart(values, labels, title, testid) {
+  const width = 520, height = 160, max = Math.max(1, ...values), bw = width / values.length;
+  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 30}`, class: "chart", "data-testid": testid, role: "img", "aria-label": title });
+  values.forEach((v, i) => {
+    const h = v / max * height;
+    chart.append(svg("rect", { x: i * bw + 2, y: height - h, width: bw - 4, height: h, fill: "#1f7a4d" }));
+    const t = svg("text", { x: i * bw + bw / 2, y: height + 14, "text-anchor": "middle" });
+    t.textContent = labels[i];
+    chart.append(t);
+    if (v) { const c = svg("text", { x: i * bw + bw / 2, y: height - h - 3, "text-anchor": "middle" }); c.textContent = v; chart.append(c); }
+  });
+  return el("div", { class: "panel" }, el("h2", { text: title }), chart);
+}
+
+function renderStaff(data) {
+  const sync = data.sync && data.sync.available !== false ? JSON.stringify(data.sync) : "sync module not available";
+  const offerRows = data.offers.map((o) => {
+    const box = el("input", { type: "checkbox", "data-offer": o.offer_id });
+    box.checked = !!o.active;
+    box.addEventListener("change", async () => renderStaff(await api("/api/staff/offer", { offer_id: o.offer_id, active: box.checked })));
+    return el("label", { class: "switch-row" }, el("span", { text: `${o.title} (${o.offer_id})` }), box);
+  });
+  const sandbox = el("input", { type: "checkbox", id: "sandbox" });
+  sandbox.checked = data.sandbox;
+  sandbox.addEventListener("change", async () => renderStaff(await api("/api/staff/sandbox", { on: sandbox.checked })));
+  $("staff-panel").replaceChildren(el("div", { class: "cols", "data-testid": "staff-panel" },
+    el("div", { class: "panel" },
+      el("h2", { text: "Status" }),
+      el("p", { text: "Model: " + (data.model_version || "none (popularity only)") }),
+      el("p", { text: `Catalog: ${data.catalog_items} items` }),
+      el("p", { text: "Sync: " + sync }),
+      el("p", { text: `Last sync: ${data.last_sync.state}` + (data.last_sync.message ? ` (${data.last_sync.message})` : "") }),
+      el("button", { onclick: async () => renderStaff(await api("/api/staff/sync", {})), text: "Sync now" }),
+      el("label", { class: "switch-row", for: "sandbox" }, el("span", { text: "Sandbox mode (redemptions spend nothing)" }), sandbox)),
+    el("div", { class: "panel" }, el("h2", { text: "Offers" }),
+      offerRows.length ? offerRows : el("p", { class: "muted", text: data.offers_available ? "No offers defined." : "Offers module not available." })),
+    barChart(data.scans_by_hour_utc, data.scans_by_hour_utc.map((_, h) => (h % 3 === 0 ? h : "")), "Scans today by hour (UTC)", "scan-chart"),
+    barChart(data.funnel.map((f) => f.count), data.funnel.map((f) => f.step), "Today's offer funnel", "funnel-chart")));
+}
+
+$("staff-back").addEventListener("click", () => show(STATE.session ? "scan" : "welcome"));
+
+// -- welcome ----------------------------------------------------------------------------
+function renderConsentChoices() {
+  const labels = STATE.consent_labels || {};
+  const box = $("signin-consents");
+  box.querySelectorAll("label").forEach((n) => n.remove());
+  for (const purpose of ["personalization", "offers", "location", "sync"]) {
+    if (!labels[purpose]) continue;
+    const input = el("input", { type: "checkbox", id: "signin-" + purpose, "data-purpose": purpose });
+    input.checked = purpose === "personalization" || purpose === "offers";
+    box.append(el("label", { for: "signin-" + purpose }, input, labels[purpose]));
+  }
+}
+
+async function signIn() {
+  const card = $("card-input").value.trim();
+  $("signin-error").textContent = "";
+  if (!card) { $("signin-error").textContent = "Scan or type your card number first."; return; }
+  const consents = {};
+  $("signin-consents").querySelectorAll("input[data-purpose]").forEach((i) => { consents[i.dataset.purpose] = i.checked; });
+  try {
+    const data = await api("/api/session/member", { card, consents });
+    $("card-input").value = "";
+    renderSession(data.session);
+    armIdle();
+    show("foryou");
+  } catch (e) { $("signin-error").textContent = errorText(e); }
+}
+
+$("card-input").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
+$("sign-in").addEventListener("click", signIn);
+$("start-anon").addEventListener("click", async () => {
+  const data = await api("/api/session/start", {});
+  renderSession(data.session);
+  armIdle();
+  show("scan");
+});
+$("end-session").addEventListener("click", async () => {
+  try { await api("/api/session/end", {}); } catch (e) { /* gone already */ }
+  resetKiosk("Goodbye! Nothing of your visit stays on this kiosk.");
+});
+for (const button of document.querySelectorAll("[data-go]")) {
+  button.addEventListener("click", () => show(button.dataset.go));
+}
+
+async function boot() {
+  const state = await api("/api/state");
+  STATE = { ...STATE, ...state };
+  $("store-name").textContent = state.store.name || "";
+  renderConsentChoices();
+  $("demo-cards").replaceChildren(...state.demo_cards.map((c) =>
+    el("button", { class: "ghost", "data-card": c.card, onclick: () => { $("card-input").value = c.card; }, text: `${c.card} · ${c.label}` })));
+  renderSession(state.session);
+  armIdle();
+  show(state.session ? "scan" : "welcome");
+}
+boot();
