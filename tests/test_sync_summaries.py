@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import random
 from pathlib import Path
@@ -296,10 +297,8 @@ def test_an_off_schema_envelope_is_refused(change):
 @settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_bytes_never_decode_into_anything_but_a_clear_error(raw):
-    try:
+    with contextlib.suppress(EnvelopeError):
         unpack_envelope(raw)
-    except EnvelopeError:
-        pass
 
 
 @settings(max_examples=200, deadline=None)
@@ -308,10 +307,8 @@ def test_mutated_envelopes_are_valid_or_refused_never_a_crash(data):
     raw = bytearray(msgpack.packb(VALID))
     for _ in range(data.draw(st.integers(1, 4))):
         raw[data.draw(st.integers(0, len(raw) - 1))] = data.draw(st.integers(0, 255))
-    try:
+    with contextlib.suppress(EnvelopeError):
         unpack_envelope(bytes(raw))
-    except EnvelopeError:
-        pass
 
 
 def test_integer_map_keys_are_refused():
