@@ -13,6 +13,7 @@ Example:
     ['Whole milk']
 """
 
+from ._barcode import ParsedBarcode, decode_image, expand_upce, normalize_gtin, parse_barcode
 from ._bundle import Manifest, SideTables
 from ._catalog import Catalog, Item
 from ._errors import (
@@ -41,9 +42,22 @@ from ._errors import (
 )
 from ._events import EVENT_TYPES, Event
 from ._facade import CartLine, Shelfwise, Shopper, open
+from ._geo import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
 from ._identity import PURPOSES, SEGMENTS
+from ._offers import (
+    OFFER_REASONS,
+    Decision,
+    Offer,
+    OfferContext,
+    Offers,
+    RankedOffer,
+    Redemption,
+    Reservation,
+    parse_offer,
+)
 from ._outbox import OutboxStatus, ReleaseInfo
 from ._recommend import SURFACES, Recommendation
+from ._scan import ScanCard
 from ._summaries import PrivacyPolicy
 from ._sync import Credentials, SyncReport
 
@@ -56,8 +70,13 @@ __all__ = [
     "Catalog",
     "ConsentRequired",
     "Credentials",
+    "Decision",
     "EVENT_TYPES",
     "Event",
+    "Fence",
+    "FenceIndex",
+    "GeofenceEvent",
+    "Geofences",
     "InvalidBarcode",
     "InvalidCatalog",
     "InvalidEvent",
@@ -68,14 +87,23 @@ __all__ = [
     "Item",
     "Manifest",
     "ModelRuntimeError",
+    "OFFER_REASONS",
+    "Offer",
+    "OfferContext",
     "OfferRejected",
+    "Offers",
     "OutboxStatus",
     "PURPOSES",
+    "ParsedBarcode",
     "PrivacyPolicy",
+    "RankedOffer",
     "Recommendation",
+    "Redemption",
     "ReleaseInfo",
+    "Reservation",
     "SEGMENTS",
     "SURFACES",
+    "ScanCard",
     "Shelfwise",
     "ShelfwiseError",
     "Shopper",
@@ -91,5 +119,12 @@ __all__ = [
     "UnknownItem",
     "UnknownShopper",
     "__version__",
+    "circle",
+    "decode_image",
+    "expand_upce",
+    "normalize_gtin",
     "open",
+    "parse_barcode",
+    "parse_offer",
+    "polygon",
 ]

@@ -15,13 +15,14 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from ._catalog import Catalog, Item
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
 from ._events import INTEREST_EVENTS, Event, event_record, validate_event
+from ._geo import GeofenceEvent, Geofences
 from ._identity import (
     DAY_MS,
     ShopperInfo,
@@ -33,8 +34,10 @@ from ._identity import (
     write_consents,
 )
 from ._model import LoadedModel, ModelHandle
+from ._offers import OfferContext, Offers, RankedOffer, Redemption, Reservation
 from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
 from ._recommend import Context, Recommendation, Recommender, rerank_search
+from ._scan import ScanCard, scan
 from ._store import Store, now_ms
 from ._summaries import PrivacyPolicy
 from ._sync import Credentials, SyncReport, summarise_store, sync_store
@@ -74,6 +77,8 @@ class Shelfwise:
         self.catalog = Catalog(self.store)
         self.model = ModelHandle(public_key=public_key, threads=threads)
         self.recommender = Recommender(self.store, self.catalog, self.model)
+        self.offers = Offers(self.store, self.catalog, store_id=store_id)
+        self.geo = Geofences(self.store)
         # Anonymous sessions idle this long are forgotten when the next one starts (0: never).
         self.session_idle_s: float = DEFAULT_IDLE_S
         if bundle is not None:
@@ -582,6 +587,110 @@ class Shopper:
         return self._sw.recommender.recommend(
             surface, self.context(now=now), k=k, item=item, category=category
         )
+
+    # -- scan, offers, location (logic in _scan, _offers, _geo) ------------------------
+    def scan(self, code: str, *, symbology: str | None = None, channel: str = "kiosk") -> ScanCard:
+        """Scan a barcode: the item, deals on it, goes-with, cheaper alternatives, a note.
+
+        A bad or unknown code raises ``InvalidBarcode`` / ``UnknownItem`` and is still
+        recorded as a ``scan_miss`` (with the reason) for the store summary.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.start_session().scan("036000291453")
+            Traceback (most recent call last):
+            ...
+            shelfwise._errors.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
+        """
+        return scan(self, code, symbology=symbology, channel=channel)
+
+    def offer_context(
+        self,
+        *,
+        channel: str | None = None,
+        cart: Sequence[Any] | None = None,
+        cart_total: float | None = None,
+        now: int | None = None,
+    ) -> OfferContext:
+        """What the offer rules see for this shopper now (cart read from the store if None)."""
+        self.info()
+        return self._sw.offers.context(
+            self.shopper_id, channel=channel, cart=cart, cart_total=cart_total, now=now
+        )
+
+    def offers(
+        self,
+        *,
+        channel: str = "kiosk",
+        cart: Sequence[Any] | None = None,
+        limit: int = 5,
+        record: bool = True,
+        now: int | None = None,
+    ) -> list[RankedOffer]:
+        """Offers this shopper is eligible for, best expected value first (shown = recorded).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.offers.define({"offer_id": "hello", "title": "1.00 off",
+            ...                            "reward": {"type": "amount", "value": 1}})
+            ...     [o.offer.offer_id for o in sw.start_session().offers(cart=[])]
+            ['hello']
+        """
+        ctx = self.offer_context(channel=channel, cart=cart, now=now)
+        self._sw.offers.record_conversions(shopper_id=self.shopper_id)
+        return self._sw.offers.eligible(ctx, limit=limit, record=record)
+
+    def reserve(
+        self, code_or_offer: str, *, cart_total: float | None = None, ttl_s: float = 300
+    ) -> Reservation:
+        """Hold a code (or a code-less offer id) for this checkout; commit or release it.
+
+        Example: ``held = shopper.reserve("7KQ2-...")`` then ``sw.offers.commit(held.reservation_id)``
+        """
+        self.info()
+        return self._sw.offers.reserve(
+            code_or_offer, shopper_id=self.shopper_id, cart_total=cart_total, ttl_s=ttl_s
+        )
+
+    def redeem(self, code_or_offer: str, *, cart_total: float | None = None) -> Redemption:
+        """Reserve and commit at once; ``OfferRejected(reason=...)`` says why not."""
+        self.info()
+        return self._sw.offers.redeem(
+            code_or_offer, shopper_id=self.shopper_id, cart_total=cart_total
+        )
+
+    def locate(
+        self, lat: float, lon: float, accuracy_m: float, *, ts_ms: int | None = None
+    ) -> list[GeofenceEvent]:
+        """A location fix: geofence enter/dwell/exit events, each with the offers it triggered.
+
+        Needs location consent (``ConsentRequired``); the coordinates are never stored.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.start_session().locate(45.46, 9.19, 10)
+            Traceback (most recent call last):
+            ...
+            shelfwise._errors.ConsentRequired: the shopper has not consented to location
+        """
+        self.require_consent("location")
+        events = self._sw.geo.update(self.shopper_id, lat, lon, accuracy_m, ts_ms=ts_ms)
+        return [self._with_offers(event) for event in events]
+
+    def _with_offers(self, event: GeofenceEvent) -> GeofenceEvent:
+        if event.kind == "exit" or not self._sw.offers.all():
+            return event
+        ctx = self._sw.offers.context(
+            self.shopper_id,
+            channel="app_push",
+            geofence=(event.fence_id, event.kind),
+            now=event.ts_ms,
+        )
+        ranked = self._sw.offers.eligible(ctx, limit=1, record=True)
+        return replace(event, offers=tuple(ranked))
 
     # -- leaving -------------------------------------------------------------------------
     def end(self) -> None:

@@ -220,3 +220,112 @@ def _sync(db: Database) -> None:
         """,
     )
 
+
+
+@MIGRATIONS(name="010_offers")
+def _offers(db: Database) -> None:
+    # Offers, one-time codes and the redemption ledger (see shelfwise._offers). Counters sit
+    # in their own row per offer and change in the same transaction as the code and the
+    # reservation, so a budget or a single-use code can never be spent twice.
+    run_script(
+        db,
+        """
+        CREATE TABLE offers (
+            offer_id TEXT PRIMARY KEY,
+            definition TEXT NOT NULL,        -- the validated JSON definition
+            active INTEGER NOT NULL DEFAULT 1,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE offer_counters (
+            offer_id TEXT PRIMARY KEY REFERENCES offers(offer_id) ON DELETE CASCADE,
+            redemptions INTEGER NOT NULL DEFAULT 0,
+            spent REAL NOT NULL DEFAULT 0,
+            reserved INTEGER NOT NULL DEFAULT 0 CHECK (reserved >= 0),
+            reserved_amount REAL NOT NULL DEFAULT 0,
+            impressions INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE TABLE offer_codes (
+            code TEXT PRIMARY KEY,
+            offer_id TEXT NOT NULL REFERENCES offers(offer_id) ON DELETE CASCADE,
+            shopper_id TEXT,                 -- bound to one member, or NULL for anyone
+            state TEXT NOT NULL CHECK (state IN ('available', 'reserved', 'redeemed')),
+            issued_ms INTEGER NOT NULL,
+            expires_ms INTEGER,
+            redeemed_ms INTEGER
+        );
+        CREATE INDEX offer_codes_offer ON offer_codes(offer_id, state);
+        CREATE TABLE reservations (
+            reservation_id TEXT PRIMARY KEY,
+            offer_id TEXT NOT NULL,
+            code TEXT,
+            shopper_id TEXT NOT NULL,
+            amount REAL NOT NULL,
+            created_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            state TEXT NOT NULL CHECK (state IN ('held', 'committed', 'released', 'expired'))
+        );
+        -- At most one live hold per code, enforced by SQLite itself.
+        CREATE UNIQUE INDEX reservations_one_hold ON reservations(code)
+            WHERE state = 'held' AND code IS NOT NULL;
+        CREATE INDEX reservations_held ON reservations(state, expires_ms);
+        CREATE INDEX reservations_shopper ON reservations(offer_id, shopper_id, created_ms);
+        CREATE TABLE redemptions (
+            redemption_id TEXT PRIMARY KEY,
+            offer_id TEXT NOT NULL,
+            code TEXT UNIQUE,                -- a code is redeemed once, enforced by SQLite too
+            shopper_id TEXT NOT NULL,        -- the loyalty id (never an editable field)
+            amount REAL NOT NULL,
+            ts_ms INTEGER NOT NULL
+        );
+        CREATE INDEX redemptions_offer ON redemptions(offer_id, ts_ms);
+        CREATE INDEX redemptions_shopper ON redemptions(offer_id, shopper_id, ts_ms);
+        CREATE TABLE impressions (
+            shopper_id TEXT NOT NULL,
+            offer_id TEXT NOT NULL,
+            channel TEXT NOT NULL,
+            ts_ms INTEGER NOT NULL
+        );
+        CREATE INDEX impressions_shopper ON impressions(offer_id, shopper_id, ts_ms);
+        CREATE TABLE experiment_assignments (
+            shopper_id TEXT NOT NULL,
+            experiment_id TEXT NOT NULL,
+            variant TEXT NOT NULL,
+            offer_id TEXT NOT NULL,
+            exposed_ms INTEGER NOT NULL,
+            converted_ms INTEGER,
+            PRIMARY KEY (shopper_id, experiment_id)
+        );
+        """,
+    )
+
+
+@MIGRATIONS(name="020_geofences")
+def _geofences(db: Database) -> None:
+    # Fences are store places (not shopper data). The state table holds, per shopper and
+    # fence, only what the enter/dwell/exit machine needs: never a coordinate.
+    run_script(
+        db,
+        """
+        CREATE TABLE geofences (
+            fence_id TEXT PRIMARY KEY,
+            store_id TEXT NOT NULL DEFAULT '',
+            shape TEXT NOT NULL,             -- JSON: circle centre+radius or polygon ring
+            dwell_ms INTEGER NOT NULL,
+            initial TEXT NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE geofence_state (
+            shopper_id TEXT NOT NULL,
+            fence_id TEXT NOT NULL REFERENCES geofences(fence_id) ON DELETE CASCADE,
+            state TEXT NOT NULL CHECK (state IN ('outside', 'inside', 'dwelling')),
+            since_ms INTEGER NOT NULL,       -- when the current state began
+            last_fix_ms INTEGER NOT NULL,    -- later fixes only: replays change nothing
+            outside_fixes INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (shopper_id, fence_id)
+        );
+        CREATE TABLE geofence_clock (
+            shopper_id TEXT PRIMARY KEY,
+            last_fix_ms INTEGER NOT NULL
+        );
+        """,
+    )

@@ -1,0 +1,1784 @@
+"""Offers and promotions: validated definitions, targeting rules, budgets, codes, redemption.
+
+An offer is a frozen ``Offer`` parsed from JSON or YAML (``parse_offer`` says exactly which
+field is wrong). ``evaluate`` is the whole rules engine as one pure function of the offer, an
+``OfferContext`` (who, where, when, cart) and ``OfferUsage`` (the counters): it returns a
+``Decision`` with a stable reason code and a message a person can read.
+
+``Offers`` keeps offers, codes, reservations, redemptions, impressions and experiment
+assignments in the store. Redemption is reserve-with-expiry -> commit -> release; each step
+is one ``BEGIN IMMEDIATE`` transaction that checks the code's state, the limits and the
+budget and moves the counters together, so two checkouts (threads or processes) can never
+spend one single-use code or one budget twice.
+
+Example:
+    >>> import shelfwise
+    >>> sw = shelfwise.open(":memory:")
+    >>> offer = sw.offers.define({"offer_id": "ten-off", "title": "10% off over 20.00",
+    ...     "reward": {"type": "percent", "value": 10},
+    ...     "targeting": {"cart_total_min": 20}, "codes": "unique"})
+    >>> [code] = sw.offers.issue_codes("ten-off", 1)
+    >>> ann, bob = sw.member("L-1"), sw.member("L-2")
+    >>> ann.redeem(code, cart_total=12.5)
+    Traceback (most recent call last):
+    ...
+    shelfwise._errors.OfferRejected: not eligible: cart total 12.50 is below 20.00
+    >>> ann.redeem(code, cart_total=30.0).amount
+    3.0
+    >>> bob.redeem(code, cart_total=30.0)
+    Traceback (most recent call last):
+    ...
+    shelfwise._errors.OfferRejected: code ... was already redeemed
+    >>> sw.close()
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import math
+import uuid
+import zoneinfo
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from ._catalog import Catalog
+from ._codes import canonical_code, check_code, new_code
+from ._errors import InvalidInput, InvalidOffer, OfferRejected
+from ._identity import SEGMENTS
+from ._store import Store, now_ms
+
+logger = logging.getLogger(__name__)
+
+DAY_MS = 86_400_000
+CHANNELS = frozenset({"kiosk", "app_push", "app_inbox", "pos", "scan"})
+CALENDAR = frozenset({"birthday", "anniversary", "holiday"})
+GEOFENCE_EVENTS = frozenset({"enter", "dwell", "exit"})
+DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+DEFAULT_RESERVATION_S = 300
+DEFAULT_TIMEZONE = "UTC"
+# Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
+PRIOR_REDEEMED, PRIOR_SHOWN = 1.0, 10.0
+
+# Stable reason codes (machine-readable, never renamed) -> what they mean.
+REASONS: dict[str, str] = {
+    "eligible": "the offer applies",
+    "unknown_offer": "no such offer",
+    "inactive": "the offer is switched off",
+    "consent_required": "the shopper has not consented to offers",
+    "member_required": "the offer is for loyalty members",
+    "channel": "the offer is not shown on this channel",
+    "store": "the offer does not run in this store",
+    "timezone_unknown": "the store's time zone is unknown, so time rules fail closed",
+    "not_started": "the offer has not started",
+    "expired": "the offer has ended",
+    "wrong_day": "the offer does not run today",
+    "outside_hours": "the offer does not run at this time of day",
+    "segment": "the shopper's segment is not targeted",
+    "lapsed_days": "the shopper bought too recently",
+    "attribute": "a member attribute does not match",
+    "calendar": "not the shopper's birthday/anniversary or a holiday",
+    "cart_total_below": "the cart total is below the minimum",
+    "cart_total_above": "the cart total is above the maximum",
+    "cart_items": "the cart does not hold the required items",
+    "item": "the offer is not on this item",
+    "geofence": "the shopper did not trigger the offer's geofence",
+    "redemptions_exhausted": "the offer's redemptions are used up",
+    "budget_exhausted": "the offer's money budget is used up",
+    "daily_limit": "the offer's redemptions for today are used up",
+    "customer_limit": "the shopper used this offer the allowed number of times",
+    "customer_daily_limit": "the shopper used this offer the allowed times today",
+    "customer_weekly_limit": "the shopper used this offer the allowed times this week",
+    "frequency_cap": "the offer was shown to this shopper often enough",
+    "quiet_hours": "quiet hours: a perishable offer is dropped, not delayed",
+    "experiment_control": "the shopper is in an experiment's control group",
+    "nothing_to_discount": "the cart holds nothing the offer discounts",
+    "code_required": "the offer is redeemed with a code",
+    "code_invalid": "not a valid code (spelling or check character)",
+    "code_unknown": "no such code",
+    "code_used": "the code was already redeemed",
+    "code_reserved": "the code is held by another checkout",
+    "code_expired": "the code has expired",
+    "code_other_shopper": "the code belongs to another member",
+    "reservation_unknown": "no such reservation",
+    "reservation_expired": "the reservation expired and was released",
+    "reservation_closed": "the reservation was already committed or released",
+}
+
+
+OFFER_REASONS = REASONS  # the public name
+
+
+# -- definitions ---------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reward:
+    """What the offer gives: ``percent`` off, a fixed ``amount`` off (capped by ``max_discount``)."""
+
+    type: str = "percent"
+    value: float = 0.0
+    max_discount: float | None = None
+
+    def discount(self, base: float) -> float:
+        """The money off a base amount (never more than the base)."""
+        raw = base * self.value / 100 if self.type == "percent" else self.value
+        if self.max_discount is not None:
+            raw = min(raw, self.max_discount)
+        return round(max(0.0, min(raw, base)), 2)
+
+
+@dataclass(frozen=True)
+class Targeting:
+    """Who, where and what an offer is for; an empty field does not restrict."""
+
+    segments: frozenset[str] = frozenset()
+    members_only: bool = False
+    min_days_since_purchase: float | None = None
+    attributes: Mapping[str, tuple[Any, ...]] = field(default_factory=dict)
+    cart_total_min: float | None = None
+    cart_total_max: float | None = None
+    cart_items_any: frozenset[str] = frozenset()
+    cart_categories_any: frozenset[str] = frozenset()
+    items: frozenset[str] = frozenset()
+    categories: frozenset[str] = frozenset()
+    stores: frozenset[str] = frozenset()
+    geofences: frozenset[str] = frozenset()
+    geofence_events: frozenset[str] = frozenset({"enter", "dwell"})
+    channels: frozenset[str] = frozenset()
+    calendar: frozenset[str] = frozenset()
+    holidays: tuple[str, ...] = ()
+    calendar_window_days: int = 0
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When, in the store's local time: ISO start/end, days of week, daily hours."""
+
+    starts: str | None = None
+    ends: str | None = None
+    days: frozenset[int] = frozenset()  # 0 = Monday
+    start_minute: int | None = None
+    end_minute: int | None = None  # may be before start_minute: the window wraps midnight
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Budgets and caps; None means unlimited. Per-customer limits key on the loyalty id."""
+
+    total_redemptions: int | None = None
+    budget: float | None = None
+    per_day: int | None = None
+    per_customer: int | None = None
+    per_customer_per_day: int | None = None
+    per_customer_per_week: int | None = None
+    impressions_per_day: int | None = None
+    impressions_per_week: int | None = None
+
+    @property
+    def per_customer_limited(self) -> bool:
+        return any(
+            x is not None
+            for x in (self.per_customer, self.per_customer_per_day, self.per_customer_per_week)
+        )
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """An A/B test: variants with weights; a ``holdout`` variant never sees the offer."""
+
+    experiment_id: str
+    variants: tuple[tuple[str, float, bool], ...] = (
+        ("control", 50.0, True),
+        ("treatment", 50.0, False),
+    )
+
+
+@dataclass(frozen=True)
+class Offer:
+    """One validated offer definition."""
+
+    offer_id: str
+    title: str
+    reward: Reward
+    targeting: Targeting = field(default_factory=Targeting)
+    schedule: Schedule = field(default_factory=Schedule)
+    limits: Limits = field(default_factory=Limits)
+    description: str = ""
+    codes: str = "none"  # none: applied by offer id; unique: needs a one-time code
+    perishable: bool = False
+    active: bool = True
+    experiment: Experiment | None = None
+    source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The definition as given (JSON-ready), with the current activation switch."""
+        return {**self.source, "offer_id": self.offer_id, "active": self.active}
+
+
+_OFFER_KEYS = {
+    "offer_id",
+    "id",
+    "title",
+    "description",
+    "reward",
+    "targeting",
+    "schedule",
+    "limits",
+    "codes",
+    "perishable",
+    "active",
+    "experiment",
+}
+_TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
+_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
+_SCHEDULE_KEYS = {"starts", "ends", "days", "hours"}
+
+
+def _fail(offer_id: str, message: str) -> InvalidOffer:
+    return InvalidOffer(f"offer {offer_id or '?'}: {message}")
+
+
+def _strings(
+    value: Any, name: str, oid: str, allowed: Iterable[str] | None = None
+) -> frozenset[str]:
+    if value is None:
+        return frozenset()
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list | tuple) or not all(isinstance(v, str) and v for v in value):
+        raise _fail(oid, f"{name} must be a list of strings")
+    if allowed is not None:
+        allowed = set(allowed)
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise _fail(
+                oid, f"{name}: {', '.join(unknown)} not one of {', '.join(sorted(allowed))}"
+            )
+    return frozenset(value)
+
+
+def _number(value: Any, name: str, oid: str, *, integer: bool = False) -> Any:
+    if value is None:
+        return None
+    ok = isinstance(value, int) if integer else isinstance(value, int | float)
+    if isinstance(value, bool) or not ok or not math.isfinite(value) or value < 0:
+        kind = "a non-negative integer" if integer else "a non-negative number"
+        raise _fail(oid, f"{name} must be {kind}, not {value!r}")
+    return value if integer else float(value)
+
+
+def _minute(text: Any, oid: str) -> int:
+    try:
+        hour, minute = str(text).split(":")
+        h, m = int(hour), int(minute)
+    except ValueError as exc:
+        raise _fail(oid, f"schedule hours must be 'HH:MM', not {text!r}") from exc
+    if not (0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 1440):
+        raise _fail(oid, f"schedule hour {text!r} is not a time of day")
+    return h * 60 + m
+
+
+def _iso(value: Any, name: str, oid: str) -> str | None:
+    if value is None:
+        return None
+    try:
+        parsed = dt.datetime.fromisoformat(str(value))
+    except ValueError as exc:
+        raise _fail(
+            oid, f"schedule.{name} must be an ISO date or date-time, not {value!r}"
+        ) from exc
+    if parsed.tzinfo is not None:
+        raise _fail(oid, f"schedule.{name} is store-local time: leave out the UTC offset")
+    return parsed.isoformat()
+
+
+def _unknown_keys(data: Mapping[str, Any], allowed: set[str], where: str, oid: str) -> None:
+    extra = sorted(set(data) - allowed)
+    if extra:
+        raise _fail(oid, f"unknown {where} field(s): {', '.join(extra)}")
+
+
+def parse_offer(data: Mapping[str, Any]) -> Offer:
+    """Validate one offer definition (a mapping from JSON/YAML); raise ``InvalidOffer``.
+
+    Example:
+        >>> parse_offer({"offer_id": "x", "title": "X", "reward": {"type": "percent", "value": 150}})
+        Traceback (most recent call last):
+        ...
+        shelfwise._errors.InvalidOffer: offer x: reward.value must be between 0 and 100 for a percent reward
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidOffer(f"an offer definition must be a mapping, not {type(data).__name__}")
+    oid = str(data.get("offer_id") or data.get("id") or "").strip()
+    if not oid or len(oid) > 64 or any(c.isspace() for c in oid):
+        raise InvalidOffer("an offer needs an offer_id of 1 to 64 characters without spaces")
+    _unknown_keys(data, _OFFER_KEYS, "offer", oid)
+    title = str(data.get("title") or "").strip()
+    if not title:
+        raise _fail(oid, "title is missing")
+    raw_reward = data.get("reward")
+    if not isinstance(raw_reward, Mapping):
+        raise _fail(oid, "reward must be a mapping like {type: percent, value: 10}")
+    _unknown_keys(raw_reward, {"type", "value", "max_discount"}, "reward", oid)
+    if raw_reward.get("type") not in {"percent", "amount"}:
+        raise _fail(oid, "reward.type must be 'percent' or 'amount'")
+    value = _number(raw_reward.get("value"), "reward.value", oid)
+    if value is None or value == 0:
+        raise _fail(oid, "reward.value must be a positive number")
+    if raw_reward["type"] == "percent" and value > 100:
+        raise _fail(oid, "reward.value must be between 0 and 100 for a percent reward")
+    reward = Reward(
+        raw_reward["type"],
+        value,
+        _number(raw_reward.get("max_discount"), "reward.max_discount", oid),
+    )
+    targeting = _parse_targeting(data.get("targeting") or {}, oid)
+    schedule = _parse_schedule(data.get("schedule") or {}, oid)
+    raw_limits = data.get("limits") or {}
+    if not isinstance(raw_limits, Mapping):
+        raise _fail(oid, "limits must be a mapping")
+    _unknown_keys(raw_limits, _LIMIT_KEYS, "limits", oid)
+    limits = Limits(
+        **{
+            key: _number(raw_limits.get(key), f"limits.{key}", oid, integer=key != "budget")
+            for key in _LIMIT_KEYS
+        }
+    )
+    codes = data.get("codes", "none")
+    if codes not in {"none", "unique"}:
+        raise _fail(oid, "codes must be 'none' (applied by offer id) or 'unique'")
+    perishable = data.get("perishable", bool(targeting.geofences))
+    active = data.get("active", True)
+    if not isinstance(perishable, bool) or not isinstance(active, bool):
+        raise _fail(oid, "perishable and active must be true or false")
+    return Offer(
+        offer_id=oid,
+        title=title,
+        reward=reward,
+        targeting=targeting,
+        schedule=schedule,
+        limits=limits,
+        description=str(data.get("description") or ""),
+        codes=codes,
+        perishable=perishable,
+        active=active,
+        experiment=_parse_experiment(data.get("experiment"), oid),
+        source=json.loads(json.dumps(dict(data), default=str)),
+    )
+
+
+def _parse_targeting(raw: Any, oid: str) -> Targeting:
+    if not isinstance(raw, Mapping):
+        raise _fail(oid, "targeting must be a mapping")
+    _unknown_keys(raw, _TARGETING_KEYS, "targeting", oid)
+    attributes = raw.get("attributes") or {}
+    if not isinstance(attributes, Mapping):
+        raise _fail(oid, "targeting.attributes must map an attribute to a value or a list")
+    low, high = (
+        _number(raw.get("cart_total_min"), "targeting.cart_total_min", oid),
+        _number(raw.get("cart_total_max"), "targeting.cart_total_max", oid),
+    )
+    if low is not None and high is not None and low > high:
+        raise _fail(oid, "targeting.cart_total_min is above cart_total_max")
+    holidays = tuple(str(h) for h in raw.get("holidays") or ())
+    for day in holidays:
+        try:
+            dt.date.fromisoformat(day if len(day) == 10 else f"2000-{day}")
+        except ValueError as exc:
+            raise _fail(oid, f"holiday {day!r} must be 'MM-DD' or 'YYYY-MM-DD'") from exc
+    calendar = _strings(raw.get("calendar"), "targeting.calendar", oid, CALENDAR)
+    if "holiday" in calendar and not holidays:
+        raise _fail(oid, "targeting.calendar has 'holiday' but targeting.holidays is empty")
+    window = _number(
+        raw.get("calendar_window_days", 0), "targeting.calendar_window_days", oid, integer=True
+    )
+    members_only = raw.get("members_only", False)
+    if not isinstance(members_only, bool):
+        raise _fail(oid, "targeting.members_only must be true or false")
+    return Targeting(
+        segments=_strings(raw.get("segments"), "targeting.segments", oid, SEGMENTS),
+        members_only=members_only,
+        min_days_since_purchase=_number(
+            raw.get("min_days_since_purchase"), "targeting.min_days_since_purchase", oid
+        ),
+        attributes={
+            str(k): tuple(v) if isinstance(v, list | tuple) else (v,) for k, v in attributes.items()
+        },
+        cart_total_min=low,
+        cart_total_max=high,
+        cart_items_any=_strings(raw.get("cart_items_any"), "targeting.cart_items_any", oid),
+        cart_categories_any=_strings(
+            raw.get("cart_categories_any"), "targeting.cart_categories_any", oid
+        ),
+        items=_strings(raw.get("items"), "targeting.items", oid),
+        categories=_strings(raw.get("categories"), "targeting.categories", oid),
+        stores=_strings(raw.get("stores"), "targeting.stores", oid),
+        geofences=_strings(raw.get("geofences"), "targeting.geofences", oid),
+        geofence_events=_strings(
+            raw.get("geofence_events", ["enter", "dwell"]),
+            "targeting.geofence_events",
+            oid,
+            GEOFENCE_EVENTS,
+        ),
+        channels=_strings(raw.get("channels"), "targeting.channels", oid, CHANNELS),
+        calendar=calendar,
+        holidays=holidays,
+        calendar_window_days=window or 0,
+    )
+
+
+def _parse_schedule(raw: Any, oid: str) -> Schedule:
+    if not isinstance(raw, Mapping):
+        raise _fail(oid, "schedule must be a mapping")
+    _unknown_keys(raw, _SCHEDULE_KEYS, "schedule", oid)
+    starts, ends = _iso(raw.get("starts"), "starts", oid), _iso(raw.get("ends"), "ends", oid)
+    if starts and ends and starts >= ends:
+        raise _fail(oid, "schedule.starts must be before schedule.ends")
+    days = _strings(raw.get("days"), "schedule.days", oid, {*DAYS, "weekdays", "weekend"})
+    day_numbers: set[int] = set()
+    for day in days:
+        day_numbers |= (
+            {0, 1, 2, 3, 4}
+            if day == "weekdays"
+            else {5, 6}
+            if day == "weekend"
+            else {DAYS.index(day)}
+        )
+    hours = raw.get("hours")
+    start_minute = end_minute = None
+    if hours is not None:
+        if not isinstance(hours, list | tuple) or len(hours) != 2:
+            raise _fail(oid, "schedule.hours must be ['HH:MM', 'HH:MM']")
+        start_minute, end_minute = _minute(hours[0], oid), _minute(hours[1], oid)
+        if start_minute == end_minute:
+            raise _fail(oid, "schedule.hours start and end are the same")
+    return Schedule(starts, ends, frozenset(day_numbers), start_minute, end_minute)
+
+
+def _parse_experiment(raw: Any, oid: str) -> Experiment | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, Mapping) or not str(raw.get("id") or "").strip():
+        raise _fail(oid, "experiment must be a mapping with an id")
+    variants_raw = raw.get("variants") or [
+        {"name": "control", "weight": 50, "holdout": True},
+        {"name": "treatment", "weight": 50},
+    ]
+    variants = []
+    for v in variants_raw:
+        if not isinstance(v, Mapping) or not str(v.get("name") or "").strip():
+            raise _fail(oid, "each experiment variant needs a name")
+        weight = _number(v.get("weight", 1), "experiment variant weight", oid)
+        variants.append((str(v["name"]), float(weight), bool(v.get("holdout", False))))
+    if len({v[0] for v in variants}) != len(variants) or sum(v[1] for v in variants) <= 0:
+        raise _fail(oid, "experiment variants need distinct names and a positive total weight")
+    return Experiment(str(raw["id"]).strip(), tuple(variants))
+
+
+def read_offer_file(path: str | Path) -> list[Mapping[str, Any]]:
+    """Offer definitions from a ``.json`` or ``.yaml``/``.yml`` file (one offer or a list).
+
+    YAML needs PyYAML (in the ``dev`` and ``demo`` extras); JSON always works.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        try:
+            import yaml
+        except ImportError as exc:  # pragma: no cover - depends on the install
+            raise InvalidOffer(
+                f"{path.name}: reading YAML needs PyYAML (pip install 'shelfwise[demo]'); "
+                "or write the offers as JSON"
+            ) from exc
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InvalidOffer(f"{path.name}: not valid YAML: {exc}") from exc
+    else:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise InvalidOffer(f"{path.name}: not valid JSON: {exc}") from exc
+    if isinstance(data, Mapping) and "offers" in data:
+        data = data["offers"]
+    if isinstance(data, Mapping):
+        data = [data]
+    if not isinstance(data, list):
+        raise InvalidOffer(f"{path.name}: expected an offer, a list of offers or {{offers: [...]}}")
+    return data
+
+
+# -- evaluation ----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CartLine:
+    """A cart line as the rules see it: item, category, line total."""
+
+    item_id: str
+    category: str = ""
+    amount: float = 0.0
+
+
+@dataclass(frozen=True)
+class OfferContext:
+    """Everything the rules may know about one evaluation. ``local`` is the store's local
+    time (None when the time zone is unknown: every time rule then fails closed)."""
+
+    now_ms: int
+    local: dt.datetime | None
+    shopper_id: str = ""
+    is_member: bool = False
+    consented: bool = False
+    segment: str = "new"
+    days_since_purchase: float | None = None
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    member_since: dt.date | None = None
+    cart: tuple[CartLine, ...] = ()
+    cart_total: float | None = None
+    store_id: str = ""
+    channel: str | None = None
+    item_id: str | None = None
+    item_category: str | None = None
+    item_price: float | None = None
+    geofence: tuple[str, str] | None = None  # (fence_id, enter|dwell|exit)
+    quiet_until_ms: int | None = None  # set while the store's quiet hours last
+    purpose: str = "show"  # show | redeem
+
+    @property
+    def total(self) -> float:
+        if self.cart_total is not None:
+            return self.cart_total
+        return round(sum(line.amount for line in self.cart), 2)
+
+
+@dataclass(frozen=True)
+class OfferUsage:
+    """The counters the limits read (reserved counts as spent until released)."""
+
+    redemptions: int = 0
+    spent: float = 0.0
+    today: int = 0
+    customer_total: int = 0
+    customer_today: int = 0
+    customer_week: int = 0
+    shown_today: int = 0
+    shown_week: int = 0
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The engine's answer for one offer: eligible or the reason it is not."""
+
+    offer_id: str
+    eligible: bool
+    reason: str
+    message: str
+    amount: float = 0.0
+    variant: str | None = None
+    deliver_at_ms: int | None = None
+
+    def raise_if_rejected(self) -> Decision:
+        if not self.eligible:
+            raise OfferRejected(self.message, reason=self.reason)
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer_id": self.offer_id,
+            "eligible": self.eligible,
+            "reason": self.reason,
+            "message": self.message,
+            "amount": self.amount,
+            "variant": self.variant,
+        }
+
+
+def assign_variant(experiment: Experiment, identity: str) -> tuple[str, bool]:
+    """The variant (and whether it is a holdout) for an identity: the same every time.
+
+    Example:
+        >>> exp = Experiment("e1")
+        >>> assign_variant(exp, "L-1") == assign_variant(exp, "L-1")
+        True
+    """
+    digest = hashlib.sha256(f"{experiment.experiment_id}:{identity}".encode()).digest()
+    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v[1] for v in experiment.variants)
+    for name, weight, holdout in experiment.variants:
+        if point < weight:
+            return name, holdout
+        point -= weight
+    name, _, holdout = experiment.variants[-1]
+    return name, holdout
+
+
+def discount_base(offer: Offer, ctx: OfferContext) -> float:
+    """The amount the reward applies to: matching cart lines, the whole cart, or the item."""
+    t = offer.targeting
+    if t.items or t.categories:
+        lines = [
+            line.amount
+            for line in ctx.cart
+            if line.item_id in t.items or line.category in t.categories
+        ]
+        if lines:
+            return round(sum(lines), 2)
+        if ctx.item_id and (ctx.item_id in t.items or ctx.item_category in t.categories):
+            return ctx.item_price or 0.0
+        return 0.0
+    if ctx.cart or ctx.cart_total is not None:
+        return ctx.total
+    return ctx.item_price or 0.0
+
+
+def _reject(offer: Offer, reason: str, message: str, variant: str | None = None) -> Decision:
+    return Decision(offer.offer_id, False, reason, message, variant=variant)
+
+
+def _within_days(today: dt.date, month_day: tuple[int, int], window: int) -> bool:
+    for year in (today.year - 1, today.year, today.year + 1):
+        try:
+            day = dt.date(year, *month_day)
+        except ValueError:  # 29 February in a common year: celebrate on the 28th
+            day = dt.date(year, month_day[0], 28)
+        if abs((today - day).days) <= window:
+            return True
+    return False
+
+
+def _calendar_ok(t: Targeting, ctx: OfferContext, today: dt.date) -> bool:
+    window = t.calendar_window_days
+    if "birthday" in t.calendar:
+        raw = str(ctx.attributes.get("birthday") or "")
+        try:
+            born = dt.date.fromisoformat(raw if len(raw) == 10 else f"2000-{raw}")
+        except ValueError:
+            born = None
+        if born and _within_days(today, (born.month, born.day), window):
+            return True
+    if "anniversary" in t.calendar and ctx.member_since is not None:
+        since = ctx.member_since
+        if since.year < today.year and _within_days(today, (since.month, since.day), window):
+            return True
+    if "holiday" in t.calendar:
+        for day in t.holidays:
+            if len(day) == 10:
+                if abs((today - dt.date.fromisoformat(day)).days) <= window:
+                    return True
+            elif _within_days(today, (int(day[:2]), int(day[3:5])), window):
+                return True
+    return False
+
+
+def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) -> Decision:
+    """Run every rule of ``offer`` for ``ctx``; the first failing rule is the reason.
+
+    Pure: reads nothing, writes nothing; the ``Offers`` engine supplies the usage counters.
+
+    Example:
+        >>> offer = parse_offer({"offer_id": "o", "title": "O", "reward": {"type": "amount",
+        ...     "value": 2}, "targeting": {"cart_total_min": 20}})
+        >>> ctx = OfferContext(now_ms=0, local=dt.datetime(2025, 1, 6, 12), cart_total=15.0,
+        ...     consented=True)
+        >>> evaluate(offer, ctx).message
+        'not eligible: cart total 15.00 is below 20.00'
+    """
+    t, s, lim = offer.targeting, offer.schedule, offer.limits
+    showing = ctx.purpose == "show"
+    if not offer.active:
+        return _reject(offer, "inactive", f"offer {offer.offer_id} is switched off")
+    if showing and not ctx.consented:  # targeting needs consent; a code in hand does not
+        return _reject(offer, "consent_required", "the shopper has not consented to offers")
+    if (t.members_only or lim.per_customer_limited or t.calendar) and not ctx.is_member:
+        return _reject(
+            offer,
+            "member_required",
+            "not eligible: this offer is for loyalty members (scan your card)",
+        )
+    if showing and t.channels and ctx.channel not in t.channels:
+        return _reject(offer, "channel", f"not offered on {ctx.channel or 'this channel'}")
+    if t.stores and ctx.store_id not in t.stores:
+        return _reject(offer, "store", f"not offered in store {ctx.store_id or '?'}")
+    needs_time = bool(s.starts or s.ends or s.days or s.start_minute is not None or t.calendar)
+    needs_time = needs_time or any(
+        x is not None for x in (lim.per_day, lim.per_customer_per_day, lim.per_customer_per_week)
+    )
+    if ctx.local is None and (needs_time or (showing and ctx.channel == "app_push")):
+        return _reject(offer, "timezone_unknown", REASONS["timezone_unknown"])
+    if ctx.local is not None:
+        local = ctx.local.replace(tzinfo=None)
+        if s.starts and local < dt.datetime.fromisoformat(s.starts):
+            return _reject(offer, "not_started", f"the offer starts {s.starts.replace('T', ' ')}")
+        if s.ends and local >= dt.datetime.fromisoformat(s.ends):
+            return _reject(offer, "expired", f"the offer ended {s.ends.replace('T', ' ')}")
+        if s.days and local.weekday() not in s.days:
+            names = ", ".join(DAYS[d] for d in sorted(s.days))
+            return _reject(offer, "wrong_day", f"the offer runs on {names} only")
+        if s.start_minute is not None and s.end_minute is not None:
+            minute = local.hour * 60 + local.minute
+            inside = (
+                s.start_minute <= minute < s.end_minute
+                if s.start_minute < s.end_minute
+                else minute >= s.start_minute or minute < s.end_minute
+            )
+            if not inside:
+                window = f"{s.start_minute // 60:02d}:{s.start_minute % 60:02d}-{s.end_minute // 60:02d}:{s.end_minute % 60:02d}"
+                return _reject(offer, "outside_hours", f"the offer runs {window} only")
+    if t.segments and ctx.segment not in t.segments:
+        return _reject(
+            offer,
+            "segment",
+            f"not eligible: the offer is for {', '.join(sorted(t.segments))} shoppers",
+        )
+    if t.min_days_since_purchase is not None and (
+        ctx.days_since_purchase is None or ctx.days_since_purchase < t.min_days_since_purchase
+    ):
+        return _reject(
+            offer,
+            "lapsed_days",
+            f"not eligible: the offer is for members who last bought {t.min_days_since_purchase:g}+ days ago",
+        )
+    for name, allowed in t.attributes.items():
+        if ctx.attributes.get(name) not in allowed:
+            shown = allowed[0] if len(allowed) == 1 else list(allowed)
+            return _reject(
+                offer, "attribute", f"not eligible: member attribute {name} must be {shown}"
+            )
+    if t.calendar and (ctx.local is None or not _calendar_ok(t, ctx, ctx.local.date())):
+        return _reject(
+            offer,
+            "calendar",
+            f"not eligible: only on the shopper's {' / '.join(sorted(t.calendar))}",
+        )
+    total = ctx.total
+    if t.cart_total_min is not None and total < t.cart_total_min:
+        return _reject(
+            offer,
+            "cart_total_below",
+            f"not eligible: cart total {total:.2f} is below {t.cart_total_min:.2f}",
+        )
+    if t.cart_total_max is not None and total > t.cart_total_max:
+        return _reject(
+            offer,
+            "cart_total_above",
+            f"not eligible: cart total {total:.2f} is above {t.cart_total_max:.2f}",
+        )
+    cart_items = {line.item_id for line in ctx.cart}
+    cart_categories = {line.category for line in ctx.cart}
+    if t.cart_items_any and not cart_items & t.cart_items_any:
+        return _reject(
+            offer,
+            "cart_items",
+            f"not eligible: the cart needs one of {', '.join(sorted(t.cart_items_any))}",
+        )
+    if t.cart_categories_any and not cart_categories & t.cart_categories_any:
+        return _reject(
+            offer,
+            "cart_items",
+            f"not eligible: the cart needs something from {', '.join(sorted(t.cart_categories_any))}",
+        )
+    on_item = ctx.item_id in t.items or ctx.item_category in t.categories
+    if showing and ctx.item_id is not None and (t.items or t.categories) and not on_item:
+        return _reject(offer, "item", "the offer is not on this item")
+    if showing and t.geofences:
+        fence = ctx.geofence
+        if fence is None or fence[0] not in t.geofences or fence[1] not in t.geofence_events:
+            return _reject(
+                offer,
+                "geofence",
+                f"not eligible: needs a visit to {', '.join(sorted(t.geofences))}",
+            )
+    amount = offer.reward.discount(discount_base(offer, ctx))
+    if ctx.purpose == "redeem" and amount <= 0:
+        return _reject(offer, "nothing_to_discount", "the cart holds nothing this offer discounts")
+    if lim.total_redemptions is not None and usage.redemptions >= lim.total_redemptions:
+        return _reject(offer, "redemptions_exhausted", "the offer is fully redeemed")
+    if (
+        lim.budget is not None
+        and usage.spent + (amount if ctx.purpose == "redeem" else 0.0) > lim.budget + 1e-9
+    ):
+        remaining = max(0.0, lim.budget - usage.spent)
+        return _reject(
+            offer, "budget_exhausted", f"the offer's budget is used up ({remaining:.2f} left)"
+        )
+    if lim.per_day is not None and usage.today >= lim.per_day:
+        return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
+    if lim.per_customer is not None and usage.customer_total >= lim.per_customer:
+        return _reject(
+            offer,
+            "customer_limit",
+            f"already used {usage.customer_total} of {lim.per_customer} times",
+        )
+    if lim.per_customer_per_day is not None and usage.customer_today >= lim.per_customer_per_day:
+        return _reject(offer, "customer_daily_limit", "already used today")
+    if lim.per_customer_per_week is not None and usage.customer_week >= lim.per_customer_per_week:
+        return _reject(offer, "customer_weekly_limit", "already used this week")
+    deliver_at = None
+    if showing:
+        if lim.impressions_per_day is not None and usage.shown_today >= lim.impressions_per_day:
+            return _reject(offer, "frequency_cap", f"already shown {usage.shown_today} times today")
+        if lim.impressions_per_week is not None and usage.shown_week >= lim.impressions_per_week:
+            return _reject(
+                offer, "frequency_cap", f"already shown {usage.shown_week} times this week"
+            )
+        if ctx.channel == "app_push" and ctx.quiet_until_ms is not None:
+            if offer.perishable:
+                return _reject(
+                    offer, "quiet_hours", "quiet hours: a location offer is dropped, not delayed"
+                )
+            deliver_at = ctx.quiet_until_ms
+    variant = None
+    if offer.experiment is not None:
+        variant, holdout = assign_variant(offer.experiment, ctx.shopper_id)
+        if holdout:
+            return _reject(
+                offer,
+                "experiment_control",
+                f"held out by experiment {offer.experiment.experiment_id}",
+                variant,
+            )
+    return Decision(
+        offer.offer_id,
+        True,
+        "eligible",
+        f"{offer.title}: {amount:.2f} off",
+        amount,
+        variant,
+        deliver_at,
+    )
+
+
+# -- the engine over the store ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Reservation:
+    """A code (or offer) held for one checkout until ``expires_ms``; commit or release it."""
+
+    reservation_id: str
+    offer_id: str
+    code: str | None
+    shopper_id: str
+    amount: float
+    expires_ms: int
+    sandbox: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Redemption:
+    """A committed redemption: the money off and the offer it came from."""
+
+    redemption_id: str
+    offer_id: str
+    code: str | None
+    shopper_id: str
+    amount: float
+    ts_ms: int
+    sandbox: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class RankedOffer:
+    """An eligible offer for a shopper, with its expected value (the ranking key)."""
+
+    offer: Offer
+    decision: Decision
+    expected_value: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "offer_id": self.offer.offer_id,
+            "title": self.offer.title,
+            "description": self.offer.description,
+            "amount": self.decision.amount,
+            "expected_value": round(self.expected_value, 4),
+            "variant": self.decision.variant,
+            "deliver_at_ms": self.decision.deliver_at_ms,
+        }
+
+
+class _Rollback(Exception):
+    """Raised inside a sandbox transaction so nothing it did is kept."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("sandbox rollback")
+        self.result = result
+
+
+def _event(
+    db: Any,
+    shopper_id: str | None,
+    event_type: str,
+    payload: Mapping[str, Any],
+    ts: int,
+    store_id: str,
+    value: float | None = None,
+) -> None:
+    db.execute(
+        "INSERT INTO events (event_id, shopper_id, type, value, store_id, ts_ms, payload) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            uuid.uuid4().hex,
+            shopper_id,
+            event_type,
+            value,
+            store_id,
+            ts,
+            json.dumps(dict(payload), sort_keys=True),
+        ],
+    )
+
+
+def resolve_zone(name: str) -> dt.tzinfo | None:
+    """A time zone by IANA name, or None when unknown (callers then fail closed)."""
+    if name.upper() == "UTC":
+        return dt.UTC
+    try:
+        return zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return None
+
+
+class Offers:
+    """The offers of one store file: define, switch, issue codes, evaluate, redeem.
+
+    ``sandbox=True`` (see ``Offers.sandbox()``) runs every step for real inside its
+    transaction and then rolls it back: operators test offers without spending anything.
+    """
+
+    def __init__(
+        self, store: Store, catalog: Catalog, *, store_id: str = "", sandbox: bool = False
+    ) -> None:
+        self._store = store
+        self._catalog = catalog
+        self.store_id = store_id
+        self.sandboxed = sandbox
+
+    def sandbox(self) -> Offers:
+        """The same offers in sandbox mode: evaluations and redemptions spend nothing.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.offers.define({"offer_id": "o", "title": "O",
+            ...                            "reward": {"type": "amount", "value": 1}})
+            ...     _ = sw.member("L-1")
+            ...     sw.offers.sandbox().redeem("o", shopper_id="L-1", cart_total=5).sandbox
+            True
+        """
+        return Offers(self._store, self._catalog, store_id=self.store_id, sandbox=True)
+
+    # -- writes that honour the sandbox -------------------------------------------------
+    def _transaction(self, work: Any) -> Any:
+        try:
+            with self._store.write() as db:
+                result = work(db)
+                if self.sandboxed:
+                    raise _Rollback(result)
+                return result
+        except _Rollback as rollback:
+            return rollback.result
+
+    # -- settings ------------------------------------------------------------------------
+    def set_timezone(self, name: str) -> None:
+        """The store's IANA time zone (schedules, quiet hours, per-day limits use it)."""
+        if resolve_zone(name) is None:
+            raise InvalidInput(f"unknown time zone {name!r}: use an IANA name like Europe/Rome")
+        self._store.set_meta("offers.timezone", name)
+
+    def timezone(self) -> str:
+        return self._store.get_meta("offers.timezone") or DEFAULT_TIMEZONE
+
+    def set_quiet_hours(self, start: str | None, end: str | None = None) -> None:
+        """No app push between ``start`` and ``end`` (store-local 'HH:MM'); None clears."""
+        if start is None:
+            self._store.set_meta("offers.quiet_hours", "")
+            return
+        a, b = _minute(start, "quiet hours"), _minute(end, "quiet hours")
+        self._store.set_meta("offers.quiet_hours", f"{a}-{b}")
+
+    def local_time(self, ts_ms: int) -> dt.datetime | None:
+        """Store-local time for a UTC ms timestamp; None if the time zone is unknown."""
+        zone = resolve_zone(self.timezone())
+        if zone is None:
+            return None
+        return dt.datetime.fromtimestamp(ts_ms / 1000, tz=zone)
+
+    def quiet_until(self, ts_ms: int) -> int | None:
+        """When the quiet hours in force at ``ts_ms`` end (UTC ms), or None if not quiet."""
+        setting = self._store.get_meta("offers.quiet_hours") or ""
+        local = self.local_time(ts_ms)
+        if not setting or local is None:
+            return None
+        start, end = (int(x) for x in setting.split("-"))
+        minute = local.hour * 60 + local.minute
+        quiet = start <= minute < end if start < end else minute >= start or minute < end
+        if not quiet:
+            return None
+        ends = local.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=end)
+        if ends <= local:
+            ends += dt.timedelta(days=1)
+        return int(ends.timestamp() * 1000)
+
+    # -- definitions ---------------------------------------------------------------------
+    def define(self, definition: Mapping[str, Any] | Offer) -> Offer:
+        """Add or replace one offer (validated first; a bad one changes nothing)."""
+        offer = definition if isinstance(definition, Offer) else parse_offer(definition)
+        self._save([offer])
+        return offer
+
+    def load(self, path: str | Path) -> list[Offer]:
+        """Add or replace every offer in a JSON/YAML file, all or nothing.
+
+        Example: ``sw.offers.load("offers.yaml")``
+        """
+        offers = [parse_offer(d) for d in read_offer_file(path)]
+        ids = [o.offer_id for o in offers]
+        if len(set(ids)) != len(ids):
+            raise InvalidOffer(f"{Path(path).name}: an offer_id appears twice")
+        self._save(offers)
+        return offers
+
+    def _save(self, offers: Sequence[Offer]) -> None:
+        stamp = now_ms()
+        with self._store.write() as db:
+            for offer in offers:
+                db.execute(
+                    "INSERT INTO offers (offer_id, definition, active, updated_ms) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT(offer_id) DO UPDATE SET definition = excluded.definition, "
+                    "active = excluded.active, updated_ms = excluded.updated_ms",
+                    [offer.offer_id, json.dumps(dict(offer.source)), int(offer.active), stamp],
+                )
+                db.execute(
+                    "INSERT OR IGNORE INTO offer_counters (offer_id) VALUES (?)", [offer.offer_id]
+                )
+
+    def get(self, offer_id: str) -> Offer:
+        """One offer, or ``OfferRejected(reason="unknown_offer")``."""
+        rows = self._store.query(
+            "SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id]
+        )
+        if not rows:
+            raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
+        return replace(
+            parse_offer(json.loads(rows[0]["definition"])), active=bool(rows[0]["active"])
+        )
+
+    def all(self) -> list[Offer]:
+        """Every offer, active or not, by id."""
+        rows = self._store.query("SELECT definition, active FROM offers ORDER BY offer_id")
+        return [
+            replace(parse_offer(json.loads(r["definition"])), active=bool(r["active"]))
+            for r in rows
+        ]
+
+    def activate(self, offer_id: str) -> None:
+        """Switch an offer on."""
+        self._switch(offer_id, True)
+
+    def deactivate(self, offer_id: str) -> None:
+        """Switch an offer off: it is neither shown nor redeemable (reason ``inactive``)."""
+        self._switch(offer_id, False)
+
+    def _switch(self, offer_id: str, on: bool) -> None:
+        with self._store.write() as db:
+            if (
+                db.execute(
+                    "UPDATE offers SET active = ? WHERE offer_id = ?", [int(on), offer_id]
+                ).rowcount
+                == 0
+            ):
+                raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
+
+    def issue_codes(
+        self,
+        offer_id: str,
+        count: int,
+        *,
+        shopper_id: str | None = None,
+        expires_ms: int | None = None,
+    ) -> list[str]:
+        """Create ``count`` single-use codes for an offer (optionally bound to one member)."""
+        offer = self.get(offer_id)
+        if offer.codes != "unique":
+            raise InvalidInput(f"offer {offer_id} is applied without codes (codes: none)")
+        if not 1 <= count <= 100_000:
+            raise InvalidInput("count must be between 1 and 100000")
+        codes = [new_code() for _ in range(count)]
+        stamp = now_ms()
+
+        def work(db: Any) -> list[str]:
+            db.table("offer_codes").insert_all(
+                [
+                    {
+                        "code": c,
+                        "offer_id": offer_id,
+                        "shopper_id": shopper_id,
+                        "state": "available",
+                        "issued_ms": stamp,
+                        "expires_ms": expires_ms,
+                    }
+                    for c in codes
+                ]
+            )
+            return codes
+
+        result: list[str] = self._transaction(work)
+        return result
+
+    # -- context & usage ---------------------------------------------------------------
+    def context(
+        self,
+        shopper_id: str | None,
+        *,
+        channel: str | None = None,
+        cart: Sequence[Any] | None = None,
+        cart_total: float | None = None,
+        item_id: str | None = None,
+        geofence: tuple[str, str] | None = None,
+        now: int | None = None,
+        purpose: str = "show",
+    ) -> OfferContext:
+        """Build the rules' view of a shopper from the store (cart from the store if None)."""
+        from ._identity import consents_of, get_shopper, segment_of
+
+        stamp = now_ms() if now is None else now
+        if channel is not None and channel not in CHANNELS:
+            raise InvalidInput(f"channel {channel!r} is not one of: {', '.join(sorted(CHANNELS))}")
+        info = get_shopper(self._store, shopper_id) if shopper_id else None
+        lines = self._cart_lines(shopper_id, cart)
+        anchor = self._catalog.get(item_id) if item_id else None
+        last = None
+        if info is not None:
+            rows = self._store.query(
+                "SELECT max(ts_ms) AS last FROM events WHERE shopper_id = ? AND type = 'purchase'",
+                [info.shopper_id],
+            )
+            last = rows[0]["last"]
+        since = info.attributes.get("member_since") if info else None
+        member_since = None
+        if info is not None and info.is_member:
+            try:
+                member_since = (
+                    dt.date.fromisoformat(str(since))
+                    if since
+                    else dt.datetime.fromtimestamp(info.created_ms / 1000, tz=dt.UTC).date()
+                )
+            except ValueError:
+                member_since = None
+        return OfferContext(
+            now_ms=stamp,
+            local=self.local_time(stamp),
+            shopper_id=shopper_id or "",
+            is_member=bool(info and info.is_member),
+            consented=True
+            if info is None
+            else (consents_of(self._store, info)["offers"] or not info.is_member),
+            segment=segment_of(self._store, info, stamp) if info else "new",
+            days_since_purchase=None if last is None else (stamp - last) / DAY_MS,
+            attributes=dict(info.attributes) if info else {},
+            member_since=member_since,
+            cart=lines,
+            cart_total=cart_total,
+            store_id=(info.store_id if info and info.store_id else self.store_id),
+            channel=channel,
+            item_id=anchor.item_id if anchor else None,
+            item_category=anchor.category if anchor else None,
+            item_price=anchor.price if anchor else None,
+            geofence=geofence,
+            quiet_until_ms=self.quiet_until(stamp),
+            purpose=purpose,
+        )
+
+    def _cart_lines(
+        self, shopper_id: str | None, cart: Sequence[Any] | None
+    ) -> tuple[CartLine, ...]:
+        pairs: list[tuple[str, int]] = []
+        if cart is None:
+            if shopper_id:
+                rows = self._store.query(
+                    "SELECT item_id, quantity FROM carts WHERE shopper_id = ?", [shopper_id]
+                )
+                pairs = [(r["item_id"], r["quantity"]) for r in rows]
+        else:
+            for entry in cart:
+                if isinstance(entry, str):
+                    pairs.append((entry, 1))
+                elif isinstance(entry, CartLine):
+                    pairs.append((entry.item_id, 1))
+                else:
+                    pairs.append(
+                        (
+                            str(getattr(entry, "item_id", entry[0])),
+                            int(getattr(entry, "quantity", 1)),
+                        )
+                    )
+        items = self._catalog.get_many([p[0] for p in pairs])
+        return tuple(
+            CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2))
+            if i in items
+            else CartLine(i)
+            for i, q in pairs
+        )
+
+    def _usage(self, db: Any, offer_id: str, shopper_id: str, ctx: OfferContext) -> OfferUsage:
+        counters = list(db.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id]))
+        c = (
+            counters[0]
+            if counters
+            else {"redemptions": 0, "spent": 0.0, "reserved": 0, "reserved_amount": 0.0}
+        )
+        day_start, week_start = self._period_starts(ctx)
+        live = ctx.now_ms
+
+        def count(sql: str, params: list[Any]) -> int:
+            return int(next(iter(db.query(sql, params)))["n"])
+
+        used = (
+            "SELECT count(*) AS n FROM ("
+            "SELECT ts_ms FROM redemptions WHERE offer_id = ? AND shopper_id = ? "
+            "UNION ALL SELECT created_ms FROM reservations WHERE offer_id = ? AND shopper_id = ? "
+            "AND state = 'held' AND expires_ms > ?) WHERE ts_ms >= ?"
+        )
+        mine = [offer_id, shopper_id, offer_id, shopper_id, live]
+        return OfferUsage(
+            redemptions=int(c["redemptions"] + c["reserved"]),
+            spent=float(c["spent"] + c["reserved_amount"]),
+            today=count(
+                "SELECT count(*) AS n FROM (SELECT ts_ms FROM redemptions WHERE offer_id = ? UNION ALL "
+                "SELECT created_ms FROM reservations WHERE offer_id = ? AND state = 'held' AND expires_ms > ?) "
+                "WHERE ts_ms >= ?",
+                [offer_id, offer_id, live, day_start],
+            ),
+            customer_total=count(used, [*mine, 0]) if shopper_id else 0,
+            customer_today=count(used, [*mine, day_start]) if shopper_id else 0,
+            customer_week=count(used, [*mine, week_start]) if shopper_id else 0,
+            shown_today=count(
+                "SELECT count(*) AS n FROM impressions WHERE offer_id = ? AND shopper_id = ? AND ts_ms >= ?",
+                [offer_id, shopper_id, day_start],
+            ),
+            shown_week=count(
+                "SELECT count(*) AS n FROM impressions WHERE offer_id = ? AND shopper_id = ? AND ts_ms >= ?",
+                [offer_id, shopper_id, week_start],
+            ),
+        )
+
+    @staticmethod
+    def _period_starts(ctx: OfferContext) -> tuple[int, int]:
+        if ctx.local is None:
+            return ctx.now_ms - DAY_MS, ctx.now_ms - 7 * DAY_MS
+        midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
+        monday = midnight - dt.timedelta(days=midnight.weekday())
+        return int(midnight.timestamp() * 1000), int(monday.timestamp() * 1000)
+
+    # -- evaluation ----------------------------------------------------------------------
+    def explain(self, offer_id: str, ctx: OfferContext) -> Decision:
+        """Why an offer is or is not available in ``ctx`` (reads only).
+
+        Example: ``sw.offers.explain("ten-off", shopper.offer_context()).message``
+        """
+        offer = self.get(offer_id)
+        db = self._store.read()
+        return evaluate(offer, ctx, self._usage(db, offer_id, ctx.shopper_id, ctx))
+
+    def eligible(
+        self, ctx: OfferContext, *, limit: int = 5, record: bool = True
+    ) -> list[RankedOffer]:
+        """Eligible offers ranked by expected value for this shopper; shown ones are recorded.
+
+        Recording writes an impression (frequency caps read them), an ``offer_shown`` event
+        and, for experiments, the shopper's first exposure (control group included).
+        """
+        offers = [o for o in self.all() if o.active]
+        if not offers:
+            return []
+        db = self._store.read()
+        rates = {
+            r["offer_id"]: (r["redemptions"], r["impressions"])
+            for r in db.query("SELECT offer_id, redemptions, impressions FROM offer_counters")
+        }
+        affinity = self._affinity(ctx.shopper_id)
+        ranked: list[RankedOffer] = []
+        exposures: list[tuple[Offer, Decision]] = []
+        for offer in offers:
+            decision = evaluate(offer, ctx, self._usage(db, offer.offer_id, ctx.shopper_id, ctx))
+            if offer.experiment is not None and decision.reason in {
+                "eligible",
+                "experiment_control",
+            }:
+                exposures.append((offer, decision))
+            if not decision.eligible:
+                continue
+            redeemed, shown = rates.get(offer.offer_id, (0, 0))
+            p = (redeemed + PRIOR_REDEEMED) / (shown + PRIOR_SHOWN)
+            value = decision.amount or offer.reward.value * (
+                0.01 if offer.reward.type == "percent" else 1
+            )
+            boost = 2.0 if affinity & (offer.targeting.items | offer.targeting.categories) else 1.0
+            ranked.append(RankedOffer(offer, decision, p * value * boost))
+        ranked.sort(key=lambda r: (-r.expected_value, r.offer.offer_id))
+        shown_offers = ranked[:limit]
+        if record and (shown_offers or exposures) and ctx.shopper_id:
+            self._transaction(lambda w: self._record_shown(w, ctx, shown_offers, exposures))
+        return shown_offers
+
+    def _affinity(self, shopper_id: str) -> set[str]:
+        if not shopper_id:
+            return set()
+        rows = self._store.query(
+            "SELECT DISTINCT e.item_id, i.category FROM events e JOIN items i ON i.item_id = e.item_id "
+            "WHERE e.shopper_id = ? ORDER BY e.seq DESC LIMIT 50",
+            [shopper_id],
+        )
+        return {r["item_id"] for r in rows} | {r["category"] for r in rows if r["category"]}
+
+    def _record_shown(
+        self,
+        db: Any,
+        ctx: OfferContext,
+        shown: Sequence[RankedOffer],
+        exposures: Sequence[tuple[Offer, Decision]],
+    ) -> None:
+        for ranked in shown:
+            db.execute(
+                "INSERT INTO impressions (shopper_id, offer_id, channel, ts_ms) VALUES (?, ?, ?, ?)",
+                [ctx.shopper_id, ranked.offer.offer_id, ctx.channel or "", ctx.now_ms],
+            )
+            db.execute(
+                "UPDATE offer_counters SET impressions = impressions + 1 WHERE offer_id = ?",
+                [ranked.offer.offer_id],
+            )
+            payload = {"offer_id": ranked.offer.offer_id, "channel": ctx.channel or ""}
+            if ranked.decision.variant:
+                payload["variant"] = ranked.decision.variant
+            _event(db, ctx.shopper_id, "offer_shown", payload, ctx.now_ms, ctx.store_id)
+        for offer, decision in exposures:
+            assert offer.experiment is not None
+            inserted = db.execute(
+                "INSERT OR IGNORE INTO experiment_assignments (shopper_id, experiment_id, variant, offer_id, "
+                "exposed_ms) VALUES (?, ?, ?, ?, ?)",
+                [
+                    ctx.shopper_id,
+                    offer.experiment.experiment_id,
+                    decision.variant,
+                    offer.offer_id,
+                    ctx.now_ms,
+                ],
+            ).rowcount
+            if inserted:
+                _event(
+                    db,
+                    ctx.shopper_id,
+                    "experiment_exposure",
+                    {
+                        "experiment_id": offer.experiment.experiment_id,
+                        "variant": decision.variant,
+                        "offer_id": offer.offer_id,
+                    },
+                    ctx.now_ms,
+                    ctx.store_id,
+                )
+
+    def record_conversions(self, *, shopper_id: str | None = None) -> int:
+        """Mark exposed shoppers who bought since as converted; return how many were new.
+
+        A conversion is the first purchase after exposure of an item the offer targets (any
+        item for an offer without item targeting), counted once per shopper and experiment,
+        in both arms, so lift = conversion rate(treatment) / conversion rate(control). Each
+        becomes an ``experiment_conversion`` event, which the synced summaries count.
+        Runs by itself before every ``experiment_report`` and offer evaluation.
+        """
+        sql = (
+            "SELECT a.shopper_id, a.experiment_id, a.variant, a.offer_id, a.exposed_ms, "
+            "e.item_id, e.ts_ms, i.category FROM experiment_assignments a "
+            "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' AND e.ts_ms >= a.exposed_ms "
+            "LEFT JOIN items i ON i.item_id = e.item_id WHERE a.converted_ms IS NULL"
+        )
+        params: list[Any] = []
+        if shopper_id is not None:
+            sql += " AND a.shopper_id = ?"
+            params.append(shopper_id)
+        rows = self._store.query(sql + " ORDER BY e.ts_ms, e.seq", params)
+        if not rows:
+            return 0
+        targeting: dict[str, Targeting | None] = {}
+        first: dict[tuple[str, str], dict[str, Any]] = {}
+        for row in rows:
+            key = (row["shopper_id"], row["experiment_id"])
+            if key in first:
+                continue
+            if row["offer_id"] not in targeting:
+                try:
+                    targeting[row["offer_id"]] = self.get(row["offer_id"]).targeting
+                except OfferRejected:
+                    targeting[row["offer_id"]] = None
+            t = targeting[row["offer_id"]]
+            if t is None:
+                continue
+            if (
+                (t.items or t.categories)
+                and row["item_id"] not in t.items
+                and row["category"] not in t.categories
+            ):
+                continue
+            first[key] = row
+
+        def work(db: Any) -> int:
+            done = 0
+            for (who, experiment_id), row in first.items():
+                done += db.execute(
+                    "UPDATE experiment_assignments SET converted_ms = ? WHERE shopper_id = ? "
+                    "AND experiment_id = ? AND converted_ms IS NULL",
+                    [row["ts_ms"], who, experiment_id],
+                ).rowcount
+                _event(
+                    db,
+                    who,
+                    "experiment_conversion",
+                    {"experiment_id": experiment_id, "variant": row["variant"]},
+                    row["ts_ms"],
+                    self.store_id,
+                )
+            return done
+
+        result: int = self._transaction(work)
+        return result
+
+    def experiment_report(self, experiment_id: str) -> dict[str, Any]:
+        """Exposed and converted shoppers per variant, conversion rates and the lift.
+
+        Computed from the ``experiment_exposure``/``experiment_conversion`` event counts, the
+        same counts the synced summaries carry.
+        """
+        self.record_conversions()
+        rows = self._store.query(
+            "SELECT type, json_extract(payload, '$.variant') AS variant, count(*) AS n FROM events "
+            "WHERE type IN ('experiment_exposure', 'experiment_conversion') "
+            "AND json_extract(payload, '$.experiment_id') = ? GROUP BY type, variant",
+            [experiment_id],
+        )
+        variants: dict[str, dict[str, float]] = {}
+        for r in rows:
+            v = variants.setdefault(r["variant"], {"exposed": 0, "converted": 0})
+            v["exposed" if r["type"] == "experiment_exposure" else "converted"] += r["n"]
+        for v in variants.values():
+            v["rate"] = v["converted"] / v["exposed"] if v["exposed"] else 0.0
+        control = variants.get("control", {}).get("rate")
+        treatment = variants.get("treatment", {}).get("rate")
+        lift = (treatment / control - 1.0) if control and treatment is not None else None
+        return {"experiment_id": experiment_id, "variants": variants, "lift": lift}
+
+    # -- redemption ----------------------------------------------------------------------
+    def reserve(
+        self,
+        code_or_offer: str,
+        *,
+        shopper_id: str,
+        ctx: OfferContext | None = None,
+        cart_total: float | None = None,
+        ttl_s: float = DEFAULT_RESERVATION_S,
+        now: int | None = None,
+    ) -> Reservation:
+        """Hold a code (or a code-less offer) for this checkout; ``OfferRejected`` says why not.
+
+        The code's state, the offer's limits and budget and the counters change in one
+        transaction: of two checkouts racing for one single-use code exactly one gets it.
+        """
+        if not 1 <= ttl_s <= 86_400:
+            raise InvalidInput("ttl_s must be between 1 second and a day")
+        stamp = now_ms() if now is None else now
+        if ctx is None:
+            ctx = self.context(shopper_id, cart_total=cart_total, now=stamp, purpose="redeem")
+        else:
+            ctx = replace(ctx, purpose="redeem", shopper_id=shopper_id)
+        return self._reserve(code_or_offer, shopper_id, ctx, int(ttl_s * 1000))
+
+    def _reserve(
+        self, code_or_offer: str, shopper_id: str, ctx: OfferContext, ttl_ms: int
+    ) -> Reservation:
+        stamp = ctx.now_ms
+        rows = self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [code_or_offer])
+        code = None if rows else check_code_or_reject(self, code_or_offer, shopper_id, ctx)
+
+        def work(db: Any) -> Reservation | OfferRejected:
+            _expire(db, stamp)
+            if code is None:
+                offer = self.get(code_or_offer)
+                if offer.codes == "unique":
+                    return OfferRejected(
+                        f"offer {offer.offer_id} needs a code", reason="code_required"
+                    )
+            else:
+                found = list(db.query("SELECT * FROM offer_codes WHERE code = ?", [code]))
+                if not found:
+                    return OfferRejected(f"code {code} does not exist", reason="code_unknown")
+                row = found[0]
+                if row["state"] == "redeemed":
+                    return OfferRejected(f"code {code} was already redeemed", reason="code_used")
+                if row["state"] == "reserved":
+                    return OfferRejected(
+                        f"code {code} is held by another checkout", reason="code_reserved"
+                    )
+                if row["expires_ms"] is not None and row["expires_ms"] <= stamp:
+                    return OfferRejected(f"code {code} expired", reason="code_expired")
+                if row["shopper_id"] and row["shopper_id"] != shopper_id:
+                    return OfferRejected(
+                        f"code {code} belongs to another member", reason="code_other_shopper"
+                    )
+                offer = self.get(row["offer_id"])
+            decision = evaluate(offer, ctx, self._usage(db, offer.offer_id, shopper_id, ctx))
+            if not decision.eligible:
+                return OfferRejected(decision.message, reason=decision.reason)
+            if code is not None:
+                moved = db.execute(
+                    "UPDATE offer_codes SET state = 'reserved' WHERE code = ? AND state = 'available'",
+                    [code],
+                ).rowcount
+                if moved != 1:  # pragma: no cover - the write lock makes this impossible
+                    return OfferRejected(
+                        f"code {code} is held by another checkout", reason="code_reserved"
+                    )
+            reservation = Reservation(
+                uuid.uuid4().hex,
+                offer.offer_id,
+                code,
+                shopper_id,
+                decision.amount,
+                stamp + ttl_ms,
+                self.sandboxed,
+            )
+            db.execute(
+                "INSERT INTO reservations (reservation_id, offer_id, code, shopper_id, amount, created_ms, "
+                "expires_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'held')",
+                [
+                    reservation.reservation_id,
+                    offer.offer_id,
+                    code,
+                    shopper_id,
+                    decision.amount,
+                    stamp,
+                    reservation.expires_ms,
+                ],
+            )
+            db.execute(
+                "UPDATE offer_counters SET reserved = reserved + 1, reserved_amount = reserved_amount + ? "
+                "WHERE offer_id = ?",
+                [decision.amount, offer.offer_id],
+            )
+            return reservation
+
+        result = self._transaction(work)
+        if isinstance(result, OfferRejected):
+            self._log_rejection(shopper_id, code_or_offer, result, ctx)
+            raise result
+        assert isinstance(result, Reservation)
+        return result
+
+    def _log_rejection(
+        self, shopper_id: str, code_or_offer: str, error: OfferRejected, ctx: OfferContext
+    ) -> None:
+        offer_id = code_or_offer
+        rows = self._store.query(
+            "SELECT offer_id FROM offer_codes WHERE code = ?", [canonical_code(code_or_offer)]
+        )
+        if rows:
+            offer_id = rows[0]["offer_id"]
+        elif not self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [code_or_offer]):
+            offer_id = "?"  # never log what a shopper typed: it may be someone else's code
+        self._transaction(
+            lambda db: _event(
+                db,
+                shopper_id,
+                "offer_rejected",
+                {"offer_id": offer_id, "reason": error.reason},
+                ctx.now_ms,
+                ctx.store_id,
+            )
+        )
+
+    def commit(self, reservation_id: str, *, now: int | None = None) -> Redemption:
+        """Spend a held reservation (payment went through): the code is used for good."""
+        stamp = now_ms() if now is None else now
+
+        def work(db: Any) -> Redemption | OfferRejected:
+            row = _held(db, reservation_id)
+            if isinstance(row, OfferRejected):
+                return row
+            if row["expires_ms"] <= stamp:
+                _release(db, row, "expired")
+                return OfferRejected(
+                    "the reservation expired and was released: reserve again",
+                    reason="reservation_expired",
+                )
+            db.execute(
+                "UPDATE reservations SET state = 'committed' WHERE reservation_id = ?",
+                [reservation_id],
+            )
+            if row["code"]:
+                db.execute(
+                    "UPDATE offer_codes SET state = 'redeemed', redeemed_ms = ? WHERE code = ?",
+                    [stamp, row["code"]],
+                )
+            db.execute(
+                "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ?, "
+                "redemptions = redemptions + 1, spent = spent + ? WHERE offer_id = ?",
+                [row["amount"], row["amount"], row["offer_id"]],
+            )
+            redemption = Redemption(
+                uuid.uuid4().hex,
+                row["offer_id"],
+                row["code"],
+                row["shopper_id"],
+                row["amount"],
+                stamp,
+                self.sandboxed,
+            )
+            db.execute(
+                "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    redemption.redemption_id,
+                    row["offer_id"],
+                    row["code"],
+                    row["shopper_id"],
+                    row["amount"],
+                    stamp,
+                ],
+            )
+            _event(
+                db,
+                row["shopper_id"],
+                "offer_redeemed",
+                {"offer_id": row["offer_id"]},
+                stamp,
+                self.store_id,
+                row["amount"],
+            )
+            return redemption
+
+        result = self._transaction(work)
+        if isinstance(result, OfferRejected):
+            raise result
+        assert isinstance(result, Redemption)
+        return result
+
+    def release(self, reservation_id: str) -> None:
+        """Give a held code back (payment failed or the cart changed)."""
+
+        def work(db: Any) -> OfferRejected | None:
+            row = _held(db, reservation_id)
+            if isinstance(row, OfferRejected):
+                return row
+            _release(db, row, "released")
+            return None
+
+        result = self._transaction(work)
+        if isinstance(result, OfferRejected):
+            raise result
+
+    def redeem(
+        self,
+        code_or_offer: str,
+        *,
+        shopper_id: str,
+        ctx: OfferContext | None = None,
+        cart_total: float | None = None,
+        now: int | None = None,
+    ) -> Redemption:
+        """Reserve and commit in one transaction (a checkout with no separate payment step)."""
+        stamp = now_ms() if now is None else now
+        # Two transactions: the reservation already owns the code, so nobody can take it in
+        # between, and a crash in between only leaves a hold that expires.
+        held = self.reserve(
+            code_or_offer, shopper_id=shopper_id, ctx=ctx, cart_total=cart_total, now=stamp
+        )
+        if self.sandboxed:  # nothing was kept: the commit would succeed with these numbers
+            return Redemption(
+                uuid.uuid4().hex, held.offer_id, held.code, shopper_id, held.amount, stamp, True
+            )
+        return self.commit(held.reservation_id, now=stamp)
+
+    def sweep(self, *, now: int | None = None) -> int:
+        """Release every expired reservation; return how many (reserve does this too)."""
+        stamp = now_ms() if now is None else now
+        result: int = self._transaction(lambda db: _expire(db, stamp))
+        return result
+
+    def stats(self, offer_id: str) -> dict[str, Any]:
+        """The offer's counters: redemptions, money spent, held reservations, impressions."""
+        self.get(offer_id)
+        row = self._store.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id])[0]
+        return dict(row)
+
+
+def check_code_or_reject(offers: Offers, text: str, shopper_id: str, ctx: OfferContext) -> str:
+    """``check_code`` that also logs the rejection (a mistyped code is a rejection too)."""
+    try:
+        return check_code(text)
+    except OfferRejected as exc:
+        offers._log_rejection(shopper_id, "?", exc, ctx)
+        raise
+
+
+def _held(db: Any, reservation_id: str) -> dict[str, Any] | OfferRejected:
+    rows = list(db.query("SELECT * FROM reservations WHERE reservation_id = ?", [reservation_id]))
+    if not rows:
+        return OfferRejected(f"no reservation {reservation_id!r}", reason="reservation_unknown")
+    row: dict[str, Any] = rows[0]
+    if row["state"] == "expired":
+        return OfferRejected(
+            "the reservation expired and was released: reserve again", reason="reservation_expired"
+        )
+    if row["state"] != "held":
+        return OfferRejected(
+            f"the reservation was already {row['state']}", reason="reservation_closed"
+        )
+    return row
+
+
+def _release(db: Any, row: Mapping[str, Any], state: str) -> None:
+    db.execute(
+        "UPDATE reservations SET state = ? WHERE reservation_id = ?", [state, row["reservation_id"]]
+    )
+    if row["code"]:
+        db.execute(
+            "UPDATE offer_codes SET state = 'available' WHERE code = ? AND state = 'reserved'",
+            [row["code"]],
+        )
+    db.execute(
+        "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ? WHERE offer_id = ?",
+        [row["amount"], row["offer_id"]],
+    )
+
+
+def _expire(db: Any, stamp: int) -> int:
+    rows = list(
+        db.query("SELECT * FROM reservations WHERE state = 'held' AND expires_ms <= ?", [stamp])
+    )
+    for row in rows:
+        _release(db, row, "expired")
+    return len(rows)
+
+
+__all__ = [
+    "OFFER_REASONS",
+    "REASONS",
+    "CartLine",
+    "Decision",
+    "Experiment",
+    "Offer",
+    "OfferContext",
+    "OfferUsage",
+    "Offers",
+    "RankedOffer",
+    "Redemption",
+    "Reservation",
+    "assign_variant",
+    "evaluate",
+    "parse_offer",
+]
