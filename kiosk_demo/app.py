@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import dataclasses
 import hmac
-import io
 import logging
 import secrets
 import threading
@@ -392,11 +391,13 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
 
     async def scan_image(request: Request) -> Any:
         shopper = kiosk.shopper(request)
-        form = await request.form(max_files=1)
-        upload = form.get("image")
-        if upload is None or isinstance(upload, str):
-            raise ApiError(400, "BadRequest", "send the photo as the 'image' field", "bad_request")
-        data = await upload.read(MAX_UPLOAD_BYTES + 1)
+        async with request.form(max_files=1) as form:  # closes the spooled upload
+            upload = form.get("image")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(
+                    400, "BadRequest", "send the photo as the 'image' field", "bad_request"
+                )
+            data = await upload.read(MAX_UPLOAD_BYTES + 1)
         if len(data) > MAX_UPLOAD_BYTES:
             raise ApiError(413, "TooLarge", "the photo is larger than 8 MB", "too_large")
         code = decode_photo(data)
@@ -429,13 +430,13 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
     async def cart_add(request: Request) -> Any:
         shopper = kiosk.shopper(request)
         data = await _body(request)
-        shopper.add_to_cart(_text(data, "item_id", 64), int(data.get("quantity") or 1))
+        shopper.add_to_cart(_text(data, "item_id", 64), data.get("quantity", 1))
         return cart_view(kiosk, shopper)
 
     async def cart_remove(request: Request) -> Any:
         shopper = kiosk.shopper(request)
         data = await _body(request)
-        shopper.remove_from_cart(_text(data, "item_id", 64), int(data.get("quantity") or 1))
+        shopper.remove_from_cart(_text(data, "item_id", 64), data.get("quantity", 1))
         return cart_view(kiosk, shopper)
 
     async def redeem(request: Request) -> Any:
@@ -632,27 +633,15 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
 
 
 def decode_photo(data: bytes) -> str:
-    """The barcode text in a photo: the SDK's decoder when present, else zxing-cpp."""
-    decoder = getattr(shelfwise, "decode_image", None)
-    if decoder is not None:
-        result = decoder(data)
-        return str(getattr(result, "text", result))
-    try:
-        import zxingcpp
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as exc:  # pragma: no cover - the demo extra has both
-        raise ApiError(
-            501, "Unavailable", "photo scanning needs shelfwise[demo]", "unavailable"
-        ) from exc
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError) as exc:
-        raise InvalidBarcode("the upload is not an image", reason="not_an_image") from exc
-    found = zxingcpp.read_barcodes(image.convert("L"))
-    if not found:
-        raise InvalidBarcode("no barcode found in the photo", reason="no_barcode")
-    return str(found[0].text)
+    """The first retail barcode the SDK decodes in a photo (``InvalidBarcode`` if none)."""
+    from shelfwise._barcode import decode_image
+
+    codes = decode_image(data)
+    if not codes:
+        raise InvalidBarcode(
+            "no barcode found in the photo: hold it flat and closer", reason="no_barcode"
+        )
+    return str(codes[0])
 
 
 def cart_view(kiosk: Kiosk, shopper: shelfwise.Shopper) -> dict[str, Any]:

@@ -1,0 +1,332 @@
+"""The kiosk's JSON API on a seeded copy of the demo store (Starlette TestClient, no browser)."""
+
+from __future__ import annotations
+
+import collections
+import csv
+import gzip
+import io
+import json
+import time
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from onnx_models import write_test_bundle
+
+with warnings.catch_warnings():
+    # Starlette 1.x warns at import that its TestClient will move to httpx2 (not installed).
+    warnings.simplefilter("ignore")
+    from starlette.testclient import TestClient
+
+import shelfwise
+from shelfwise import SideTables
+from shelfwise.kiosk_demo.__main__ import demo_cards, open_store
+from shelfwise.kiosk_demo.app import KioskConfig, create_app
+from shelfwise.kiosk_demo.build_store import card_code
+from shelfwise.kiosk_demo.seed import BUNDLE_DIR, STORE_DIR
+
+PIN = "2468"
+YOGURT = "8004983005474"  # Open Food Facts: Latteria sociale Merano yogurt, the store's "yogurt"
+NUTELLA = "3017620422003"  # a real EAN-13 the demo store sells
+
+
+def demo_bundle(folder: Path) -> Path:
+    """The committed trained bundle when present, else a small real ONNX bundle over the demo
+    store's groceries items: vectors by category, co-occurrence and popularity from the baskets."""
+    if (BUNDLE_DIR / "manifest.json").exists():
+        return BUNDLE_DIR
+    catalog = [json.loads(line) for line in (STORE_DIR / "catalog.jsonl").read_text().splitlines()]
+    groceries = [row for row in catalog if not row["item_id"].startswith("off-")]
+    items = [row["item_id"] for row in groceries]
+    categories = sorted({row["category"] for row in groceries})
+    vectors = np.zeros((len(items) + 1, len(categories) + 1), dtype=np.float32)
+    for index, row in enumerate(groceries, 1):
+        vectors[index, categories.index(row["category"])] = 1.0
+        vectors[index, -1] = 0.001 * index
+    with gzip.open(STORE_DIR / "history.csv.gz", "rt") as handle:
+        lines = list(csv.DictReader(io.StringIO(handle.read())))
+    baskets: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
+    for line in lines:
+        baskets[(line["member"], line["date"])].add(line["item_id"])
+    pairs: collections.Counter[tuple[str, str]] = collections.Counter()
+    counts: collections.Counter[str] = collections.Counter()
+    for basket in baskets.values():
+        counts.update(basket)
+        pairs.update((a, b) for a in basket for b in basket if a != b)
+    total = len(baskets)
+    cooccurrence: dict[str, list[tuple[str, float, int]]] = collections.defaultdict(list)
+    for (a, b), n in pairs.items():
+        if n >= 5:
+            cooccurrence[a].append((b, n * total / (counts[a] * counts[b]), n))
+    side = SideTables(
+        cooccurrence={
+            a: sorted(v, key=lambda t: -t[1] * np.log1p(t[2]))[:20] for a, v in cooccurrence.items()
+        },
+        popularity={
+            "all": dict(counts.most_common(50)),
+            **{
+                f"category:{c}": {
+                    r["item_id"]: counts[r["item_id"]] for r in groceries if r["category"] == c
+                }
+                for c in categories
+            },
+        },
+        repeat_days={},
+    )
+    return write_test_bundle(folder, items, vectors, side_tables=side)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[shelfwise.Shelfwise, dict]]:
+    folder = tmp_path_factory.mktemp("kiosk")
+    sw, config = open_store(folder / "store.db", demo_bundle(folder / "bundle"))
+    yield sw, config
+    sw.close()
+
+
+@pytest.fixture
+def client(store: tuple[shelfwise.Shelfwise, dict]) -> Iterator[TestClient]:
+    sw, config = store
+    app = create_app(
+        sw, KioskConfig(staff_pin=PIN, idle_s=300, store=config, demo_cards=demo_cards())
+    )
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+def busy_member_card() -> str:
+    return demo_cards()[0]["card"]
+
+
+def test_new_shopper_scanning_a_real_barcode_sees_the_product_and_suggestions(
+    client: TestClient,
+) -> None:
+    client.post("/api/session/start")
+    card = client.post("/api/scan", json={"code": YOGURT}).json()
+    assert card["item"]["item_id"] == "yogurt"
+    assert card["item"]["brand"] == "Latteria sociale Merano"
+    suggestions = card["goes_with"] + card["alternatives"]
+    assert suggestions, "a scan of a real product should come with suggestions"
+    assert all(s["reason"] for s in suggestions)
+
+
+def test_a_wrong_check_digit_is_refused_with_its_reason_and_the_next_scan_works(
+    client: TestClient,
+) -> None:
+    client.post("/api/session/start")
+    refused = client.post("/api/scan", json={"code": YOGURT[:-1] + "5"})
+    assert refused.status_code == 400
+    assert refused.json()["reason"] == "check_digit"
+    assert client.post("/api/scan", json={"code": NUTELLA}).status_code == 200
+
+
+def test_a_valid_barcode_the_store_does_not_sell_is_a_404_miss(
+    client: TestClient, store: tuple
+) -> None:
+    client.post("/api/session/start")
+    before = store[0].store.query("SELECT count(*) AS n FROM events WHERE type = 'scan_miss'")[0][
+        "n"
+    ]
+    response = client.post("/api/scan", json={"code": "4006381333931"})
+    assert response.status_code == 404
+    after = store[0].store.query("SELECT count(*) AS n FROM events WHERE type = 'scan_miss'")[0][
+        "n"
+    ]
+    assert after == before + 1
+
+
+def test_member_signs_in_with_a_loyalty_card_and_sees_their_own_baskets(client: TestClient) -> None:
+    session = client.post(
+        "/api/session/member",
+        json={"card": busy_member_card(), "consents": {"personalization": True}},
+    ).json()["session"]
+    assert session["kind"] == "member"
+    assert session["segment"] in {"returning", "loyal"}  # dates shifted: recent, not lapsed
+    data = client.get("/api/for-you").json()
+    assert data["buy_again"], "a member with real baskets should see buy-again"
+    assert all(r["reason"].startswith("you bought this") for r in data["buy_again"])
+    assert data["personal"]
+
+
+def test_without_personalization_consent_a_member_gets_no_personal_shelf(
+    client: TestClient,
+) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": busy_member_card(), "consents": {"personalization": False}},
+    )
+    data = client.get("/api/for-you").json()
+    assert data["personal"] == [] and data["buy_again"] == []
+    assert data["cold_start"]
+
+
+def test_a_card_that_is_not_a_loyalty_card_is_refused(client: TestClient) -> None:
+    response = client.post("/api/session/member", json={"card": NUTELLA})
+    assert response.status_code == 400
+    assert response.json()["reason"] == "not_a_card"
+
+
+def test_a_refused_code_says_why(client: TestClient) -> None:
+    client.post("/api/session/start")
+    client.post("/api/cart/add", json={"item_id": "whole-milk"})
+    response = client.post("/api/cart/redeem", json={"code": "NOT-A-REAL-CODE"})
+    assert response.status_code == 409
+    body = response.json()
+    assert body["error"] == "OfferRejected"
+    assert body["reason"].startswith("code_") and body["message"]
+
+
+def test_an_eligible_code_is_accepted_and_a_second_use_is_refused(
+    client: TestClient, store: tuple
+) -> None:
+    sw = store[0]
+    [code] = sw.offers.issue_codes("big-basket", 1)
+    client.post(
+        "/api/session/member", json={"card": card_code("5555"), "consents": {"offers": True}}
+    )
+    client.post("/api/cart/add", json={"item_id": "beef", "quantity": 10})
+    accepted = client.post("/api/cart/redeem", json={"code": code})
+    assert accepted.status_code == 200, accepted.json()
+    assert accepted.json()["redemption"]["amount"] == 5.0
+    again = client.post("/api/cart/redeem", json={"code": code})
+    assert again.status_code == 409 and again.json()["reason"] == "code_used"
+
+
+def test_consent_can_be_changed_on_the_privacy_screen(client: TestClient) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": card_code("6001"), "consents": {"personalization": True}},
+    )
+    client.post("/api/privacy/consent", json={"purpose": "personalization", "granted": False})
+    assert client.get("/api/privacy").json()["consents"]["personalization"] is False
+    bad = client.post("/api/privacy/consent", json={"purpose": "mind-reading", "granted": True})
+    assert bad.status_code == 400
+
+
+def test_forget_me_erases_the_member_and_ends_the_session(client: TestClient, store: tuple) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": card_code("6002"), "consents": {"personalization": True}},
+    )
+    client.post("/api/scan", json={"code": YOGURT})
+    removed = client.post("/api/privacy/forget").json()["removed_rows"]
+    assert removed >= 2
+    assert client.get("/api/for-you").status_code == 401
+    with pytest.raises(shelfwise.UnknownShopper):
+        store[0].shopper("6002")
+
+
+def test_an_idle_session_is_ended_server_side_and_its_shopper_forgotten(store: tuple) -> None:
+    sw, config = store
+    app = create_app(sw, KioskConfig(staff_pin=PIN, idle_s=0.05, store=config))
+    with TestClient(app) as client:
+        client.post("/api/session/start")
+        client.post("/api/scan", json={"code": YOGURT})
+        client.post("/api/cart/add", json={"item_id": "yogurt"})
+        anonymous = sw.store.query("SELECT shopper_id FROM shoppers WHERE kind = 'anonymous'")
+        time.sleep(0.1)  # older than the idle limit (not a timing assertion)
+        app.state.kiosk.end_idle()
+        assert client.get("/api/cart").status_code == 401
+        for row in anonymous:
+            with pytest.raises(shelfwise.UnknownShopper):
+                sw.shopper(row["shopper_id"])
+        assert client.get("/api/state").json()["session"] is None
+
+
+def test_the_staff_screen_refuses_without_the_pin(client: TestClient) -> None:
+    assert client.get("/api/staff/status").status_code == 403
+    assert client.post("/api/staff/login", json={"pin": "0000"}).status_code == 403
+    assert (
+        client.post(
+            "/api/staff/offer", json={"offer_id": "milk-monday", "active": False}
+        ).status_code
+        == 403
+    )
+    assert client.post("/api/staff/login", json={"pin": PIN}).status_code == 200
+    status = client.get("/api/staff/status").json()
+    assert {o["offer_id"] for o in status["offers"]} >= {"milk-monday", "big-basket"}
+    assert len(status["scans_by_hour_utc"]) == 24
+
+
+def test_staff_can_switch_an_offer_off(client: TestClient) -> None:
+    client.post("/api/staff/login", json={"pin": PIN})
+    status = client.post(
+        "/api/staff/offer", json={"offer_id": "milk-monday", "active": False}
+    ).json()
+    assert {o["offer_id"]: o["active"] for o in status["offers"]}["milk-monday"] is False
+    client.post("/api/staff/offer", json={"offer_id": "milk-monday", "active": True})
+
+
+def test_a_location_near_the_store_triggers_a_fence_offer_for_a_consenting_member(
+    client: TestClient,
+) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": busy_member_card(), "consents": {"location": True, "offers": True}},
+    )
+    far = client.post("/api/geo/locate", json={"lat": 45.46, "lon": 9.20, "accuracy_m": 10}).json()
+    assert far["inside"] == []
+    near = client.post(
+        "/api/geo/locate", json={"lat": 45.4781, "lon": 9.2270, "accuracy_m": 10}
+    ).json()
+    assert "store-citta-studi" in near["inside"]
+    assert [e["kind"] for e in near["events"]] == ["enter"]
+
+
+def test_location_without_consent_is_refused_with_the_purpose(client: TestClient) -> None:
+    client.post("/api/session/start")
+    response = client.post(
+        "/api/geo/locate", json={"lat": 45.4781, "lon": 9.2270, "accuracy_m": 10}
+    )
+    assert response.status_code == 403
+    assert response.json()["reason"] == "consent_required:location"
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/scan", {}),
+        ("/api/scan", {"code": ["x"]}),
+        ("/api/scan", {"code": "ab12"}),
+        ("/api/cart/add", {"item_id": "no-such-item"}),
+        ("/api/cart/add", {"item_id": "yogurt", "quantity": "lots"}),
+        ("/api/geo/locate", {"lat": 123, "lon": 9.2, "accuracy_m": 5}),
+        ("/api/search", None),
+    ],
+)
+def test_bad_input_gets_a_json_error_not_a_crash(
+    client: TestClient, path: str, body: dict | None
+) -> None:
+    client.post(
+        "/api/session/member", json={"card": busy_member_card(), "consents": {"location": True}}
+    )
+    response = client.get(path) if body is None else client.post(path, json=body)
+    assert 400 <= response.status_code < 500
+    assert response.json()["message"]
+
+
+def test_a_photo_that_is_not_an_image_is_refused(client: TestClient) -> None:
+    client.post("/api/session/start")
+    response = client.post("/api/scan/image", files={"image": ("x.png", b"not a png", "image/png")})
+    assert response.status_code == 400
+
+
+def test_without_a_session_the_api_asks_to_start_one(client: TestClient) -> None:
+    client.cookies.clear()
+    response = client.get("/api/for-you")
+    assert response.status_code == 401 and response.json()["reason"] == "session_ended"
+
+
+def test_the_kiosk_works_when_the_upstream_is_unreachable(store: tuple) -> None:
+    sw, config = store
+    app = create_app(sw, KioskConfig(staff_pin=PIN, upstream="http://127.0.0.1:9", store=config))
+    with TestClient(app) as client:
+        client.post("/api/session/start")
+        assert client.post("/api/scan", json={"code": YOGURT}).status_code == 200
+        client.post("/api/staff/login", json={"pin": PIN})
+        status = client.post("/api/staff/sync").json()
+        assert status["last_sync"]["state"] == "failed"
+        assert client.post("/api/scan", json={"code": NUTELLA}).status_code == 200
