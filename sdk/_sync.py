@@ -391,6 +391,7 @@ class Uploader:
     ) -> SyncReport:
         """Send everything due; back off on transient failures until done or the deadline."""
         start = time.monotonic()
+        slept = 0.0  # counted, not measured: an injected sleep may not really wait
         attempt = retries = 0
         error: str | None = None
         record_attempt(self.store, self.clock())
@@ -419,9 +420,11 @@ class Uploader:
                 next_at = self.clock() + int(delay * 1000)
                 record_failure(self.store, ids, error, next_attempt_ms=next_at, now=self.clock())
                 logger.info("sync failed (%s); retrying in %.1f s", exc, delay)
-                if deadline_s is not None and time.monotonic() - start + delay > deadline_s:
+                elapsed = max(time.monotonic() - start, slept)
+                if deadline_s is not None and elapsed + delay > deadline_s:
                     break
                 self.sleep(delay)
+                slept += delay
                 self._make_due(ids)
         if error is None:
             clear_error(self.store)

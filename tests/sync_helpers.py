@@ -32,13 +32,15 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], timeout_s: float = 30
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"collector exited with {proc.returncode}: {proc.stderr!r}")
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
         try:
-            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=1)
             conn.request("GET", "/v1/health")
             if conn.getresponse().status == 200:
                 return
         except OSError:
             time.sleep(0.1)
+        finally:
+            conn.close()
     raise RuntimeError("collector did not become healthy")
 
 
