@@ -32,7 +32,7 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("shelfwise.export.cli", "train"),
 }
 # Extra runtime commands registered by runtime modules: name -> module with add_parser(sub).
-RUNTIME_COMMAND_MODULES: list[str] = ["shelfwise._sync_cli"]
+RUNTIME_COMMAND_MODULES: list[str] = ["shelfwise._sync_cli", "shelfwise._scan_cli"]
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
