@@ -234,6 +234,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args))
     except ShelfwiseError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        if getattr(args, "json", False):  # a machine caller parses stdout: give it the error too
+            error = {"type": type(exc).__name__, "message": str(exc)}
+            print(json.dumps({"error": error}, indent=2, sort_keys=True))
         return 2 if isinstance(exc, ValueError | KeyError) else 1
 
 

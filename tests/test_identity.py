@@ -1,0 +1,203 @@
+"""Identities: anonymous kiosk sessions that forget, members with consent per purpose, segments."""
+
+from __future__ import annotations
+
+import pytest
+
+import shelfwise
+from shelfwise._store import now_ms
+
+DAY = 86_400_000
+NOW = 1_750_000_000_000
+
+
+def test_an_ended_session_is_forgotten_but_still_counts_in_store_totals(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    shopper = sw.start_session()
+    shopper.view("milk")
+    shopper.add_to_cart("buns")
+    session_id = shopper.shopper_id
+    shopper.end()
+    for table in ["shoppers", "carts", "consents"]:
+        rows = sw.store.query(f"SELECT * FROM {table} WHERE shopper_id = ?", [session_id])
+        assert rows == [], table
+    assert sw.store.query(
+        "SELECT count(*) AS n FROM events WHERE shopper_id = ?", [session_id]
+    ) == [{"n": 0}]
+    assert sw.store.query("SELECT count(*) AS n FROM events WHERE shopper_id IS NULL")[0]["n"] == 2
+    with pytest.raises(shelfwise.UnknownShopper):
+        sw.shopper(session_id)
+    with pytest.raises(shelfwise.UnknownShopper):
+        shopper.recommend("recently-viewed")
+
+
+def test_the_next_shopper_at_a_kiosk_sees_nothing_of_the_last_one(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    first = sw.start_session()
+    first.view("test-kit")
+    first.add_to_cart("sausages")
+    first.end()
+    second = sw.start_session()
+    assert second.recommend("recently-viewed") == []
+    assert second.cart() == []
+    assert not any(r.reason.startswith("because") for r in second.recommend("for-you"))
+
+
+def test_idle_sessions_expire_and_active_ones_stay(sw: shelfwise.Shelfwise) -> None:
+    idle = sw.start_session()
+    active = sw.start_session()
+    sw.store.db.execute(  # the idle one was last seen ten minutes ago
+        "UPDATE shoppers SET last_seen_ms = ? WHERE shopper_id = ?",
+        [now_ms() - 600_000, idle.shopper_id],
+    )
+    member = sw.member("L-1")
+    sw.store.db.execute(
+        "UPDATE shoppers SET last_seen_ms = 0 WHERE shopper_id = ?", [member.shopper_id]
+    )
+    assert sw.expire_idle_sessions(idle_s=120) == 1
+    with pytest.raises(shelfwise.UnknownShopper):
+        idle.info()
+    assert active.info().kind == "anonymous"
+    assert member.info().is_member, "members never expire"
+
+
+def test_starting_a_session_forgets_sessions_left_idle(sw: shelfwise.Shelfwise) -> None:
+    walked_away = sw.start_session()
+    walked_away.view("milk")
+    sw.store.db.execute(
+        "UPDATE shoppers SET last_seen_ms = ? WHERE shopper_id = ?",
+        [now_ms() - (sw.session_idle_s + 1) * 1000, walked_away.shopper_id],
+    )
+    sw.start_session()
+    with pytest.raises(shelfwise.UnknownShopper):
+        walked_away.info()
+
+
+def test_a_session_that_comes_back_is_not_expired_by_a_stale_list(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    shopper = sw.start_session()
+    cutoff = now_ms() - 1000
+    sw.store.db.execute(
+        "UPDATE shoppers SET last_seen_ms = ? WHERE shopper_id = ?",
+        [cutoff - 10, shopper.shopper_id],
+    )
+    shopper.view("milk")  # active again after the idle list was computed
+    assert sw._end_anonymous(shopper.shopper_id, idle_before=cutoff) == 0
+    assert shopper.info().kind == "anonymous"
+
+
+def test_an_anonymous_session_personalizes_within_the_session_only(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    shopper = sw.start_session()
+    assert shopper.consents() == {
+        "personalization": True,
+        "location": False,
+        "offers": False,
+        "sync": False,
+        "sensitive": False,
+    }
+
+
+def test_member_consents_are_stored_per_purpose_with_timestamps(sw: shelfwise.Shelfwise) -> None:
+    before = now_ms()
+    member = sw.member("L-7", consents={"personalization": True, "location": False})
+    assert member.consents()["personalization"] is True
+    assert member.consents()["offers"] is False, "never asked means no"
+    rows = sw.store.query("SELECT * FROM consents WHERE shopper_id = 'L-7' ORDER BY purpose")
+    assert [(r["purpose"], r["granted"]) for r in rows] == [
+        ("location", 0),
+        ("personalization", 1),
+    ]
+    assert all(before <= r["updated_ms"] <= now_ms() for r in rows)
+    member.set_consent("personalization", False)
+    assert not member.has_consent("personalization")
+    with pytest.raises(shelfwise.ConsentRequired) as caught:
+        member.require_consent("personalization")
+    assert caught.value.purpose == "personalization"
+
+
+def test_an_unknown_consent_purpose_is_refused_and_nothing_is_written(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    with pytest.raises(shelfwise.InvalidInput, match="marketing"):
+        sw.member("L-8", consents={"personalization": True, "marketing": True})
+    with pytest.raises(shelfwise.UnknownShopper):
+        sw.shopper("L-8")
+
+
+@pytest.mark.parametrize("loyalty_id", ["", "   ", "x" * 65])
+def test_a_malformed_loyalty_id_is_refused(sw: shelfwise.Shelfwise, loyalty_id: str) -> None:
+    with pytest.raises(shelfwise.InvalidInput):
+        sw.member(loyalty_id)
+
+
+def test_a_member_is_the_same_shopper_on_every_visit(sw: shelfwise.Shelfwise) -> None:
+    sw.member("L-9", consents={"personalization": True}, attributes={"age_verified": True})
+    sw.member("L-9", attributes={"tier": "gold"})
+    info = sw.shopper("L-9").info()
+    assert info.attributes == {"age_verified": True, "tier": "gold"}
+    assert sw.shopper("L-9").has_consent("personalization")
+    sw.shopper("L-9").end()  # a member leaving keeps the history
+    assert sw.shopper("L-9").info().is_member
+
+
+def _buy_on_days(shopper: shelfwise.Shopper, days_ago: list[int], item: str = "milk") -> None:
+    for days in days_ago:
+        shopper.track("purchase", item, ts_ms=NOW - days * DAY)
+
+
+def _member_since(sw: shelfwise.Shelfwise, loyalty_id: str, days: int) -> shelfwise.Shopper:
+    member = sw.member(loyalty_id, consents={"personalization": True})
+    sw.store.db.execute(
+        "UPDATE shoppers SET created_ms = ? WHERE shopper_id = ?", [NOW - days * DAY, loyalty_id]
+    )
+    return member
+
+
+def test_segments_follow_purchase_days(sw: shelfwise.Shelfwise) -> None:
+    new = _member_since(sw, "new", 5)
+    _buy_on_days(new, [1, 3])
+    one_visit = _member_since(sw, "one-visit", 200)
+    _buy_on_days(one_visit, [150])
+    returning = _member_since(sw, "returning", 200)
+    _buy_on_days(returning, [10, 40, 90])
+    loyal = _member_since(sw, "loyal", 400)
+    _buy_on_days(loyal, [1, 8, 15, 22, 30, 45, 60, 75, 100])
+    lapsed = _member_since(sw, "lapsed", 400)
+    _buy_on_days(lapsed, [100, 130, 160])
+    assert [s.segment(now=NOW) for s in [new, one_visit, returning, loyal, lapsed]] == [
+        "new",
+        "new",
+        "returning",
+        "loyal",
+        "lapsed",
+    ]
+    assert sw.start_session().segment() == "new"
+
+
+def test_a_lapsed_member_is_welcomed_back_with_what_they_used_to_buy(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    lapsed = _member_since(sw, "lapsed", 400)
+    _buy_on_days(lapsed, [100, 107, 114], item="coffee")
+    results = lapsed.recommend("for-you", k=5, now=NOW)
+    assert results[0].item.item_id == "coffee"
+    assert results[0].reason == "welcome back: you used to buy this"
+
+
+def test_a_returning_member_gets_results_from_their_own_history(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    member = _member_since(sw, "bbq", 200)
+    _buy_on_days(member, [10, 40, 90], item="sausages")
+    results = member.recommend("for-you", k=3, now=NOW)
+    assert {r.item.item_id for r in results} <= {"buns", "charcoal", "ketchup", "grill"}
+    assert all(r.reason == "because you bought Pork sausages" for r in results)
+    cold = sw.member("cold", consents={"personalization": False})
+    _buy_on_days(cold, [10, 40, 90], item="sausages")
+    assert [r.item.item_id for r in cold.recommend("for-you", k=3, now=NOW)][:1] == ["milk"]
+    assert cold.recommend("buy-again", now=NOW) == []
