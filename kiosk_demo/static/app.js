@@ -370,7 +370,7 @@ $("geo-plot").addEventListener("click", async (event) => {
   const out = $("geo-result");
   try {
     const data = await api("/api/geo/locate", { lat, lon, accuracy_m: accuracy });
-    renderGeo(data.result);
+    renderGeo(data);
   } catch (e) { out.replaceChildren(el("p", { class: "error", text: errorText(e) })); }
 });
 $("accuracy").addEventListener("input", () => { $("acc-label").textContent = $("accuracy").value; });
