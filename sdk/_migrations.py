@@ -221,7 +221,6 @@ def _sync(db: Database) -> None:
     )
 
 
-
 @MIGRATIONS(name="010_offers")
 def _offers(db: Database) -> None:
     # Offers, one-time codes and the redemption ledger (see shelfwise._offers). Counters sit
