@@ -330,3 +330,15 @@ def test_the_kiosk_works_when_the_upstream_is_unreachable(store: tuple) -> None:
         status = client.post("/api/staff/sync").json()
         assert status["last_sync"]["state"] == "failed"
         assert client.post("/api/scan", json={"code": NUTELLA}).status_code == 200
+
+
+@pytest.mark.realdata
+def test_the_one_build_command_reproduces_the_committed_demo_store(tmp_path: Path) -> None:
+    from conftest import SHARED_DATA
+
+    from shelfwise.kiosk_demo.build_store import build
+
+    counts = build(SHARED_DATA, tmp_path)
+    assert counts["groceries_items"] == 167 and counts["members"] == 3898
+    for name in ["catalog.jsonl", "categories.json", "history.csv.gz", "members.csv"]:
+        assert (tmp_path / name).read_bytes() == (STORE_DIR / name).read_bytes(), name
