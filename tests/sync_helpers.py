@@ -217,3 +217,57 @@ def fresh_pg_database() -> Iterator[str]:
     finally:
         with psycopg.connect(dsn, autocommit=True) as admin:
             admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], content: bytes) -> None:
+        self.status_code = status
+        self.headers = headers
+        self.content = content
+
+
+class LiveClient:
+    """Plain HTTP to an app served by a real uvicorn server in this process."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+
+    def _call(
+        self, method: str, path: str, content: bytes, headers: dict[str, str] | None
+    ) -> Reply:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        try:
+            conn.request(method, path, body=content or None, headers=headers or {})
+            reply = conn.getresponse()
+            return Reply(reply.status, {k.lower(): v for k, v in reply.getheaders()}, reply.read())
+        finally:
+            conn.close()
+
+    def post(self, path: str, content: bytes = b"", headers: dict[str, str] | None = None) -> Reply:
+        return self._call("POST", path, content, headers)
+
+    def get(self, path: str, headers: dict[str, str] | None = None) -> Reply:
+        return self._call("GET", path, b"", headers)
+
+
+@contextmanager
+def serve_in_thread(app: object) -> Iterator[LiveClient]:
+    """Serve an ASGI app with uvicorn on a free localhost port in a background thread."""
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)  # type: ignore[arg-type]
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield LiveClient(port)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)

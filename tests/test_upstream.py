@@ -1,0 +1,293 @@
+"""The collector: hostile input changes nothing; aggregation is idempotent and order-free.
+
+The same tests run on SQLite and (marked ``postgres``) on a real PostgreSQL server.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import msgpack
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread
+
+from shelfwise._summaries import Envelope
+from shelfwise._sync import HEADER_SERVER_TIME, Credentials, sign_request
+from shelfwise.upstream import SqliteStorage, create_app, open_storage
+
+FUZZ = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    if request.param == "sqlite":
+        opened = SqliteStorage(str(tmp_path / "collector.db"))
+        yield opened
+        opened.close()
+    else:
+        for dsn in fresh_pg_database():
+            opened = open_storage(pg=dsn)
+            yield opened
+            opened.close()
+
+
+@pytest.fixture
+def client(storage) -> Iterator[LiveClient]:
+    with serve_in_thread(create_app(storage, max_body=64 * 1024)) as live:
+        yield live
+
+
+def _creds(storage, device: str = "kiosk-1") -> Credentials:
+    return Credentials(device, storage.add_device(device, region="north"))
+
+
+def _envelope(device: str, key: str, rev: int = 1, cells=None) -> bytes:
+    cells = cells if cells is not None else [["view", "s1", 1_699_999_200_000, "i1", "", 20, 21]]
+    return Envelope(device, 1, key, rev, 1_700_000_000_000, cells).pack()
+
+
+def _post(client, creds, body: bytes, *, ts: int | None = None, path="/v1/summaries"):
+    stamp = int(time.time() * 1000) if ts is None else ts
+    headers = sign_request(creds, "POST", path, body, stamp)
+    return client.post(path, content=body, headers=headers)
+
+
+def _request(device: str, summaries: list[bytes]) -> bytes:
+    return msgpack.packb({"v": 1, "device": device, "summaries": summaries}, use_bin_type=True)
+
+
+def _consistent(storage) -> dict:
+    """The fleet totals equal the sum of every stored release's cells (nothing corrupted)."""
+    fleet = storage.totals()
+    per_device: dict = {}
+    for device in {"kiosk-1", "kiosk-2"}:
+        for key, (n, q) in storage.totals(device).items():
+            old = per_device.get(key, (0, 0))
+            per_device[key] = (old[0] + n, old[1] + q)
+    assert fleet == per_device
+    return fleet
+
+
+def test_a_valid_upload_is_acknowledged_and_counted(storage, client):
+    creds = _creds(storage)
+    reply = _post(client, creds, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:aaaaaaaa")]))
+    assert reply.status_code == 200
+    assert msgpack.unpackb(reply.content) == {"acked": [["kiosk-1:aaaaaaaa", 1]]}
+    assert storage.totals() == {("view", "s1", 1_699_999_200_000, "i1", ""): (20, 21)}
+
+
+def test_the_same_release_sent_twice_counts_once_and_a_higher_rev_replaces_it(storage, client):
+    creds = _creds(storage)
+    first = _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:bbbbbbbb")])
+    assert _post(client, creds, first).status_code == 200
+    assert _post(client, creds, first).status_code == 200
+    rebuilt = _envelope(
+        "kiosk-1", "kiosk-1:bbbbbbbb", rev=2, cells=[["view", "s1", 0, "i1", "", 5, 5]]
+    )
+    assert _post(client, creds, _request("kiosk-1", [rebuilt])).status_code == 200
+    assert _post(client, creds, first).status_code == 200  # a stale duplicate arriving late
+    assert storage.totals() == {("view", "s1", 0, "i1", ""): (5, 5)}
+
+
+def _hostile(storage, creds, other):
+    good = _envelope("kiosk-1", "kiosk-1:cccccccc")
+    too_many = [_envelope("kiosk-1", f"kiosk-1:{n:08d}") for n in range(101)]
+    return [
+        ("not msgpack", b"\xc1\xc1\xc1", 400, None),
+        ("a list body", msgpack.packb([1, 2]), 400, None),
+        ("missing device", msgpack.packb({"v": 1, "summaries": [good]}), 400, None),
+        ("another device in the body", _request("kiosk-2", [good]), 400, None),
+        (
+            "an envelope naming another device",
+            _request("kiosk-1", [_envelope("kiosk-2", "kiosk-2:dddddddd")]),
+            400,
+            None,
+        ),
+        ("an envelope that is not bytes", _request("kiosk-1", [{"v": 1}]), 400, None),  # type: ignore[list-item]
+        (
+            "one bad envelope among good ones",
+            _request("kiosk-1", [good, b"\x93\x01\x02\x03"]),
+            400,
+            None,
+        ),
+        ("a key twice", _request("kiosk-1", [good, good]), 400, None),
+        ("an empty list", _request("kiosk-1", []), 400, None),
+        ("more than 100 summaries", _request("kiosk-1", too_many), 413, None),
+        ("a body over the limit", _request("kiosk-1", [b"\x00" * 70_000]), 413, None),
+        ("a stale signature", _request("kiosk-1", [good]), 401, 10**12 + 5),
+        ("another device's secret", _request("kiosk-1", [good]), 401, other),
+    ]
+
+
+def test_hostile_or_malformed_uploads_get_a_4xx_and_change_nothing(storage, client):
+    creds = _creds(storage)
+    other = _creds(storage, "kiosk-2")
+    seeded = _request("kiosk-2", [_envelope("kiosk-2", "kiosk-2:eeeeeeee")])
+    assert _post(client, other, seeded).status_code == 200
+    before = (storage.totals(), storage.stats())
+    for name, body, status, special in _hostile(storage, creds, other):
+        if isinstance(special, Credentials):
+            reply = _post(client, Credentials("kiosk-1", special.secret), body)
+        else:
+            reply = _post(client, creds, body, ts=special)
+        assert reply.status_code == status, name
+        assert (storage.totals(), storage.stats()) == before, name
+    # a release key another device owns is a conflict, not a silent merge
+    stolen = _request("kiosk-1", [_envelope("kiosk-1", "kiosk-2:eeeeeeee")])
+    assert _post(client, creds, stolen).status_code == 409
+    assert (storage.totals(), storage.stats()) == before
+
+
+def test_a_stale_clock_gets_the_collectors_time_to_re_sign_with(storage, client):
+    creds = _creds(storage)
+    reply = _post(
+        client, creds, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:ffffffff")]), ts=10**12
+    )
+    assert reply.status_code == 401
+    assert abs(int(reply.headers[HEADER_SERVER_TIME.lower()]) - time.time() * 1000) < 60_000
+
+
+def test_unsigned_requests_are_refused(storage, client):
+    _creds(storage)
+    body = _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:gggggggg")])
+    assert client.post("/v1/summaries", content=body).status_code == 401
+    assert client.get("/v1/fleet/trending").status_code == 401
+    assert storage.stats()["releases"] == 0
+
+
+@pytest.mark.slow
+@FUZZ
+@given(st.data())
+def test_fuzzed_signed_payloads_never_crash_the_collector_or_corrupt_totals(storage, client, data):
+    creds = (
+        Credentials("kiosk-1", storage.device("kiosk-1").secret)
+        if storage.device("kiosk-1")
+        else _creds(storage)
+    )
+    base = bytearray(
+        _request(
+            "kiosk-1",
+            [
+                _envelope(
+                    "kiosk-1",
+                    f"kiosk-1:{data.draw(st.integers(0, 50)):08d}",
+                    rev=data.draw(st.integers(1, 3)),
+                ),
+            ],
+        )
+    )
+    choice = data.draw(st.sampled_from(["mutate", "random", "structure"]))
+    if choice == "mutate":
+        for _ in range(data.draw(st.integers(0, 6))):
+            base[data.draw(st.integers(0, len(base) - 1))] = data.draw(st.integers(0, 255))
+        body = bytes(base)
+    elif choice == "random":
+        body = data.draw(st.binary(max_size=400))
+    else:
+        scalar = st.one_of(
+            st.none(),
+            st.booleans(),
+            st.integers(-(2**63), 2**64 - 1),
+            st.floats(),
+            st.text(max_size=20),
+            st.binary(max_size=20),
+        )
+        cell = st.lists(scalar, min_size=0, max_size=8)
+        envelope = st.fixed_dictionaries(
+            {
+                "v": st.sampled_from([1, 1, 2, "1"]),
+                "device": st.sampled_from(["kiosk-1", "kiosk-2", ""]),
+                "seq": scalar,
+                "key": st.sampled_from(["kiosk-1:00000001", "x", "kiosk-1:00000002"]),
+                "rev": st.one_of(st.integers(0, 3), scalar),
+                "created_ms": scalar,
+                "model": st.dictionaries(st.text(max_size=5), scalar, max_size=3),
+                "privacy": st.just({}),
+                "cells": st.lists(cell, max_size=4),
+            }
+        )
+        body = _request(
+            "kiosk-1",
+            [
+                msgpack.packb(e, use_bin_type=True)
+                for e in data.draw(st.lists(envelope, min_size=1, max_size=3))
+            ],
+        )
+    reply = _post(client, creds, body)
+    assert reply.status_code in {200, 400, 409, 413}
+    _consistent(storage)
+
+
+@pytest.mark.slow
+@FUZZ
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 5), st.integers(1, 3), st.integers(0, 3), st.integers(-5, 50)),
+        min_size=1,
+        max_size=25,
+    ),
+    st.randoms(use_true_random=False),
+)
+def test_aggregation_is_idempotent_and_order_independent(storage, client, releases, rng):
+    if storage.device("kiosk-1") is None:
+        _creds(storage)
+    storage_before = storage.totals()
+    # the latest revision of each release key is what must count, whatever arrives when
+    namespace = uuid.uuid4().hex[:12]  # fresh keys per example
+    envelopes = []
+    for key_n, rev, item, count in releases:
+        key = f"kiosk-1:{namespace}{key_n}"
+        cells = [["view", "s1", 0, f"i{item}", "", count, count]]
+        envelopes.append(Envelope("kiosk-1", 1, key, rev, 0, cells))
+    # a key reused with the same rev but other cells is not something a device does
+    deduped = {}
+    for env in envelopes:
+        deduped[(env.key, env.rev)] = env
+    envelopes = list(deduped.values())
+    latest: dict[str, tuple[int, list]] = {}
+    for env in envelopes:
+        if env.key not in latest or env.rev > latest[env.key][0]:
+            latest[env.key] = (env.rev, env.cells)
+    deliveries = envelopes * 2
+    rng.shuffle(deliveries)
+    for env in deliveries:
+        storage.apply("kiosk-1", [env])
+    expected = dict(storage_before)
+    for _, cells in latest.values():
+        for cell in cells:
+            key = tuple(cell[:5])
+            n, q = expected.get(key, (0, 0))
+            expected[key] = (n + cell[5], q + cell[6])
+    assert storage.totals() == {k: v for k, v in expected.items() if v != (0, 0)}
+
+
+def test_fleet_trending_is_served_per_region(storage, client):
+    north = _creds(storage)
+    cells = [
+        ["purchase", "s1", int(time.time() * 1000) // 3_600_000 * 3_600_000, "charcoal", "", 9, 9]
+    ]
+    _post(
+        client, north, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:hhhhhhhh", cells=cells)])
+    )
+    south = Credentials("kiosk-2", storage.add_device("kiosk-2", region="south"))
+    for creds, expected in ((north, ["charcoal"]), (south, [])):
+        headers = sign_request(creds, "GET", "/v1/fleet/trending", b"", int(time.time() * 1000))
+        reply = msgpack.unpackb(client.get("/v1/fleet/trending", headers=headers).content)
+        assert [item for item, _ in reply["items"]] == expected
+
+
+def test_the_collector_is_not_fooled_by_a_random_device_id(storage, client):
+    _creds(storage)
+    ghost = Credentials("ghost", b"g" * 32)
+    assert (
+        _post(client, ghost, _request("ghost", [_envelope("ghost", "ghost:iiiiiiii")])).status_code
+        == 401
+    )
+    assert storage.stats()["releases"] == 0
