@@ -34,7 +34,14 @@ from ._identity import (
     write_consents,
 )
 from ._model import LoadedModel, ModelHandle
-from ._offers import OfferContext, Offers, RankedOffer, Redemption, Reservation
+from ._offers import (
+    OfferContext,
+    Offers,
+    RankedOffer,
+    Redemption,
+    Reservation,
+    release_holds_of,
+)
 from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
 from ._recommend import Context, Recommendation, Recommender, rerank_search
 from ._scan import ScanCard, scan
@@ -219,9 +226,26 @@ class Shelfwise:
             )
             if not still:
                 return 0
-            db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
-            db.execute("DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id])
+            self._forget_rows(db, shopper_id, keep_anonymous_events=True)
         return 1
+
+    def _forget_rows(self, db: Any, shopper_id: str, *, keep_anonymous_events: bool) -> int:
+        """Remove a shopper from every table in the caller's transaction; return rows removed.
+
+        With ``keep_anonymous_events`` (an ended kiosk session) the events stay as store-level
+        counts with no link to anyone; a member's erase deletes them.
+        """
+        release_holds_of(db, shopper_id)
+        removed = 0
+        for table in self.shopper_tables():
+            if table == "events" and keep_anonymous_events:
+                db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
+                continue
+            removed += db.execute(
+                f"DELETE FROM [{table}] WHERE shopper_id = ?", [shopper_id]
+            ).rowcount
+        removed += db.execute("DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id]).rowcount
+        return removed
 
     # -- privacy --------------------------------------------------------------------------
     def export_shopper(self, shopper_id: str) -> dict[str, Any]:
@@ -261,15 +285,8 @@ class Shelfwise:
             True
         """
         get_shopper(self.store, shopper_id)
-        removed = 0
         with self.store.write() as db:
-            for table in self.shopper_tables():
-                removed += db.execute(
-                    f"DELETE FROM [{table}] WHERE shopper_id = ?", [shopper_id]
-                ).rowcount
-            removed += db.execute(
-                "DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id]
-            ).rowcount
+            removed = self._forget_rows(db, shopper_id, keep_anonymous_events=False)
         logger.info("erased a shopper (%d rows)", removed)
         return removed
 
@@ -312,7 +329,6 @@ class Shelfwise:
             utc_offset_minutes=self.utc_offset_minutes,
         )
         return self.recommender.recommend(surface, context, k=k, item=item, category=category)
-
 
     # -- sync upstream (logic in shelfwise._sync / _outbox) ---------------------------------
     def summarise(

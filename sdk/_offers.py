@@ -1756,6 +1756,19 @@ def _release(db: Any, row: Mapping[str, Any], state: str) -> None:
     )
 
 
+def release_holds_of(db: Any, shopper_id: str) -> int:
+    """Release every live hold of a shopper who is being forgotten; return how many.
+
+    Deleting the rows instead would leave the offer's reserved counters and codes stuck.
+    """
+    rows = list(
+        db.query("SELECT * FROM reservations WHERE shopper_id = ? AND state = 'held'", [shopper_id])
+    )
+    for row in rows:
+        _release(db, row, "released")
+    return len(rows)
+
+
 def _expire(db: Any, stamp: int) -> int:
     rows = list(
         db.query("SELECT * FROM reservations WHERE state = 'held' AND expires_ms <= ?", [stamp])
