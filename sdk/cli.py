@@ -229,7 +229,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     Exit codes: 0 success, 2 bad usage or bad input, 3 missing extra, 1 other shelfwise error.
     """
     parser = build_parser()
-    args = parser.parse_args(argv)
+    given = list(sys.argv[1:] if argv is None else argv)
+    if given and given[0] in PLUGIN_COMMANDS:
+        # argparse.REMAINDER drops "--flag" style arguments; hand them over untouched.
+        args = argparse.Namespace(
+            func=_plugin_runner(given[0], *PLUGIN_COMMANDS[given[0]]), rest=given[1:]
+        )
+    else:
+        args = parser.parse_args(given)
     try:
         return int(args.func(args))
     except ShelfwiseError as exc:

@@ -1,0 +1,209 @@
+"""Run folder -> verified, optionally int8, optionally signed bundle the runtime loads.
+
+Steps: export the ONNX graph, ``onnx.checker``, parity with PyTorch on the run's real
+validation histories (max abs diff, top-10 agreement; batch sizes >= 2 and a shorter history
+length), optionally quantize to int8 and measure its metric change on the validation split,
+then ``shelfwise._bundle.write_bundle`` with all of it in ``Manifest.training``: the training
+data fingerprint and attribution, the side tables, sha256 of every file, and an ed25519
+signature when a key is given.
+
+Example (needs a trained run)::
+
+    report = export_bundle("runs/beauty", "bundles/beauty", quantize="int8")
+    report.manifest.quantization   # 'int8'
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from shelfwise._bundle import Manifest, SideTables, write_bundle
+from shelfwise.training.data import EvalCases
+from shelfwise.training.evaluate import evaluate
+from shelfwise.training.train import load_run, model_scorer
+
+from .onnx_export import OPSET, check_parity, export_onnx, onnx_scorer
+from .quantize import op_counts, quantize_int8, scorer_is_int8
+
+logger = logging.getLogger(__name__)
+
+# Where the public data came from (shared/data/README.md); copied into the manifest.
+ATTRIBUTION = {
+    "Beauty.txt": "Amazon 'Beauty' review sequences (S3-Rec cut), RUCAIBox/CIKM2020-S3Rec @ "
+    "2a81540a data/Beauty.txt; Amazon review data, research use",
+    "Groceries_dataset.csv": "Kaggle 'Groceries dataset' (a real grocery store's loyalty-member "
+    "purchases, 2014-2015), Isha019/Market-Basket-Analysis-using-Apriori-Algorithm @ 23247d46; "
+    "licence not stated",
+    "BreadBasket_DMS.csv": "Kaggle 'Transactions from a bakery' (Edinburgh), prasertcbs/"
+    "basic-dataset @ a53613f6; licence not stated",
+}
+PARITY_TOLERANCE = 1e-3  # max abs score difference accepted for fp32
+INT8_MAX_RELATIVE_DROP = 0.02  # int8 may cost at most 2% relative validation NDCG@10
+
+
+class ExportCheckFailed(RuntimeError):
+    """The exported graph did not reproduce the PyTorch model; nothing was written."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """What export measured and wrote."""
+
+    path: Path
+    manifest: Manifest
+    size_bytes: int
+
+
+def read_sign_key(path: str | Path) -> bytes:
+    """An ed25519 private key from a file: raw 32 bytes, 64 hex characters, or PEM (PKCS#8).
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> key = pathlib.Path(tempfile.mkdtemp()) / "k"
+        >>> _ = key.write_text("00" * 32)
+        >>> len(read_sign_key(key))
+        32
+    """
+    raw = Path(path).read_bytes()
+    if len(raw) == 32:
+        return raw
+    text = raw.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode())
+        except ValueError:
+            pass
+    if text.startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(text, password=None)
+        if not isinstance(key, Ed25519PrivateKey):
+            raise ValueError(f"{path}: not an ed25519 private key")
+        return key.private_bytes(
+            serialization.Encoding.Raw,
+            serialization.PrivateFormat.Raw,
+            serialization.NoEncryption(),
+        )
+    raise ValueError(f"{path}: expected a raw 32-byte, hex or PEM ed25519 private key")
+
+
+def padded(histories: list[list[int]], max_len: int) -> np.ndarray:
+    """Left-padded int64 [n, max_len] (the same layout ``encode_histories`` produces)."""
+    batch = np.zeros((len(histories), max_len), dtype=np.int64)
+    for row, history in enumerate(histories):
+        tail = history[-max_len:]
+        if tail:
+            batch[row, max_len - len(tail) :] = tail
+    return batch
+
+
+def export_bundle(
+    run_dir: str | Path,
+    out: str | Path,
+    *,
+    quantize: str = "none",
+    sign_key: bytes | None = None,
+    model_name: str = "",
+    model_version: str = "",
+    parity_cases: int = 2000,
+    expires_ms: int | None = None,
+) -> ExportReport:
+    """Export a run folder as a bundle; raises ``ExportCheckFailed`` if parity fails."""
+    run = Path(run_dir)
+    model, vocab, _config = load_run(run)
+    report = json.loads((run / "run.json").read_text())
+    valid = EvalCases.from_npz(run / "validation.npz")
+    max_len = model.config.max_len
+    mask_seen = bool(report["mask_seen"])
+
+    fp32 = export_onnx(model)
+    histories = padded(valid.histories[:parity_cases], max_len)
+    parity = check_parity(model, fp32, histories)
+    if parity.max_abs_diff > PARITY_TOLERANCE or parity.top10_agreement < 0.99:
+        raise ExportCheckFailed(f"ONNX does not match PyTorch: {parity}")
+    torch_valid = evaluate(
+        model_scorer(model, vocab, max_len), valid, mask_seen=mask_seen, progress=False
+    ).metrics
+    onnx_bytes = fp32
+    quant: dict[str, Any] = {"mode": "none"}
+    if quantize == "int8":
+        onnx_bytes = quantize_int8(fp32)
+        int8_parity = check_parity(model, onnx_bytes, histories)
+        int8_valid = evaluate(
+            onnx_scorer(onnx_bytes, len(vocab), max_len), valid, mask_seen=mask_seen,
+            progress=False,
+        ).metrics  # fmt: skip
+        drop = (torch_valid["ndcg@10"] - int8_valid["ndcg@10"]) / max(torch_valid["ndcg@10"], 1e-9)
+        quant = {
+            "mode": "int8 dynamic (onnxruntime quantize_dynamic, per-channel QInt8 weights)",
+            "scorer_runs_matmulinteger": scorer_is_int8(onnx_bytes),
+            "valid_fp32": torch_valid,
+            "valid_int8": int8_valid,
+            "ndcg@10_relative_drop": round(drop, 4),
+            "within_budget": drop < INT8_MAX_RELATIVE_DROP,
+            "parity_vs_torch": int8_parity.to_dict(),
+            "fp32_bytes": len(fp32),
+            "int8_bytes": len(onnx_bytes),
+        }
+        if not quant["scorer_runs_matmulinteger"]:
+            raise ExportCheckFailed("int8 graph does not score with MatMulInteger")
+        if not quant["within_budget"]:
+            logger.warning("int8 costs %.1f%% relative NDCG@10", 100 * drop)
+    elif quantize != "none":
+        raise ValueError(f"unknown quantization {quantize!r}: use none or int8")
+
+    side_path = run / "side_tables.msgpack"
+    side = SideTables.from_msgpack(side_path.read_bytes()) if side_path.is_file() else SideTables()
+    data_name = Path(report["data"]["path"]).name
+    training: dict[str, Any] = {
+        "data": {**report["data"], "path": data_name},  # no machine-specific paths
+        "attribution": ATTRIBUTION.get(data_name, "see the data's own licence"),
+        "protocol": report["protocol"],
+        "mask_seen": mask_seen,
+        "best_epoch": report["best_epoch"],
+        "valid_metrics": torch_valid,
+        "config": json.loads((run / "config.json").read_text()),
+        "onnx_checker": "passed (full_check)",
+        "parity_fp32_vs_torch": parity.to_dict(),
+        "quantization": quant,
+        "ops": op_counts(onnx_bytes),
+        "exporter": f"torch {torch.__version__} dynamo, opset {OPSET}",
+        "verified_with_onnxruntime": ort.__version__,
+    }
+    manifest = Manifest(
+        model_name=model_name or f"shelfwise-seqrec-{Path(data_name).stem.lower()}",
+        model_version=model_version or report["data"]["fingerprint"][:12],
+        max_history=max_len,
+        num_items=len(vocab),
+        embedding_dim=model.config.dim,
+        opset=OPSET,
+        min_onnxruntime="1.17",
+        quantization="int8" if quantize == "int8" else "none",
+        expires_ms=expires_ms,
+        training=training,
+    )
+    with torch.no_grad():
+        vectors = model.item_table().numpy().astype(np.float32)
+    written = write_bundle(
+        out,
+        manifest,
+        model_onnx=onnx_bytes,
+        items=vocab.items,
+        item_vectors=vectors,
+        side_tables=side,
+        sign_key=sign_key,
+    )
+    onnx.checker.check_model(onnx.load_from_string(onnx_bytes))
+    size = sum(p.stat().st_size for p in Path(out).iterdir())
+    logger.info("wrote bundle %s (%d bytes, %s)", out, size, written.quantization)
+    return ExportReport(Path(out), written, size)

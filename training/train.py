@@ -1,0 +1,396 @@
+"""The training loop: read data, split, train with early stopping, save a run folder.
+
+A run folder holds everything export and evaluate need, so neither re-reads the data::
+
+    config.json          TrainConfig and ModelConfig
+    items.json           the item vocabulary (model index = position + 1)
+    model.pt             the best weights (by validation NDCG@10)
+    checkpoint.pt        the latest epoch, for --resume
+    run.json             data fingerprint and counts, protocol, validation metrics per epoch
+    validation.npz       the validation cases (export measures parity and int8 drop on them)
+    side_tables.msgpack  co-occurrence, popularity, repeat intervals for the runtime
+    validation.png       the validation metric per epoch
+
+Scales out with ``torchrun --nproc_per_node 2 -m shelfwise.training.train ...``: each process
+takes half of every batch (DistributedDataParallel, gloo on CPU), the gradient equals the
+single-process one, and rank 0 evaluates and writes the run folder.
+
+Example:
+    >>> config = TrainConfig(data="Beauty.txt", out="runs/beauty")
+    >>> config.epochs, config.dim, config.max_len
+    (200, 64, 50)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from shelfwise._encoding import Vocabulary, encode_histories
+
+from . import side_tables as side_tables_module
+from .data import (
+    ColumnMapping,
+    EventLog,
+    Split,
+    describe,
+    make_split,
+    read_events,
+    read_item_attributes,
+)
+from .evaluate import Scorer, evaluate
+from .model import NEG, ModelConfig, SeqRec
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything a run depends on; saved in the run folder."""
+
+    data: str
+    out: str
+    format: str = "auto"
+    columns: str = ""  # ColumnMapping.parse text for the "events" format
+    item_features: str = ""  # JSON {item: [attributes]} or {item: "category"}
+    categories: str = ""  # JSON {item: category} for the category popularity scopes
+    skip_bad_rows: bool = False
+    seed: int = 42
+    max_len: int = 50
+    dim: int = 64
+    heads: int = 2
+    layers: int = 2
+    dropout: float = 0.5
+    batch_size: int = 128
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    epochs: int = 200
+    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    eval_every: int = 1
+    threads: int = 0  # 0 = let torch decide (2 on this machine)
+    progress: bool = True
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """What a finished run reports."""
+
+    out: Path
+    best_epoch: int
+    best_valid: dict[str, float]
+    epochs_run: int
+    seconds: float
+
+
+def training_arrays(sequences: list[list[int]], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs and next-item targets, left padded to ``max_len`` (last ``max_len`` steps).
+
+    Example:
+        >>> x, y = training_arrays([[5, 6, 7]], max_len=4)
+        >>> x.tolist(), y.tolist()
+        ([[0, 0, 5, 6]], [[0, 0, 6, 7]])
+    """
+    usable = [s for s in sequences if len(s) >= 2]
+    inputs = np.zeros((len(usable), max_len), dtype=np.int64)
+    targets = np.zeros((len(usable), max_len), dtype=np.int64)
+    for row, seq in enumerate(usable):
+        x, y = seq[:-1][-max_len:], seq[1:][-max_len:]
+        inputs[row, max_len - len(x) :] = x
+        targets[row, max_len - len(y) :] = y
+    return inputs, targets
+
+
+def model_scorer(model: SeqRec, vocab: Vocabulary, max_len: int) -> Scorer:
+    """A ``Scorer`` (histories of model indices -> numpy scores) over a trained model."""
+    items = vocab.items
+
+    def score(histories: list[list[int]]) -> np.ndarray:
+        batch = encode_histories(vocab, [[items[i - 1] for i in h] for h in histories], max_len)
+        with torch.no_grad():
+            return model.score(torch.from_numpy(batch)).numpy()
+
+    return score
+
+
+def load_attributes(config: TrainConfig, vocab: Vocabulary) -> tuple[torch.Tensor | None, int]:
+    """The item -> attribute index table [N+1, A] (0 = none) and how many attributes exist."""
+    if not config.item_features:
+        return None, 0
+    by_item = read_item_attributes(config.item_features, vocab)
+    names = sorted({a for attrs in by_item.values() for a in attrs})
+    index = {name: i + 1 for i, name in enumerate(names)}
+    width = max((len(a) for a in by_item.values()), default=1)
+    table = torch.zeros(len(vocab) + 1, max(width, 1), dtype=torch.long)
+    for item, attrs in by_item.items():
+        table[item, : len(attrs)] = torch.tensor([index[a] for a in attrs])
+    return table, len(names)
+
+
+def read_config_log(config: TrainConfig) -> EventLog:
+    """Read the data a config names."""
+    return read_events(
+        config.data,
+        config.format,
+        columns=ColumnMapping.parse(config.columns) if config.columns else None,
+        on_error="skip" if config.skip_bad_rows else "raise",
+    )
+
+
+def _distributed() -> tuple[int, int]:
+    if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        if not dist.is_initialized():
+            dist.init_process_group("gloo")
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def build_model(config: TrainConfig, vocab: Vocabulary) -> SeqRec:
+    attributes, num_attributes = load_attributes(config, vocab)
+    model_config = ModelConfig(
+        num_items=len(vocab),
+        max_len=config.max_len,
+        dim=config.dim,
+        heads=config.heads,
+        layers=config.layers,
+        dropout=config.dropout,
+        num_attributes=num_attributes,
+    )
+    return SeqRec(model_config, attributes)
+
+
+def train(config: TrainConfig) -> TrainResult:
+    """Train, early-stop on validation NDCG@10, and write the run folder (see module doc)."""
+    started = time.monotonic()
+    rank, world = _distributed()
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    elif world > 1:
+        torch.set_num_threads(1)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    log = read_config_log(config)
+    vocab = log.vocabulary()
+    split = make_split(log, vocab)
+    torch.manual_seed(config.seed)
+    model = build_model(config, vocab)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    inputs, targets = training_arrays(split.train, config.max_len)
+    if len(inputs) == 0 or len(split.valid) == 0:
+        raise ValueError(f"{config.data}: not enough data to train and validate")
+
+    history: list[dict[str, Any]] = []
+    best_valid: dict[str, float] = {}
+    best_epoch = 0
+    start_epoch = 1
+    checkpoint_path = out / "checkpoint.pt"
+    if config.resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        history, best_valid, best_epoch = state["history"], state["best_valid"], state["best_epoch"]
+        start_epoch = state["epoch"] + 1
+        logger.info("resumed %s at epoch %d", out, start_epoch)
+    if rank == 0:
+        _write_static(out, config, model, log, vocab, split)
+
+    net: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, config.epochs + 1):
+        if best_epoch and epoch - best_epoch > config.patience:
+            break
+        loss = _train_epoch(net, model, optimizer, inputs, targets, config, epoch, rank, world)
+        if epoch % config.eval_every:
+            continue
+        record: dict[str, Any] = {"epoch": epoch, "loss": loss}
+        if rank == 0:
+            model.eval()
+            valid = evaluate(
+                model_scorer(model, vocab, config.max_len),
+                split.valid,
+                mask_seen=split.mask_seen,
+                progress=config.progress,
+                desc=f"validate {epoch}",
+            ).metrics
+            record["valid"] = valid
+            if not best_valid or valid["ndcg@10"] > best_valid["ndcg@10"]:
+                best_valid, best_epoch = valid, epoch
+                torch.save(model.state_dict(), out / "model.pt")
+            logger.info(
+                "epoch %d loss %.4f valid ndcg@10 %.4f hr@10 %.4f (best %.4f @ %d) %.0f s",
+                epoch, loss, valid["ndcg@10"], valid["hr@10"], best_valid["ndcg@10"],
+                best_epoch, time.monotonic() - started,
+            )  # fmt: skip
+        history.append(record)
+        if world > 1:
+            shared = [best_epoch, best_valid]
+            dist.broadcast_object_list(shared, src=0)
+            best_epoch, best_valid = int(shared[0]), dict(shared[1])  # type: ignore[call-overload]
+        if rank == 0:
+            torch.save(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "torch_rng": torch.get_rng_state(),
+                    "epoch": epoch,
+                    "history": history,
+                    "best_valid": best_valid,
+                    "best_epoch": best_epoch,
+                },
+                checkpoint_path,
+            )
+            _write_report(out, config, log, split, history, best_epoch, best_valid, started)
+    if rank == 0:
+        plot_validation(history, out / "validation.png", title=Path(config.data).name)
+    if world > 1:
+        dist.barrier()
+    return TrainResult(out, best_epoch, best_valid, epoch, time.monotonic() - started)
+
+
+def _train_epoch(
+    net: torch.nn.Module,
+    model: SeqRec,
+    optimizer: torch.optim.Optimizer,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    config: TrainConfig,
+    epoch: int,
+    rank: int,
+    world: int,
+) -> float:
+    """One pass over the training sequences; returns the mean cross-entropy per target."""
+    net.train()
+    # The order depends only on (seed, epoch): a resumed run sees the same batches.
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(inputs))
+    total, count = 0.0, 0
+    batches = range(0, len(order), config.batch_size)
+    for start in tqdm(
+        batches, desc=f"epoch {epoch}", disable=not config.progress or rank, leave=False
+    ):
+        chunk = order[start : start + config.batch_size]
+        global_targets = int(np.count_nonzero(targets[chunk]))
+        mine = chunk[rank::world]  # each process takes its share of the global batch
+        x = torch.from_numpy(inputs[mine])
+        y = torch.from_numpy(targets[mine])
+        hidden, table = net(x)
+        keep = y > 0
+        logits = hidden[keep] @ table.T
+        logits[:, 0] = NEG
+        # sum / global count, times world because DDP averages gradients across processes:
+        # the update equals the single-process one on the whole batch.
+        loss_sum = F.cross_entropy(logits, y[keep], reduction="sum")
+        loss = loss_sum * world / max(global_targets, 1)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += float(loss_sum.detach())
+        count += int(keep.sum())
+    return total / max(count, 1)
+
+
+def _write_static(
+    out: Path, config: TrainConfig, model: SeqRec, log: EventLog, vocab: Vocabulary, split: Split
+) -> None:
+    (out / "config.json").write_text(
+        json.dumps(
+            {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model.config)},
+            indent=1,
+        )
+    )
+    (out / "items.json").write_text(json.dumps(vocab.items))
+    split.valid.to_npz(out / "validation.npz")
+    categories = side_tables_module.load_categories(config.categories) if config.categories else {}
+    tables = side_tables_module.compute(log, categories=categories)
+    (out / "side_tables.msgpack").write_bytes(tables.to_msgpack())
+
+
+def _write_report(
+    out: Path,
+    config: TrainConfig,
+    log: EventLog,
+    split: Split,
+    history: list[dict[str, Any]],
+    best_epoch: int,
+    best_valid: dict[str, float],
+    started: float,
+) -> None:
+    report = {
+        "data": describe(log),
+        "protocol": split.protocol,
+        "mask_seen": split.mask_seen,
+        "train_sequences": len(split.train),
+        "valid_cases": len(split.valid),
+        "test_cases": len(split.test),
+        "best_epoch": best_epoch,
+        "best_valid": best_valid,
+        "history": history,
+        "seconds": round(time.monotonic() - started, 1),
+        "torch": torch.__version__,
+    }
+    (out / "run.json").write_text(json.dumps(report, indent=1))
+
+
+def plot_validation(history: list[dict[str, Any]], path: Path, title: str = "") -> None:
+    """A PNG of validation NDCG@10 and HR@10 per epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(h["epoch"], h["valid"]) for h in history if "valid" in h]
+    if not points:
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    epochs = [e for e, _ in points]
+    for metric in ("ndcg@10", "hr@10"):
+        ax.plot(epochs, [v[metric] for _, v in points], marker=".", label=f"validation {metric}")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("full-ranking metric")
+    ax.set_title(f"shelfwise training: {title}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def load_run(run_dir: str | Path) -> tuple[SeqRec, Vocabulary, TrainConfig]:
+    """The best model of a run folder, in eval mode, with its vocabulary and config."""
+    run = Path(run_dir)
+    if not (run / "model.pt").is_file():
+        raise FileNotFoundError(f"{run} has no model.pt: is it a finished training run?")
+    saved = json.loads((run / "config.json").read_text())
+    config = TrainConfig(**saved["train"])
+    vocab = Vocabulary(json.loads((run / "items.json").read_text()))
+    state = torch.load(run / "model.pt", weights_only=True)
+    model_config = ModelConfig(**saved["model"])
+    attributes = state.get("item_attributes")
+    model = SeqRec(model_config, attributes)
+    model.load_state_dict(state)
+    return model.eval(), vocab, config
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m shelfwise.training.train`` (what torchrun runs): same flags as ``train``."""
+    from .cli import main as cli_main
+
+    return cli_main("train", list(sys.argv[1:] if argv is None else argv))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
