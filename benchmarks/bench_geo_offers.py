@@ -4,7 +4,9 @@ Geofences: 10,000 circular fences (100-1000 m) scattered over a metro area; each
 update asks "which fences contain this fix" through the STRtree index and through a loop over
 every fence. Offers: a shopper context is evaluated against 200 offers with the pure rules
 engine, against a naive engine that re-parses every definition from JSON per request, and
-end to end through ``Shopper.offers`` (store reads included).
+end to end through ``Shopper.offers`` (store reads included) against the naive request kept
+here as the baseline: every definition re-parsed and six small counter queries per offer
+(what ``shopper.offers()`` did before ``usage_snapshot`` batched them).
 
     python benchmarks/bench_geo_offers.py            # prints a table, writes results/geo_offers.json
 """
@@ -12,6 +14,7 @@ end to end through ``Shopper.offers`` (store reads included).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import platform
@@ -22,7 +25,15 @@ from pathlib import Path
 
 import shelfwise
 from shelfwise._geo import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
-from shelfwise._offers import OfferContext, evaluate, parse_offer
+from shelfwise._offers import (
+    PRIOR_REDEEMED,
+    PRIOR_SHOWN,
+    OfferContext,
+    OfferUsage,
+    evaluate,
+    parse_offer,
+    period_starts,
+)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -37,6 +48,84 @@ def timed(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
         samples.append(time.perf_counter() - start)
     samples.sort()
     return samples[len(samples) // 2]
+
+
+def percentiles(fn, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """p50 and p99 milliseconds per call over ``repeat`` calls (after two warm-up calls)."""
+    fn()
+    fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000)
+    samples.sort()
+    return {
+        "p50_ms": samples[len(samples) // 2],
+        "p99_ms": samples[min(len(samples) - 1, math.ceil(0.99 * len(samples)) - 1)],
+        "requests": repeat,
+    }
+
+
+def naive_usage(db, offer_id: str, shopper_id: str, ctx: OfferContext) -> OfferUsage:  # type: ignore[no-untyped-def]
+    """The baseline: six small queries for one offer's counters (the pre-snapshot code)."""
+    counters = list(db.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id]))
+    c = (
+        counters[0]
+        if counters
+        else {"redemptions": 0, "spent": 0.0, "reserved": 0, "reserved_amount": 0.0}
+    )
+    day_start, week_start = period_starts(ctx)
+    live = ctx.now_ms
+
+    def count(sql: str, params: list[object]) -> int:
+        return int(next(iter(db.query(sql, params)))["n"])
+
+    used = (
+        "SELECT count(*) AS n FROM ("
+        "SELECT ts_ms FROM redemptions WHERE offer_id = ? AND shopper_id = ? "
+        "UNION ALL SELECT created_ms FROM reservations WHERE offer_id = ? AND shopper_id = ? "
+        "AND state = 'held' AND expires_ms > ?) WHERE ts_ms >= ?"
+    )
+    mine = [offer_id, shopper_id, offer_id, shopper_id, live]
+    shown = (
+        "SELECT count(*) AS n FROM impressions WHERE offer_id = ? AND shopper_id = ? AND ts_ms >= ?"
+    )
+    return OfferUsage(
+        redemptions=int(c["redemptions"] + c["reserved"]),
+        spent=float(c["spent"] + c["reserved_amount"]),
+        today=count(
+            "SELECT count(*) AS n FROM (SELECT ts_ms FROM redemptions WHERE offer_id = ? UNION ALL "
+            "SELECT created_ms FROM reservations WHERE offer_id = ? AND state = 'held' AND expires_ms > ?) "
+            "WHERE ts_ms >= ?",
+            [offer_id, offer_id, live, day_start],
+        ),
+        customer_total=count(used, [*mine, 0]),
+        customer_today=count(used, [*mine, day_start]),
+        customer_week=count(used, [*mine, week_start]),
+        shown_today=count(shown, [offer_id, shopper_id, day_start]),
+        shown_week=count(shown, [offer_id, shopper_id, week_start]),
+    )
+
+
+def naive_shopper_offers(sw: shelfwise.Shelfwise, shopper: shelfwise.Shopper) -> list[str]:
+    """The baseline request: re-parse every definition, count usage offer by offer, rank."""
+    ctx = shopper.offer_context(channel="kiosk")
+    db = sw.store.read()
+    rows = sw.store.query("SELECT definition, active FROM offers ORDER BY offer_id")
+    offers = [parse_offer(json.loads(r["definition"])) for r in rows if r["active"]]
+    rates = {
+        r["offer_id"]: (r["redemptions"], r["impressions"])
+        for r in db.query("SELECT offer_id, redemptions, impressions FROM offer_counters")
+    }
+    ranked = []
+    for offer in offers:
+        decision = evaluate(offer, ctx, naive_usage(db, offer.offer_id, ctx.shopper_id, ctx))
+        if decision.eligible:
+            redeemed, shown = rates.get(offer.offer_id, (0, 0))
+            p = (redeemed + PRIOR_REDEEMED) / (shown + PRIOR_SHOWN)
+            ranked.append((-p * (decision.amount or offer.reward.value), offer.offer_id))
+    return [offer_id for _, offer_id in sorted(ranked)[:5]]
 
 
 def bench_geofences(n_fences: int, n_fixes: int, seed: int = 1) -> dict[str, float]:
@@ -94,7 +183,7 @@ def offer_definitions(n: int, seed: int = 2) -> list[dict[str, object]]:
     return out
 
 
-def bench_offers(n_offers: int, repeat: int) -> dict[str, float]:
+def bench_offers(n_offers: int, repeat: int) -> dict[str, object]:
     import datetime as dt
 
     definitions = offer_definitions(n_offers)
@@ -119,7 +208,18 @@ def bench_offers(n_offers: int, repeat: int) -> dict[str, float]:
             sw.offers.define(d)
         shopper = sw.member("L-1", consents={"offers": True})
         shopper.add_to_cart("x")
+        # A shopper with history: redemptions and impressions the limits have to count.
+        for d in definitions[:40]:
+            with contextlib.suppress(shelfwise.OfferRejected):  # e.g. a weekday-only offer
+                shopper.redeem(str(d["offer_id"]), cart_total=35.0)
+        for _ in range(3):
+            shopper.offers()
+        now_ids = [o.offer.offer_id for o in shopper.offers(record=False)]
+        assert naive_shopper_offers(sw, shopper) == now_ids, "the baseline must agree"
         end_to_end = timed(lambda: shopper.offers(record=False), max(5, repeat // 10))
+        e2e_now = percentiles(lambda: shopper.offers(record=False), repeat)
+        e2e_naive = percentiles(lambda: naive_shopper_offers(sw, shopper), max(20, repeat // 4))
+        e2e_recorded = percentiles(lambda: shopper.offers(), max(20, repeat // 4))
     return {
         "offers": n_offers,
         "rules_us_per_offer": engine / n_offers * 1e6,
@@ -127,6 +227,12 @@ def bench_offers(n_offers: int, repeat: int) -> dict[str, float]:
         "naive_reparse_us_per_offer": naive / n_offers * 1e6,
         "speedup_vs_naive": naive / engine,
         "shopper_offers_ms_per_request": end_to_end * 1000,
+        "end_to_end": {
+            "naive_per_offer_queries": e2e_naive,
+            "batched_snapshot": e2e_now,
+            "batched_snapshot_recording_impressions": e2e_recorded,
+            "speedup_p50": e2e_naive["p50_ms"] / e2e_now["p50_ms"],
+        },
     }
 
 
@@ -150,13 +256,25 @@ def main() -> None:
     print(f"  {'naive (re-parse JSON)':<24}{offers['naive_reparse_us_per_offer']:>14.2f}")
     print(f"  speedup {offers['speedup_vs_naive']:.1f}x; shopper.offers() end to end "
           f"{offers['shopper_offers_ms_per_request']:.1f} ms / request")  # fmt: skip
+    e2e = offers["end_to_end"]
+    print(f"shopper.offers() end to end, {offers['offers']} offers (ms per request)")
+    print(f"  {'method':<44}{'p50':>8}{'p99':>8}")
+    for label, key in [
+        ("before: naive, 6 queries per offer", "naive_per_offer_queries"),
+        ("now: one grouped query per counter kind", "batched_snapshot"),
+        ("now, recording impressions (a commit)", "batched_snapshot_recording_impressions"),
+    ]:
+        print(f"  {label:<44}{e2e[key]['p50_ms']:>8.2f}{e2e[key]['p99_ms']:>8.2f}")
+    print(f"  speedup at p50: {e2e['speedup_p50']:.1f}x")
     RESULTS.mkdir(exist_ok=True)
     out = {
         "machine": platform.processor() or platform.machine(),
         "geofences": geo,
         "offers": offers,
     }
-    (RESULTS / "geo_offers.json").write_text(json.dumps(out, indent=2) + "\n")
+    text = json.dumps(out, indent=2) + "\n"
+    (RESULTS / "geo_offers.json").write_text(text)
+    print(text)
 
 
 if __name__ == "__main__":

@@ -328,3 +328,17 @@ def _geofences(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="011_offer_usage_indexes")
+def _offer_usage_indexes(db: Database) -> None:
+    # Showing offers reads one shopper's redemptions, holds and impressions across every
+    # offer in one grouped query each (shelfwise._offers.usage_snapshot): index by shopper.
+    run_script(
+        db,
+        """
+        CREATE INDEX redemptions_by_shopper ON redemptions(shopper_id, ts_ms);
+        CREATE INDEX reservations_by_shopper ON reservations(shopper_id, state, expires_ms);
+        CREATE INDEX impressions_by_shopper ON impressions(shopper_id, ts_ms);
+        """,
+    )

@@ -63,6 +63,8 @@ DEFAULT_RESERVATION_S = 300
 DEFAULT_TIMEZONE = "UTC"
 # Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
 PRIOR_REDEEMED, PRIOR_SHOWN = 1.0, 10.0
+PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a few hundred)
+IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
 
 # Stable reason codes (machine-readable, never renamed) -> what they mean.
 REASONS: dict[str, str] = {
@@ -849,6 +851,112 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
     )
 
 
+def period_starts(ctx: OfferContext) -> tuple[int, int]:
+    """UTC ms of the store-local midnight and Monday midnight the per-day/week limits count from
+    (the last 24 h / 7 days when the time zone is unknown)."""
+    if ctx.local is None:
+        return ctx.now_ms - DAY_MS, ctx.now_ms - 7 * DAY_MS
+    midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
+    monday = midnight - dt.timedelta(days=midnight.weekday())
+    return int(midnight.timestamp() * 1000), int(monday.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """The limit counters of many offers for one shopper at one moment (see ``usage_snapshot``).
+
+    ``offers``: offer id -> (redemptions, money spent), held reservations included;
+    ``today``: offer id -> redemptions + live holds since the store-local midnight;
+    ``customer``: offer id -> this shopper's (all-time, today, this week) uses, holds included;
+    ``shown``: offer id -> impressions to this shopper (today, this week);
+    ``rates``: offer id -> (committed redemptions, impressions), the ranking's evidence.
+    """
+
+    offers: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    today: Mapping[str, int] = field(default_factory=dict)
+    customer: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+    shown: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    rates: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def usage(self, offer_id: str) -> OfferUsage:
+        """The counters ``evaluate`` reads for one offer (zeros for one never used)."""
+        redemptions, spent = self.offers.get(offer_id, (0, 0.0))
+        total, today, week = self.customer.get(offer_id, (0, 0, 0))
+        shown_today, shown_week = self.shown.get(offer_id, (0, 0))
+        return OfferUsage(
+            redemptions=redemptions,
+            spent=spent,
+            today=self.today.get(offer_id, 0),
+            customer_total=total,
+            customer_today=today,
+            customer_week=week,
+            shown_today=shown_today,
+            shown_week=shown_week,
+        )
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), IN_CHUNK):
+        yield list(ids[start : start + IN_CHUNK])
+
+
+def usage_snapshot(
+    db: Any, offer_ids: Sequence[str], shopper_id: str, ctx: OfferContext
+) -> UsageSnapshot:
+    """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
+    counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
+    impressions) instead of six queries per offer.
+
+    ``db`` is the caller's connection: a reader for showing offers, the writer inside the
+    ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
+    """
+    day_start, week_start = period_starts(ctx)
+    live = ctx.now_ms
+    offers: dict[str, tuple[int, float]] = {}
+    rates: dict[str, tuple[int, int]] = {}
+    today: dict[str, int] = {}
+    for ids in _chunks(list(dict.fromkeys(offer_ids))):
+        marks = ",".join("?" * len(ids))
+        for r in db.execute(
+            "SELECT offer_id, redemptions, spent, reserved, reserved_amount, impressions "
+            f"FROM offer_counters WHERE offer_id IN ({marks})",
+            ids,
+        ).fetchall():
+            offers[r[0]] = (int(r[1] + r[3]), float(r[2] + r[4]))
+            rates[r[0]] = (int(r[1]), int(r[5]))
+        for offer_id, n in db.execute(
+            "SELECT offer_id, count(*) FROM ("
+            f"SELECT offer_id FROM redemptions WHERE offer_id IN ({marks}) AND ts_ms >= ? "
+            f"UNION ALL SELECT offer_id FROM reservations WHERE offer_id IN ({marks}) "
+            "AND state = 'held' AND expires_ms > ? AND created_ms >= ?) GROUP BY offer_id",
+            [*ids, day_start, *ids, live, day_start],
+        ).fetchall():
+            today[offer_id] = int(n)
+    customer: dict[str, tuple[int, int, int]] = {}
+    shown: dict[str, tuple[int, int]] = {}
+    if shopper_id:
+        wanted = set(offer_ids)
+        for offer_id, total, on_day, in_week in db.execute(
+            "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?) FROM ("
+            "SELECT offer_id, ts_ms FROM redemptions WHERE shopper_id = ? "
+            "UNION ALL SELECT offer_id, created_ms FROM reservations WHERE shopper_id = ? "
+            "AND state = 'held' AND expires_ms > ?) GROUP BY offer_id",
+            [day_start, week_start, shopper_id, shopper_id, live],
+        ).fetchall():
+            if offer_id in wanted:
+                customer[offer_id] = (int(total), int(on_day), int(in_week))
+        # Impressions older than the week (or the day, if it began earlier) never count.
+        since = min(day_start, week_start)
+        for offer_id, on_day, in_week in db.execute(
+            "SELECT offer_id, total(ts_ms >= ?), total(ts_ms >= ?) FROM impressions "
+            "WHERE shopper_id = ? AND ts_ms >= ? GROUP BY offer_id",
+            [day_start, week_start, shopper_id, since],
+        ).fetchall():
+            if offer_id in wanted:
+                shown[offer_id] = (int(on_day), int(in_week))
+    return UsageSnapshot(offers, today, customer, shown, rates)
+
+
 # -- the engine over the store ---------------------------------------------------------------
 @dataclass(frozen=True)
 class Reservation:
@@ -952,12 +1060,19 @@ class Offers:
     """
 
     def __init__(
-        self, store: Store, catalog: Catalog, *, store_id: str = "", sandbox: bool = False
+        self,
+        store: Store,
+        catalog: Catalog,
+        *,
+        store_id: str = "",
+        sandbox: bool = False,
+        cache: dict[tuple[str, bool], Offer] | None = None,
     ) -> None:
         self._store = store
         self._catalog = catalog
         self.store_id = store_id
         self.sandboxed = sandbox
+        self._cache: dict[tuple[str, bool], Offer] = {} if cache is None else cache
 
     def sandbox(self) -> Offers:
         """The same offers in sandbox mode: evaluations and redemptions spend nothing.
@@ -971,7 +1086,9 @@ class Offers:
             ...     sw.offers.sandbox().redeem("o", shopper_id="L-1", cart_total=5).sandbox
             True
         """
-        return Offers(self._store, self._catalog, store_id=self.store_id, sandbox=True)
+        return Offers(
+            self._store, self._catalog, store_id=self.store_id, sandbox=True, cache=self._cache
+        )
 
     # -- writes that honour the sandbox -------------------------------------------------
     def _transaction(self, work: Any) -> Any:
@@ -1065,17 +1182,24 @@ class Offers:
         )
         if not rows:
             raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
-        return replace(
-            parse_offer(json.loads(rows[0]["definition"])), active=bool(rows[0]["active"])
-        )
+        return self._parsed(rows[0]["definition"], rows[0]["active"])
 
     def all(self) -> list[Offer]:
         """Every offer, active or not, by id."""
         rows = self._store.query("SELECT definition, active FROM offers ORDER BY offer_id")
-        return [
-            replace(parse_offer(json.loads(r["definition"])), active=bool(r["active"]))
-            for r in rows
-        ]
+        return [self._parsed(r["definition"], r["active"]) for r in rows]
+
+    def _parsed(self, definition: str, active: Any) -> Offer:
+        """The stored definition parsed once per process (parsing is ~70 us an offer, the
+        rules ~5 us): keyed by the exact JSON text, so an edit in any process is a new key."""
+        key = (definition, bool(active))
+        offer = self._cache.get(key)
+        if offer is None:
+            offer = replace(parse_offer(json.loads(definition)), active=key[1])
+            if len(self._cache) >= PARSE_CACHE_SIZE:
+                self._cache.clear()
+            self._cache[key] = offer
+        return offer
 
     def activate(self, offer_id: str) -> None:
         """Switch an offer on."""
@@ -1227,54 +1351,11 @@ class Offers:
         )
 
     def _usage(self, db: Any, offer_id: str, shopper_id: str, ctx: OfferContext) -> OfferUsage:
-        counters = list(db.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id]))
-        c = (
-            counters[0]
-            if counters
-            else {"redemptions": 0, "spent": 0.0, "reserved": 0, "reserved_amount": 0.0}
-        )
-        day_start, week_start = self._period_starts(ctx)
-        live = ctx.now_ms
-
-        def count(sql: str, params: list[Any]) -> int:
-            return int(next(iter(db.query(sql, params)))["n"])
-
-        used = (
-            "SELECT count(*) AS n FROM ("
-            "SELECT ts_ms FROM redemptions WHERE offer_id = ? AND shopper_id = ? "
-            "UNION ALL SELECT created_ms FROM reservations WHERE offer_id = ? AND shopper_id = ? "
-            "AND state = 'held' AND expires_ms > ?) WHERE ts_ms >= ?"
-        )
-        mine = [offer_id, shopper_id, offer_id, shopper_id, live]
-        return OfferUsage(
-            redemptions=int(c["redemptions"] + c["reserved"]),
-            spent=float(c["spent"] + c["reserved_amount"]),
-            today=count(
-                "SELECT count(*) AS n FROM (SELECT ts_ms FROM redemptions WHERE offer_id = ? UNION ALL "
-                "SELECT created_ms FROM reservations WHERE offer_id = ? AND state = 'held' AND expires_ms > ?) "
-                "WHERE ts_ms >= ?",
-                [offer_id, offer_id, live, day_start],
-            ),
-            customer_total=count(used, [*mine, 0]) if shopper_id else 0,
-            customer_today=count(used, [*mine, day_start]) if shopper_id else 0,
-            customer_week=count(used, [*mine, week_start]) if shopper_id else 0,
-            shown_today=count(
-                "SELECT count(*) AS n FROM impressions WHERE offer_id = ? AND shopper_id = ? AND ts_ms >= ?",
-                [offer_id, shopper_id, day_start],
-            ),
-            shown_week=count(
-                "SELECT count(*) AS n FROM impressions WHERE offer_id = ? AND shopper_id = ? AND ts_ms >= ?",
-                [offer_id, shopper_id, week_start],
-            ),
-        )
+        return usage_snapshot(db, [offer_id], shopper_id, ctx).usage(offer_id)
 
     @staticmethod
     def _period_starts(ctx: OfferContext) -> tuple[int, int]:
-        if ctx.local is None:
-            return ctx.now_ms - DAY_MS, ctx.now_ms - 7 * DAY_MS
-        midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
-        monday = midnight - dt.timedelta(days=midnight.weekday())
-        return int(midnight.timestamp() * 1000), int(monday.timestamp() * 1000)
+        return period_starts(ctx)
 
     # -- evaluation ----------------------------------------------------------------------
     def explain(self, offer_id: str, ctx: OfferContext) -> Decision:
@@ -1297,16 +1378,17 @@ class Offers:
         offers = [o for o in self.all() if o.active]
         if not offers:
             return []
-        db = self._store.read()
-        rates = {
-            r["offer_id"]: (r["redemptions"], r["impressions"])
-            for r in db.query("SELECT offer_id, redemptions, impressions FROM offer_counters")
-        }
+        # Every counter of every offer for this shopper in four grouped queries, not six
+        # small queries an offer (33-80 ms a request at 200 offers; see the benchmark).
+        snapshot = usage_snapshot(
+            self._store.read(), [o.offer_id for o in offers], ctx.shopper_id, ctx
+        )
+        rates = snapshot.rates
         affinity = self._affinity(ctx.shopper_id)
         ranked: list[RankedOffer] = []
         exposures: list[tuple[Offer, Decision]] = []
         for offer in offers:
-            decision = evaluate(offer, ctx, self._usage(db, offer.offer_id, ctx.shopper_id, ctx))
+            decision = evaluate(offer, ctx, snapshot.usage(offer.offer_id))
             if offer.experiment is not None and decision.reason in {
                 "eligible",
                 "experiment_control",
@@ -1791,7 +1873,9 @@ __all__ = [
     "RankedOffer",
     "Redemption",
     "Reservation",
+    "UsageSnapshot",
     "assign_variant",
     "evaluate",
     "parse_offer",
+    "usage_snapshot",
 ]
