@@ -453,6 +453,8 @@ class Shopper:
             ).rowcount
             if inserted:
                 self._apply_to_cart(db, event)
+                if event.type == "purchase":
+                    self._sw.offers.record_purchase(db, self.shopper_id, [event])
             db.execute(
                 "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
                 [now_ms(), self.shopper_id],
@@ -524,6 +526,8 @@ class Shopper:
                 for line in lines
             ]
             db.table("events").insert_all([event_record(e, self.shopper_id) for e in events])
+            # Experiment conversions commit with the purchase (shelfwise._offers).
+            self._sw.offers.record_purchase(db, self.shopper_id, events)
             db.execute("DELETE FROM carts WHERE shopper_id = ?", [self.shopper_id])
             db.execute(
                 "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
@@ -655,7 +659,6 @@ class Shopper:
             ['hello']
         """
         ctx = self.offer_context(channel=channel, cart=cart, now=now)
-        self._sw.offers.record_conversions(shopper_id=self.shopper_id)
         return self._sw.offers.eligible(ctx, limit=limit, record=record)
 
     def reserve(

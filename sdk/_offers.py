@@ -1042,6 +1042,40 @@ def _event(
     )
 
 
+def _converts(targeting: Targeting, item_id: str | None, category: str | None) -> bool:
+    """Does buying this item count as converting on an offer with this targeting?"""
+    if not (targeting.items or targeting.categories):
+        return True
+    return item_id in targeting.items or (category is not None and category in targeting.categories)
+
+
+def _convert(
+    db: Any, shopper_id: str, assignment: Mapping[str, Any], ts: int, store_id: str
+) -> int:
+    """Mark one assignment converted and log it, unless it already was (then 0)."""
+    moved: int = db.execute(
+        "UPDATE experiment_assignments SET converted_ms = ? WHERE shopper_id = ? "
+        "AND experiment_id = ? AND converted_ms IS NULL",
+        [ts, shopper_id, assignment["experiment_id"]],
+    ).rowcount
+    if moved:
+        _event(
+            db,
+            shopper_id,
+            "experiment_conversion",
+            {
+                "experiment_id": assignment["experiment_id"],
+                "variant": assignment["variant"],
+                # The offer id makes the summary cell (offer, variant) line up with the
+                # experiment_exposure cells of the same offer.
+                "offer_id": assignment["offer_id"],
+            },
+            ts,
+            store_id,
+        )
+    return moved
+
+
 def resolve_zone(name: str) -> dt.tzinfo | None:
     """A time zone by IANA name, or None when unknown (callers then fail closed)."""
     if name.upper() == "UTC":
@@ -1466,18 +1500,77 @@ class Offers:
                     ctx.store_id,
                 )
 
+    def record_purchase(self, db: Any, shopper_id: str, purchases: Sequence[Any]) -> int:
+        """Record experiment conversions for purchases, in the caller's transaction.
+
+        ``Shopper.checkout`` (and ``track("purchase", ...)``) call this inside the transaction
+        that writes the purchase events, so the ``experiment_conversion`` events exist as soon
+        as the purchase does and the next sync summary counts them. ``purchases`` are
+        ``Event``-like (``item_id``, ``ts_ms``, ``store_id``), in the order they were bought.
+        Only the first matching purchase after exposure converts (``converted_ms`` is set
+        once); returns how many conversions were new.
+
+        Example: ``sw.offers.record_purchase(db, "L-1", events)`` inside ``sw.store.write()``.
+        """
+        if not shopper_id or not purchases:
+            return 0
+        open_rows = list(
+            db.query(
+                "SELECT experiment_id, variant, offer_id, exposed_ms FROM experiment_assignments "
+                "WHERE shopper_id = ? AND converted_ms IS NULL",
+                [shopper_id],
+            )
+        )
+        if not open_rows:  # the common case: one indexed lookup per checkout
+            return 0
+        item_ids = sorted({str(p.item_id) for p in purchases if p.item_id})
+        marks = ",".join("?" * len(item_ids))
+        categories = {
+            r["item_id"]: r["category"]
+            for r in db.query(
+                f"SELECT item_id, category FROM items WHERE item_id IN ({marks})", item_ids
+            )
+        }
+        done = 0
+        for assignment in open_rows:
+            targeting = self._targeting_in(db, assignment["offer_id"])
+            if targeting is None:
+                continue
+            for purchase in purchases:
+                if purchase.ts_ms < assignment["exposed_ms"] or not _converts(
+                    targeting, purchase.item_id, categories.get(purchase.item_id)
+                ):
+                    continue
+                done += _convert(
+                    db,
+                    shopper_id,
+                    assignment,
+                    purchase.ts_ms,
+                    getattr(purchase, "store_id", "") or self.store_id,
+                )
+                break
+        return done
+
+    def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
+        """An offer's targeting read through ``db`` (None once the offer was deleted)."""
+        rows = list(
+            db.query("SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id])
+        )
+        return self._parsed(rows[0]["definition"], rows[0]["active"]).targeting if rows else None
+
     def record_conversions(self, *, shopper_id: str | None = None) -> int:
-        """Mark exposed shoppers who bought since as converted; return how many were new.
+        """Catch up on conversions from purchases recorded without the checkout hook (e.g.
+        written by an older version); return how many were new. Idempotent.
 
         A conversion is the first purchase after exposure of an item the offer targets (any
         item for an offer without item targeting), counted once per shopper and experiment,
         in both arms, so lift = conversion rate(treatment) / conversion rate(control). Each
         becomes an ``experiment_conversion`` event, which the synced summaries count.
-        Runs by itself before every ``experiment_report`` and offer evaluation.
+        ``experiment_report`` runs it first.
         """
         sql = (
             "SELECT a.shopper_id, a.experiment_id, a.variant, a.offer_id, a.exposed_ms, "
-            "e.item_id, e.ts_ms, i.category FROM experiment_assignments a "
+            "e.item_id, e.ts_ms, e.store_id, i.category FROM experiment_assignments a "
             "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' AND e.ts_ms >= a.exposed_ms "
             "LEFT JOIN items i ON i.item_id = e.item_id WHERE a.converted_ms IS NULL"
         )
@@ -1488,43 +1581,23 @@ class Offers:
         rows = self._store.query(sql + " ORDER BY e.ts_ms, e.seq", params)
         if not rows:
             return 0
-        targeting: dict[str, Targeting | None] = {}
-        first: dict[tuple[str, str], dict[str, Any]] = {}
-        for row in rows:
-            key = (row["shopper_id"], row["experiment_id"])
-            if key in first:
-                continue
-            if row["offer_id"] not in targeting:
-                try:
-                    targeting[row["offer_id"]] = self.get(row["offer_id"]).targeting
-                except OfferRejected:
-                    targeting[row["offer_id"]] = None
-            t = targeting[row["offer_id"]]
-            if t is None:
-                continue
-            if (
-                (t.items or t.categories)
-                and row["item_id"] not in t.items
-                and row["category"] not in t.categories
-            ):
-                continue
-            first[key] = row
 
         def work(db: Any) -> int:
             done = 0
-            for (who, experiment_id), row in first.items():
-                done += db.execute(
-                    "UPDATE experiment_assignments SET converted_ms = ? WHERE shopper_id = ? "
-                    "AND experiment_id = ? AND converted_ms IS NULL",
-                    [row["ts_ms"], who, experiment_id],
-                ).rowcount
-                _event(
-                    db,
-                    who,
-                    "experiment_conversion",
-                    {"experiment_id": experiment_id, "variant": row["variant"]},
-                    row["ts_ms"],
-                    self.store_id,
+            settled: set[tuple[str, str]] = set()
+            targeting: dict[str, Targeting | None] = {}
+            for row in rows:
+                key = (row["shopper_id"], row["experiment_id"])
+                if key in settled:
+                    continue
+                if row["offer_id"] not in targeting:
+                    targeting[row["offer_id"]] = self._targeting_in(db, row["offer_id"])
+                t = targeting[row["offer_id"]]
+                if t is None or not _converts(t, row["item_id"], row["category"]):
+                    continue
+                settled.add(key)
+                done += _convert(
+                    db, row["shopper_id"], row, row["ts_ms"], row["store_id"] or self.store_id
                 )
             return done
 
