@@ -355,3 +355,24 @@ def test_torchrun_with_two_processes_matches_single_process_quality(tmp_path: Pa
     ddp = json.loads((tmp_path / "ddp" / "run.json").read_text())["best_valid"]
     assert ddp["ndcg@10"] == pytest.approx(single.best_valid["ndcg@10"], abs=0.05)
     assert ddp["hr@10"] == pytest.approx(single.best_valid["hr@10"], abs=0.08)
+
+
+@pytest.mark.parametrize(
+    "module_name",
+    [
+        "shelfwise.training.data",
+        "shelfwise.training.model",
+        "shelfwise.training.evaluate",
+        "shelfwise.training.side_tables",
+        "shelfwise.training.baselines",
+        "shelfwise.training.train",
+        "shelfwise.export.bundle",
+    ],
+)
+def test_back_office_docstring_examples_run(module_name: str) -> None:
+    import doctest
+    import importlib
+
+    flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
+    result = doctest.testmod(importlib.import_module(module_name), optionflags=flags)
+    assert result.failed == 0
