@@ -376,3 +376,18 @@ def test_back_office_docstring_examples_run(module_name: str) -> None:
     flags = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
     result = doctest.testmod(importlib.import_module(module_name), optionflags=flags)
     assert result.failed == 0
+
+
+@pytest.mark.realdata
+def test_real_files_read_with_the_published_counts() -> None:
+    beauty = read_events(SHARED / "amazon-beauty" / "Beauty.txt")
+    assert (len(beauty.events), len(beauty.users()), len(beauty.vocabulary())) == (
+        198_502,
+        22_363,
+        12_101,
+    )
+    groceries = read_events(SHARED / "groceries-dated" / "Groceries_dataset.csv")
+    assert (len(groceries.events), len(groceries.users())) == (38_765, 3_898)
+    bakery = read_events(SHARED / "breadbasket" / "BreadBasket_DMS.csv")
+    assert len(bakery.vocabulary()) == 94  # 95 names minus the NONE placeholder
+    assert "hour:09" in compute(bakery).popularity
