@@ -109,6 +109,24 @@ def _text(value: Any, field: str, line: int, limit: int) -> str:
     return text
 
 
+_COLUMNS = "item_id, name, brand, category, price, in_stock, repeatable, tags, gtin"
+
+
+def _item_from_tuple(row: Sequence[Any]) -> Item:
+    item_id, name, brand, category, price, in_stock, repeatable, tags, gtin = row
+    return Item(
+        item_id=item_id,
+        name=name,
+        brand=brand,
+        category=category,
+        price=price,
+        in_stock=bool(in_stock),
+        repeatable=bool(repeatable),
+        tags=() if tags == "[]" else tuple(json.loads(tags)),
+        gtin=gtin,
+    )
+
+
 def _parse_bool(value: Any, field: str, line: int) -> bool:
     if isinstance(value, bool):
         return value
@@ -279,8 +297,11 @@ class Catalog:
         for start in range(0, len(unique), 500):
             chunk = unique[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            for row in self._store.query(f"SELECT * FROM items WHERE item_id IN ({marks})", chunk):
-                found[row["item_id"]] = _item_from_row(row)
+            # On every recommendation's hot path: plain tuples, no dict per row.
+            for row in self._store.rows(
+                f"SELECT {_COLUMNS} FROM items WHERE item_id IN ({marks})", chunk
+            ):
+                found[row[0]] = _item_from_tuple(row)
         return found
 
     def by_gtin(self, code: str) -> Item:

@@ -11,6 +11,7 @@ trending, best-sellers, checkout.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -82,12 +83,17 @@ class _Candidates:
     """Scored candidates in order, each with its reason; first reason for an item wins."""
 
     scores: dict[str, float] = field(default_factory=dict)
-    reasons: dict[str, str] = field(default_factory=dict)
+    # A reason may be a callable: it is only worked out for the items that are shown.
+    reasons: dict[str, str | Callable[[], str]] = field(default_factory=dict)
 
-    def add(self, item_id: str, score: float, reason: str) -> None:
+    def add(self, item_id: str, score: float, reason: str | Callable[[], str]) -> None:
         if item_id not in self.scores:
             self.scores[item_id] = score
             self.reasons[item_id] = reason
+
+    def reason(self, item_id: str) -> str:
+        reason = self.reasons[item_id]
+        return reason if isinstance(reason, str) else reason()
 
     def ranked(self) -> list[str]:
         return sorted(self.scores, key=lambda i: -self.scores[i])
@@ -155,7 +161,7 @@ class Recommender:
         chosen = diversify(allowed, k, per_category)
         return [
             Recommendation(
-                item, candidates.scores[item.item_id], candidates.reasons[item.item_id], surface
+                item, candidates.scores[item.item_id], candidates.reason(item.item_id), surface
             )
             for item in chosen
         ]
@@ -226,7 +232,7 @@ def for_you(rec: Recommender, ctx: Context, n: int, anchor: Item | None) -> _Can
     just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
     for item_id, score in zip(scored.items, scored.scores, strict=True):
         if item_id not in just_seen:
-            out.add(item_id, score, explain(item_id))
+            out.add(item_id, score, functools.partial(explain, item_id))
     return out
 
 

@@ -186,6 +186,20 @@ class Store:
             self._check_open()  # closed by another thread mid-query: say so, not "failed"
             raise translate(exc) from exc
 
+    def rows(self, sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+        """Run a read query and return plain tuples (cheaper than dicts on hot paths).
+
+        Example:
+            >>> with Store(":memory:") as store:
+            ...     store.rows("SELECT 1, 'a'")
+            [(1, 'a')]
+        """
+        try:
+            return list(self.read().execute(sql, params).fetchall())
+        except sqlite3.Error as exc:
+            self._check_open()
+            raise translate(exc) from exc
+
     def get_meta(self, key: str, default: str | None = None) -> str | None:
         """Read one value from the store's key/value ``meta`` table."""
         rows = self.query("SELECT value FROM meta WHERE key = ?", [key])
