@@ -15,7 +15,9 @@ import shelfwise
 RUNTIME_MODULES = sorted(
     name
     for _, name, _ in pkgutil.walk_packages(shelfwise.__path__, "shelfwise.")
-    if not name.startswith(("shelfwise.training", "shelfwise.export", "shelfwise.kiosk_demo", "shelfwise.upstream"))
+    if not name.startswith(
+        ("shelfwise.training", "shelfwise.export", "shelfwise.kiosk_demo", "shelfwise.upstream")
+    )
 )
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
