@@ -1076,6 +1076,43 @@ def _convert(
     return moved
 
 
+def day_bounds(ctx: OfferContext) -> tuple[int, int]:
+    """[start, end) UTC ms of the store-local day of ``ctx`` (the last 24 h if the zone is
+    unknown); a DST day is 23 or 25 hours long."""
+    if ctx.local is None:
+        return ctx.now_ms - DAY_MS, ctx.now_ms + 1
+    midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = midnight + dt.timedelta(days=1)  # wall-clock arithmetic: the next midnight
+    return int(midnight.timestamp() * 1000), int(tomorrow.timestamp() * 1000)
+
+
+def record_rejection(
+    db: Any,
+    shopper_id: str,
+    offer_id: str,
+    reason: str,
+    ts: int,
+    store_id: str,
+    day: tuple[int, int],
+) -> bool:
+    """Log one ``offer_rejected`` event unless this shopper already has one for this offer
+    and reason on this day; return whether it was written (in the caller's transaction).
+
+    The funnel counts shoppers turned away per offer and reason, not button presses: a
+    shopper retrying a used code five times is one rejection that day.
+    """
+    seen = db.execute(
+        "SELECT 1 FROM events WHERE shopper_id = ? AND ts_ms >= ? AND ts_ms < ? "
+        "AND type = 'offer_rejected' AND json_extract(payload, '$.offer_id') = ? "
+        "AND json_extract(payload, '$.reason') = ? LIMIT 1",
+        [shopper_id, day[0], day[1], offer_id, reason],
+    ).fetchall()
+    if seen:
+        return False
+    _event(db, shopper_id, "offer_rejected", {"offer_id": offer_id, "reason": reason}, ts, store_id)
+    return True
+
+
 def resolve_zone(name: str) -> dt.tzinfo | None:
     """A time zone by IANA name, or None when unknown (callers then fail closed)."""
     if name.upper() == "UTC":
@@ -1392,14 +1429,32 @@ class Offers:
         return period_starts(ctx)
 
     # -- evaluation ----------------------------------------------------------------------
-    def explain(self, offer_id: str, ctx: OfferContext) -> Decision:
-        """Why an offer is or is not available in ``ctx`` (reads only).
+    def explain(self, offer_id: str, ctx: OfferContext, *, record: bool = False) -> Decision:
+        """Why an offer is or is not available in ``ctx``.
 
-        Example: ``sw.offers.explain("ten-off", shopper.offer_context()).message``
+        Reads only, unless ``record=True``: the shopper asked for this offer (tapped it, typed
+        its id, asked why not), so a rejection feeds the offer funnel as one ``offer_rejected``
+        event per shopper, offer and reason per store-local day (repeats that day add nothing).
+        Operators checking an offer leave ``record`` off.
+
+        Example: ``sw.offers.explain("ten-off", shopper.offer_context(), record=True).message``
         """
         offer = self.get(offer_id)
         db = self._store.read()
-        return evaluate(offer, ctx, self._usage(db, offer_id, ctx.shopper_id, ctx))
+        decision = evaluate(offer, ctx, self._usage(db, offer_id, ctx.shopper_id, ctx))
+        if record and not decision.eligible and ctx.shopper_id:
+            self._transaction(
+                lambda w: record_rejection(
+                    w,
+                    ctx.shopper_id,
+                    offer_id,
+                    decision.reason,
+                    ctx.now_ms,
+                    ctx.store_id,
+                    day_bounds(ctx),
+                )
+            )
+        return decision
 
     def eligible(
         self, ctx: OfferContext, *, limit: int = 5, record: bool = True
@@ -1746,13 +1801,8 @@ class Offers:
         elif not self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [code_or_offer]):
             offer_id = "?"  # never log what a shopper typed: it may be someone else's code
         self._transaction(
-            lambda db: _event(
-                db,
-                shopper_id,
-                "offer_rejected",
-                {"offer_id": offer_id, "reason": error.reason},
-                ctx.now_ms,
-                ctx.store_id,
+            lambda db: record_rejection(
+                db, shopper_id, offer_id, error.reason, ctx.now_ms, ctx.store_id, day_bounds(ctx)
             )
         )
 
@@ -1766,6 +1816,16 @@ class Offers:
                 return row
             if row["expires_ms"] <= stamp:
                 _release(db, row, "expired")
+                local = self.local_time(stamp)
+                record_rejection(
+                    db,
+                    row["shopper_id"],
+                    row["offer_id"],
+                    "reservation_expired",
+                    stamp,
+                    self.store_id,
+                    day_bounds(OfferContext(now_ms=stamp, local=local)),
+                )
                 return OfferRejected(
                     "the reservation expired and was released: reserve again",
                     reason="reservation_expired",
