@@ -23,8 +23,27 @@ import onnx
 _PASS_THROUGH = {"Cast", "Mul", "Add", "Identity", "Reshape"}
 
 
-def quantize_int8(onnx_bytes: bytes) -> bytes:
-    """int8 weights for every constant-weight MatMul (the scorer and the dense layers)."""
+def scorer_matmul(onnx_bytes: bytes) -> str:
+    """Name of the MatMul node whose output TopK ranks (the catalog scorer)."""
+    graph = onnx.load_from_string(onnx_bytes).graph
+    producer = {out: node for node in graph.node for out in node.output}
+    topk = next(n for n in graph.node if n.op_type == "TopK")
+    frontier = [topk.input[0]]
+    while frontier:
+        node = producer.get(frontier.pop())
+        if node is None:
+            continue
+        if node.op_type == "MatMul":
+            return node.name
+        if node.op_type in _PASS_THROUGH:
+            frontier.extend(node.input)
+    raise ValueError("no MatMul feeds TopK in this graph")
+
+
+def quantize_int8(onnx_bytes: bytes, *, scorer_only: bool = False) -> bytes:
+    """int8 weights for every constant-weight MatMul (the scorer and the dense layers), or
+    with ``scorer_only`` just the catalog scorer (the bulk of the bytes and of the time)."""
+    nodes = [scorer_matmul(onnx_bytes)] if scorer_only else None
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -41,6 +60,7 @@ def quantize_int8(onnx_bytes: bytes) -> bytes:
                 target,
                 weight_type=QuantType.QInt8,
                 op_types_to_quantize=["MatMul"],
+                nodes_to_quantize=nodes,
                 per_channel=True,
                 extra_options={"MatMulConstBOnly": True},
             )

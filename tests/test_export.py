@@ -109,6 +109,9 @@ def test_int8_graph_scores_with_matmulinteger_feeding_topk(run_dir: Path, fp32: 
     assert "MatMulInteger" in ops
     assert scorer_is_int8(int8)
     assert not scorer_is_int8(fp32)
+    scorer_only = quantize_int8(fp32, scorer_only=True)
+    ops_only = [n.op_type for n in onnx.load_from_string(scorer_only).graph.node]
+    assert scorer_is_int8(scorer_only) and ops_only.count("MatMulInteger") == 1
     model, _, _ = load_run(run_dir)
     parity = check_parity(model, int8, histories(run_dir))
     assert parity.top10_agreement > 0.8
