@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     run = Path(args.run) if args.run else None
     if run is None:
-        result = train(TrainConfig(data=args.data, out=args.out, lr=1.5e-3, epochs=80, patience=8))
+        result = train(TrainConfig(data=args.data, out=args.out))
         run = result.out
     results = evaluate_run(run, args.data, sampled=args.sampled)
     ours = results["metrics"]["shelfwise SeqRec"]

@@ -18,7 +18,7 @@ single-process one, and rank 0 evaluates and writes the run folder.
 Example:
     >>> config = TrainConfig(data="Beauty.txt", out="runs/beauty")
     >>> config.epochs, config.dim, config.max_len
-    (200, 64, 50)
+    (80, 64, 50)
 """
 
 from __future__ import annotations
@@ -76,10 +76,10 @@ class TrainConfig:
     layers: int = 2
     dropout: float = 0.5
     batch_size: int = 128
-    lr: float = 1e-3
+    lr: float = 1.5e-3
     weight_decay: float = 0.0
-    epochs: int = 200
-    patience: int = 10  # epochs without a better validation NDCG@10 before stopping
+    epochs: int = 80
+    patience: int = 8  # epochs without a better validation NDCG@10 before stopping
     eval_every: int = 1
     threads: int = 0  # 0 = let torch decide (2 on this machine)
     progress: bool = True
