@@ -330,6 +330,19 @@ class Shelfwise:
         )
         return self.recommender.recommend(surface, context, k=k, item=item, category=category)
 
+    # -- geofences without a new fix (logic in shelfwise._geo) -----------------------------
+    def tick_geofences(self, *, now: int | None = None) -> list[tuple[str, GeofenceEvent]]:
+        """Dwell events that fell due without a new fix (``Geofences.tick``), each with the
+        offers it triggered: (shopper id, event) pairs to push. Call every 30-60 s.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.tick_geofences()
+            []
+        """
+        return [(who, Shopper(self, who)._with_offers(e)) for who, e in self.geo.tick(now)]
+
     # -- sync upstream (logic in shelfwise._sync / _outbox) ---------------------------------
     def summarise(
         self,

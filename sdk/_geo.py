@@ -8,7 +8,8 @@ shopper and fence that is built to ignore GPS jitter:
 - **hysteresis**: leaving needs the fix beyond an exit margin of max(10% of the radius,
   20 m) *and* further out than its own accuracy ...
 - **confirmed exit**: ... on ``exit_fixes`` fixes in a row (an inside fix resets the count);
-- **dwell** once the shopper has stayed ``dwell_s`` since entering;
+- **dwell** once the shopper has stayed ``dwell_s`` since entering: on the next fix, or from
+  ``Geofences.tick`` when the phone has gone quiet (it reports little once still);
 - **initial "already inside"**: the first fix for a fence (a new shopper, or a fence
   registered since the shopper's last fix) that is inside either emits an ``enter`` marked
   ``initial=True`` or, for fences with ``initial="silent"``, only records the state;
@@ -50,6 +51,8 @@ DEFAULT_DWELL_S = 300.0
 DEFAULT_EXIT_FIXES = 3
 MIN_EXIT_MARGIN_M = 20.0
 MAX_FENCE_RADIUS_M = 100_000.0
+# tick(): a dwell falls due without a fix only if the last fix is at most this much older.
+DEFAULT_TICK_GAP_S = 900.0
 
 
 @dataclass(frozen=True)
@@ -573,20 +576,7 @@ class Geofences:
                     ],
                 )
                 for event in emitted:
-                    payload: dict[str, Any] = {"fence_id": fence_id}
-                    if event.initial:
-                        payload["initial"] = True
-                    db.execute(
-                        "INSERT INTO events (event_id, shopper_id, type, store_id, ts_ms, payload) "
-                        "VALUES (lower(hex(randomblob(16))), ?, ?, ?, ?, ?)",
-                        [
-                            shopper_id,
-                            f"geofence_{event.kind}",
-                            store_id_of.get(fence_id, ""),
-                            stamp,
-                            json.dumps(payload, sort_keys=True),
-                        ],
-                    )
+                    _log_event(db, shopper_id, event, store_id_of.get(fence_id, ""))
                 events.extend(emitted)
             db.execute(
                 "INSERT INTO geofence_clock (shopper_id, last_fix_ms) VALUES (?, ?) "
@@ -594,6 +584,59 @@ class Geofences:
                 [shopper_id, stamp],
             )
         return events
+
+    def tick(
+        self, now: int | None = None, *, max_gap_s: float = DEFAULT_TICK_GAP_S
+    ) -> list[tuple[str, GeofenceEvent]]:
+        """Emit the dwell events that fell due without a new fix; return (shopper id, event).
+
+        A phone often stops reporting once it is still (the OS batches or pauses location),
+        so a dwell would otherwise wait for the next fix. Call this every 30-60 s: every
+        shopper ``inside`` a fence since ``dwell_s`` ago, with no exit pending and location
+        consent, moves to ``dwelling`` and gets a ``geofence_dwell`` event stamped at the
+        moment it fell due (entered + ``dwell_s``) - in one transaction with the state, so a
+        second tick, a restart or another process never repeats it, and a later fix inside
+        does not either. A shopper whose last fix is more than ``max_gap_s`` (default 15 min)
+        older than the due moment is not assumed to still be there: the next fix decides.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.geo.tick(1_750_000_000_000)
+            []
+        """
+        stamp = now_ms() if now is None else int(now)
+        if not (isinstance(max_gap_s, int | float) and math.isfinite(max_gap_s) and max_gap_s >= 0):
+            raise InvalidInput("max_gap_s must be a non-negative number of seconds")
+        gap_ms = int(max_gap_s * 1000)
+        out: list[tuple[str, GeofenceEvent]] = []
+        with self._store.write() as db:
+            due = list(
+                db.query(
+                    "SELECT s.shopper_id, s.fence_id, s.since_ms + g.dwell_ms AS due_ms, g.store_id "
+                    "FROM geofence_state s JOIN geofences g USING (fence_id) "
+                    "JOIN consents c ON c.shopper_id = s.shopper_id AND c.purpose = 'location' "
+                    "AND c.granted = 1 "
+                    "WHERE s.state = 'inside' AND s.since_ms <= ? AND s.outside_fixes = 0 "
+                    "AND s.since_ms + g.dwell_ms <= ? AND s.since_ms + g.dwell_ms - s.last_fix_ms <= ? "
+                    "ORDER BY due_ms, s.shopper_id, s.fence_id",
+                    [stamp, stamp, gap_ms],
+                )
+            )
+            for row in due:
+                moved = db.execute(
+                    "UPDATE geofence_state SET state = 'dwelling' WHERE shopper_id = ? "
+                    "AND fence_id = ? AND state = 'inside'",
+                    [row["shopper_id"], row["fence_id"]],
+                ).rowcount
+                if not moved:  # pragma: no cover - the write lock makes this impossible
+                    continue
+                event = GeofenceEvent(row["fence_id"], "dwell", int(row["due_ms"]))
+                _log_event(db, row["shopper_id"], event, row["store_id"])
+                out.append((row["shopper_id"], event))
+        if out:
+            logger.info("geofence tick: %d dwell events", len(out))
+        return out
 
     def states(self, shopper_id: str) -> dict[str, str]:
         """fence id -> inside / dwelling / outside, for the fences the shopper has been near."""
@@ -608,6 +651,24 @@ class Geofences:
         with self._store.write() as db:
             db.execute("DELETE FROM geofence_state WHERE shopper_id = ?", [shopper_id])
             db.execute("DELETE FROM geofence_clock WHERE shopper_id = ?", [shopper_id])
+
+
+def _log_event(db: Any, shopper_id: str, event: GeofenceEvent, store_id: str) -> None:
+    """The ``geofence_<kind>`` event row: the fence id only, never a coordinate."""
+    payload: dict[str, Any] = {"fence_id": event.fence_id}
+    if event.initial:
+        payload["initial"] = True
+    db.execute(
+        "INSERT INTO events (event_id, shopper_id, type, store_id, ts_ms, payload) "
+        "VALUES (lower(hex(randomblob(16))), ?, ?, ?, ?, ?)",
+        [
+            shopper_id,
+            f"geofence_{event.kind}",
+            store_id,
+            event.ts_ms,
+            json.dumps(payload, sort_keys=True),
+        ],
+    )
 
 
 def _fence_from_row(shape: str) -> Fence:

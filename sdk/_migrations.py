@@ -342,3 +342,9 @@ def _offer_usage_indexes(db: Database) -> None:
         CREATE INDEX impressions_by_shopper ON impressions(shopper_id, ts_ms);
         """,
     )
+
+
+@MIGRATIONS(name="021_geofence_dwell_due")
+def _geofence_dwell_due(db: Database) -> None:
+    # Geofences.tick looks for shoppers inside a fence long enough to dwell, without a fix.
+    run_script(db, "CREATE INDEX geofence_state_inside ON geofence_state(state, since_ms);")
