@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ._barcode import InStoreLayout
 from ._catalog import Catalog, Item
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
 from ._events import INTEREST_EVENTS, Event, event_record, validate_event
@@ -44,7 +45,7 @@ from ._offers import (
 )
 from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
 from ._recommend import Context, Recommendation, Recommender, rerank_search
-from ._scan import ScanCard, scan
+from ._scan import ScanCard, in_store_layout, scan, set_in_store_layout
 from ._store import Store, now_ms
 from ._summaries import PrivacyPolicy
 from ._sync import Credentials, SyncReport, summarise_store, sync_store
@@ -329,6 +330,23 @@ class Shelfwise:
             utc_offset_minutes=self.utc_offset_minutes,
         )
         return self.recommender.recommend(surface, context, k=k, item=item, category=category)
+
+    # -- the store's in-store barcode layout (logic in shelfwise._scan) ---------------------
+    def barcode_layout(self) -> InStoreLayout:
+        """The in-store (prefix 20-29) barcode layout every scan of this store uses."""
+        return in_store_layout(self.store)
+
+    def set_barcode_layout(self, layout: InStoreLayout | Mapping[str, Any] | None) -> InStoreLayout:
+        """Set the store's in-store barcode layout (kept in the store file); None: the default.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.set_barcode_layout({"weight_prefixes": ["21"], "price_prefixes": ["22"]})
+            ...     sw.barcode_layout().price_prefixes
+            ('22',)
+        """
+        return set_in_store_layout(self.store, layout)
 
     # -- geofences without a new fix (logic in shelfwise._geo) -----------------------------
     def tick_geofences(self, *, now: int | None = None) -> list[tuple[str, GeofenceEvent]]:

@@ -17,16 +17,18 @@ Example:
 
 from __future__ import annotations
 
+import json
 import logging
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._barcode import ParsedBarcode, parse_barcode
+from ._barcode import DEFAULT_LAYOUT, InStoreLayout, ParsedBarcode, parse_barcode
 from ._catalog import Item
-from ._errors import InvalidBarcode, UnknownItem
+from ._errors import InvalidBarcode, InvalidInput, UnknownItem
 from ._offers import RankedOffer
 from ._recommend import Recommendation, _ago
-from ._store import now_ms
+from ._store import Store, now_ms
 
 if TYPE_CHECKING:
     from ._facade import Shopper
@@ -35,6 +37,135 @@ logger = logging.getLogger(__name__)
 
 GOES_WITH = 3
 ALTERNATIVES = 3
+LAYOUT_KEY = "scan.in_store_layout"  # the store's meta table: JSON of an InStoreLayout
+
+
+# -- the store's in-store barcode layout -------------------------------------------------------
+def layout_to_dict(layout: InStoreLayout) -> dict[str, Any]:
+    """An ``InStoreLayout`` as JSON-ready data (prefix tuples as lists).
+
+    Example:
+        >>> layout_to_dict(DEFAULT_LAYOUT)["weight_prefixes"]
+        ['21', '22']
+    """
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(layout).items()}
+
+
+def layout_from_dict(data: Mapping[str, Any]) -> InStoreLayout:
+    """A validated ``InStoreLayout`` from JSON-ready data; fields left out keep the default.
+
+    ``InvalidInput`` names the field: positions index the 13-digit code, the item and value
+    fields must not overlap, lie after the 2-digit prefix and before the check digit, and a
+    prefix (20-29) is either weight or price, not both.
+
+    Example:
+        >>> layout_from_dict({"weight_prefixes": ["21"], "price_prefixes": ["22", "23"]}).price_prefixes
+        ('22', '23')
+        >>> layout_from_dict({"value_start": 5})
+        Traceback (most recent call last):
+        ...
+        shelfwise._errors.InvalidInput: in-store layout: the item digits 2-6 and the value digits 5-9 overlap
+    """
+    if not isinstance(data, Mapping):
+        raise InvalidInput("in-store layout: expected a mapping of layout fields")
+    known = set(layout_to_dict(DEFAULT_LAYOUT))
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise InvalidInput(
+            f"in-store layout: unknown field(s) {', '.join(map(str, unknown))}; "
+            f"known: {', '.join(sorted(known))}"
+        )
+    merged = {**layout_to_dict(DEFAULT_LAYOUT), **data}
+    numbers = {}
+    for name in ("item_start", "item_length", "value_start", "value_length", "price_decimals"):
+        value = merged[name]
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise InvalidInput(f"in-store layout: {name} must be an integer, not {value!r}")
+        numbers[name] = value
+    item = (numbers["item_start"], numbers["item_start"] + numbers["item_length"])
+    value = (numbers["value_start"], numbers["value_start"] + numbers["value_length"])
+    for name, (start, end) in (("item", item), ("value", value)):
+        if start < 2 or end <= start or end > 12:
+            raise InvalidInput(
+                f"in-store layout: the {name} digits must lie within positions 2-11 "
+                f"(after the prefix, before the check digit), not {start}-{end - 1}"
+            )
+    if item[0] < value[1] and value[0] < item[1]:
+        raise InvalidInput(
+            f"in-store layout: the item digits {item[0]}-{item[1] - 1} and the value digits "
+            f"{value[0]}-{value[1] - 1} overlap"
+        )
+    if not 0 <= numbers["price_decimals"] <= 4:
+        raise InvalidInput("in-store layout: price_decimals must be between 0 and 4")
+    prefixes = {}
+    for name in ("weight_prefixes", "price_prefixes"):
+        raw = merged[name]
+        if isinstance(raw, str) or not isinstance(raw, list | tuple):
+            raise InvalidInput(f"in-store layout: {name} must be a list like ['21', '22']")
+        for prefix in raw:
+            if not (isinstance(prefix, str) and len(prefix) == 2 and "20" <= prefix <= "29"):
+                raise InvalidInput(
+                    f"in-store layout: {name} holds {prefix!r}; in-store prefixes are '20'-'29'"
+                )
+        prefixes[name] = tuple(dict.fromkeys(raw))
+    both = set(prefixes["weight_prefixes"]) & set(prefixes["price_prefixes"])
+    if both:
+        raise InvalidInput(
+            f"in-store layout: prefix(es) {', '.join(sorted(both))} cannot carry both a weight "
+            "and a price"
+        )
+    return InStoreLayout(
+        item_start=numbers["item_start"],
+        item_length=numbers["item_length"],
+        value_start=numbers["value_start"],
+        value_length=numbers["value_length"],
+        weight_prefixes=prefixes["weight_prefixes"],
+        price_prefixes=prefixes["price_prefixes"],
+        price_decimals=numbers["price_decimals"],
+    )
+
+
+def in_store_layout(store: Store) -> InStoreLayout:
+    """The store's in-store barcode layout (the documented default until one is set).
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     in_store_layout(sw.store) == DEFAULT_LAYOUT
+        True
+    """
+    raw = store.get_meta(LAYOUT_KEY)
+    if not raw:
+        return DEFAULT_LAYOUT
+    try:
+        return layout_from_dict(json.loads(raw))
+    except (ValueError, InvalidInput) as exc:
+        # Failing closed: a wrong layout would read weights as prices; set it again.
+        raise InvalidInput(
+            f"the store's in-store barcode layout setting is unreadable ({exc}); "
+            "set it again with shelfwise barcode-layout --set"
+        ) from exc
+
+
+def set_in_store_layout(
+    store: Store, layout: InStoreLayout | Mapping[str, Any] | None
+) -> InStoreLayout:
+    """Save the store's in-store barcode layout (validated first); None restores the default.
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     set_in_store_layout(sw.store, {"price_decimals": 1}).price_decimals
+        1
+    """
+    if layout is None:
+        chosen = DEFAULT_LAYOUT
+    elif isinstance(layout, InStoreLayout):
+        chosen = layout_from_dict(layout_to_dict(layout))
+    else:
+        chosen = layout_from_dict(layout)
+    store.set_meta(LAYOUT_KEY, json.dumps(layout_to_dict(chosen), sort_keys=True))
+    return chosen
 
 
 @dataclass(frozen=True)
@@ -94,8 +225,9 @@ def scan(
     Example: see the module docstring.
     """
     sw = shopper._sw
+    layout = in_store_layout(sw.store)  # the store's own, so kiosk, CLI and app agree
     try:
-        parsed = parse_barcode(code, symbology=symbology)
+        parsed = parse_barcode(code, symbology=symbology, layout=layout)
     except InvalidBarcode as exc:
         _miss(shopper, str(code), exc.reason)
         raise
@@ -162,4 +294,12 @@ def _note(shopper: Shopper, item: Item, stamp: int) -> str | None:
     return f"you bought this {_ago(stamp, rows[0]['last'])}"
 
 
-__all__ = ["ScanCard", "find_item", "scan"]
+__all__ = [
+    "ScanCard",
+    "find_item",
+    "in_store_layout",
+    "layout_from_dict",
+    "layout_to_dict",
+    "scan",
+    "set_in_store_layout",
+]

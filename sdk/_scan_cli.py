@@ -6,6 +6,7 @@ Examples::
     shelfwise offers load --db store.db offers.yaml
     shelfwise offers deactivate --db store.db coffee10
     shelfwise offers codes --db store.db coffee10 --count 100 --json
+    shelfwise barcode-layout --db store.db --set '{"weight_prefixes": ["21"]}' --json
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import json
 from typing import Any
 
 from . import _facade
+from ._errors import InvalidInput
+from ._scan import layout_to_dict
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
@@ -39,6 +42,24 @@ def cmd_scan(args: argparse.Namespace) -> int:
     if card.note:
         lines.append(f"  {card.note}")
     _emit(args, card.to_dict(), "\n".join(lines))
+    return 0
+
+
+def cmd_barcode_layout(args: argparse.Namespace) -> int:
+    """Show, set (--set JSON) or reset (--reset) the store's in-store barcode layout."""
+    with _facade.open(args.db) as sw:
+        if args.reset:
+            layout = sw.set_barcode_layout(None)
+        elif args.set is not None:
+            try:
+                wanted = json.loads(args.set)
+            except ValueError as exc:
+                raise InvalidInput(f"--set must be a JSON object of layout fields: {exc}") from exc
+            layout = sw.set_barcode_layout(wanted)
+        else:
+            layout = sw.barcode_layout()
+    data = layout_to_dict(layout)
+    _emit(args, data, "\n".join(f"{k}: {v}" for k, v in sorted(data.items())))
     return 0
 
 
@@ -67,7 +88,7 @@ def cmd_offers(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    """Register ``scan`` and ``offers`` on the ``shelfwise`` command."""
+    """Register ``scan``, ``barcode-layout`` and ``offers`` on the ``shelfwise`` command."""
     scan = sub.add_parser(
         "scan",
         help="scan a barcode: the item, deals, goes-with, alternatives",
@@ -81,6 +102,19 @@ def add_parser(sub: Any) -> None:
     scan.add_argument("--store", help="store id")
     scan.add_argument("--json", action="store_true", help="print JSON instead of text")
     scan.set_defaults(func=cmd_scan)
+
+    layout = sub.add_parser(
+        "barcode-layout",
+        help="show or set the store's in-store (prefix 20-29) barcode layout",
+        description="Example: shelfwise barcode-layout --db s.db "
+        '--set \'{"weight_prefixes": ["21"], "price_prefixes": ["22", "23"]}\' --json',
+    )
+    layout.add_argument("--db", required=True, help="store file")
+    choice = layout.add_mutually_exclusive_group()
+    choice.add_argument("--set", help="JSON object of layout fields (others keep the default)")
+    choice.add_argument("--reset", action="store_true", help="back to the documented default")
+    layout.add_argument("--json", action="store_true", help="print JSON instead of text")
+    layout.set_defaults(func=cmd_barcode_layout)
 
     offers = sub.add_parser(
         "offers",
