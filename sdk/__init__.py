@@ -39,6 +39,7 @@ from ._errors import (
     SyncUnauthorized,
     UnknownItem,
     UnknownShopper,
+    UpdateRefused,
 )
 from ._events import EVENT_TYPES, Event
 from ._facade import CartLine, Shelfwise, Shopper, open
@@ -118,6 +119,7 @@ __all__ = [
     "SyncUnauthorized",
     "UnknownItem",
     "UnknownShopper",
+    "UpdateRefused",
     "__version__",
     "circle",
     "decode_image",

@@ -129,6 +129,19 @@ class BundleVerificationError(BundleError):
     """A bundle failed verification: checksum, signature, format version or expiry."""
 
 
+class UpdateRefused(BundleVerificationError):
+    """A signed catalog or offers update from upstream was refused; nothing was changed.
+
+    ``reason`` is a stable code: ``malformed``, ``signature``, ``checksum``, ``kind``,
+    ``expired``, ``stale`` (older than what is applied), ``replayed`` (same version, other
+    content) or ``invalid`` (signed, but its rows fail validation).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
 class ModelRuntimeError(BundleError):
     """onnxruntime failed to load or run the bundle's model."""
 

@@ -348,3 +348,23 @@ def _offer_usage_indexes(db: Database) -> None:
 def _geofence_dwell_due(db: Database) -> None:
     # Geofences.tick looks for shoppers inside a fence long enough to dwell, without a fix.
     run_script(db, "CREATE INDEX geofence_state_inside ON geofence_state(state, since_ms);")
+
+
+@MIGRATIONS(name="031_sync_documents")
+def _sync_documents(db: Database) -> None:
+    # Signed catalog and offer documents pulled from upstream (shelfwise._sync_documents):
+    # the version applied per kind, so an older or replayed document is refused.
+    run_script(
+        db,
+        """
+        CREATE TABLE sync_documents (
+            kind TEXT PRIMARY KEY,           -- 'catalog' or 'offers'
+            version INTEGER NOT NULL,        -- strictly increasing per kind
+            sha256 TEXT NOT NULL,            -- of the payload
+            issued_ms INTEGER NOT NULL,
+            expires_ms INTEGER NOT NULL,
+            applied_ms INTEGER NOT NULL,
+            ids TEXT NOT NULL DEFAULT '[]'   -- offer ids it defined (a replace retires the rest)
+        );
+        """,
+    )

@@ -15,6 +15,8 @@ Down: ``pull_bundle`` stages a bundle in a temp folder, verifies sha256 and the 
 signature against the pinned key and its expiry, installs it beside the previous one and
 hot-swaps (health check first); on any failure the old bundle keeps serving.
 ``pull_fleet`` stores fleet tables (trending in this region) for the trending surface.
+``pull_document`` fetches the signed catalog or offers document and applies it through
+``shelfwise._sync_documents`` (verified, version-checked, one transaction).
 
 Example:
     >>> backoff = Backoff(rng=random.Random(7))
@@ -47,6 +49,7 @@ from typing import Any
 import msgpack
 
 from ._bundle import read_bundle
+from ._catalog import Catalog
 from ._errors import (
     BundleError,
     BundleVerificationError,
@@ -57,6 +60,7 @@ from ._errors import (
     SyncUnauthorized,
 )
 from ._model import LoadedModel, ModelHandle
+from ._offers import Offers
 from ._outbox import (
     QueuedRelease,
     ReleaseInfo,
@@ -71,6 +75,7 @@ from ._outbox import (
 )
 from ._store import Store, now_ms
 from ._summaries import EnvelopeError, PrivacyPolicy, safe_unpack
+from ._sync_documents import KINDS, PATHS, AppliedDocument, apply_document
 
 logger = logging.getLogger(__name__)
 
@@ -607,6 +612,43 @@ def pull_bundle(
         shutil.rmtree(staging, ignore_errors=True)
 
 
+def pull_document(
+    store: Store,
+    url: str | HttpTransport,
+    credentials: Credentials,
+    kind: str,
+    *,
+    public_key: bytes,
+    catalog: Catalog | None = None,
+    offers: Offers | None = None,
+    now: int | None = None,
+    timeout_s: float = 60.0,
+) -> AppliedDocument | None:
+    """Fetch upstream's signed ``catalog`` or ``offers`` document and apply it.
+
+    Returns None when upstream publishes none. Raises ``UpdateRefused`` (tampered, wrong
+    key, expired, older or replayed) or ``SyncError``; either way nothing changed. The
+    expiry check uses the kiosk's clock corrected by the collector's (see ``Uploader``).
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"document kind must be one of {KINDS}")
+    transport = url if isinstance(url, HttpTransport) else HttpTransport(url, timeout_s=timeout_s)
+    response = _get(transport, credentials, PATHS[kind], store)
+    if response is None:
+        return None
+    if now is None:
+        now = now_ms() + int(store.get_meta("sync.clock_offset_ms", "0") or 0)
+    return apply_document(
+        store,
+        response.body,
+        kind=kind,
+        public_key=public_key,
+        catalog=catalog,
+        offers=offers,
+        now=now,
+    )
+
+
 def rollback_bundle(handle: ModelHandle, store: Store) -> LoadedModel:
     """Swap back to the bundle served before the last install."""
     previous = store.get_meta("sync.bundle.previous")
@@ -671,8 +713,12 @@ def sync_store(
     deadline_s: float | None = None,
     progress: Callable[[int, int], None] | None = None,
     timeout_s: float = 30.0,
+    documents: Sequence[str] = KINDS,
+    catalog: Catalog | None = None,
+    offers: Offers | None = None,
 ) -> SyncReport:
-    """Summarise, upload, then pull fleet tables and (with ``bundles_dir``) a new bundle.
+    """Summarise, upload, then pull fleet tables, signed catalog/offers documents (when a
+    public key is pinned) and (with ``bundles_dir``) a new bundle.
 
     Never raises because upstream is unreachable or misbehaving: the report's ``error``
     says so and the kiosk keeps serving what it has.
@@ -688,6 +734,19 @@ def sync_store(
             pull_fleet(store, url, credentials, timeout_s=timeout_s)
         except SyncError as exc:
             error = f"fleet tables: {exc}"
+    key = public_key or handle.public_key
+    for kind in documents if error is None else ():
+        if key is None:
+            logger.info("no pinned public key: not pulling %s documents", kind)
+            break
+        try:
+            pull_document(
+                store, url, credentials, kind, public_key=key, catalog=catalog, offers=offers
+            )
+        except (SyncError, BundleError) as exc:
+            error = f"{kind}: {exc}"
+            logger.warning("kept the applied %s: %s", kind, exc)
+            break
     if error is None and bundles_dir is not None:
         try:
             pull_bundle(handle, url, credentials, bundles_dir, store=store, public_key=public_key)
@@ -708,6 +767,7 @@ __all__ = [
     "Uploader",
     "install_bundle",
     "pull_bundle",
+    "pull_document",
     "pull_fleet",
     "rollback_bundle",
     "summarise_store",

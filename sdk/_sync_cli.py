@@ -18,6 +18,7 @@ from typing import Any
 from . import _facade
 from ._summaries import PrivacyPolicy
 from ._sync import Credentials
+from ._sync_documents import applied_documents
 
 PROGRESS_FROM = 20  # releases: below this a progress bar is noise
 
@@ -56,7 +57,8 @@ def _when(ms: int | None) -> str:
 
 
 def cmd_sync(args: argparse.Namespace) -> int:
-    """Summarise, upload the outbox, pull fleet tables and (with --bundles) a bundle.
+    """Summarise, upload the outbox, pull fleet tables, signed catalog/offers documents
+    (with --public-key) and (with --bundles) a bundle.
 
     Example: shelfwise sync --db store.db --url http://127.0.0.1:8421 --key-file k.json
     """
@@ -98,8 +100,11 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
     """
     with _facade.open(args.db) as sw:
         status = sw.sync_status()
+        documents = applied_documents(sw.store)
     if args.json:
-        print(json.dumps(status.to_dict(), indent=2, sort_keys=True))
+        data = status.to_dict()
+        data["documents"] = {kind: doc.to_dict() for kind, doc in documents.items()}
+        print(json.dumps(data, indent=2, sort_keys=True))
     else:
         print(
             f"queued: {status.queued} summaries ({status.queued_bytes} bytes), "
@@ -107,6 +112,11 @@ def cmd_sync_status(args: argparse.Namespace) -> int:
             f"last success: {_when(status.last_success_ms)}\n"
             f"last error: {status.last_error or 'none'}"
         )
+        for kind, doc in documents.items():
+            print(
+                f"{kind}: version {doc.version}, applied {_when(doc.applied_ms)}, "
+                f"expires {_when(doc.expires_ms)}"
+            )
     return 0
 
 
@@ -126,7 +136,10 @@ def add_parser(sub: Any) -> None:
     sync.add_argument("--k-pairs", type=int, default=25, help="the same for co-purchase pairs")
     sync.add_argument("--epsilon", type=float, help="add OpenDP integer noise (needs [privacy])")
     sync.add_argument("--bundles", help="folder to install bundles pulled from upstream into")
-    sync.add_argument("--public-key", help="pinned ed25519 public key (hex) for bundles")
+    sync.add_argument(
+        "--public-key",
+        help="pinned ed25519 public key (hex) for bundles and catalog/offers documents",
+    )
     sync.add_argument(
         "--timeout", type=float, default=300.0, help="stop retrying after this many seconds"
     )

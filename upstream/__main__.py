@@ -6,6 +6,8 @@ Examples::
     python -m shelfwise.upstream serve --pg postgresql://localhost/shelfwise --bundles published/
     python -m shelfwise.upstream add-device --db collector.db --device kiosk-7 --region north
     python -m shelfwise.upstream totals --db collector.db --json
+    python -m shelfwise.upstream publish-catalog --db collector.db --sign-key keys/docs.key catalog.csv
+    python -m shelfwise.upstream publish-offers --db collector.db --sign-key keys/docs.key offers.yaml
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from ._storage import open_storage
 
-COMMANDS = ("serve", "add-device", "totals")
+COMMANDS = ("serve", "add-device", "totals", "publish-catalog", "publish-offers")
+DAY_MS = 86_400_000
 
 
 def _storage_args(parser: argparse.ArgumentParser) -> None:
@@ -48,7 +52,58 @@ def build_parser() -> argparse.ArgumentParser:
     _storage_args(totals)
     totals.add_argument("--device", help="only what this device contributed")
     totals.add_argument("--json", action="store_true")
+    for kind, what in (("catalog", ".csv or .jsonl catalog"), ("offers", ".json or .yaml offers")):
+        publish = sub.add_parser(
+            f"publish-{kind}",
+            help=f"sign a {kind} document and publish it to devices (prints its manifest)",
+            description=f"Example: python -m shelfwise.upstream publish-{kind} --db collector.db "
+            f"--sign-key docs.key {'catalog.csv' if kind == 'catalog' else 'offers.yaml'}",
+        )
+        _storage_args(publish)
+        publish.add_argument("file", help=f"the {what} file")
+        publish.add_argument("--sign-key", required=True, help="ed25519 private key file")
+        publish.add_argument("--version", type=int, help="default: the published version + 1")
+        publish.add_argument("--expires-days", type=float, default=30.0)
+        publish.add_argument(
+            "--merge",
+            action="store_true",
+            help="upsert only (default: the document replaces the whole set)",
+        )
+        publish.set_defaults(kind=kind)
     return parser
+
+
+def publish(storage: Any, args: argparse.Namespace) -> int:
+    """Sign ``args.file`` as a document of ``args.kind`` and store it for devices."""
+    from shelfwise._catalog import read_catalog_file
+    from shelfwise._errors import ShelfwiseError
+    from shelfwise._offers import read_offer_file
+    from shelfwise._store import now_ms
+    from shelfwise._sync_documents import build_document, read_private_key
+
+    from ._storage import VersionConflict
+
+    try:
+        if args.kind == "catalog":
+            content: dict[str, Any] = {"items": read_catalog_file(args.file)}
+        else:
+            content = {"offers": list(read_offer_file(args.file))}
+        content["replace"] = not args.merge
+        issued = now_ms()
+        raw = build_document(
+            args.kind,
+            content,
+            version=args.version or storage.latest_version(args.kind) + 1,
+            private_key=read_private_key(args.sign_key),
+            issued_ms=issued,
+            expires_ms=issued + int(args.expires_days * DAY_MS),
+        )
+        manifest = storage.publish(raw)
+    except (ShelfwiseError, VersionConflict, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(manifest.__dict__, sort_keys=True))
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +123,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             print(key)
         return 0
+    if args.command.startswith("publish-"):
+        return publish(storage, args)
     if args.command == "totals":
         data = storage.totals(args.device)
         if args.json:

@@ -6,6 +6,8 @@ Endpoints (bodies are msgpack with string keys)::
                               -> {"acked": [[key, rev], ...]}
     GET  /v1/fleet/trending   -> {"scope": "region:<r>", "generated_ms": ms, "items": [[id, score]]}
     GET  /v1/bundle           -> {"name": ..., "files": {name: bytes}}   (404 when none)
+    GET  /v1/catalog          -> the latest signed catalog document (404 when none)
+    GET  /v1/offers           -> the latest signed offers document (404 when none)
     GET  /v1/health           -> {"ok": true}
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -77,8 +79,8 @@ def create_app(
     Example:
         >>> from shelfwise.upstream import SqliteStorage, create_app
         >>> app = create_app(SqliteStorage(":memory:"))
-        >>> sorted(route.path for route in app.routes)
-        ['/v1/bundle', '/v1/fleet/trending', '/v1/health', '/v1/summaries']
+        >>> print(*sorted(route.path for route in app.routes))
+        /v1/bundle /v1/catalog /v1/fleet/trending /v1/health /v1/offers /v1/summaries
     """
 
     async def read_body(request: Request) -> bytes:
@@ -182,6 +184,20 @@ def create_app(
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
         return _msgpack({"name": folder.name, "files": files})
 
+    def document(kind: str) -> Callable[[Request], Awaitable[Response]]:
+        async def serve(request: Request) -> Response:
+            try:
+                await authenticate(request, await read_body(request))
+            except _Refused as exc:
+                return refused(exc)
+            raw = await run_in_threadpool(storage.document, kind)
+            if raw is None:
+                return _msgpack({"error": f"no {kind} document published"}, 404)
+            # Served exactly as the operator signed it: the device verifies, not us.
+            return Response(raw, media_type="application/msgpack")
+
+        return serve
+
     async def health(request: Request) -> Response:
         return _msgpack({"ok": True})
 
@@ -190,6 +206,8 @@ def create_app(
             Route("/v1/summaries", summaries, methods=["POST"]),
             Route("/v1/fleet/trending", fleet_trending, methods=["GET"]),
             Route("/v1/bundle", bundle, methods=["GET"]),
+            Route("/v1/catalog", document("catalog"), methods=["GET"]),
+            Route("/v1/offers", document("offers"), methods=["GET"]),
             Route("/v1/health", health, methods=["GET"]),
         ]
     )

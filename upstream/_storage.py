@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import base64
 import os
 import sqlite3
 import threading
@@ -27,6 +28,7 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from shelfwise._summaries import Envelope
+from shelfwise._sync_documents import DocumentManifest, document_manifest
 
 CellKey = tuple[str, str, int, str, str]
 
@@ -78,6 +80,16 @@ CREATE TABLE IF NOT EXISTS totals (
     PRIMARY KEY (region, metric, store_id, bucket_ms, a, b)
 );
 CREATE INDEX IF NOT EXISTS totals_trending ON totals(region, metric, bucket_ms);
+CREATE TABLE IF NOT EXISTS documents (
+    kind TEXT NOT NULL,
+    version BIGINT NOT NULL,
+    issued_ms BIGINT NOT NULL,
+    expires_ms BIGINT NOT NULL,
+    sha256 TEXT NOT NULL,
+    published_ms BIGINT NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (kind, version)
+);
 """
 
 _ADD_TOTALS = (
@@ -93,6 +105,10 @@ _ADD_CELLS = (
 
 class KeyConflict(Exception):
     """An idempotency key already belongs to another device (hostile or broken client)."""
+
+
+class VersionConflict(Exception):
+    """A document was published with a version not above the one already published."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +127,8 @@ class Storage(Protocol):
     def totals(self, device_id: str | None = None) -> dict[CellKey, tuple[int, int]]: ...
     def trending(self, region: str, since_ms: int, limit: int) -> list[tuple[str, float]]: ...
     def stats(self) -> dict[str, int]: ...
+    def publish(self, raw: bytes) -> DocumentManifest: ...
+    def document(self, kind: str) -> bytes | None: ...
     def close(self) -> None: ...
 
 
@@ -293,13 +311,62 @@ class _SqlStorage:
             )
         return [(r[0], float(r[1])) for r in rows if float(r[1]) > 0]
 
+    # -- signed documents (catalog, offers) -----------------------------------------------
+    def publish(self, raw: bytes) -> DocumentManifest:
+        """Store a signed document for devices to pull; its version must be the highest.
+
+        The collector never holds the signing key: the operator signs, devices verify.
+        """
+        manifest = document_manifest(raw)
+        with self._tx() as cur:
+            latest = self._rows(
+                cur, "SELECT max(version) FROM documents WHERE kind = ?", [manifest.kind]
+            )[0][0]
+            if latest is not None and manifest.version <= int(latest):
+                raise VersionConflict(
+                    f"{manifest.kind} version {manifest.version} is not above the published "
+                    f"version {latest}"
+                )
+            cur.execute(
+                self._sql(
+                    "INSERT INTO documents (kind, version, issued_ms, expires_ms, sha256, "
+                    "published_ms, body) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    manifest.kind,
+                    manifest.version,
+                    manifest.issued_ms,
+                    manifest.expires_ms,
+                    manifest.sha256,
+                    int(time.time() * 1000),
+                    base64.b64encode(raw).decode(),
+                ],
+            )
+        return manifest
+
+    def document(self, kind: str) -> bytes | None:
+        """The latest published document of ``kind``, as signed, or None."""
+        with self._tx() as cur:
+            rows = self._rows(
+                cur,
+                "SELECT body FROM documents WHERE kind = ? ORDER BY version DESC LIMIT 1",
+                [kind],
+            )
+        return base64.b64decode(rows[0][0]) if rows else None
+
+    def latest_version(self, kind: str) -> int:
+        """The highest published version of ``kind`` (0 when none)."""
+        with self._tx() as cur:
+            value = self._rows(cur, "SELECT max(version) FROM documents WHERE kind = ?", [kind])
+        return int(value[0][0] or 0)
+
     def close(self) -> None:
         raise NotImplementedError
 
     def stats(self) -> dict[str, int]:
         with self._tx() as cur:
             out = {}
-            for table in ("devices", "releases", "release_cells", "totals"):
+            for table in ("devices", "releases", "release_cells", "totals", "documents"):
                 out[table] = int(self._rows(cur, f"SELECT count(*) FROM {table}")[0][0])
         return out
 
@@ -381,4 +448,12 @@ def open_storage(*, db: str | None = None, pg: str | None = None) -> _SqlStorage
     return SqliteStorage(db or "collector.db")
 
 
-__all__ = ["Device", "KeyConflict", "PostgresStorage", "SqliteStorage", "Storage", "open_storage"]
+__all__ = [
+    "Device",
+    "KeyConflict",
+    "PostgresStorage",
+    "SqliteStorage",
+    "Storage",
+    "VersionConflict",
+    "open_storage",
+]
