@@ -525,7 +525,7 @@ class Shopper:
     def cart(self) -> list[CartLine]:
         """The cart, oldest line first."""
         rows = self._sw.store.query(
-            "SELECT item_id, quantity, added_ms FROM carts WHERE shopper_id = ? ORDER BY added_ms, item_id",
+            "SELECT item_id, quantity, added_ms FROM carts WHERE shopper_id = ? ORDER BY rowid",
             [self.shopper_id],
         )
         return [CartLine(**row) for row in rows]
