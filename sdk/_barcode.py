@@ -46,7 +46,7 @@ from typing import Any
 from stdnum import ean
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 
-from ._errors import InvalidBarcode
+from ._errors import InvalidBarcode, InvalidInput
 
 GTIN_LENGTHS = (8, 12, 13, 14)
 FORMS = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}
@@ -169,8 +169,19 @@ class InStoreLayout:
     price_decimals: int = 2
 
     def __post_init__(self) -> None:
-        if self.value_start + self.value_length > 12 or self.item_start + self.item_length > 12:
-            raise ValueError("in-store layout fields must end before the check digit (12)")
+        item = range(self.item_start, self.item_start + self.item_length)
+        value = range(self.value_start, self.value_start + self.value_length)
+        if (
+            min(self.item_start, self.value_start) < 2
+            or min(self.item_length, self.value_length) < 1
+        ):
+            raise InvalidInput(
+                "in-store layout fields start after the 2-digit prefix and are non-empty"
+            )
+        if item.stop > 12 or value.stop > 12:
+            raise InvalidInput("in-store layout fields must end before the check digit (12)")
+        if set(item) & set(value):
+            raise InvalidInput("in-store layout item and value fields must not overlap")
 
 
 DEFAULT_LAYOUT = InStoreLayout()

@@ -144,3 +144,19 @@ def test_decoding_a_non_image_is_a_typed_error() -> None:
     pytest.importorskip("zxingcpp")
     with pytest.raises(shelfwise.InvalidBarcode):
         shelfwise.decode_image(b"definitely not a png")
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"item_start": 2, "item_length": 6, "value_start": 7, "value_length": 5},  # overlap
+        {"item_start": 1, "item_length": 5, "value_start": 7, "value_length": 5},  # eats prefix
+        {"item_start": 2, "item_length": 5, "value_start": 8, "value_length": 5},  # eats check
+        {"item_start": 2, "item_length": 0, "value_start": 7, "value_length": 5},  # empty item
+    ],
+)
+def test_impossible_in_store_layouts_are_refused_with_a_typed_error(fields: dict[str, int]) -> None:
+    from shelfwise._barcode import InStoreLayout
+
+    with pytest.raises(shelfwise.InvalidInput):
+        InStoreLayout(**fields)
