@@ -122,7 +122,7 @@ class EASE:
 
     name = "EASE"
 
-    def __init__(self, l2: float = 250.0) -> None:
+    def __init__(self, l2: float = 100.0) -> None:
         self.l2 = l2
 
     def fit(self, sequences: Sequence[Sequence[int]], num_items: int) -> EASE:
@@ -150,6 +150,6 @@ class EASE:
         return scores + TIE_BREAK * self.pop
 
 
-def all_baselines(ease_l2: float = 250.0) -> list[Popularity | Markov | CoOccurrence | EASE]:
+def all_baselines(ease_l2: float = 100.0) -> list[Popularity | Markov | CoOccurrence | EASE]:
     """The baselines every evaluation reports."""
     return [Popularity(), CoOccurrence(), Markov(), EASE(ease_l2)]

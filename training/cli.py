@@ -93,7 +93,12 @@ def evaluate_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data", help="data file (default: the one the run trained on)")
     parser.add_argument("--json", dest="json_path", help="write the results here")
     parser.add_argument("--split", default="test", choices=["test", "valid"])
-    parser.add_argument("--ease-l2", type=float, default=250.0, help="EASE regularisation")
+    parser.add_argument(
+        "--ease-l2",
+        type=float,
+        default=100.0,
+        help="EASE L2 (100: best of 100/400 on Beauty validation)",
+    )
     parser.add_argument(
         "--sampled", action="store_true", help="also the sampled-100-negatives protocol"
     )
@@ -154,7 +159,7 @@ def evaluate_run(
     split_name: str = "test",
     baselines: bool = True,
     sampled: bool = False,
-    ease_l2: float = 250.0,
+    ease_l2: float = 100.0,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Evaluate a run and the baselines; returns the JSON-ready results.
