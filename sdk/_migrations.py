@@ -368,3 +368,57 @@ def _sync_documents(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="032_sync_day_close")
+def _sync_day_close(db: Database) -> None:
+    # Closing a UTC day (shelfwise._outbox): events whose hourly cell was suppressed are
+    # `carried` into a day release counted with distinct contributors across the day. An
+    # ended session keeps its random token until its day closes (not just its hour), so it
+    # stays ONE contributor in the day count. Events summarised before this migration count
+    # as already closed: they were released under the hourly-only rules.
+    run_script(
+        db,
+        """
+        ALTER TABLE events ADD COLUMN carried INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE events ADD COLUMN day_summary_id INTEGER;  -- 0: closed, nothing released
+        UPDATE events SET day_summary_id = 0 WHERE summarised = 1;
+        CREATE INDEX events_day_open ON events(ts_ms) WHERE day_summary_id IS NULL;
+        CREATE INDEX events_day_summary ON events(day_summary_id) WHERE day_summary_id > 0;
+        ALTER TABLE sync_outbox ADD COLUMN granularity TEXT NOT NULL DEFAULT 'hour';
+        ALTER TABLE sync_ledger ADD COLUMN granularity TEXT NOT NULL DEFAULT 'hour';
+        CREATE TABLE sync_days (
+            day_ms INTEGER PRIMARY KEY,      -- UTC day start
+            closed_ms INTEGER NOT NULL,
+            outbox_id INTEGER                -- the day release, NULL when nothing was released
+        );
+
+        DROP TRIGGER sync_events_unlinked;
+        CREATE TRIGGER sync_events_unlinked AFTER UPDATE OF shopper_id ON events
+        WHEN old.shopper_id IS NOT NULL AND new.shopper_id IS NULL
+             AND (new.summarised = 0 OR new.day_summary_id IS NULL) BEGIN
+            UPDATE events SET contributor =
+                (SELECT token FROM sync_tokens WHERE shopper_id = old.shopper_id)
+            WHERE seq = new.seq;
+        END;
+        CREATE TRIGGER sync_dirty_day_on_erase AFTER DELETE ON events
+        WHEN old.day_summary_id > 0 AND old.shopper_id IS NOT NULL BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT id FROM sync_outbox WHERE id = old.day_summary_id;
+        END;
+        CREATE TRIGGER sync_dirty_day_on_withdraw_insert AFTER INSERT ON consents
+        WHEN new.purpose = 'sync' AND new.granted = 0 BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT DISTINCT e.day_summary_id FROM events e
+            JOIN sync_outbox o ON o.id = e.day_summary_id
+            WHERE e.shopper_id = new.shopper_id AND e.day_summary_id > 0;
+        END;
+        CREATE TRIGGER sync_dirty_day_on_withdraw_update AFTER UPDATE ON consents
+        WHEN new.purpose = 'sync' AND new.granted = 0 AND old.granted = 1 BEGIN
+            INSERT OR IGNORE INTO sync_dirty(outbox_id)
+            SELECT DISTINCT e.day_summary_id FROM events e
+            JOIN sync_outbox o ON o.id = e.day_summary_id
+            WHERE e.shopper_id = new.shopper_id AND e.day_summary_id > 0;
+        END;
+        """,
+    )

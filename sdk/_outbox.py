@@ -16,6 +16,11 @@ as dirty (SQLite triggers, same transaction); ``rebuild_dirty`` re-aggregates th
 releases without them under the SAME idempotency key and a higher ``rev``, so the
 collector replaces the old version even if it had already received it.
 
+Closing a day (``_close_day``, once a UTC day has ended and all its hours are summarised):
+events whose hourly cell was suppressed were marked ``carried``; they are counted again per
+day with distinct contributors across the day (``aggregate_day``) in a day release, in one
+transaction with the day marked closed. Session tokens live until the day closes.
+
 The ledger (``sync_ledger`` per release, ``sync_released`` per cell) records exactly what
 the device released, noise included: once everything is acknowledged, upstream holds
 exactly the ``sync_released`` totals for this device.
@@ -44,7 +49,16 @@ import sqlite_utils
 
 from ._identity import get_shopper, segment_of
 from ._store import Store, now_ms
-from ._summaries import HOUR_MS, Cell, Envelope, PrivacyPolicy, Release, aggregate
+from ._summaries import (
+    DAY_MS,
+    HOUR_MS,
+    Cell,
+    Envelope,
+    PrivacyPolicy,
+    Release,
+    aggregate,
+    aggregate_day,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +66,7 @@ DEFAULT_BATCH_EVENTS = 50_000
 
 _SELECT = """
 SELECT e.seq, e.shopper_id, e.contributor, e.type, e.item_id, e.quantity, e.store_id,
-       e.ts_ms, e.payload, s.kind AS kind, COALESCE(c.granted, 0) AS sync_ok
+       e.ts_ms, e.payload, e.carried, s.kind AS kind, COALESCE(c.granted, 0) AS sync_ok
 FROM events e
 LEFT JOIN shoppers s ON s.shopper_id = e.shopper_id
 LEFT JOIN consents c ON c.shopper_id = e.shopper_id AND c.purpose = 'sync'
@@ -72,6 +86,7 @@ class ReleaseInfo:
     suppressed: int
     size: int
     epsilon: float | None
+    granularity: str = "hour"  # or "day": a closed day's carried-over cells
 
 
 @dataclass(frozen=True)
@@ -187,11 +202,18 @@ def summarise(
         policy = PrivacyPolicy(k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon)
     stamp = now_ms() if now is None else now
     until = stamp + 1 if include_open_hour else stamp // HOUR_MS * HOUR_MS
+    # A day closes once its last hour is summarised; "everything now" closes today too.
+    close_until = (stamp // DAY_MS + 1) * DAY_MS if include_open_hour else until
     out: list[ReleaseInfo] = []
     while max_releases is None or len(out) < max_releases:
         info = _summarise_batch(store, device_id, policy, model or {}, until, max_events, stamp)
         if info is None:
-            break
+            closed = _close_day(store, device_id, policy, model or {}, close_until, stamp)
+            if closed is None:
+                break
+            if closed is not _NOTHING:
+                out.append(closed)
+            continue
         out.append(info)
     return out
 
@@ -212,46 +234,17 @@ def _summarise_batch(
             return None
         _classify(db, store, rows)
         release = aggregate(rows, policy)
-        key = f"{device_id}:{uuid.uuid4().hex}"
-        outbox_id: int | None = None
-        body = b""
-        if release.cells:
-            outbox_id = int(
-                db.execute(
-                    "INSERT INTO sync_outbox (idempotency_key, rev, created_ms, body, size, cells, "
-                    "epsilon) VALUES (?, 1, ?, x'', 0, ?, ?)",
-                    [key, stamp, len(release.cells), release.epsilon],
-                ).lastrowid
-                or 0
-            )
-            body = _envelope(device_id, outbox_id, key, 1, release, policy, model, stamp).pack()
-            db.execute(
-                "UPDATE sync_outbox SET body = ?, size = ? WHERE id = ?",
-                [body, len(body), outbox_id],
-            )
-            _add_released(db, release.cells, +1)
+        info = _write_release(db, device_id, policy, model, release, stamp, "hour")
+        # The contributor token stays until the event's day closes (see _close_day).
         db.execute(
-            f"UPDATE events AS e SET summarised = 1, contributor = NULL, summary_id = ? "
-            f"WHERE {where}",
-            [outbox_id, *params],
+            f"UPDATE events AS e SET summarised = 1, summary_id = ? WHERE {where}",
+            [info.outbox_id, *params],
         )
         withheld = [[r["seq"]] for r in rows if not r["counted"]]
-        if withheld and outbox_id is not None:
+        if withheld and info.outbox_id is not None:
             db.conn.executemany("UPDATE events SET summary_id = NULL WHERE seq = ?", withheld)
-        db.table("sync_ledger").insert(
-            {
-                "idempotency_key": key,
-                "outbox_id": outbox_id or 0,
-                "rev": 1,
-                "created_ms": stamp,
-                "cells": len(release.cells),
-                "suppressed": release.suppressed,
-                "events": release.events,
-                "withheld": release.withheld,
-                "epsilon": release.epsilon,
-                # a fully suppressed release has nothing to send: settled at once
-                "acked_ms": None if outbox_id else stamp,
-            }
+        db.conn.executemany(
+            "UPDATE events SET carried = 1 WHERE seq = ?", [[seq] for seq in release.carried]
         )
     logger.info(
         "summarised %d events into %d cells (%d suppressed, %d withheld)",
@@ -259,6 +252,134 @@ def _summarise_batch(
         len(release.cells),
         release.suppressed,
         release.withheld,
+    )
+    return info
+
+
+class _Nothing(ReleaseInfo):
+    pass
+
+
+# A day closed without anything to release or suppress (returned as a marker, not listed).
+_NOTHING = _Nothing("", None, 0, 0, 0, 0, 0, 0, None, "day")
+
+
+def _close_day(
+    store: Store,
+    device_id: str,
+    policy: PrivacyPolicy,
+    model: Mapping[str, Any],
+    close_until: int,
+    stamp: int,
+) -> ReleaseInfo | None:
+    """Close the oldest open UTC day that ended before ``close_until``, in one transaction.
+
+    Releases the day's carried-over cells (``aggregate_day``), marks every event of the
+    day closed (``day_summary_id``: the release, or 0) and clears session tokens. Events
+    arriving for a day already closed are marked closed at once: they count in their
+    hourly cells only, so nothing is counted twice. Returns None when no day can close.
+    """
+    with store.write() as db:
+        first = list(
+            db.query(
+                "SELECT ts_ms FROM events WHERE day_summary_id IS NULL AND ts_ms < ? "
+                "ORDER BY ts_ms LIMIT 1",
+                [close_until],
+            )
+        )
+        if not first:
+            return None
+        day = first[0]["ts_ms"] // DAY_MS * DAY_MS
+        span = [day, day + DAY_MS]
+        if day + DAY_MS > close_until or list(
+            db.query(
+                "SELECT 1 FROM events WHERE summarised = 0 AND ts_ms >= ? AND ts_ms < ? LIMIT 1",
+                span,
+            )
+        ):
+            return None  # the day is still open, or has hours waiting (clock skew)
+        if list(db.query("SELECT 1 FROM sync_days WHERE day_ms = ?", [day])):
+            db.execute(
+                "UPDATE events SET day_summary_id = 0, contributor = NULL "
+                "WHERE day_summary_id IS NULL AND ts_ms >= ? AND ts_ms < ?",
+                span,
+            )
+            return _NOTHING
+        rows = [
+            dict(r)
+            for r in db.query(
+                f"{_SELECT} WHERE e.day_summary_id IS NULL AND e.ts_ms >= ? AND e.ts_ms < ? "
+                "ORDER BY e.seq",
+                span,
+            )
+        ]
+        _classify(db, store, rows)
+        release = aggregate_day(rows, policy)
+        info: ReleaseInfo = _NOTHING
+        if release.cells or release.suppressed:
+            info = _write_release(db, device_id, policy, model, release, stamp, "day")
+        db.execute(
+            "UPDATE events SET day_summary_id = 0, contributor = NULL "
+            "WHERE day_summary_id IS NULL AND ts_ms >= ? AND ts_ms < ?",
+            span,
+        )
+        if info.outbox_id is not None:
+            db.conn.executemany(
+                "UPDATE events SET day_summary_id = ? WHERE seq = ?",
+                [[info.outbox_id, r["seq"]] for r in rows if r["counted"]],
+            )
+        db.execute(
+            "INSERT INTO sync_days (day_ms, closed_ms, outbox_id) VALUES (?, ?, ?)",
+            [day, stamp, info.outbox_id],
+        )
+    if info is _NOTHING:
+        return info
+    logger.info("closed a day: %d carried-over cells (%d suppressed)", info.cells, info.suppressed)
+    return info
+
+
+def _write_release(
+    db: sqlite_utils.Database,
+    device_id: str,
+    policy: PrivacyPolicy,
+    model: Mapping[str, Any],
+    release: Release,
+    stamp: int,
+    granularity: str,
+) -> ReleaseInfo:
+    """Queue a release (if it has cells) with its ledger row and running totals."""
+    key = f"{device_id}:{uuid.uuid4().hex}"
+    outbox_id: int | None = None
+    body = b""
+    if release.cells:
+        outbox_id = int(
+            db.execute(
+                "INSERT INTO sync_outbox (idempotency_key, rev, created_ms, body, size, cells, "
+                "epsilon, granularity) VALUES (?, 1, ?, x'', 0, ?, ?, ?)",
+                [key, stamp, len(release.cells), release.epsilon, granularity],
+            ).lastrowid
+            or 0
+        )
+        body = _envelope(device_id, outbox_id, key, 1, release, policy, model, stamp).pack()
+        db.execute(
+            "UPDATE sync_outbox SET body = ?, size = ? WHERE id = ?", [body, len(body), outbox_id]
+        )
+        _add_released(db, release.cells, +1)
+    db.table("sync_ledger").insert(
+        {
+            "idempotency_key": key,
+            "outbox_id": outbox_id or 0,
+            "rev": 1,
+            "created_ms": stamp,
+            "cells": len(release.cells),
+            "suppressed": release.suppressed,
+            "events": release.events,
+            "withheld": release.withheld,
+            "epsilon": release.epsilon,
+            # a fully suppressed release has nothing to send: settled at once
+            "acked_ms": None if outbox_id else stamp,
+            "granularity": granularity,
+        }
     )
     return ReleaseInfo(
         key=key,
@@ -270,6 +391,7 @@ def _summarise_batch(
         suppressed=release.suppressed,
         size=len(body),
         epsilon=release.epsilon,
+        granularity=granularity,
     )
 
 
@@ -300,18 +422,18 @@ def _rebuild(store: Store, outbox_id: int, policy: PrivacyPolicy | None, k: int 
             policy = PrivacyPolicy(
                 k=int(was.get("k", 15)),
                 k_pairs=int(was.get("k_pairs", 25)),
+                top_pairs=int(was.get("top_pairs", 50)),
                 epsilon=was.get("epsilon") and float(was["epsilon"]),
             )
         if k is not None:
             policy = PrivacyPolicy(
                 k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon
             )
-        rows = [
-            dict(r)
-            for r in db.query(f"{_SELECT} WHERE e.summary_id = ? ORDER BY e.seq", [outbox_id])
-        ]
+        day = old["granularity"] == "day"
+        where = "e.day_summary_id = ? AND e.day_summary_id > 0" if day else "e.summary_id = ?"
+        rows = [dict(r) for r in db.query(f"{_SELECT} WHERE {where} ORDER BY e.seq", [outbox_id])]
         _classify(db, store, rows)
-        release = aggregate(rows, policy)
+        release = aggregate_day(rows, policy) if day else aggregate(rows, policy)
         rev = int(old["rev"]) + 1
         key = old["idempotency_key"]
         body = _envelope(
@@ -332,7 +454,15 @@ def _rebuild(store: Store, outbox_id: int, policy: PrivacyPolicy | None, k: int 
         _add_released(db, previous["cells"], -1)
         _add_released(db, release.cells, +1)
         withheld = [[r["seq"]] for r in rows if not r["counted"]]
-        db.conn.executemany("UPDATE events SET summary_id = NULL WHERE seq = ?", withheld)
+        if day:
+            db.conn.executemany("UPDATE events SET day_summary_id = 0 WHERE seq = ?", withheld)
+        else:
+            db.conn.executemany("UPDATE events SET summary_id = NULL WHERE seq = ?", withheld)
+            # A smaller cell may now fall below k: its events wait for their day instead.
+            db.conn.executemany(
+                "UPDATE events SET carried = ? WHERE seq = ?",
+                [[int(r["seq"] in release.carried), r["seq"]] for r in rows],
+            )
         db.execute(
             "UPDATE sync_ledger SET rev = ?, cells = ?, suppressed = ?, events = ?, "
             "withheld = withheld + ?, epsilon = ? WHERE idempotency_key = ?",

@@ -48,6 +48,7 @@ from ._errors import InvalidInput
 
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
+REST_SUFFIX = "_day_rest"  # a day's events whose hourly cells were suppressed
 ENVELOPE_VERSION = 1
 
 # Payload keys that are low-cardinality labels, safe to use as cell dimensions (free text
@@ -97,7 +98,12 @@ class PrivacyPolicy:
             raise InvalidInput("epsilon must be in (0, 100]")
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.k, "k_pairs": self.k_pairs, "epsilon": self.epsilon}
+        return {
+            "k": self.k,
+            "k_pairs": self.k_pairs,
+            "top_pairs": self.top_pairs,
+            "epsilon": self.epsilon,
+        }
 
 
 @dataclass(frozen=True)
@@ -110,6 +116,8 @@ class Release:
     suppressed: int = 0  # cells below the contributor threshold
     epsilon: float | None = None
     noise: Mapping[str, Any] = field(default_factory=dict)
+    # seqs of counted events whose hourly event cell was suppressed: carried to their day
+    carried: frozenset[int] = frozenset()
 
 
 def _label(value: Any) -> str | None:
@@ -160,6 +168,7 @@ def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Relea
     salt = os.urandom(16)  # per release: contributor hashes cannot be joined across releases
     counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     people: dict[CellKey, set[bytes]] = defaultdict(set)
+    cell_events: dict[CellKey, list[int]] = defaultdict(list)  # event cell -> its seqs
     baskets: dict[tuple[bytes, int, str], set[str]] = defaultdict(set)
     exposed: dict[bytes, set[tuple[str, str, str]]] = defaultdict(set)
     events = withheld = 0
@@ -179,6 +188,7 @@ def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Relea
         counts[key][0] += 1
         counts[key][1] += int(row["quantity"] or 1)
         people[key].add(who)
+        cell_events[key].append(int(row["seq"]))
         if row["segment"]:
             seg: CellKey = ("segment", store, hour, str(row["segment"]), "")
             people[seg].add(who)
@@ -200,6 +210,20 @@ def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Relea
             counts[pair][0] += 1
             counts[pair][1] += 1
             people[pair].add(who)
+    carried = frozenset(
+        seq for key, seqs in cell_events.items() if len(people[key]) < policy.k for seq in seqs
+    )
+    return _release(counts, people, policy, events, withheld, carried)
+
+
+def _release(
+    counts: Mapping[CellKey, list[int]],
+    people: Mapping[CellKey, set[bytes]],
+    policy: PrivacyPolicy,
+    events: int,
+    withheld: int,
+    carried: frozenset[int] = frozenset(),
+) -> Release:
     cells, suppressed = _suppress(counts, people, policy)
     noise: dict[str, Any] = {}
     if policy.epsilon is not None and cells:
@@ -211,7 +235,62 @@ def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Relea
         suppressed=suppressed,
         epsilon=noise.get("epsilon"),
         noise=noise,
+        carried=carried,
     )
+
+
+def rest_metric(metric: str) -> str:
+    """The metric of a day's carried-over events of an hourly ``metric``.
+
+    Example:
+        >>> rest_metric("view")
+        'view_day_rest'
+    """
+    return metric + REST_SUFFIX
+
+
+def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
+    """The cells of closing one UTC day, from all of that day's event rows.
+
+    Events whose hourly cell was suppressed (``carried``) are counted again per day and
+    cell dimensions, as ``<metric>_day_rest`` at the day's bucket, with distinct
+    contributors across the whole day (the same salted hash for every event of the day);
+    such a cell is released only with at least ``k`` of them, else it stays suppressed for
+    good. Released rest cells and released hourly cells count disjoint events, so together
+    they never count an event twice.
+
+    Example:
+        >>> rows = [
+        ...     {"seq": h, "shopper_id": f"anon-{h}", "contributor": None, "type": "view",
+        ...      "item_id": "milk", "quantity": 1, "store_id": "s1",
+        ...      "ts_ms": 1_700_006_400_000 + h * HOUR_MS, "payload": "{}", "counted": True,
+        ...      "segment": None, "carried": True}
+        ...     for h in range(3)
+        ... ]
+        >>> aggregate_day(rows, PrivacyPolicy(k=3)).cells
+        [['view_day_rest', 's1', 1700006400000, 'milk', '', 3, 3]]
+    """
+    salt = os.urandom(16)
+    counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
+    people: dict[CellKey, set[bytes]] = defaultdict(set)
+    events = withheld = 0
+    for row in rows:
+        if not row["carried"]:
+            continue
+        if not row["counted"]:
+            withheld += 1
+            continue
+        events += 1
+        payload = row["payload"]
+        if isinstance(payload, str):
+            payload = json.loads(payload or "{}")
+        a, b = dimensions(row["type"], row["item_id"], payload)
+        day = row["ts_ms"] // DAY_MS * DAY_MS
+        key: CellKey = (rest_metric(row["type"]), str(row["store_id"] or ""), day, a, b)
+        counts[key][0] += 1
+        counts[key][1] += int(row["quantity"] or 1)
+        people[key].add(_contributor(row, salt))
+    return _release(counts, people, policy, events, withheld)
 
 
 def _suppress(
@@ -416,6 +495,8 @@ __all__ = [
     "PrivacyPolicy",
     "Release",
     "aggregate",
+    "aggregate_day",
+    "rest_metric",
     "unpack_envelope",
     "validate_envelope",
 ]

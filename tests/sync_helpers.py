@@ -18,6 +18,24 @@ from pathlib import Path
 
 from shelfwise._sync import Credentials
 
+
+def view_row(seq: int, shopper: int, item: int, ts_ms: int, *, quantity: int = 1) -> dict:
+    """An event row as ``shelfwise._summaries.aggregate`` reads it: an anonymous view."""
+    return {
+        "seq": seq,
+        "shopper_id": f"anon-{shopper}",
+        "contributor": None,
+        "type": "view",
+        "item_id": f"i{item}",
+        "quantity": quantity,
+        "store_id": "s1",
+        "ts_ms": ts_ms,
+        "payload": "{}",
+        "counted": True,
+        "segment": None,
+    }
+
+
 FAULTS = ("ok", "500", "503", "429", "drop", "dup", "processed_then_500", "timeout")
 
 

@@ -11,6 +11,7 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from sync_helpers import view_row
 
 import shelfwise
 from shelfwise._outbox import outbox_status, rebuild_dirty, released_totals
@@ -216,19 +217,7 @@ def test_a_large_backlog_becomes_a_few_compact_releases(store):
 
 
 def _row(seq: int, shopper: int, item: int, hour: int) -> dict:
-    return {
-        "seq": seq,
-        "shopper_id": f"anon-{shopper}",
-        "contributor": None,
-        "type": "view",
-        "item_id": f"i{item}",
-        "quantity": 1 + item % 3,
-        "store_id": "s1",
-        "ts_ms": 1_700_000_000_000 + hour * HOUR_MS,
-        "payload": "{}",
-        "counted": True,
-        "segment": None,
-    }
+    return view_row(seq, shopper, item, 1_700_000_000_000 + hour * HOUR_MS, quantity=1 + item % 3)
 
 
 @settings(max_examples=60, deadline=None)

@@ -27,13 +27,18 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
-from shelfwise._summaries import Envelope
+from shelfwise._summaries import Envelope, rest_metric
 from shelfwise._sync_documents import DocumentManifest, document_manifest
 
 CellKey = tuple[str, str, int, str, str]
 
-# How much each kind of event says about an item trending in a region.
-TRENDING_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
+# How much each kind of event says about an item trending in a region; a day's carried-over
+# events (cells suppressed hourly, released per day) weigh the same as hourly ones.
+_EVENT_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
+TRENDING_WEIGHTS = {
+    **_EVENT_WEIGHTS,
+    **{rest_metric(metric): weight for metric, weight in _EVENT_WEIGHTS.items()},
+}
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS devices (
