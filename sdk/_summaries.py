@@ -4,7 +4,9 @@ A summary is a list of *cells*, each ``[metric, store_id, bucket_ms, a, b, n, q]
 ``metric`` is an event type (``view``, ``scan``, ``scan_miss``, ``cart_add``, ``purchase``,
 ``offer_shown``, ``offer_rejected``, any new type) or a derived one (``pair`` for
 co-purchases, ``segment`` for active members per segment, ``conversion`` for experiment
-conversions); ``bucket_ms`` is the UTC hour (the UTC day for pairs); ``a``/``b`` are the
+conversions); ``bucket_ms`` is the UTC hour for event cells and the UTC day for the
+distinct-contributor metrics (segment, conversion, pair) and carried-over cells
+(``<metric>_day_rest``), which are counted when a day closes; ``a``/``b`` are the
 cell's dimensions (item id, offer id and reason, experiment and variant, ...; ``""`` when
 unused); ``n`` counts events (baskets for pairs, members for segments) and ``q`` sums
 quantities. Cells are keyed by store, day and hour, never by shopper: shopper ids are only
@@ -160,60 +162,40 @@ def _contributor(row: Mapping[str, Any], salt: bytes) -> bytes:
 
 
 def aggregate(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
-    """Build the cells of one release from event rows (ordered by ``seq``).
+    """Build the hourly event cells of one release from event rows (ordered by ``seq``).
 
     Each row carries the ``events`` columns plus ``counted`` (False: a member without the
-    sync consent, left out entirely) and ``segment`` (a member's segment, else None).
+    sync consent, left out entirely). Distinct-contributor metrics (segments, conversions,
+    pairs) are not hourly: they are counted once per closed day (``aggregate_day``), so a
+    member whose hour is split across two releases is never counted twice.
     """
     salt = os.urandom(16)  # per release: contributor hashes cannot be joined across releases
     counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     people: dict[CellKey, set[bytes]] = defaultdict(set)
     cell_events: dict[CellKey, list[int]] = defaultdict(list)  # event cell -> its seqs
-    baskets: dict[tuple[bytes, int, str], set[str]] = defaultdict(set)
-    exposed: dict[bytes, set[tuple[str, str, str]]] = defaultdict(set)
     events = withheld = 0
     for row in rows:
         if not row["counted"]:
             withheld += 1
             continue
         events += 1
-        who = _contributor(row, salt)
-        payload = row["payload"]
-        if isinstance(payload, str):
-            payload = json.loads(payload or "{}")
-        store = str(row["store_id"] or "")
+        payload = _payload(row)
         hour = row["ts_ms"] // HOUR_MS * HOUR_MS
         a, b = dimensions(row["type"], row["item_id"], payload)
-        key: CellKey = (row["type"], store, hour, a, b)
+        key: CellKey = (row["type"], str(row["store_id"] or ""), hour, a, b)
         counts[key][0] += 1
         counts[key][1] += int(row["quantity"] or 1)
-        people[key].add(who)
+        people[key].add(_contributor(row, salt))
         cell_events[key].append(int(row["seq"]))
-        if row["segment"]:
-            seg: CellKey = ("segment", store, hour, str(row["segment"]), "")
-            people[seg].add(who)
-        experiment = _label(payload.get("experiment"))
-        variant = _label(payload.get("variant") or payload.get("arm"))
-        if row["type"] in EXPOSURE_TYPES and experiment and variant:
-            exposed[who].add((experiment, variant, store))
-        if row["type"] == "purchase":
-            baskets[(who, row["ts_ms"], store)].add(str(row["item_id"]))
-            for experiment, variant, at_store in exposed.get(who, ()):
-                conv: CellKey = ("conversion", at_store, hour, experiment, variant)
-                people[conv].add(who)
-    for key, members in people.items():
-        if key[0] in {"segment", "conversion"}:
-            counts[key] = [len(members), 0]
-    for (who, ts, store), items in baskets.items():
-        for first, second in itertools.combinations(sorted(items), 2):
-            pair: CellKey = ("pair", store, ts // DAY_MS * DAY_MS, first, second)
-            counts[pair][0] += 1
-            counts[pair][1] += 1
-            people[pair].add(who)
     carried = frozenset(
         seq for key, seqs in cell_events.items() if len(people[key]) < policy.k for seq in seqs
     )
     return _release(counts, people, policy, events, withheld, carried)
+
+
+def _payload(row: Mapping[str, Any]) -> Mapping[str, Any]:
+    payload = row["payload"]
+    return json.loads(payload or "{}") if isinstance(payload, str) else payload
 
 
 def _release(
@@ -250,14 +232,20 @@ def rest_metric(metric: str) -> str:
 
 
 def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
-    """The cells of closing one UTC day, from all of that day's event rows.
+    """The cells of closing one UTC day, from all of that day's event rows (by ``seq``).
 
-    Events whose hourly cell was suppressed (``carried``) are counted again per day and
-    cell dimensions, as ``<metric>_day_rest`` at the day's bucket, with distinct
-    contributors across the whole day (the same salted hash for every event of the day);
-    such a cell is released only with at least ``k`` of them, else it stays suppressed for
-    good. Released rest cells and released hourly cells count disjoint events, so together
-    they never count an event twice.
+    One salted hash per shopper for the whole day, so every count here is of distinct
+    contributors across the day, whatever releases its hours went into:
+
+    - ``segment``: members active that day per segment (``row["segment"]``), each once;
+    - ``conversion``: shoppers exposed to an experiment arm who then purchased that day;
+    - ``pair``: baskets with both items (threshold ``k_pairs``, top ``top_pairs``);
+    - ``<metric>_day_rest``: events whose hourly cell was suppressed (``row["carried"]``),
+      per day and cell dimensions; disjoint from the released hourly cells, so together
+      they never count an event twice.
+
+    Every cell is released only with at least ``k`` distinct contributors (``k_pairs``
+    for pairs), else it stays suppressed for good.
 
     Example:
         >>> rows = [
@@ -273,23 +261,43 @@ def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> R
     salt = os.urandom(16)
     counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     people: dict[CellKey, set[bytes]] = defaultdict(set)
+    baskets: dict[tuple[bytes, int, str], set[str]] = defaultdict(set)
+    exposed: dict[bytes, set[tuple[str, str, str]]] = defaultdict(set)
     events = withheld = 0
     for row in rows:
-        if not row["carried"]:
-            continue
         if not row["counted"]:
-            withheld += 1
+            withheld += bool(row["carried"])
             continue
-        events += 1
-        payload = row["payload"]
-        if isinstance(payload, str):
-            payload = json.loads(payload or "{}")
-        a, b = dimensions(row["type"], row["item_id"], payload)
+        who = _contributor(row, salt)
+        payload = _payload(row)
+        store = str(row["store_id"] or "")
         day = row["ts_ms"] // DAY_MS * DAY_MS
-        key: CellKey = (rest_metric(row["type"]), str(row["store_id"] or ""), day, a, b)
-        counts[key][0] += 1
-        counts[key][1] += int(row["quantity"] or 1)
-        people[key].add(_contributor(row, salt))
+        if row["carried"]:
+            events += 1
+            a, b = dimensions(row["type"], row["item_id"], payload)
+            key: CellKey = (rest_metric(row["type"]), store, day, a, b)
+            counts[key][0] += 1
+            counts[key][1] += int(row["quantity"] or 1)
+            people[key].add(who)
+        if row["segment"]:
+            people[("segment", store, day, str(row["segment"]), "")].add(who)
+        experiment = _label(payload.get("experiment"))
+        variant = _label(payload.get("variant") or payload.get("arm"))
+        if row["type"] in EXPOSURE_TYPES and experiment and variant:
+            exposed[who].add((experiment, variant, store))
+        if row["type"] == "purchase":
+            baskets[(who, row["ts_ms"], store)].add(str(row["item_id"]))
+            for experiment, variant, at_store in exposed.get(who, ()):
+                people[("conversion", at_store, day, experiment, variant)].add(who)
+    for key, members in people.items():
+        if key[0] in {"segment", "conversion"}:
+            counts[key] = [len(members), 0]
+    for (who, ts, store), items in baskets.items():
+        for first, second in itertools.combinations(sorted(items), 2):
+            pair: CellKey = ("pair", store, ts // DAY_MS * DAY_MS, first, second)
+            counts[pair][0] += 1
+            counts[pair][1] += 1
+            people[pair].add(who)
     return _release(counts, people, policy, events, withheld)
 
 

@@ -9,6 +9,7 @@ device's ledger (``released_totals``) stays exactly what upstream holds.
 
 from __future__ import annotations
 
+import itertools
 from collections import defaultdict
 from pathlib import Path
 
@@ -176,3 +177,53 @@ def test_hourly_plus_day_cells_count_each_event_at_most_once_and_respect_k(event
             expected += len(rest)
         assert released[item] == expected
         assert released[item] <= len(mine)  # never counted twice
+
+
+# -- distinct-contributor metrics are counted once per day -------------------------------------
+
+
+def test_a_member_whose_hour_is_split_across_two_summaries_counts_once_per_day(sw):
+    member = sw.member("L-1", consents={"sync": True})
+    member.track("view", "i1", ts_ms=_at(10, 5))
+    summarise(sw.store, device_id="kiosk-1", k=1, now=_at(11))
+    member.track("view", "i2", ts_ms=_at(10, 40))  # recorded late: hour 10 is split
+    summarise(sw.store, device_id="kiosk-1", k=1, now=_at(12))
+    member.track("view", "i1", ts_ms=_at(15))
+    summarise(sw.store, device_id="kiosk-1", k=1, now=DAY + DAY_MS)
+    hour_10 = [r for r in _bodies(sw) if any(c[2] == _at(10) for c in r["cells"])]
+    assert len(hour_10) == 2  # the hour really went out in two releases
+    cells = _outbox_cells(sw)
+    assert [(k, v) for k, v in cells.items() if k[0] == "segment"] == [
+        (("segment", "s1", DAY, "new", ""), (1, 0))
+    ]
+
+
+def _bodies(sw: shelfwise.Shelfwise) -> list[dict]:
+    return [
+        msgpack.unpackb(r["body"], raw=False)
+        for r in sw.store.query("SELECT body FROM sync_outbox ORDER BY id")
+    ]
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(0, 5), st.integers(0, 2), st.integers(0, 5)), max_size=60),
+    st.lists(st.integers(0, 60), max_size=4),
+)
+def test_segment_counts_are_distinct_members_per_day_however_the_releases_split(events, cuts):
+    policy = PrivacyPolicy(k=1, k_pairs=1)
+    segment_of = {m: ("new", "returning", "loyal")[m % 3] for m in range(6)}
+    rows = [
+        {**_row(i, member, item, hour), "shopper_id": f"L-{member}", "segment": segment_of[member]}
+        for i, (member, item, hour) in enumerate(events)
+    ]
+    bounds = [0, *sorted(cuts), len(rows)]
+    hourly = [aggregate(rows[a:b], policy) for a, b in itertools.pairwise(bounds)]
+    assert not [c for r in hourly for c in r.cells if c[0] == "segment"]
+    day = aggregate_day([{**r, "carried": False} for r in rows], policy)
+    members: dict[str, set[str]] = defaultdict(set)
+    for r in rows:
+        members[r["segment"]].add(r["shopper_id"])
+    assert {c[3]: c[5] for c in day.cells if c[0] == "segment"} == {
+        segment: len(who) for segment, who in members.items()
+    }

@@ -153,11 +153,11 @@ def test_withdrawn_sync_consent_purges_the_member_from_queued_summaries(store):
     leave.view("i1")
     leave.view("i5")
     store.summarise(device_id="kiosk-1", k=1, include_open_hour=True)
-    key_before = store.store.query("SELECT idempotency_key FROM sync_outbox")[0]
+    key_before = store.store.query("SELECT idempotency_key FROM sync_outbox ORDER BY id")[0]
     leave.set_consent("sync", False)
-    assert outbox_status(store.store).dirty == 1
-    assert rebuild_dirty(store.store) == 1
-    row = store.store.query("SELECT idempotency_key, rev FROM sync_outbox")[0]
+    assert outbox_status(store.store).dirty == 2  # the hour's release and the day's segments
+    assert rebuild_dirty(store.store) == 2
+    row = store.store.query("SELECT idempotency_key, rev FROM sync_outbox ORDER BY id")[0]
     assert row["idempotency_key"] == key_before["idempotency_key"] and row["rev"] == 2
     cells = _cells(store)
     assert [v for k, v in cells.items() if k[0] == "view"] == [(1, 1)]
