@@ -98,9 +98,14 @@ def clone(path: Path, suffix: str) -> Path:
     return copy
 
 
-def summary_bytes(paths: list[Path], k: int) -> tuple[int, int, int]:
-    """Summarise copies of every device store with threshold k; (bytes, releases, cells)."""
+def summary_bytes(paths: list[Path], k: int) -> tuple[int, int, int, dict[str, int]]:
+    """Summarise copies of every device store with threshold k.
+
+    Returns (bytes, releases, cells, events released): how many purchase/cart_add events
+    the released cells count, hourly and as day carry-over (``*_day_rest``).
+    """
     total = releases = cells = 0
+    released = {"hourly": 0, "day_rest": 0}
     for d, path in enumerate(paths):
         copy = clone(path, f"k{k}")
         with shelfwise.open(copy, synchronous="NORMAL") as sw:
@@ -108,7 +113,13 @@ def summary_bytes(paths: list[Path], k: int) -> tuple[int, int, int]:
                 total += info.size
                 releases += 1 if info.outbox_id else 0
                 cells += info.cells
-    return total, releases, cells
+            for row in sw.store.query("SELECT metric, sum(n) AS n FROM sync_released GROUP BY 1"):
+                metric = row["metric"]
+                if metric in ("purchase", "cart_add"):
+                    released["hourly"] += row["n"]
+                elif metric in ("purchase_day_rest", "cart_add_day_rest"):
+                    released["day_rest"] += row["n"]
+    return total, releases, cells, released
 
 
 def upload_all(url: str, stores: list[Path], creds: list[Credentials], threads: int) -> dict:
@@ -180,12 +191,15 @@ def main() -> None:
         out["raw_event_bytes"] = raw
         sizes = {}
         for k in (15, 5, 1):
-            size, releases, cells = summary_bytes(paths, k)
+            size, releases, cells, released = summary_bytes(paths, k)
             sizes[k] = {
                 "bytes": size,
                 "releases": releases,
                 "cells": cells,
                 "ratio": raw / max(size, 1),
+                "events_released_hourly": released["hourly"],
+                "events_released_day_rest": released["day_rest"],
+                "events_released_share": sum(released.values()) / max(events, 1),
             }
         out["summaries"] = sizes
         backends = [("sqlite", ["--db", str(folder / "collector.db")])]
@@ -214,6 +228,12 @@ def main() -> None:
     for k, s in sizes.items():
         label = f"summaries k={k} ({s['releases']} releases, {s['cells']:,} cells)"
         print(f"{label:<44}{s['bytes']:>12,}{s['ratio']:>11.1f}")
+    print(f"\n{'events counted in released cells':<44}{'hourly':>10}{'+day rest':>11}{'share':>8}")
+    for k, s in sizes.items():
+        print(
+            f"{'k=' + str(k):<44}{s['events_released_hourly']:>10,}"
+            f"{s['events_released_day_rest']:>11,}{s['events_released_share']:>8.1%}"
+        )
     print(
         f"\n{'collector ingest':<24}{'events/s':>14}{'cells/s':>12}{'requests':>10}{'speedup':>9}"
     )

@@ -208,7 +208,9 @@ def summarise(
     while max_releases is None or len(out) < max_releases:
         info = _summarise_batch(store, device_id, policy, model or {}, until, max_events, stamp)
         if info is None:
-            closed = _close_day(store, device_id, policy, model or {}, close_until, stamp)
+            closed = _close_day(
+                store, device_id, policy, model or {}, close_until, stamp, max_events
+            )
             if closed is None:
                 break
             if closed is not _NOTHING:
@@ -271,48 +273,61 @@ def _close_day(
     model: Mapping[str, Any],
     close_until: int,
     stamp: int,
+    max_events: int = DEFAULT_BATCH_EVENTS,
 ) -> ReleaseInfo | None:
-    """Close the oldest open UTC day that ended before ``close_until``, in one transaction.
+    """Close the open UTC days that ended before ``close_until``, oldest first, in ONE
+    transaction and ONE release (up to ``max_events`` events; at least one day).
 
-    Releases the day's carried-over cells (``aggregate_day``), marks every event of the
-    day closed (``day_summary_id``: the release, or 0) and clears session tokens. Events
-    arriving for a day already closed are marked closed at once: they count in their
-    hourly cells only, so nothing is counted twice. Returns None when no day can close.
+    Releases the days' distinct counts and carried-over cells (``aggregate_day``, keyed by
+    day), marks every event of those days closed (``day_summary_id``: the release, or 0)
+    and clears session tokens. Events arriving for a day already closed are marked closed
+    at once: they count in their hourly cells only, so nothing is counted twice. Returns
+    None when no day can close.
     """
     with store.write() as db:
-        first = list(
-            db.query(
-                "SELECT ts_ms FROM events WHERE day_summary_id IS NULL AND ts_ms < ? "
-                "ORDER BY ts_ms LIMIT 1",
-                [close_until],
-            )
-        )
-        if not first:
-            return None
-        day = first[0]["ts_ms"] // DAY_MS * DAY_MS
-        span = [day, day + DAY_MS]
-        if day + DAY_MS > close_until or list(
-            db.query(
-                "SELECT 1 FROM events WHERE summarised = 0 AND ts_ms >= ? AND ts_ms < ? LIMIT 1",
-                span,
-            )
-        ):
-            return None  # the day is still open, or has hours waiting (clock skew)
-        if list(db.query("SELECT 1 FROM sync_days WHERE day_ms = ?", [day])):
-            db.execute(
-                "UPDATE events SET day_summary_id = 0, contributor = NULL "
-                "WHERE day_summary_id IS NULL AND ts_ms >= ? AND ts_ms < ?",
-                span,
-            )
-            return _NOTHING
-        rows = [
-            dict(r)
+        candidates = [
+            int(r["day"])
             for r in db.query(
-                f"{_SELECT} WHERE e.day_summary_id IS NULL AND e.ts_ms >= ? AND e.ts_ms < ? "
-                "ORDER BY e.seq",
-                span,
+                "SELECT DISTINCT ts_ms / ? * ? AS day FROM events "
+                "WHERE day_summary_id IS NULL AND ts_ms < ? ORDER BY day LIMIT 366",
+                [DAY_MS, DAY_MS, close_until],
             )
         ]
+        days: list[int] = []
+        rows: list[dict[str, Any]] = []
+        late = False
+        for day in candidates:
+            span = [day, day + DAY_MS]
+            if day + DAY_MS > close_until or list(
+                db.query(
+                    "SELECT 1 FROM events WHERE summarised = 0 AND ts_ms >= ? AND ts_ms < ? "
+                    "LIMIT 1",
+                    span,
+                )
+            ):
+                break  # still open, or hours waiting (clock skew): later days wait too
+            if list(db.query("SELECT 1 FROM sync_days WHERE day_ms = ?", [day])):
+                db.execute(
+                    "UPDATE events SET day_summary_id = 0, contributor = NULL "
+                    "WHERE day_summary_id IS NULL AND ts_ms >= ? AND ts_ms < ?",
+                    span,
+                )
+                late = True
+                continue
+            more = [
+                dict(r)
+                for r in db.query(
+                    f"{_SELECT} WHERE e.day_summary_id IS NULL AND e.ts_ms >= ? "
+                    "AND e.ts_ms < ? ORDER BY e.seq",
+                    span,
+                )
+            ]
+            if days and len(rows) + len(more) > max_events:
+                break
+            days.append(day)
+            rows += more
+        if not days:
+            return _NOTHING if late else None
         _classify(db, store, rows)
         release = aggregate_day(rows, policy)
         info: ReleaseInfo = _NOTHING
@@ -321,20 +336,20 @@ def _close_day(
         db.execute(
             "UPDATE events SET day_summary_id = 0, contributor = NULL "
             "WHERE day_summary_id IS NULL AND ts_ms >= ? AND ts_ms < ?",
-            span,
+            [days[0], days[-1] + DAY_MS],
         )
         if info.outbox_id is not None:
             db.conn.executemany(
                 "UPDATE events SET day_summary_id = ? WHERE seq = ?",
                 [[info.outbox_id, r["seq"]] for r in rows if r["counted"]],
             )
-        db.execute(
+        db.conn.executemany(
             "INSERT INTO sync_days (day_ms, closed_ms, outbox_id) VALUES (?, ?, ?)",
-            [day, stamp, info.outbox_id],
+            [[day, stamp, info.outbox_id] for day in days],
         )
     if info is _NOTHING:
         return info
-    logger.info("closed a day: %d carried-over cells (%d suppressed)", info.cells, info.suppressed)
+    logger.info("closed %d days: %d cells (%d suppressed)", len(days), info.cells, info.suppressed)
     return info
 
 

@@ -232,7 +232,8 @@ def rest_metric(metric: str) -> str:
 
 
 def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
-    """The cells of closing one UTC day, from all of that day's event rows (by ``seq``).
+    """The cells of closing UTC days, from all of their event rows (by ``seq``); every
+    count is per day (the day is part of each cell's key).
 
     One salted hash per shopper for the whole day, so every count here is of distinct
     contributors across the day, whatever releases its hours went into:
@@ -262,7 +263,7 @@ def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> R
     counts: dict[CellKey, list[int]] = defaultdict(lambda: [0, 0])
     people: dict[CellKey, set[bytes]] = defaultdict(set)
     baskets: dict[tuple[bytes, int, str], set[str]] = defaultdict(set)
-    exposed: dict[bytes, set[tuple[str, str, str]]] = defaultdict(set)
+    exposed: dict[tuple[bytes, int], set[tuple[str, str, str]]] = defaultdict(set)
     events = withheld = 0
     for row in rows:
         if not row["counted"]:
@@ -284,10 +285,10 @@ def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> R
         experiment = _label(payload.get("experiment"))
         variant = _label(payload.get("variant") or payload.get("arm"))
         if row["type"] in EXPOSURE_TYPES and experiment and variant:
-            exposed[who].add((experiment, variant, store))
+            exposed[(who, day)].add((experiment, variant, store))
         if row["type"] == "purchase":
             baskets[(who, row["ts_ms"], store)].add(str(row["item_id"]))
-            for experiment, variant, at_store in exposed.get(who, ()):
+            for experiment, variant, at_store in exposed.get((who, day), ()):
                 people[("conversion", at_store, day, experiment, variant)].add(who)
     for key, members in people.items():
         if key[0] in {"segment", "conversion"}:

@@ -227,3 +227,15 @@ def test_segment_counts_are_distinct_members_per_day_however_the_releases_split(
     assert {c[3]: c[5] for c in day.cells if c[0] == "segment"} == {
         segment: len(who) for segment, who in members.items()
     }
+
+
+def test_a_backlog_of_days_closes_in_one_release_with_each_day_counted_apart(sw):
+    member = sw.member("L-1", consents={"sync": True})
+    for day in range(3):
+        member.track("view", "i1", ts_ms=DAY - day * DAY_MS + HOUR_MS)
+    releases = summarise(sw.store, device_id="kiosk-1", k=1, now=DAY + DAY_MS)
+    assert [r.granularity for r in releases] == ["hour", "day"]
+    segments = {k[2]: v for k, v in _outbox_cells(sw).items() if k[0] == "segment"}
+    assert segments == {DAY - day * DAY_MS: (1, 0) for day in range(3)}
+    days = sw.store.query("SELECT count(DISTINCT outbox_id) AS n, count(*) AS d FROM sync_days")
+    assert days == [{"n": 1, "d": 3}]
