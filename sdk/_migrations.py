@@ -422,3 +422,9 @@ def _sync_day_close(db: Database) -> None:
         END;
         """,
     )
+
+
+@MIGRATIONS(name="012_exposure_seq")
+def _exposure_seq(db: Database) -> None:
+    # The exposure event's seq orders a purchase made in the same millisecond as the exposure.
+    run_script(db, "ALTER TABLE experiment_assignments ADD COLUMN exposed_seq INTEGER;")

@@ -1554,6 +1554,12 @@ class Offers:
                     ctx.now_ms,
                     ctx.store_id,
                 )
+                # Timestamps tie within a millisecond; the event order says what came first.
+                db.execute(
+                    "UPDATE experiment_assignments SET exposed_seq = (SELECT max(seq) FROM events) "
+                    "WHERE shopper_id = ? AND experiment_id = ?",
+                    [ctx.shopper_id, offer.experiment.experiment_id],
+                )
 
     def record_purchase(self, db: Any, shopper_id: str, purchases: Sequence[Any]) -> int:
         """Record experiment conversions for purchases, in the caller's transaction.
@@ -1626,7 +1632,8 @@ class Offers:
         sql = (
             "SELECT a.shopper_id, a.experiment_id, a.variant, a.offer_id, a.exposed_ms, "
             "e.item_id, e.ts_ms, e.store_id, i.category FROM experiment_assignments a "
-            "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' AND e.ts_ms >= a.exposed_ms "
+            "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' "
+            "AND (e.ts_ms > a.exposed_ms OR (e.ts_ms = a.exposed_ms AND e.seq > coalesce(a.exposed_seq, 0))) "
             "LEFT JOIN items i ON i.item_id = e.item_id WHERE a.converted_ms IS NULL"
         )
         params: list[Any] = []

@@ -92,6 +92,17 @@ def test_a_purchase_before_the_exposure_is_not_a_conversion(sw: shelfwise.Shelfw
     assert [c[0] for c in conversions(sw)] == [shopper.shopper_id]
 
 
+def test_a_purchase_in_the_same_millisecond_but_before_the_exposure_is_not_a_conversion(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    sw.offers.define(EXPERIMENT_OFFER)
+    shopper = sw.member(member_in("treatment"), consents={"offers": True})
+    bought_at = buy(shopper, "coffee")
+    shopper.offers(cart=[], now=bought_at)  # exposed in the very same millisecond, afterwards
+    assert sw.offers.record_conversions() == 0
+    assert conversions(sw) == []
+
+
 def test_conversions_reach_the_next_sync_summary_without_a_report(
     sw: shelfwise.Shelfwise,
 ) -> None:
