@@ -398,7 +398,12 @@ class Shelfwise:
             ...     sw.sync("http://127.0.0.1:9", creds, deadline_s=0).remaining
             0
         """
-        return sync_store(self.store, self.model, url, credentials, **options)
+        defaults = {
+            "catalog": self.catalog,
+            "offers": self.offers,
+            "public_key": self.model.public_key,
+        }
+        return sync_store(self.store, self.model, url, credentials, **{**defaults, **options})
 
     def sync_status(self) -> OutboxStatus:
         """Queued releases and bytes, last success, last error; reads only the local store.
