@@ -20,7 +20,7 @@ from typing import Any
 import shelfwise
 
 from .app import KioskConfig, create_app
-from .seed import BUNDLE_DIR, STORE_DIR, seed_store, store_config
+from .seed import BUNDLE_DIR, SEEDED_FROM, STORE_DIR, seed_store, store_config, store_fingerprint
 
 logger = logging.getLogger("shelfwise.kiosk_demo")
 
@@ -47,11 +47,25 @@ def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
     return tuple(cards)
 
 
+def seeded_from(db: Path) -> str | None:
+    """The fingerprint of the demo store files ``db`` was seeded from (None if unknown)."""
+    with shelfwise.open(db) as sw:
+        return sw.store.get_meta(SEEDED_FROM)
+
+
 def open_store(
     db: Path, bundle: Path | None, store_dir: Path = STORE_DIR
 ) -> tuple[shelfwise.Shelfwise, dict[str, Any]]:
     """Seed ``db`` from the demo store if it does not exist, then open it with the bundle."""
     config = store_config(store_dir)
+    if db.exists() and seeded_from(db) != store_fingerprint(store_dir):
+        # The committed demo store changed (an upgrade): start from it again, keep the old copy.
+        stale = db.with_name(db.name + ".old")
+        for suffix in ("", "-wal", "-shm"):
+            old_file = Path(str(db) + suffix)
+            if old_file.exists():
+                old_file.replace(Path(str(stale) + suffix))
+        logger.warning("the demo store changed; the previous working copy is now %s", stale)
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
         counts = seed_store(db, store_dir)

@@ -27,6 +27,7 @@ import collections
 import csv
 import gzip
 import hashlib
+import html
 import io
 import json
 import re
@@ -313,7 +314,10 @@ def read_off(path: Path) -> list[dict[str, str]]:
     seen: set[str] = set()
     for row in rows:
         code = (row.get("code") or "").strip()  # read as text: leading zeros matter
-        name = " ".join((row.get("product_name") or "").split())
+        # Open Food Facts keeps some names HTML-escaped ("Latte &quot;Alta qualita&quot;").
+        name = " ".join(html.unescape(row.get("product_name") or "").split())
+        if name.count('"') % 2:  # a name cut off inside its quotes
+            name = name.replace('"', "").strip()
         # 20-29 are restricted-circulation codes: another store's in-store labels, not products.
         if len(code) != 13 or not ean.is_valid(code) or code[:2] in {str(p) for p in range(20, 30)}:
             continue

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import hashlib
 import io
 import json
 import logging
@@ -45,6 +46,19 @@ def date_shift_days(latest: date, *, today: date | None = None) -> int:
     today = today or datetime.now(UTC).date()
     gap = (today - timedelta(days=1) - latest).days
     return max(0, gap // 7 * 7)
+
+
+SEEDED_FROM = "kiosk.store_fingerprint"
+SEED_FILES = ("catalog.jsonl", "history.csv.gz", "members.csv")
+
+
+def store_fingerprint(store_dir: Path = STORE_DIR) -> str:
+    """sha256 over the committed demo store files a working copy is seeded from."""
+    digest = hashlib.sha256()
+    for name in SEED_FILES:
+        digest.update(name.encode())
+        digest.update((store_dir / name).read_bytes())
+    return digest.hexdigest()
 
 
 def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
@@ -89,5 +103,6 @@ def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
                 )
             db.table("events").insert_all(records, batch_size=2000)
             sw.store.set_meta("kiosk.date_shift_days", str(shift))
+            sw.store.set_meta(SEEDED_FROM, store_fingerprint(store_dir))
         logger.info("seeded the demo store: %d items, %d members", items, len(members))
         return {"items": items, "members": len(members), "events": len(records), "shift": shift}

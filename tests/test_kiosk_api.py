@@ -342,3 +342,28 @@ def test_the_one_build_command_reproduces_the_committed_demo_store(tmp_path: Pat
     assert counts["groceries_items"] == 167 and counts["members"] == 3898
     for name in ["catalog.jsonl", "categories.json", "history.csv.gz", "members.csv"]:
         assert (tmp_path / name).read_bytes() == (STORE_DIR / name).read_bytes(), name
+
+
+def test_an_upgraded_demo_store_reseeds_a_stale_working_copy(tmp_path: Path) -> None:
+    import shutil
+
+    store_dir = tmp_path / "store"
+    shutil.copytree(STORE_DIR, store_dir, ignore=shutil.ignore_patterns("bundle"))
+    db = tmp_path / "work.db"
+    sw, _ = open_store(db, None, store_dir)
+    sw.start_session().track("scan", sw.catalog.all_items()[0].item_id)  # the shop's own use
+    sw.close()
+    sw, _ = open_store(db, None, store_dir)  # unchanged store: the working copy is kept
+    assert sw.store.query("SELECT count(*) AS n FROM events WHERE type = 'scan'")[0]["n"] == 1
+    sw.close()
+
+    catalog = store_dir / "catalog.jsonl"
+    lines = catalog.read_text(encoding="utf-8").splitlines()
+    catalog.write_text("\n".join(lines[:-1]) + "\n", encoding="utf-8")  # an upgrade drops an item
+    sw, _ = open_store(db, None, store_dir)
+    try:
+        assert sw.catalog.count() == len(lines) - 1, "seeded again from the new files"
+        assert sw.store.query("SELECT count(*) AS n FROM events WHERE type = 'scan'")[0]["n"] == 0
+    finally:
+        sw.close()
+    assert (tmp_path / "work.db.old").exists(), "the previous working copy is kept aside"

@@ -201,7 +201,10 @@ def test_the_staff_screen_refuses_without_the_pin(page, tmp_path: Path) -> None:
     page.locator("#staff-pin").press("Enter")
     page.get_by_test_id("staff-panel").wait_for()
     page.get_by_test_id("funnel-chart").wait_for()
-    assert "Last sync" in page.get_by_test_id("staff-panel").inner_text()
+    status = page.get_by_test_id("sync-status").inner_text()
+    assert "Queued summaries" in status and "Last error" in status
+    assert "{" not in status, "the sync status is a readable table, not a raw record"
+    assert page.locator("#staff-login").is_hidden(), "the PIN form goes away once unlocked"
     shot(page, "08-staff", tmp_path)
 
 

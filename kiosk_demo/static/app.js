@@ -423,8 +423,33 @@ function barChart(values, labels, title, testid) {
   return el("div", { class: "panel" }, el("h2", { text: title }), chart);
 }
 
+function ago(ms) {
+  if (!ms) return "never";
+  const s = Math.round((Date.now() - ms) / 1000);
+  if (s < 0) return `in ${Math.round(-s / 60)} min`;
+  if (s < 90) return `${s} s ago`;
+  if (s < 5400) return `${Math.round(s / 60)} min ago`;
+  return `${Math.round(s / 3600)} h ago`;
+}
+
+// A readable sync status: the raw record overflows a kiosk screen and says little at a glance.
+function syncTable(sync, lastSync) {
+  if (!sync || sync.available === false) return el("p", { class: "muted", text: "Sync module not available." });
+  const rows = [
+    ["Queued summaries", `${sync.queued} (${Math.round((sync.queued_bytes || 0) / 1024 * 10) / 10} KB)`],
+    ["Events not yet summarised", String(sync.unsummarised_events ?? 0)],
+    ["Quarantined", String(sync.quarantined ?? 0)],
+    ["Last success", ago(sync.last_success_ms)],
+    ["Last attempt", ago(sync.last_attempt_ms)],
+    ["Next attempt", sync.next_attempt_ms ? ago(sync.next_attempt_ms) : "when due"],
+    ["Last sync", lastSync.state],
+    ["Last error", sync.last_error || lastSync.message || "none"],
+  ];
+  return el("table", { class: "status-table", "data-testid": "sync-status" },
+    ...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: v }))));
+}
+
 function renderStaff(data) {
-  const sync = data.sync && data.sync.available !== false ? JSON.stringify(data.sync) : "sync module not available";
   const offerRows = data.offers.map((o) => {
     const box = el("input", { type: "checkbox", "data-offer": o.offer_id });
     box.checked = !!o.active;
@@ -439,8 +464,8 @@ function renderStaff(data) {
       el("h2", { text: "Status" }),
       el("p", { text: "Model: " + (data.model_version || "none (popularity only)") }),
       el("p", { text: `Catalog: ${data.catalog_items} items` }),
-      el("p", { text: "Sync: " + sync }),
-      el("p", { text: `Last sync: ${data.last_sync.state}` + (data.last_sync.message ? ` (${data.last_sync.message})` : "") }),
+      el("h3", { text: "Sync" }),
+      syncTable(data.sync, data.last_sync),
       el("button", { onclick: async () => renderStaff(await api("/api/staff/sync", {})), text: "Sync now" }),
       el("label", { class: "switch-row", for: "sandbox" }, el("span", { text: "Sandbox mode (redemptions spend nothing)" }), sandbox)),
     el("div", { class: "panel" }, el("h2", { text: "Offers" }),
