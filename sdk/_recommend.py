@@ -150,14 +150,20 @@ class Recommender:
         per_category: int,
     ) -> list[Recommendation]:
         ranked = candidates.ranked()
-        items = self.catalog.get_many(ranked)
         bought = {item for item, _ in context.purchases}
-        allowed = []
-        for item_id in ranked:
-            item = items.get(item_id)
-            if item is None or not passes_filters(item, context, bought, anchor):
-                continue
-            allowed.append(item)
+        allowed: list[Item] = []
+        # Read the catalog a batch at a time: the best candidates usually fill the k slots
+        # (diversity included), and every catalog row read costs time on the hot path.
+        batch = max(2 * k, 16)
+        for start in range(0, len(ranked), batch):
+            chunk = ranked[start : start + batch]
+            items = self.catalog.get_many(chunk)
+            for item_id in chunk:
+                item = items.get(item_id)
+                if item is not None and passes_filters(item, context, bought, anchor):
+                    allowed.append(item)
+            if len(_pick_diverse(allowed, k, per_category)[0]) == k:
+                break
         chosen = diversify(allowed, k, per_category)
         return [
             Recommendation(
@@ -187,8 +193,10 @@ def passes_filters(item: Item, context: Context, bought: set[str], anchor: Item 
     return item.repeatable or item.item_id not in bought
 
 
-def diversify(items: Sequence[Item], k: int, per_category: int) -> list[Item]:
-    """Best-first items with at most ``per_category`` per category; fill up if short."""
+def _pick_diverse(
+    items: Sequence[Item], k: int, per_category: int
+) -> tuple[list[Item], list[Item]]:
+    """Best-first items with at most ``per_category`` per category, and those left over."""
     chosen: list[Item] = []
     overflow: list[Item] = []
     counts: Counter[str] = Counter()
@@ -200,6 +208,12 @@ def diversify(items: Sequence[Item], k: int, per_category: int) -> list[Item]:
             continue
         counts[item.category] += 1
         chosen.append(item)
+    return chosen, overflow
+
+
+def diversify(items: Sequence[Item], k: int, per_category: int) -> list[Item]:
+    """Best-first items with at most ``per_category`` per category; fill up if short."""
+    chosen, overflow = _pick_diverse(items, k, per_category)
     if len(chosen) < k:  # a small catalog: relevance beats diversity
         chosen.extend(overflow[: k - len(chosen)])
     return chosen
