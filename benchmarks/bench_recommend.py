@@ -130,11 +130,37 @@ def tile(vectors: np.ndarray, size: int, seed: int = 1) -> np.ndarray:
 
 
 # -- building a store and a bundle of a given size ------------------------------------------
+def int8_scorer(model: bytes) -> bytes:
+    """The scorer with dynamic int8 weights: its own [d, N] weight becomes MatMulInteger."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
+        source.write_bytes(model)
+        quantize_dynamic(
+            source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
+        )
+        quantized = target.read_bytes()
+    ops = {node.op_type for node in onnx.load_from_string(quantized).graph.node}
+    assert "MatMulInteger" in ops, "the scorer did not become an int8 MatMulInteger"
+    return quantized
+
+
 def build(
-    workdir: Path, label: str, item_ids: list[str], vectors: np.ndarray, model: bytes | None
+    workdir: Path,
+    label: str,
+    item_ids: list[str],
+    vectors: np.ndarray,
+    model: bytes | None,
+    quantize: str = "none",
 ) -> tuple[Path, Path]:
     """A bundle (the given model, or a mean-pool scorer) and a store with the full catalog."""
     padded = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
+    if model is None:
+        model = mean_pool_scorer(padded)
+        if quantize == "int8":
+            model = int8_scorer(model)
     bundle = workdir / f"bundle-{label}"
     write_bundle(
         bundle,
@@ -144,12 +170,15 @@ def build(
             max_history=MAX_HISTORY,
             embedding_dim=int(vectors.shape[1]),
             opset=17,
+            quantization=quantize,
         ),
-        model_onnx=model if model is not None else mean_pool_scorer(padded),
+        model_onnx=model,
         items=item_ids,
         item_vectors=padded,
     )
     db = workdir / f"store-{label}.db"
+    if db.exists():  # the same catalog, another model
+        return bundle, db
     with shelfwise.open(db, store_id="bench", synchronous="NORMAL") as sw:
         chunk = 50_000
         for start in tqdm(range(0, len(item_ids), chunk), desc=f"catalog {label}", leave=False):
@@ -224,11 +253,12 @@ def bench_size(
     model: bytes | None,
     histories: list[list[str]],
     rounds: int,
+    quantize: str = "none",
 ) -> dict[str, Any]:
     import torch
 
     started = time.perf_counter()
-    bundle, db = build(workdir, label, item_ids, vectors, model)
+    bundle, db = build(workdir, label, item_ids, vectors, model, quantize)
     build_s = time.perf_counter() - started
     sw = shelfwise.open(db, bundle=bundle, store_id="bench")
     loaded = sw.model.current
@@ -286,7 +316,12 @@ def bench_size(
 
     n_tight = rounds
     n_spaced = max(20, rounds // 3)
+    int8_matrix = np.clip(np.round(matrix_t * (127 / np.abs(matrix_t).max())), -127, 127).astype(
+        np.int8
+    )
     results: dict[str, Any] = {
+        "quantization": loaded.manifest.quantization,
+        "int8_floor_ms": round(min(measure(lambda _: int8_matrix.max(), 20)) * 1000, 4),
         "items": len(item_ids),
         "matrix_mb": round(matrix_t.nbytes / 1e6, 1),
         "onnx_intra_op_threads": threads,
@@ -391,6 +426,11 @@ def main() -> None:
     parser.add_argument("--bundle", help="a trained bundle to take the real vectors from")
     parser.add_argument("--rounds", type=int, default=300, help="requests per tight-loop case")
     parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
+    parser.add_argument(
+        "--quantize",
+        default="none,int8",
+        help="scorers for the tiled sizes: none (fp32), int8 (MatMulInteger), or both",
+    )
     args = parser.parse_args()
 
     trained = find_trained_bundle(args.bundle)
@@ -438,10 +478,22 @@ def main() -> None:
                 vectors, size_model = tile(base_vectors, size), None
             histories = [[ids[i] for i in h] for h in chosen]
             rounds = args.rounds if size <= 200_000 else max(30, args.rounds // 6)
-            result = bench_size(label, Path(tmp), ids, vectors, size_model, histories, rounds)
-            paths = result.pop("paths")
-            result["cold_start"] = probe(paths["db"], paths["bundle"])
-            report["sizes"][label] = result
+            modes = ["trained"] if size_model is not None else args.quantize.split(",")
+            for mode in modes:
+                name = label if mode in {"trained", "none"} else f"{label} {mode}"
+                result = bench_size(
+                    name,
+                    Path(tmp),
+                    ids,
+                    vectors,
+                    size_model,
+                    histories,
+                    rounds,
+                    quantize="none" if mode == "trained" else mode,
+                )
+                paths = result.pop("paths")
+                result["cold_start"] = probe(paths["db"], paths["bundle"])
+                report["sizes"][name] = result
     print_table(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
