@@ -197,6 +197,19 @@ def build(
     return bundle, db
 
 
+def trained_torch_scorer(manifest: Manifest) -> Any:
+    """The PyTorch module a trained bundle was exported from, if its run folder is here."""
+    run = Path(str(manifest.training.get("config", {}).get("train", {}).get("out", "")))
+    run = run if run.is_absolute() else ROOT / run
+    if not (run / "model.pt").is_file():
+        return None
+    from shelfwise.export.onnx_export import ExportScorer
+    from shelfwise.training.train import load_run
+
+    model, _, _ = load_run(run)
+    return ExportScorer(model).eval()
+
+
 # -- timing helpers ---------------------------------------------------------------------------
 _EVICT = np.ones(48 * 1024 * 1024 // 8)  # larger than the last-level cache
 
@@ -254,6 +267,7 @@ def bench_size(
     histories: list[list[str]],
     rounds: int,
     quantize: str = "none",
+    trained_torch: Any = None,
 ) -> dict[str, Any]:
     import torch
 
@@ -295,6 +309,8 @@ def bench_size(
     def torch_eager(i: int) -> object:
         with torch.inference_mode():
             history = torch.from_numpy(batches[i % len(batches)])
+            if trained_torch is not None:  # the bundle's own network, in PyTorch
+                return torch.topk(trained_torch(history), K + 1, dim=1)
             mask = (history > 0).float().unsqueeze(-1)
             user = (t_embed[history] * mask).sum(1) / mask.sum(1).clamp(min=1)
             return torch.topk(user @ t_matrix, K + 1, dim=1)
@@ -490,6 +506,9 @@ def main() -> None:
                     histories,
                     rounds,
                     quantize="none" if mode == "trained" else mode,
+                    trained_torch=trained_torch_scorer(files.manifest)
+                    if mode == "trained"
+                    else None,
                 )
                 paths = result.pop("paths")
                 result["cold_start"] = probe(paths["db"], paths["bundle"])
