@@ -45,11 +45,11 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from scorer_graph import mean_pool_scorer
 
 import shelfwise
 from shelfwise._bundle import Manifest, read_bundle, write_bundle
 from shelfwise._encoding import encode_histories
+from shelfwise.export.reference_scorer import mean_pool_scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -1,4 +1,7 @@
-"""An ONNX scorer for benchmark bundles, built with onnx.helper (needs the ``onnx`` package).
+"""A reference ONNX scorer built with onnx.helper (needs ``onnx``, not torch).
+
+Used by the runtime tests and the benchmarks, and usable to ship item embeddings trained
+elsewhere as a bundle.
 
 The graph follows the bundle contract (history [B, L] int64, k [1] int64 -> scores, items):
 mean of the history's item vectors, one MatMul against a pre-transposed [d, N+1] item
