@@ -63,40 +63,6 @@ class ExportReport:
     size_bytes: int
 
 
-def read_sign_key(path: str | Path) -> bytes:
-    """An ed25519 private key from a file: raw 32 bytes, 64 hex characters, or PEM (PKCS#8).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> key = pathlib.Path(tempfile.mkdtemp()) / "k"
-        >>> _ = key.write_text("00" * 32)
-        >>> len(read_sign_key(key))
-        32
-    """
-    raw = Path(path).read_bytes()
-    if len(raw) == 32:
-        return raw
-    text = raw.strip()
-    if len(text) == 64:
-        try:
-            return bytes.fromhex(text.decode())
-        except ValueError:
-            pass
-    if text.startswith(b"-----BEGIN"):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        key = serialization.load_pem_private_key(text, password=None)
-        if not isinstance(key, Ed25519PrivateKey):
-            raise ValueError(f"{path}: not an ed25519 private key")
-        return key.private_bytes(
-            serialization.Encoding.Raw,
-            serialization.PrivateFormat.Raw,
-            serialization.NoEncryption(),
-        )
-    raise ValueError(f"{path}: expected a raw 32-byte, hex or PEM ed25519 private key")
-
-
 def padded(histories: list[list[int]], max_len: int) -> np.ndarray:
     """Left-padded int64 [n, max_len] (the same layout ``encode_histories`` produces)."""
     batch = np.zeros((len(histories), max_len), dtype=np.int64)

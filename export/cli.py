@@ -13,9 +13,10 @@ import logging
 import sys
 import time
 
+from shelfwise._bundle import read_private_key
 from shelfwise._errors import ShelfwiseError
 
-from .bundle import ExportCheckFailed, export_bundle, read_sign_key
+from .bundle import ExportCheckFailed, export_bundle
 
 EXAMPLE = """example:
   shelfwise export runs/beauty --out bundles/beauty --quantize int8
@@ -54,7 +55,7 @@ def main(name: str, argv: list[str]) -> int:
         logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
     args = parser().parse_args(argv)
     try:
-        key = read_sign_key(args.sign_key) if args.sign_key else None
+        key = read_private_key(args.sign_key) if args.sign_key else None
         expires = (
             int((time.time() + args.expires_days * 86400) * 1000) if args.expires_days else None
         )

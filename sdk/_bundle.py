@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ._errors import BundleVerificationError
+from ._errors import BundleVerificationError, InvalidInput
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -265,6 +265,41 @@ def verify_signature(manifest_bytes: bytes, signature: bytes, public_key: bytes)
         raise BundleVerificationError(
             "bundle signature does not match the pinned public key; refusing to load it"
         ) from exc
+
+
+def read_private_key(path: str | Path) -> bytes:
+    """An ed25519 private key file: raw 32 bytes, 64 hex characters, or PEM (PKCS#8).
+
+    Signs bundles (``shelfwise export --sign-key``) and upstream documents alike.
+
+    Example:
+        >>> import tempfile, pathlib
+        >>> key = pathlib.Path(tempfile.mkdtemp()) / "k"
+        >>> _ = key.write_text("11" * 32)
+        >>> read_private_key(key) == bytes.fromhex("11" * 32)
+        True
+    """
+    raw = Path(path).read_bytes()
+    if len(raw) == 32:
+        return raw
+    text = raw.strip()
+    if len(text) == 64:
+        try:
+            return bytes.fromhex(text.decode("ascii"))
+        except ValueError:
+            pass
+    if text.startswith(b"-----BEGIN"):
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+        key = serialization.load_pem_private_key(text, password=None)
+        if isinstance(key, Ed25519PrivateKey):
+            return key.private_bytes(
+                serialization.Encoding.Raw,
+                serialization.PrivateFormat.Raw,
+                serialization.NoEncryption(),
+            )
+    raise InvalidInput(f"{path}: expected a raw 32-byte, hex or PEM ed25519 private key")
 
 
 def generate_signing_key() -> tuple[bytes, bytes]:

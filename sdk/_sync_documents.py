@@ -37,12 +37,11 @@ import json
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import msgpack
 
-from ._bundle import sign_manifest, verify_signature
+from ._bundle import read_private_key, sign_manifest, verify_signature
 from ._catalog import Catalog, parse_item
 from ._errors import (
     BundleVerificationError,
@@ -189,36 +188,6 @@ def build_document(
         },
         use_bin_type=True,
     )
-
-
-def read_private_key(path: str | Path) -> bytes:
-    """An ed25519 private key file: raw 32 bytes, 64 hex characters, or PEM (PKCS#8).
-
-    Example:
-        >>> import tempfile, pathlib
-        >>> key = pathlib.Path(tempfile.mkdtemp()) / "k"
-        >>> _ = key.write_text("11" * 32)
-        >>> read_private_key(key) == bytes.fromhex("11" * 32)
-        True
-    """
-    raw = Path(path).read_bytes()
-    if len(raw) == 32:
-        return raw
-    text = raw.strip()
-    if len(text) == 64 and _is_hex(text.decode("ascii", "replace")):
-        return bytes.fromhex(text.decode())
-    if text.startswith(b"-----BEGIN"):
-        from cryptography.hazmat.primitives import serialization
-        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
-        key = serialization.load_pem_private_key(text, password=None)
-        if isinstance(key, Ed25519PrivateKey):
-            return key.private_bytes(
-                serialization.Encoding.Raw,
-                serialization.PrivateFormat.Raw,
-                serialization.NoEncryption(),
-            )
-    raise InvalidInput(f"{path}: expected a raw 32-byte, hex or PEM ed25519 private key")
 
 
 def document_manifest(raw: bytes) -> DocumentManifest:
