@@ -30,9 +30,10 @@ import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -671,25 +672,39 @@ def cart_view(kiosk: Kiosk, shopper: shelfwise.Shopper) -> dict[str, Any]:
     }
 
 
+def store_zone(store: dict[str, Any]) -> ZoneInfo:
+    """The store's time zone from store.json; UTC when it names none or an unknown one."""
+    try:
+        return ZoneInfo(str(store.get("timezone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.warning(
+            "unknown store time zone %r: the staff charts use UTC", store.get("timezone")
+        )
+        return ZoneInfo("UTC")
+
+
 def staff_view(kiosk: Kiosk) -> dict[str, Any]:
     """What the staff screen shows: switches, sync, model, today's scans and offer funnel."""
     sw = kiosk.sw
-    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    zone = store_zone(kiosk.config.store)
+    today = datetime.now(zone).replace(hour=0, minute=0, second=0, microsecond=0)
     since = int(today.timestamp() * 1000)
     hours = [0] * 24
     for row in sw.store.query(
-        "SELECT (ts_ms - ?) / 3600000 AS h, count(*) AS n FROM events "
-        "WHERE ts_ms >= ? AND type IN ('scan', 'scan_miss') GROUP BY h",
-        [since, since],
-    ):
-        if 0 <= row["h"] < 24:
-            hours[row["h"]] = row["n"]
+        "SELECT ts_ms FROM events WHERE ts_ms >= ? AND type IN ('scan', 'scan_miss')", [since]
+    ):  # bucketed in the store's own hours (a DST day has 23 or 25 of them)
+        hours[datetime.fromtimestamp(row["ts_ms"] / 1000, zone).hour] += 1
     funnel_rows = sw.store.query(
         "SELECT type, count(*) AS n FROM events WHERE ts_ms >= ? AND type IN "
         "('scan', 'offer_shown', 'cart_add', 'offer_redeemed', 'purchase') GROUP BY type",
         [since],
     )
     counts = {row["type"]: row["n"] for row in funnel_rows}
+    rejected = sw.store.query(
+        "SELECT json_extract(payload, '$.reason') AS reason, count(*) AS n FROM events "
+        "WHERE ts_ms >= ? AND type = 'offer_rejected' GROUP BY reason ORDER BY n DESC",
+        [since],
+    )
     offers_api = getattr(sw, "offers", None)
     offers = [jsonable(o) for o in offers_api.all()] if offers_api is not None else []
     sync_status = getattr(sw, "sync_status", None)
@@ -700,11 +715,13 @@ def staff_view(kiosk: Kiosk) -> dict[str, Any]:
         "sandbox": kiosk.sandbox,
         "sync": jsonable(sync_status()) if sync_status else {"available": False},
         "last_sync": kiosk.last_sync,
-        "scans_by_hour_utc": hours,
+        "timezone": str(zone),
+        "scans_by_hour": hours,
         "funnel": [
             {"step": step, "count": counts.get(step, 0)}
             for step in ("scan", "offer_shown", "cart_add", "offer_redeemed", "purchase")
         ],
+        "rejections": [{"reason": r["reason"] or "unknown", "count": r["n"]} for r in rejected],
         "catalog_items": sw.catalog.count(),
     }
 

@@ -248,7 +248,25 @@ def test_the_staff_screen_refuses_without_the_pin(client: TestClient) -> None:
     assert client.post("/api/staff/login", json={"pin": PIN}).status_code == 200
     status = client.get("/api/staff/status").json()
     assert {o["offer_id"] for o in status["offers"]} >= {"milk-monday", "big-basket"}
-    assert len(status["scans_by_hour_utc"]) == 24
+    assert len(status["scans_by_hour"]) == 24
+
+
+def test_staff_charts_count_today_in_the_store_time_zone_and_list_refusals(
+    client: TestClient, store: tuple
+) -> None:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    zone = ZoneInfo(store[1]["timezone"])
+    client.post("/api/session/start")
+    client.post("/api/scan", json={"code": "8004983005474"})
+    client.post("/api/cart/redeem", json={"code": "NOT-A-REAL-CODE"})
+    client.post("/api/staff/login", json={"pin": PIN})
+    status = client.get("/api/staff/status").json()
+    assert status["timezone"] == store[1]["timezone"]
+    assert status["scans_by_hour"][datetime.now(zone).hour] >= 1, "bucketed in local hours"
+    reasons = {r["reason"]: r["count"] for r in status["rejections"]}
+    assert any(reason.startswith("code_") for reason in reasons), reasons
 
 
 def test_staff_can_switch_an_offer_off(client: TestClient) -> None:

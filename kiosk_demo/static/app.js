@@ -470,8 +470,12 @@ function renderStaff(data) {
       el("label", { class: "switch-row", for: "sandbox" }, el("span", { text: "Sandbox mode (redemptions spend nothing)" }), sandbox)),
     el("div", { class: "panel" }, el("h2", { text: "Offers" }),
       offerRows.length ? offerRows : el("p", { class: "muted", text: data.offers_available ? "No offers defined." : "Offers module not available." })),
-    barChart(data.scans_by_hour_utc, data.scans_by_hour_utc.map((_, h) => (h % 3 === 0 ? h : "")), "Scans today by hour (UTC)", "scan-chart"),
-    barChart(data.funnel.map((f) => f.count), data.funnel.map((f) => f.step), "Today's offer funnel", "funnel-chart")));
+    barChart(data.scans_by_hour, data.scans_by_hour.map((_, h) => (h % 3 === 0 ? h : "")), `Scans today by hour (${data.timezone})`, "scan-chart"),
+    barChart(data.funnel.map((f) => f.count), data.funnel.map((f) => f.step.replace("_", " ")), "Today's offer funnel", "funnel-chart"),
+    el("div", { class: "panel", "data-testid": "rejections" }, el("h2", { text: "Offers refused today, by reason" }),
+      data.rejections.length
+        ? el("table", { class: "status-table" }, ...data.rejections.map((r) => el("tr", {}, el("th", { text: r.reason }), el("td", { text: String(r.count) }))))
+        : el("p", { class: "muted", text: "None today." }))));
 }
 
 $("staff-back").addEventListener("click", () => show(STATE.session ? "scan" : "welcome"));
