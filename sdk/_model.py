@@ -13,6 +13,7 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
@@ -57,11 +58,9 @@ class LoadedModel:
     """A verified bundle with its live onnxruntime session."""
 
     def __init__(self, files: BundleFiles, *, threads: int | None = None) -> None:
-        self.files = files
         self.manifest: Manifest = files.manifest
         self.vocab = Vocabulary(files.items)
         self.side_tables: SideTables = files.side_tables
-        self.item_vectors = files.item_vectors
         try:
             self.session = ort.InferenceSession(
                 files.model_bytes,
@@ -70,7 +69,11 @@ class LoadedModel:
             )
         except Exception as exc:  # onnxruntime errors subclass Exception only
             raise ModelRuntimeError(f"onnxruntime could not load {files.path}: {exc}") from exc
-        self._normalised_vectors: np.ndarray | None = None
+        # The session holds the graph now, and only unit-length vectors are ever read:
+        # keeping the serialized model and the raw vectors would double the footprint.
+        self.files = dataclasses.replace(files, model_bytes=b"", item_vectors=None)
+        self._vectors = files.item_vectors
+        self._normalised = False
         self._vectors_lock = threading.Lock()
 
     @property
@@ -120,13 +123,12 @@ class LoadedModel:
 
     def normalised_vectors(self) -> np.ndarray | None:
         """Unit-length item vectors for cosine similarity (computed once, on first use)."""
-        if self.item_vectors is None:
-            return None
         with self._vectors_lock:
-            if self._normalised_vectors is None:
-                norms = np.linalg.norm(self.item_vectors, axis=1, keepdims=True)
-                self._normalised_vectors = self.item_vectors / np.maximum(norms, 1e-12)
-        return self._normalised_vectors
+            if self._vectors is not None and not self._normalised:
+                norms = np.linalg.norm(self._vectors, axis=1, keepdims=True)
+                self._vectors = self._vectors / np.maximum(norms, 1e-12)
+                self._normalised = True
+        return self._vectors
 
     def health_check(self) -> None:
         """Run the model once on a real history; raise ``ModelRuntimeError`` if it misbehaves."""
