@@ -597,27 +597,30 @@ class Shopper:
         purchases: list[tuple[str, int]] = []
         if personal:
             marks = ",".join("?" * len(INTEREST_EVENTS))
-            rows = store.query(
+            # Plain tuples (Store.rows): on every recommendation, dicts per row cost time.
+            rows = store.rows(
                 f"SELECT item_id, type, ts_ms FROM events WHERE shopper_id = ? AND type IN ({marks}) "
                 "ORDER BY ts_ms DESC, seq DESC LIMIT ?",
                 [self.shopper_id, *INTEREST_EVENTS, HISTORY_EVENTS],
             )
-            history = [(r["item_id"], r["type"], r["ts_ms"]) for r in reversed(rows)]
+            history = [(r[0], r[1], r[2]) for r in reversed(rows)]
             purchases = [
-                (r["item_id"], r["ts_ms"])
-                for r in store.query(
+                (r[0], r[1])
+                for r in store.rows(
                     "SELECT item_id, ts_ms FROM events WHERE shopper_id = ? AND type = 'purchase'",
                     [self.shopper_id],
                 )
             ]
         cart = frozenset(line.item_id for line in self.cart())
+        # The purchases just read give the segment its purchase days (one query fewer).
+        purchase_ms = [ts for _, ts in purchases] if personal else None
         return Context(
             history=history,
             cart=cart,
             purchases=purchases,
             consents=frozenset(p for p, ok in consents.items() if ok),
             age_verified=bool(info.attributes.get("age_verified")) and info.is_member,
-            segment=segment_of(store, info, now),
+            segment=segment_of(store, info, now, purchase_ms=purchase_ms),
             store_id=info.store_id or self._sw.store_id,
             now_ms=now_ms() if now is None else now,
             utc_offset_minutes=self._sw.utc_offset_minutes,

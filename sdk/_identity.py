@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -114,25 +114,37 @@ def write_consents(store: Store, shopper_id: str, consents: Mapping[str, bool]) 
         )
 
 
-def segment_of(store: Store, shopper: ShopperInfo, now: int | None = None) -> str:
+def segment_of(
+    store: Store,
+    shopper: ShopperInfo,
+    now: int | None = None,
+    *,
+    purchase_ms: Iterable[int] | None = None,
+) -> str:
     """new / returning / loyal / lapsed, from the member's purchase days.
 
     - new: first seen under 30 days ago, or fewer than two purchase days
     - lapsed: last purchase over 60 days ago
     - loyal: 8+ purchase days in the last 180 days
     - returning: everyone else
+
+    ``purchase_ms``: every purchase timestamp of the shopper, when the caller has just read
+    them (a recommendation's context does), to save the query.
     """
     if not shopper.is_member:
         return "new"
     current = now_ms() if now is None else now
-    days = [
-        row["day"]
-        for row in store.query(
-            "SELECT DISTINCT ts_ms / ? AS day FROM events "
-            "WHERE shopper_id = ? AND type = 'purchase' ORDER BY day",
-            [DAY_MS, shopper.shopper_id],
-        )
-    ]
+    if purchase_ms is not None:  # timestamps are validated positive: // matches SQLite's /
+        days = sorted({ts // DAY_MS for ts in purchase_ms})
+    else:
+        days = [
+            row["day"]
+            for row in store.query(
+                "SELECT DISTINCT ts_ms / ? AS day FROM events "
+                "WHERE shopper_id = ? AND type = 'purchase' ORDER BY day",
+                [DAY_MS, shopper.shopper_id],
+            )
+        ]
     today = current // DAY_MS
     first_seen_day = min([shopper.created_ms // DAY_MS, *days])
     if today - first_seen_day < NEW_DAYS or len(days) < 2:

@@ -31,6 +31,12 @@ logger = logging.getLogger(__name__)
 
 # Below this many items one intra-op thread is fastest; above it two cores help (FIELD-NOTES).
 TWO_THREADS_FROM_ITEMS = 50_000
+# onnxruntime fuses a dynamically quantized MatMul (DynamicQuantizeLinear -> MatMulInteger ->
+# Cast -> Mul) into one op whose kernel is slow for a single row against per-channel int8
+# weights: the exported int8 scorer at 100k items ran 0.49 ms fused vs 0.27 ms unfused here
+# (per-tensor weights: 0.21 vs 0.24 ms). fp32 graphs have nothing to fuse, so this costs them
+# nothing (benchmarks/bench_recommend.py).
+DISABLED_OPTIMIZERS = ["MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion"]
 
 
 def session_options(num_items: int, threads: int | None = None) -> ort.SessionOptions:
@@ -66,6 +72,7 @@ class LoadedModel:
                 files.model_bytes,
                 sess_options=session_options(len(self.vocab), threads),
                 providers=["CPUExecutionProvider"],
+                disabled_optimizers=DISABLED_OPTIMIZERS,
             )
         except Exception as exc:  # onnxruntime errors subclass Exception only
             raise ModelRuntimeError(f"onnxruntime could not load {files.path}: {exc}") from exc
@@ -75,6 +82,16 @@ class LoadedModel:
         self._vectors = files.item_vectors
         self._normalised = False
         self._vectors_lock = threading.Lock()
+        # A graph whose history length is symbolic (the export's contract: any L up to
+        # max_history) is fed only the columns that hold items: the encoder's cost grows with
+        # L, and a shopper's history is usually far shorter than max_history. A graph with a
+        # fixed length (the legacy exporter bakes it in) always gets the padded max_history.
+        shapes = [
+            i.shape for i in self.session.get_inputs() if i.name == self.manifest.input_history
+        ]
+        self._dynamic_length = (
+            bool(shapes) and len(shapes[0]) == 2 and not isinstance(shapes[0][1], int)
+        )
 
     @property
     def version(self) -> str:
@@ -88,6 +105,9 @@ class LoadedModel:
         if not histories:
             return []
         batch = encode_histories(self.vocab, histories, self.manifest.max_history)
+        if self._dynamic_length:  # left padded: drop the columns that are padding in every row
+            filled = np.flatnonzero(batch.any(axis=0))
+            batch = np.ascontiguousarray(batch[:, filled[0] if len(filled) else -1 :])
         k_eff = max(1, min(k + 1, len(self.vocab) + 1))  # +1: the padding row may rank
         try:
             scores, indices = self.session.run(

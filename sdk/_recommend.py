@@ -257,12 +257,13 @@ def _explainer(model: LoadedModel, ctx: Context, rec: Recommender) -> Callable[[
     verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
     names = rec.names(recent)
     vectors = model.normalised_vectors()
+    # The recent items' vectors, gathered once per request rather than once per shown item.
+    rows = vectors[[model.vocab.index(i) for i in recent]] if vectors is not None else None
 
     def explain(item_id: str) -> str:
         anchor = recent[0]
-        if vectors is not None and len(recent) > 1 and item_id in model.vocab:
+        if vectors is not None and rows is not None and len(recent) > 1 and item_id in model.vocab:
             target = vectors[model.vocab.index(item_id)]
-            rows = vectors[[model.vocab.index(i) for i in recent]]
             anchor = recent[int(np.argmax(rows @ target))]
         return f"because you {verbs.get(anchor, 'viewed')} {names.get(anchor, anchor)}"
 

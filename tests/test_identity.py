@@ -169,13 +169,16 @@ def test_segments_follow_purchase_days(sw: shelfwise.Shelfwise) -> None:
     _buy_on_days(loyal, [1, 8, 15, 22, 30, 45, 60, 75, 100])
     lapsed = _member_since(sw, "lapsed", 400)
     _buy_on_days(lapsed, [100, 130, 160])
-    assert [s.segment(now=NOW) for s in [new, one_visit, returning, loyal, lapsed]] == [
+    members = [new, one_visit, returning, loyal, lapsed]
+    assert [s.segment(now=NOW) for s in members] == [
         "new",
         "new",
         "returning",
         "loyal",
         "lapsed",
     ]
+    # A recommendation's context derives the segment from the purchases it has just read.
+    assert [s.context(now=NOW).segment for s in members] == [s.segment(now=NOW) for s in members]
     assert sw.start_session().segment() == "new"
 
 
