@@ -1,23 +1,41 @@
-"""``recommend`` latency end to end, against PyTorch eager, numpy and the memory-bandwidth floor.
+"""``recommend`` latency end to end with the REAL model, against PyTorch eager, numpy and the floor.
 
-For catalogs of ~12k items (real item vectors), 100k and 1M (the real vectors tiled with a
-little noise), one and two threads, tight loop and spaced requests (a kiosk sees cold caches):
+Catalogs:
 
-- ``e2e shopper``: ``Shopper.recommend("for-you", k=10)`` -- store reads (shopper, consents,
-  history, cart, segment), ONNX inference, business filters, catalog reads, reasons;
-- ``e2e stateless``: ``Shelfwise.recommend(history=..., k=10)`` (what the CLI runs);
-- ``onnxruntime``: the bundle's session alone;
-- ``torch eager``: the same computation in PyTorch (gather, mean, matmul, topk);
-- ``numpy``: dot product + argpartition + sort of the top k;
-- ``floor``: numpy streaming the item matrix once (a sum over it), best of 20.
+- ``12k``: the trained Amazon Beauty bundle as ``shelfwise export`` wrote it (SASRec-style
+  encoder + scoring head, 12,101 items), int8 and fp32;
+- ``100k`` and ``1M``: the same exported graph with its scorer item table tiled to N items
+  (the real vectors repeated with a little noise; ``scorer_graph.tiled_model``), fp32 and int8
+  (``quantize_int8`` as ``--quantize int8`` runs it; ``MatMulInteger`` feeding ``TopK`` is
+  checked). Same encoder, same head: only the number of items changes.
 
-Also the cold start (store open + bundle load, first request) and resident memory, each in a
-fresh process. Item vectors come from a trained bundle when one exists (``--bundle``,
-``runs/**/bundle``, ``kiosk_demo/store/bundle``); otherwise from a truncated SVD of the real
-Amazon Beauty sequences (``../shared/data/amazon-beauty/Beauty.txt``), 12,101 items x 64.
+Cases, each as a tight loop, as spaced requests (a kiosk sees cold caches) and with two
+callers at once sharing the one session:
 
-    python benchmarks/bench_recommend.py                      # 12k, 100k, 1M; ~5 minutes
+- ``e2e shopper``: ``Shopper.recommend("for-you", k=10)`` -- store reads, inference, filters,
+  catalog reads, reasons; ``e2e stateless``: ``Shelfwise.recommend(history=...)``;
+- ``onnxruntime``: the runtime's session alone, on the input the runtime feeds it;
+- ``onnxruntime head``: the scoring head alone (real user vector -> MatMul -> TopK);
+- ``torch eager``: the trained network (export's ``ExportScorer``) with the same table;
+  ``torch eager head``: user @ W + bias, topk;
+- ``numpy head``: user @ W + bias, argpartition, sort of the top k;
+- floor: numpy streaming the item matrix once -- fp32 [d, N] and int8 [d, N], hot (read
+  again and again: as resident in cache as it gets) and cold (a 96 MB buffer read before
+  each pass, 3x the last-level cache), one thread.
+
+Also the cold start and resident memory (fresh process). Needs the ``train`` extra and
+``runs/bundle_beauty_int8`` (+ ``runs/bundle_beauty_fp32``, ``runs/beauty`` for torch):
+
+    shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
+    shelfwise export runs/beauty --out runs/bundle_beauty_int8 --quantize int8
+    shelfwise export runs/beauty --out runs/bundle_beauty_fp32
+    python benchmarks/bench_recommend.py                      # 12k, 100k, 1M; ~10 minutes
     python benchmarks/bench_recommend.py --sizes 12k,100k     # quicker
+
+Without those folders it falls back (and says so in the table and the JSON): no fp32 bundle
+-> the fp32 graph is exported from ``runs/beauty`` in-process; no run either -> the tiled
+sizes use a mean-pool reference scorer over the bundle's item vectors; no bundle at all ->
+item vectors from a truncated SVD of the real Beauty sequences.
 """
 
 from __future__ import annotations
@@ -32,6 +50,8 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,44 +61,37 @@ from typing import Any
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
+import onnxruntime as ort
 from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import scorer_graph
 
 import shelfwise
-from shelfwise._bundle import Manifest, read_bundle, write_bundle
+from shelfwise._bundle import BundleFiles, Manifest, read_bundle, write_bundle
 from shelfwise._encoding import encode_histories
+from shelfwise._model import DISABLED_OPTIMIZERS, session_options
 from shelfwise.export.reference_scorer import mean_pool_scorer
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty" / "Beauty.txt"
-SIZES = {"12k": 0, "100k": 100_000, "1M": 1_000_000}  # 0: the real catalog as it is
+SIZES = {"12k": 0, "100k": 100_000, "1M": 1_000_000}  # 0: the trained catalog as it is
 DIM = 64
-MAX_HISTORY = 50
 K = 10
-MIN_TRAINED_ITEMS = 5_000
+CASES = [
+    "e2e shopper",
+    "e2e stateless",
+    "onnxruntime",
+    "onnxruntime head",
+    "torch eager",
+    "torch eager head",
+    "numpy head",
+]
 
 
-# -- item vectors -------------------------------------------------------------------------
-def find_trained_bundle(explicit: str | None) -> Path | None:
-    """A bundle with item vectors written by shelfwise.export, if one exists."""
-    candidates = [Path(explicit)] if explicit else []
-    candidates += sorted((ROOT / "runs").glob("**/manifest.json"), key=os.path.getmtime)[::-1]
-    candidates += [ROOT / "kiosk_demo" / "store" / "bundle" / "manifest.json"]
-    candidates += sorted(ROOT.glob("runs/**/bundle*/manifest.json"))
-    for candidate in candidates:
-        folder = candidate.parent if candidate.name == "manifest.json" else candidate
-        if not (folder / "item_vectors.npy").is_file():
-            continue
-        manifest = json.loads((folder / "manifest.json").read_text())
-        # The demo's grocery bundle (167 items) is no stand-in for a ~12k catalog.
-        if explicit or manifest.get("num_items", 0) >= MIN_TRAINED_ITEMS:
-            return folder
-    return None
-
-
+# -- the real model and its vectors -----------------------------------------------------------
 def beauty_sequences() -> list[list[int]]:
     """The real Beauty sequences as 0-based item indices."""
     sequences = []
@@ -91,8 +104,8 @@ def beauty_sequences() -> list[list[int]]:
 def svd_item_vectors(sequences: list[list[int]], dim: int, seed: int = 0) -> np.ndarray:
     """Item vectors from a randomized truncated SVD of the user x item matrix (numpy only).
 
-    Implicit-feedback matrix factorisation in its simplest form: items bought by the same
-    people get similar vectors. Rows are items; there is no padding row here.
+    The last fallback, when no trained bundle exists: items bought by the same people get
+    similar vectors. Rows are items; there is no padding row here.
     """
     users = np.concatenate([np.full(len(s), u) for u, s in enumerate(sequences)])
     items = np.concatenate([np.asarray(s) for s in sequences])
@@ -121,64 +134,104 @@ def svd_item_vectors(sequences: list[list[int]], dim: int, seed: int = 0) -> np.
     return (vt[:dim].T * np.sqrt(s[:dim])).astype(np.float32)
 
 
-def tile(vectors: np.ndarray, size: int, seed: int = 1) -> np.ndarray:
-    """``size`` item vectors: the real ones repeated, each copy with small noise."""
-    reps = -(-size // len(vectors))
-    tiled = np.tile(vectors, (reps, 1))[:size]
-    noise = np.random.default_rng(seed).standard_normal(tiled.shape).astype(np.float32)
-    return tiled + noise * (0.05 * float(vectors.std()))
+@dataclass
+class Source:
+    """What the benchmark measures: the real bundles, the fp32 graph, the torch network."""
+
+    describe: str
+    items: list[str]
+    table: np.ndarray  # [N+1, d] as the scorer holds it, row 0 padding
+    bundles: dict[str, Path] = field(default_factory=dict)  # "int8"/"fp32" -> real bundle
+    fp32_graph: bytes | None = None  # the exported graph, encoder + head, fp32
+    torch_run: Path | None = None  # runs/beauty (model.pt), for the torch eager cases
+    manifest: Manifest | None = None
+    fallbacks: list[str] = field(default_factory=list)
+
+
+def _run_of(manifest: Manifest) -> Path | None:
+    run = Path(str(manifest.training.get("config", {}).get("train", {}).get("out", "")))
+    run = run if run.is_absolute() else ROOT / run
+    return run if (run / "model.pt").is_file() else None
+
+
+def find_source(int8_bundle: Path, fp32_bundle: Path) -> Source:
+    """The real model, with a clearly recorded fallback for each missing piece."""
+    bundles: dict[str, Path] = {}
+    files: dict[str, BundleFiles] = {}
+    for mode, path in (("int8", int8_bundle), ("fp32", fp32_bundle)):
+        if (path / "manifest.json").is_file():
+            bundles[mode] = path
+            files[mode] = read_bundle(path)
+    fallbacks = []
+    if not files:
+        if not BEAUTY.is_file():
+            sys.exit(f"no bundle at {int8_bundle} / {fp32_bundle} and no {BEAUTY}: nothing real")
+        vectors = svd_item_vectors(beauty_sequences(), DIM)
+        table = np.vstack([np.zeros((1, DIM), np.float32), vectors])
+        return Source(
+            describe=f"FALLBACK: no trained bundle; truncated SVD (d={DIM}) of {BEAUTY.name}",
+            items=[str(n + 1) for n in range(len(vectors))],
+            table=table,
+            fallbacks=["no bundle: SVD vectors + mean-pool scorer at every size"],
+        )
+    first = files.get("fp32") or files["int8"]
+    manifest = first.manifest
+    run = _run_of(manifest)
+    graph = files["fp32"].model_bytes if "fp32" in files else None
+    if graph is None and run is not None:
+        from shelfwise.export.onnx_export import export_onnx
+        from shelfwise.training.train import load_run
+
+        graph = export_onnx(load_run(run)[0])
+        fallbacks.append(f"no {fp32_bundle}: fp32 graph exported in-process from {run}")
+    if graph is None:
+        fallbacks.append(
+            f"no {fp32_bundle} and no {run}: tiled sizes use a mean-pool scorer over the "
+            "bundle's item vectors (not the trained encoder)"
+        )
+        assert first.item_vectors is not None
+        table = np.asarray(first.item_vectors, np.float32)
+    else:
+        table = scorer_graph.scorer_table(graph)
+    if run is None:
+        fallbacks.append("no training run folder: torch eager runs the head only")
+    return Source(
+        describe=f"trained bundles {', '.join(str(p) for p in bundles.values())}",
+        items=list(first.items),
+        table=table,
+        bundles=bundles,
+        fp32_graph=graph,
+        torch_run=run,
+        manifest=manifest,
+        fallbacks=fallbacks,
+    )
 
 
 # -- building a store and a bundle of a given size ------------------------------------------
-def int8_scorer(model: bytes) -> bytes:
-    """The scorer with dynamic int8 weights: its own [d, N] weight becomes MatMulInteger."""
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    with tempfile.TemporaryDirectory() as tmp:
-        source, target = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        source.write_bytes(model)
-        quantize_dynamic(
-            source, target, weight_type=QuantType.QInt8, op_types_to_quantize=["MatMul"]
-        )
-        quantized = target.read_bytes()
-    ops = {node.op_type for node in onnx.load_from_string(quantized).graph.node}
-    assert "MatMulInteger" in ops, "the scorer did not become an int8 MatMulInteger"
-    return quantized
-
-
-def build(
-    workdir: Path,
-    label: str,
-    item_ids: list[str],
-    vectors: np.ndarray,
-    model: bytes | None,
-    quantize: str = "none",
-) -> tuple[Path, Path]:
-    """A bundle (the given model, or a mean-pool scorer) and a store with the full catalog."""
-    padded = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
-    if model is None:
-        model = mean_pool_scorer(padded)
-        if quantize == "int8":
-            model = int8_scorer(model)
-    bundle = workdir / f"bundle-{label}"
+def write_tiled_bundle(
+    folder: Path, label: str, items: list[str], table: np.ndarray, model: bytes, mode: str
+) -> Path:
     write_bundle(
-        bundle,
+        folder,
         Manifest(
             model_name=f"bench-{label}",
             model_version="1",
-            max_history=MAX_HISTORY,
-            embedding_dim=int(vectors.shape[1]),
-            opset=17,
-            quantization=quantize,
+            max_history=50,
+            embedding_dim=int(table.shape[1]),
+            opset=18,
+            quantization="int8" if mode == "int8" else "none",
         ),
         model_onnx=model,
-        items=item_ids,
-        item_vectors=padded,
+        items=items,
+        item_vectors=table,
     )
-    db = workdir / f"store-{label}.db"
-    if db.exists():  # the same catalog, another model
-        return bundle, db
+    return folder
+
+
+def build_store(db: Path, label: str, item_ids: list[str]) -> Path:
+    """A store holding the whole catalog (one per size, shared by the fp32 and int8 rows)."""
+    if db.exists():
+        return db
     with shelfwise.open(db, store_id="bench", synchronous="NORMAL") as sw:
         chunk = 50_000
         for start in tqdm(range(0, len(item_ids), chunk), desc=f"catalog {label}", leave=False):
@@ -194,24 +247,42 @@ def build(
                 }
                 for n, item_id in enumerate(item_ids[start : start + chunk], start)
             )
-    return bundle, db
+    return db
 
 
-def trained_torch_scorer(manifest: Manifest) -> Any:
-    """The PyTorch module a trained bundle was exported from, if its run folder is here."""
-    run = Path(str(manifest.training.get("config", {}).get("train", {}).get("out", "")))
-    run = run if run.is_absolute() else ROOT / run
-    if not (run / "model.pt").is_file():
-        return None
+def torch_scorer(run: Path, table: np.ndarray) -> Any:
+    """The trained network in PyTorch (export's ExportScorer) scoring against ``table``."""
+    import torch
+
     from shelfwise.export.onnx_export import ExportScorer
     from shelfwise.training.train import load_run
 
-    model, _, _ = load_run(run)
-    return ExportScorer(model).eval()
+    module = ExportScorer(load_run(run)[0]).eval()
+    if module.scorer.shape[1] != len(table):  # the tiled catalog: same network, N items
+        module.scorer = torch.nn.Parameter(
+            torch.from_numpy(np.ascontiguousarray(table.T)), requires_grad=False
+        )
+        module.pad_bias = torch.from_numpy(scorer_graph._pad_bias(len(table)))
+    return module
+
+
+def user_vectors(source: Source, batches: list[np.ndarray]) -> np.ndarray:
+    """Real user vectors: the trained encoder's output for real histories (or, with the
+    mean-pool fallback, the mean of the history's vectors)."""
+    if source.fp32_graph is None:
+        out = []
+        for batch in batches:
+            known = batch[0][batch[0] > 0]
+            out.append(source.table[known].mean(axis=0))
+        return np.asarray(out, np.float32)
+    graph = scorer_graph.user_model(source.fp32_graph)
+    session = ort.InferenceSession(graph, providers=["CPUExecutionProvider"])
+    k = np.array([1], np.int64)
+    return np.vstack([session.run(None, {"history": b, "k": k})[2] for b in batches])
 
 
 # -- timing helpers ---------------------------------------------------------------------------
-_EVICT = np.ones(48 * 1024 * 1024 // 8)  # larger than the last-level cache
+_EVICT = np.ones(96 * 1024 * 1024 // 8)  # 3x the 32 MB last-level cache
 
 
 def measure(fn: Callable[[int], object], n: int, *, spaced: bool = False) -> list[float]:
@@ -257,45 +328,87 @@ def stats(samples: list[float]) -> dict[str, float]:
     }
 
 
-# -- one catalog size ----------------------------------------------------------------------------
-def bench_size(
+def floor_ms(matrix: np.ndarray, *, cold: bool, threads: int = 1) -> float:
+    """Fastest single pass over every byte of ``matrix`` (best of several ways to read it).
+
+    ``cold``: the caches are flushed by a 96 MB read before every pass (DRAM bandwidth);
+    otherwise the same matrix is read again and again (as cache-resident as it gets: 100k x
+    64 fp32 is 25.6 MB, under this machine's 32 MB L3). ``threads`` > 1 splits the pass.
+    """
+    flat = matrix.reshape(-1)
+    parts = np.array_split(flat, threads)
+    pool = ThreadPoolExecutor(threads) if threads > 1 else None
+    best = float("inf")
+    for reduce in (np.max, np.sum):
+        for _ in range(12 if cold else 20):
+            if cold:
+                _EVICT.sum()
+            start = time.perf_counter()
+            if pool is None:
+                reduce(flat)
+            else:
+                list(pool.map(reduce, parts))  # numpy releases the GIL in reductions
+            best = min(best, time.perf_counter() - start)
+    if pool is not None:
+        pool.shutdown()
+    return round(best * 1000, 4)
+
+
+def runtime_session(model: bytes, items: int, threads: int) -> ort.InferenceSession:
+    """A session configured exactly as the runtime configures its own."""
+    return ort.InferenceSession(
+        model,
+        sess_options=session_options(items, threads),
+        providers=["CPUExecutionProvider"],
+        disabled_optimizers=DISABLED_OPTIMIZERS,
+    )
+
+
+# -- one catalog size, one model --------------------------------------------------------------
+def bench_case(
     label: str,
-    workdir: Path,
-    item_ids: list[str],
-    vectors: np.ndarray,
-    model: bytes | None,
+    mode: str,
+    bundle: Path,
+    db: Path,
+    source: Source,
+    table: np.ndarray,
+    head_model: bytes,
     histories: list[list[str]],
+    users: np.ndarray,
     rounds: int,
-    quantize: str = "none",
-    trained_torch: Any = None,
+    torch_module: Any,
 ) -> dict[str, Any]:
     import torch
 
-    started = time.perf_counter()
-    bundle, db = build(workdir, label, item_ids, vectors, model, quantize)
-    build_s = time.perf_counter() - started
     sw = shelfwise.open(db, bundle=bundle, store_id="bench")
     loaded = sw.model.current
     assert loaded is not None
     threads = loaded.session.get_session_options().intra_op_num_threads
     shoppers = []
     for n, history in enumerate(histories[:20]):
-        shopper = sw.member(f"bench-{n}", consents={"personalization": True})
-        for item in history[-20:]:
-            shopper.track("view", item)
-        shopper.add_to_cart(history[0])
+        shopper_id = f"bench-{mode}-{n}"
+        existing = sw.store.rows("SELECT 1 FROM shoppers WHERE shopper_id = ?", [shopper_id])
+        shopper = sw.member(shopper_id, consents={"personalization": True})
+        if not existing:
+            for item in history[-20:]:
+                shopper.track("view", item)
+            shopper.add_to_cart(history[0])
         shoppers.append(shopper)
 
-    # Inputs prepared once, as the runtime encodes them.
-    batches = [encode_histories(loaded.vocab, [h], MAX_HISTORY) for h in histories]
+    # The session's input exactly as LoadedModel.score builds it (left padding trimmed).
+    def runtime_batch(history: list[str]) -> np.ndarray:
+        batch = encode_histories(loaded.vocab, [history], loaded.manifest.max_history)
+        filled = np.flatnonzero(batch.any(axis=0))
+        return np.ascontiguousarray(batch[:, filled[0] if len(filled) else -1 :])
+
+    batches = [runtime_batch(h[-20:]) for h in histories]
     k_in = np.array([K + 1], dtype=np.int64)
     names = [loaded.manifest.output_scores, loaded.manifest.output_items]
-
-    padded = np.vstack([np.zeros((1, vectors.shape[1]), np.float32), vectors])
-    matrix_t = np.ascontiguousarray(padded.T)  # [d, N+1], as the ONNX graph holds it
+    head = runtime_session(head_model, len(table) - 1, threads)
+    matrix_t = np.ascontiguousarray(table.T)  # [d, N+1], as the graphs hold it
+    bias = scorer_graph._pad_bias(len(table))
     torch.set_num_threads(threads)
-    t_embed = torch.from_numpy(padded)
-    t_matrix = torch.from_numpy(matrix_t)
+    t_matrix, t_bias = torch.from_numpy(matrix_t), torch.from_numpy(bias)
 
     def e2e_shopper(i: int) -> object:
         return shoppers[i % len(shoppers)].recommend("for-you", k=K)
@@ -303,62 +416,74 @@ def bench_size(
     def e2e_stateless(i: int) -> object:
         return sw.recommend(history=histories[i % len(histories)][-20:], k=K)
 
-    def ort_only(i: int) -> object:
+    def ort_full(i: int) -> object:
         return loaded.session.run(names, {"history": batches[i % len(batches)], "k": k_in})
 
-    def torch_eager(i: int) -> object:
+    def ort_head(i: int) -> object:
+        return head.run(None, {"user": users[i % len(users)][None], "k": k_in})
+
+    def torch_full(i: int) -> object:
         with torch.inference_mode():
             history = torch.from_numpy(batches[i % len(batches)])
-            if trained_torch is not None:  # the bundle's own network, in PyTorch
-                return torch.topk(trained_torch(history), K + 1, dim=1)
-            mask = (history > 0).float().unsqueeze(-1)
-            user = (t_embed[history] * mask).sum(1) / mask.sum(1).clamp(min=1)
-            return torch.topk(user @ t_matrix, K + 1, dim=1)
+            return torch.topk(torch_module(history), K + 1, dim=1)
 
-    def numpy_dot(i: int) -> object:
-        history = batches[i % len(batches)][0]
-        known = history[history > 0]
-        user = padded[known].mean(axis=0)
-        scores = user @ matrix_t
+    def torch_head(i: int) -> object:
+        with torch.inference_mode():
+            user = torch.from_numpy(users[i % len(users)][None])
+            return torch.topk(user @ t_matrix + t_bias, K + 1, dim=1)
+
+    def numpy_head(i: int) -> object:
+        scores = users[i % len(users)] @ matrix_t + bias
         top = np.argpartition(-scores, K + 1)[: K + 1]
         return top[np.argsort(-scores[top])]
 
-    # The floor: the fastest of a few ways to read every byte of the item matrix once.
-    floor = min(
-        min(measure(lambda _: matrix_t.sum(), 20)),
-        min(measure(lambda _: np.add.reduce(matrix_t, axis=0), 20)),
-        min(measure(lambda _: matrix_t.max(), 20)),
-    )
-
-    n_tight = rounds
-    n_spaced = max(20, rounds // 3)
-    int8_matrix = np.clip(np.round(matrix_t * (127 / np.abs(matrix_t).max())), -127, 127).astype(
-        np.int8
-    )
+    int8_matrix = np.clip(np.round(matrix_t * (127 / np.abs(matrix_t).max())), -127, 127)
+    int8_matrix = int8_matrix.astype(np.int8)
     results: dict[str, Any] = {
         "quantization": loaded.manifest.quantization,
-        "int8_floor_ms": round(min(measure(lambda _: int8_matrix.max(), 20)) * 1000, 4),
-        "items": len(item_ids),
-        "matrix_mb": round(matrix_t.nbytes / 1e6, 1),
+        "scorer_path": scorer_graph.op_types(Path(bundle, "model.onnx").read_bytes()),
+        "items": len(table) - 1,
+        "fp32_matrix_mb": round(matrix_t.nbytes / 1e6, 1),
+        "int8_matrix_mb": round(int8_matrix.nbytes / 1e6, 1),
         "onnx_intra_op_threads": threads,
-        "build_s": round(build_s, 1),
-        "floor_ms": round(floor * 1000, 4),
+        "floor_ms": {
+            "fp32_hot": floor_ms(matrix_t, cold=False),
+            "fp32_cold": floor_ms(matrix_t, cold=True),
+            "fp32_hot_2_threads": floor_ms(matrix_t, cold=False, threads=2),
+            "int8_hot": floor_ms(int8_matrix, cold=False),
+            "int8_cold": floor_ms(int8_matrix, cold=True),
+        },
     }
-    cases = {
+    del int8_matrix
+    cases: dict[str, Callable[[int], object]] = {
         "e2e shopper": e2e_shopper,
         "e2e stateless": e2e_stateless,
-        "onnxruntime": ort_only,
-        "torch eager": torch_eager,
-        "numpy dot+argpartition": numpy_dot,
+        "onnxruntime": ort_full,
+        "onnxruntime head": ort_head,
+        "torch eager head": torch_head,
+        "numpy head": numpy_head,
     }
+    if torch_module is not None:
+        cases["torch eager"] = torch_full
+    n_spaced = max(20, rounds // 3)
     for name, fn in tqdm(cases.items(), desc=f"latency {label}", leave=False):
         results[name] = {
-            "tight": stats(measure(fn, n_tight)),
+            "tight": stats(measure(fn, rounds)),
             "spaced": stats(measure(fn, n_spaced, spaced=True)),
-            "two_threads": stats(measure_threads(fn, n_tight)),
+            "two_callers": stats(measure_threads(fn, rounds)),
         }
+    # The other intra-op thread count, for the full graph (the runtime picks one by size).
+    other = 1 if threads == 2 else 2
+    alt = runtime_session(Path(bundle, "model.onnx").read_bytes(), len(table) - 1, other)
+    results[f"onnxruntime, {other} intra-op thread(s)"] = {
+        "tight": stats(
+            measure(
+                lambda i: alt.run(names, {"history": batches[i % len(batches)], "k": k_in}),
+                rounds,
+            )
+        )
+    }
     sw.close()
-    results["paths"] = {"bundle": str(bundle), "db": str(db)}
     return results
 
 
@@ -370,7 +495,7 @@ import shelfwise
 t1 = time.perf_counter()
 sw = shelfwise.open(sys.argv[1], bundle=sys.argv[2], store_id="bench")
 t2 = time.perf_counter()
-shopper = sw.member("bench-0")
+shopper = sw.shopper(sys.argv[3])
 shopper.recommend("for-you", k=10)
 t3 = time.perf_counter()
 for _ in range(50):
@@ -382,11 +507,11 @@ print(json.dumps({"import_s": t1 - t0, "open_and_load_s": t2 - t1, "first_reques
 """
 
 
-def probe(db: str, bundle: str) -> dict[str, float]:
+def probe(db: Path, bundle: Path, shopper: str) -> dict[str, float]:
     runs = [
         json.loads(
             subprocess.run(
-                [sys.executable, "-c", _PROBE, db, bundle],
+                [sys.executable, "-c", _PROBE, str(db), str(bundle), shopper],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -399,120 +524,151 @@ def probe(db: str, bundle: str) -> dict[str, float]:
 
 # -- report ---------------------------------------------------------------------------------------
 def print_table(report: dict[str, Any]) -> None:
+    print(f"\n{report['vectors']}")
+    for note in report["fallbacks"]:
+        print(f"  FALLBACK: {note}")
     print(
-        f"\nrecommend latency, k={K}, ms (p50 / p99); ratios are against the floor in the same run"
+        f"load during the run: {report['machine']['load_before']} -> {report['machine']['load_after']}"
+    )
+    print(
+        f"\nrecommend latency, k={K}, ms (p50 / p99). x floor: tight p50 / the hot floor of the "
+        "matrix this scorer reads (int8 rows: the int8 matrix), and / the fp32 hot floor"
     )
     header = (
-        f"{'items':>9} {'case':<24} {'tight':>17} {'spaced':>17} {'2 threads':>17} {'p50/floor':>9}"
+        f"{'catalog':>10} {'case':<34} {'tight':>17} {'spaced':>17} {'2 callers':>17} "
+        f"{'x floor':>8} {'x fp32':>7}"
     )
     print(header)
     print("-" * len(header))
     for label, size in report["sizes"].items():
-        floor = size["floor_ms"]
-        print(f"{label:>9} {'floor (stream matrix)':<24} {floor:>17.3f}")
-        for case in [
-            "e2e shopper",
-            "e2e stateless",
-            "onnxruntime",
-            "torch eager",
-            "numpy dot+argpartition",
-        ]:
+        floors = size["floor_ms"]
+        own = floors["int8_hot"] if size["quantization"] == "int8" else floors["fp32_hot"]
+        print(
+            f"{label:>10} floor fp32 {size['fp32_matrix_mb']} MB: hot {floors['fp32_hot']:.3f} "
+            f"(2 threads {floors['fp32_hot_2_threads']:.3f}), cold {floors['fp32_cold']:.3f}; "
+            f"int8 {size['int8_matrix_mb']} MB: hot {floors['int8_hot']:.3f}, "
+            f"cold {floors['int8_cold']:.3f}"
+        )
+        names = [c for c in CASES if c in size] + [c for c in size if c.startswith("onnxruntime,")]
+        for case in names:
             row = size[case]
             cells = [
-                f"{row[m]['p50_ms']:7.3f} / {row[m]['p99_ms']:7.3f}"
-                for m in ("tight", "spaced", "two_threads")
+                f"{row[m]['p50_ms']:7.3f} / {row[m]['p99_ms']:7.3f}" if m in row else ""
+                for m in ("tight", "spaced", "two_callers")
             ]
-            ratio = row["tight"]["p50_ms"] / floor
+            p50 = row["tight"]["p50_ms"]
             print(
-                f"{label:>9} {case:<24} {cells[0]:>17} {cells[1]:>17} {cells[2]:>17} {ratio:>9.2f}"
+                f"{label:>10} {case:<34} {cells[0]:>17} {cells[1]:>17} {cells[2]:>17} "
+                f"{p50 / own:>8.2f} {p50 / floors['fp32_hot']:>7.2f}"
             )
     print("\ncold start and memory (fresh process, best of 3)")
     for label, size in report["sizes"].items():
         cold = size["cold_start"]
         print(
-            f"{label:>9} import {cold['import_s'] * 1000:6.0f} ms, open+load {cold['open_and_load_s'] * 1000:7.0f} ms, "
-            f"first request {cold['first_request_s'] * 1000:6.1f} ms, RSS {cold['rss_mb']:6.0f} MB "
+            f"{label:>10} import {cold['import_s'] * 1000:5.0f} ms, open+load "
+            f"{cold['open_and_load_s'] * 1000:6.0f} ms, first request "
+            f"{cold['first_request_s'] * 1000:6.1f} ms, RSS {cold['rss_mb']:6.0f} MB "
             f"(peak {cold['peak_rss_mb']:.0f} MB)"
         )
+
+
+def load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="12k,100k,1M", help="comma-separated: 12k,100k,1M")
-    parser.add_argument("--bundle", help="a trained bundle to take the real vectors from")
+    parser.add_argument("--modes", default="int8,none", help="int8 and/or none (fp32)")
+    parser.add_argument("--bundle", default=str(ROOT / "runs" / "bundle_beauty_int8"))
+    parser.add_argument("--fp32-bundle", default=str(ROOT / "runs" / "bundle_beauty_fp32"))
     parser.add_argument("--rounds", type=int, default=300, help="requests per tight-loop case")
     parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
-    parser.add_argument(
-        "--quantize",
-        default="none,int8",
-        help="scorers for the tiled sizes: none (fp32), int8 (MatMulInteger), or both",
-    )
     args = parser.parse_args()
 
-    trained = find_trained_bundle(args.bundle)
+    load_before = load_average()
+    source = find_source(Path(args.bundle), Path(args.fp32_bundle))
+    index = {item: n + 1 for n, item in enumerate(source.items)}  # model index, 1-based
     sequences = beauty_sequences() if BEAUTY.is_file() else []
-    model: bytes | None = None
-    if trained is not None:
-        files = read_bundle(trained)
-        assert files.item_vectors is not None
-        base_ids, base_vectors = files.items, files.item_vectors[1:]
-        model, source = files.model_bytes, f"trained bundle {trained}"
-        index = {item: n for n, item in enumerate(base_ids)}
-        histories_idx = (
-            [[index[i] for i in s if i in index] for s in sequences] if sequences else []
-        )
-    else:
-        if not sequences:
-            sys.exit(f"no trained bundle and no {BEAUTY}: nothing real to take vectors from")
-        base_vectors = svd_item_vectors(sequences, DIM)
-        base_ids = [f"b{n + 1}" for n in range(len(base_vectors))]
-        source = f"truncated SVD (d={DIM}) of {BEAUTY.name} ({len(sequences)} real sequences)"
-        histories_idx = sequences
-    if not histories_idx or not any(histories_idx):  # a bundle unrelated to Beauty
+    chosen = [[index[str(i + 1)] for i in s if str(i + 1) in index] for s in sequences]
+    chosen = [h for h in chosen if len(h) >= 8][:200]
+    if not chosen:  # a bundle unrelated to Beauty
         rng = np.random.default_rng(0)
-        histories_idx = [list(rng.integers(0, len(base_ids), 20)) for _ in range(200)]
-    chosen = [h for h in histories_idx if len(h) >= 8][:200]
-
+        chosen = [list(rng.integers(1, len(source.items) + 1, 20)) for _ in range(200)]
+    base_batches = [
+        encode_histories_idx(h[-20:], int(source.manifest.max_history) if source.manifest else 50)
+        for h in chosen
+    ]
+    users = user_vectors(source, base_batches)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     report: dict[str, Any] = {
-        "vectors": source,
+        "vectors": source.describe,
+        "fallbacks": source.fallbacks,
         "machine": {
             "python": platform.python_version(),
+            "onnxruntime": ort.__version__,
             "cpus": os.cpu_count(),
             "processor": platform.processor() or platform.machine(),
             "note": "2 shared cores: absolute numbers are noisy, ratios within one run count",
+            "load_before": load_before,
         },
         "k": K,
         "sizes": {},
     }
     with tempfile.TemporaryDirectory(prefix="bench-recommend-") as tmp:
+        workdir = Path(tmp)
         for label in [s.strip() for s in args.sizes.split(",") if s.strip()]:
-            size = SIZES[label] or len(base_ids)
-            if size == len(base_ids):
-                ids, vectors, size_model = list(base_ids), base_vectors, model
-            else:  # tiled copies: "b17~3" is the 4th copy of item b17
-                ids = [f"{base_ids[n % len(base_ids)]}~{n // len(base_ids)}" for n in range(size)]
-                vectors, size_model = tile(base_vectors, size), None
-            histories = [[ids[i] for i in h] for h in chosen]
-            rounds = args.rounds if size <= 200_000 else max(30, args.rounds // 6)
-            modes = ["trained"] if size_model is not None else args.quantize.split(",")
+            size = SIZES[label] or len(source.items)
+            if size == len(source.items):
+                ids, table = list(source.items), source.table
+            else:  # tiled copies: "17~3" is the 4th copy of item 17
+                ids = [
+                    f"{source.items[n % len(source.items)]}~{n // len(source.items)}"
+                    for n in range(size)
+                ]
+                table = scorer_graph.tile_table(source.table, size)
+            histories = [[ids[i - 1] for i in h] for h in chosen]
+            db = build_store(workdir / f"store-{label}.db", label, ids)
+            rounds = args.rounds if size <= 200_000 else max(50, args.rounds // 6)
+            torch_module = torch_scorer(source.torch_run, table) if source.torch_run else None
+            head_fp32 = scorer_graph.head_model(table)
             for mode in modes:
-                name = label if mode in {"trained", "none"} else f"{label} {mode}"
-                result = bench_size(
+                name = f"{label} {'int8' if mode == 'int8' else 'fp32'}"
+                key = "int8" if mode == "int8" else "fp32"
+                if size == len(source.items) and key in source.bundles:
+                    bundle = source.bundles[key]  # the real bundle, as exported
+                else:
+                    if size == len(source.items) and source.fp32_graph is not None:
+                        model = source.fp32_graph
+                    elif source.fp32_graph is not None:
+                        model = scorer_graph.tiled_model(source.fp32_graph, table)
+                    else:
+                        model = mean_pool_scorer(table)
+                    if mode == "int8":
+                        model = scorer_graph.int8(model)
+                    bundle = write_tiled_bundle(
+                        workdir / f"bundle-{label}-{key}", name, ids, table, model, mode
+                    )
+                    del model
+                head = scorer_graph.int8(head_fp32) if mode == "int8" else head_fp32
+                result = bench_case(
                     name,
-                    Path(tmp),
-                    ids,
-                    vectors,
-                    size_model,
+                    key,
+                    bundle,
+                    db,
+                    source,
+                    table,
+                    head,
                     histories,
+                    users,
                     rounds,
-                    quantize="none" if mode == "trained" else mode,
-                    trained_torch=trained_torch_scorer(files.manifest)
-                    if mode == "trained"
-                    else None,
+                    torch_module,
                 )
-                paths = result.pop("paths")
-                result["cold_start"] = probe(paths["db"], paths["bundle"])
+                result["bundle"] = str(bundle) if bundle.is_relative_to(ROOT) else "temporary"
+                result["cold_start"] = probe(db, bundle, f"bench-{key}-0")
                 report["sizes"][name] = result
+            del torch_module
+    report["machine"]["load_after"] = load_average()
     print_table(report)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -520,6 +676,12 @@ def main() -> None:
     merged["recommend"] = report
     out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {out}")
+
+
+def encode_histories_idx(history: list[int], max_history: int) -> np.ndarray:
+    """A model-index history as the runtime feeds it: [1, len] (no padding), int64."""
+    tail = history[-max_history:]
+    return np.asarray([tail], dtype=np.int64)
 
 
 if __name__ == "__main__":
