@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     ours = results["metrics"]["shelfwise SeqRec"]
     rows = {**results["metrics"]}
-    baselines = {k: v for k, v in rows.items() if k != "shelfwise SeqRec"}
+    baselines = {k: v for k, v in rows.items() if not k.startswith("shelfwise")}
     anchors = results["published"]
     results["verdict"] = {
         "beats_every_baseline_ndcg@10": all(

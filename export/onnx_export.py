@@ -40,6 +40,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
+from shelfwise._model import session_options
 from shelfwise.training.evaluate import Scorer
 from shelfwise.training.model import NEG, SeqRec
 
@@ -122,10 +123,9 @@ def export_onnx(model: SeqRec) -> bytes:
     return buffer.getvalue()
 
 
-def session(onnx_bytes: bytes) -> ort.InferenceSession:
-    """An onnxruntime session on CPU, as the runtime makes it."""
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
+def session(onnx_bytes: bytes, num_items: int = 0) -> ort.InferenceSession:
+    """An onnxruntime session on CPU with the runtime's own options (threads, no spinning)."""
+    options = session_options(num_items)
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
