@@ -71,8 +71,11 @@ import scorer_graph
 import shelfwise
 from shelfwise._bundle import BundleFiles, Manifest, read_bundle, write_bundle
 from shelfwise._encoding import encode_histories
-from shelfwise._model import DISABLED_OPTIMIZERS, session_options
+from shelfwise._model import session_options
 from shelfwise.export.reference_scorer import mean_pool_scorer
+
+# getattr: the benchmark also runs against an older runtime (PYTHONPATH) for before/after.
+DISABLED_OPTIMIZERS: list[str] = getattr(shelfwise._model, "DISABLED_OPTIMIZERS", [])
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -232,7 +232,8 @@ class Kiosk:
         self.sw = sw
         self.config = config
         self.sessions = Sessions()
-        self.staff_tokens: set[str] = set()
+        # Staff token -> last use (ms): an unattended unlocked staff screen locks itself.
+        self.staff_tokens: dict[str, int] = {}
         self.sandbox = False
         self.started_ms = _now_ms()
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
@@ -270,6 +271,20 @@ class Kiosk:
             ended += 1
         return ended + self.sw.expire_idle_sessions(self.config.idle_s)
 
+    # -- staff ----------------------------------------------------------------------------
+    def staff_ok(self, token: str) -> bool:
+        """Whether ``token`` unlocks the staff screen (and is not idle); touches it if so."""
+        now = _now_ms()
+        cutoff = now - int(self.config.idle_s * 1000)
+        for known, last in list(self.staff_tokens.items()):
+            if last < cutoff:
+                del self.staff_tokens[known]  # idle: locked again, the PIN is asked anew
+        match = next((t for t in self.staff_tokens if hmac.compare_digest(token, t)), None)
+        if match is None:
+            return False
+        self.staff_tokens[match] = now
+        return True
+
     # -- product views --------------------------------------------------------------------
     def recs(self, shopper: shelfwise.Shopper, surface: str, k: int = 6, **kw: Any) -> list[Any]:
         try:
@@ -288,31 +303,12 @@ class Kiosk:
             return []
 
     def scan_card(self, shopper: shelfwise.Shopper, code: str) -> dict[str, Any]:
-        """The product card for a scanned code: the item, deals, goes-with, alternatives."""
-        scan = getattr(shopper, "scan", None)
-        if scan is not None:
-            card = jsonable(scan(code))
-            if isinstance(card, dict):
-                return card
-        try:
-            item = self.sw.catalog.lookup(code)
-        except UnknownItem:
-            # the scan still counts: a store wants to know what shoppers look for
-            shopper.track("scan_miss", payload={"code": code[:64]})
-            raise
-        shopper.track("scan", item.item_id)
-        alternatives = self.recs(shopper, "similar", k=4, item=item.item_id)
-        if not alternatives:
-            alternatives = [
-                r for r in self.recs(shopper, "best-sellers", k=5, item=item.item_id)
-                if r["item"]["item_id"] != item.item_id
-            ][:4]  # fmt: skip
-        return {
-            "item": item.to_dict(),
-            "deals": [],
-            "goes_with": self.recs(shopper, "complements", k=4, item=item.item_id),
-            "alternatives": alternatives,
-        }
+        """The product card for a scanned code: the item, deals on it, goes-with, alternatives.
+
+        ``Shopper.scan`` records the scan (or the miss, with its reason) and builds the card.
+        """
+        card: dict[str, Any] = jsonable(shopper.scan(code, channel="kiosk"))
+        return card
 
 
 def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
@@ -410,9 +406,13 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
         personal = shopper.has_consent("personalization")
         has_history = bool(shopper.context().history)
         return {
+            "segment": shopper.segment() if info.is_member else "new",
+            "member": info.is_member,
             "personal": kiosk.recs(shopper, "for-you", k=8) if personal and has_history else [],
             "buy_again": kiosk.recs(shopper, "buy-again", k=6) if info.is_member else [],
             "cold_start": kiosk.recs(shopper, "trending", k=8),
+            # Shoppers with no history of their own see what sells here instead.
+            "best_sellers": [] if has_history else kiosk.recs(shopper, "best-sellers", k=4),
             "recently_viewed": kiosk.recs(shopper, "recently-viewed", k=6),
             "deals": kiosk.deals(shopper),
             "personal_allowed": personal,
@@ -422,7 +422,14 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
         shopper = kiosk.shopper(request)
         query = request.query_params.get("q", "")[:100]
         items = shopper.search(query, limit=12)
-        return {"query": query, "items": [item.to_dict() for item in items]}
+        # Shopper.search re-ranks by taste only with consent and a history to learn from.
+        context = shopper.context()
+        personalised = "personalization" in context.consents and bool(context.history)
+        return {
+            "query": query,
+            "items": [item.to_dict() for item in items],
+            "personalised": personalised,
+        }
 
     # -- cart and checkout ----------------------------------------------------------------
     async def cart(request: Request) -> Any:
@@ -527,7 +534,7 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
     # -- staff ----------------------------------------------------------------------------
     def require_staff(request: Request) -> None:
         token = request.cookies.get(STAFF_COOKIE) or request.headers.get("x-staff-token") or ""
-        if not any(hmac.compare_digest(token, t) for t in kiosk.staff_tokens):
+        if not kiosk.staff_ok(token):
             raise ApiError(403, "StaffOnly", "the staff screen needs the staff PIN", "staff_pin")
 
     async def staff_login(request: Request) -> Any:
@@ -536,13 +543,13 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
             await asyncio.sleep(0.5)  # slows guessing; a real kiosk would also lock out
             raise ApiError(403, "StaffOnly", "wrong staff PIN", "staff_pin")
         token = secrets.token_urlsafe(24)
-        kiosk.staff_tokens.add(token)
+        kiosk.staff_tokens[token] = _now_ms()
         response = JSONResponse({"ok": True})
         response.set_cookie(STAFF_COOKIE, token, httponly=True, samesite="strict")
         return response
 
     async def staff_logout(request: Request) -> Any:
-        kiosk.staff_tokens.discard(request.cookies.get(STAFF_COOKIE) or "")
+        kiosk.staff_tokens.pop(request.cookies.get(STAFF_COOKIE) or "", None)
         response = JSONResponse({"ok": True})
         response.delete_cookie(STAFF_COOKIE)
         return response
@@ -683,6 +690,25 @@ def store_zone(store: dict[str, Any]) -> ZoneInfo:
         return ZoneInfo("UTC")
 
 
+# The offer funnel of the staff screen, in order; refusals are broken down by reason beside it.
+FUNNEL_STEPS = ("scan", "offer_shown", "cart_add", "offer_rejected", "offer_redeemed", "purchase")
+
+
+def model_view(sw: shelfwise.Shelfwise) -> dict[str, Any] | None:
+    """The served bundle as the staff screen shows it (None: popularity only, no model)."""
+    loaded = sw.model.current
+    if loaded is None:
+        return None
+    manifest = loaded.manifest
+    return {
+        "name": manifest.model_name,
+        "version": manifest.model_version,
+        "quantization": manifest.quantization,
+        "items": manifest.num_items,
+        "created_ms": manifest.created_ms,
+    }
+
+
 def staff_view(kiosk: Kiosk) -> dict[str, Any]:
     """What the staff screen shows: switches, sync, model, today's scans and offer funnel."""
     sw = kiosk.sw
@@ -696,8 +722,8 @@ def staff_view(kiosk: Kiosk) -> dict[str, Any]:
         hours[datetime.fromtimestamp(row["ts_ms"] / 1000, zone).hour] += 1
     funnel_rows = sw.store.query(
         "SELECT type, count(*) AS n FROM events WHERE ts_ms >= ? AND type IN "
-        "('scan', 'offer_shown', 'cart_add', 'offer_redeemed', 'purchase') GROUP BY type",
-        [since],
+        f"({', '.join('?' * len(FUNNEL_STEPS))}) GROUP BY type",
+        [since, *FUNNEL_STEPS],
     )
     counts = {row["type"]: row["n"] for row in funnel_rows}
     rejected = sw.store.query(
@@ -710,17 +736,16 @@ def staff_view(kiosk: Kiosk) -> dict[str, Any]:
     sync_status = getattr(sw, "sync_status", None)
     return {
         "model_version": sw.model_version,
+        "model": model_view(sw),
         "offers": offers,
         "offers_available": offers_api is not None,
         "sandbox": kiosk.sandbox,
         "sync": jsonable(sync_status()) if sync_status else {"available": False},
         "last_sync": kiosk.last_sync,
         "timezone": str(zone),
+        "today": today.date().isoformat(),
         "scans_by_hour": hours,
-        "funnel": [
-            {"step": step, "count": counts.get(step, 0)}
-            for step in ("scan", "offer_shown", "cart_add", "offer_redeemed", "purchase")
-        ],
+        "funnel": [{"step": step, "count": counts.get(step, 0)} for step in FUNNEL_STEPS],
         "rejections": [{"reason": r["reason"] or "unknown", "count": r["n"]} for r in rejected],
         "catalog_items": sw.catalog.count(),
     }

@@ -49,7 +49,8 @@ def date_shift_days(latest: date, *, today: date | None = None) -> int:
 
 
 SEEDED_FROM = "kiosk.store_fingerprint"
-SEED_FILES = ("catalog.jsonl", "history.csv.gz", "members.csv")
+# Everything seeding reads (store.json gives the events their store id).
+SEED_FILES = ("catalog.jsonl", "history.csv.gz", "members.csv", "store.json")
 
 
 def store_fingerprint(store_dir: Path = STORE_DIR) -> str:

@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-import collections
-import csv
-import gzip
-import io
 import json
 import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-import numpy as np
 import pytest
-from onnx_models import write_test_bundle
 
 with warnings.catch_warnings():
     # Starlette 1.x warns at import that its TestClient will move to httpx2 (not installed).
@@ -22,7 +16,6 @@ with warnings.catch_warnings():
     from starlette.testclient import TestClient
 
 import shelfwise
-from shelfwise import SideTables
 from shelfwise.kiosk_demo.__main__ import demo_cards, open_store
 from shelfwise.kiosk_demo.app import KioskConfig, create_app
 from shelfwise.kiosk_demo.build_store import card_code
@@ -31,58 +24,20 @@ from shelfwise.kiosk_demo.seed import BUNDLE_DIR, STORE_DIR
 PIN = "2468"
 YOGURT = "8004983005474"  # Open Food Facts: Latteria sociale Merano yogurt, the store's "yogurt"
 NUTELLA = "3017620422003"  # a real EAN-13 the demo store sells
+WHOLE_MILK = "8001120914460"  # Open Food Facts: Vivi Verde whole milk, the store's "whole-milk"
 
 
-def demo_bundle(folder: Path) -> Path:
-    """The committed trained bundle when present, else a small real ONNX bundle over the demo
-    store's groceries items: vectors by category, co-occurrence and popularity from the baskets."""
-    if (BUNDLE_DIR / "manifest.json").exists():
-        return BUNDLE_DIR
-    catalog = [json.loads(line) for line in (STORE_DIR / "catalog.jsonl").read_text().splitlines()]
-    groceries = [row for row in catalog if not row["item_id"].startswith("off-")]
-    items = [row["item_id"] for row in groceries]
-    categories = sorted({row["category"] for row in groceries})
-    vectors = np.zeros((len(items) + 1, len(categories) + 1), dtype=np.float32)
-    for index, row in enumerate(groceries, 1):
-        vectors[index, categories.index(row["category"])] = 1.0
-        vectors[index, -1] = 0.001 * index
-    with gzip.open(STORE_DIR / "history.csv.gz", "rt") as handle:
-        lines = list(csv.DictReader(io.StringIO(handle.read())))
-    baskets: dict[tuple[str, str], set[str]] = collections.defaultdict(set)
-    for line in lines:
-        baskets[(line["member"], line["date"])].add(line["item_id"])
-    pairs: collections.Counter[tuple[str, str]] = collections.Counter()
-    counts: collections.Counter[str] = collections.Counter()
-    for basket in baskets.values():
-        counts.update(basket)
-        pairs.update((a, b) for a in basket for b in basket if a != b)
-    total = len(baskets)
-    cooccurrence: dict[str, list[tuple[str, float, int]]] = collections.defaultdict(list)
-    for (a, b), n in pairs.items():
-        if n >= 5:
-            cooccurrence[a].append((b, n * total / (counts[a] * counts[b]), n))
-    side = SideTables(
-        cooccurrence={
-            a: sorted(v, key=lambda t: -t[1] * np.log1p(t[2]))[:20] for a, v in cooccurrence.items()
-        },
-        popularity={
-            "all": dict(counts.most_common(50)),
-            **{
-                f"category:{c}": {
-                    r["item_id"]: counts[r["item_id"]] for r in groceries if r["category"] == c
-                }
-                for c in categories
-            },
-        },
-        repeat_days={},
-    )
-    return write_test_bundle(folder, items, vectors, side_tables=side)
+def demo_bundle() -> Path:
+    """The committed bundle, trained on the real groceries baskets (kiosk_demo/store/bundle/)."""
+    if not (BUNDLE_DIR / "manifest.json").exists():
+        pytest.fail(f"the trained demo bundle is missing from {BUNDLE_DIR}")
+    return BUNDLE_DIR
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[shelfwise.Shelfwise, dict]]:
     folder = tmp_path_factory.mktemp("kiosk")
-    sw, config = open_store(folder / "store.db", demo_bundle(folder / "bundle"))
+    sw, config = open_store(folder / "store.db", demo_bundle())
     yield sw, config
     sw.close()
 
@@ -111,6 +66,54 @@ def test_new_shopper_scanning_a_real_barcode_sees_the_product_and_suggestions(
     suggestions = card["goes_with"] + card["alternatives"]
     assert suggestions, "a scan of a real product should come with suggestions"
     assert all(s["reason"] for s in suggestions)
+
+
+def test_a_scanned_item_with_an_offer_shows_the_deal_and_one_without_shows_none(
+    client: TestClient,
+) -> None:
+    client.post("/api/session/start")
+    milk = client.post("/api/scan", json={"code": WHOLE_MILK}).json()
+    assert milk["item"]["item_id"] == "whole-milk"
+    assert [d["offer_id"] for d in milk["deals"]] == ["milk-monday"]
+    assert milk["deals"][0]["title"] == "20% off whole milk"
+    # yogurt's offers need rolls in the cart or a loyal member: none for a guest today
+    assert client.post("/api/scan", json={"code": YOGURT}).json()["deals"] == []
+
+
+def test_a_member_scanning_an_item_they_bought_gets_a_personal_note(client: TestClient) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": busy_member_card(), "consents": {"personalization": True, "offers": True}},
+    )
+    card = client.post("/api/scan", json={"code": WHOLE_MILK}).json()
+    assert card["note"].startswith("you bought this")
+    assert "loyal-dairy" in {d["offer_id"] for d in card["deals"]}, "a dairy deal for members"
+
+
+def test_the_personal_shelf_comes_from_the_trained_bundle_with_its_reasons(
+    client: TestClient,
+) -> None:
+    client.post(
+        "/api/session/member",
+        json={"card": busy_member_card(), "consents": {"personalization": True}},
+    )
+    data = client.get("/api/for-you").json()
+    assert data["member"] is True and data["segment"] in {"returning", "loyal"}
+    assert any(r["reason"].startswith("because you bought") for r in data["personal"])
+    assert data["best_sellers"] == [], "a shopper with a history gets their own shelf instead"
+    found = client.get("/api/search", params={"q": "latte"}).json()
+    assert found["items"] and found["personalised"] is True
+
+
+def test_a_new_guest_gets_the_cold_start_shelves_and_unpersonalised_search(
+    client: TestClient,
+) -> None:
+    client.post("/api/session/start")
+    data = client.get("/api/for-you").json()
+    assert data["segment"] == "new" and data["personal"] == []
+    assert data["cold_start"] and all(r["reason"] for r in data["cold_start"])
+    assert data["best_sellers"] and all(r["reason"] for r in data["best_sellers"])
+    assert client.get("/api/search", params={"q": "latte"}).json()["personalised"] is False
 
 
 def test_a_wrong_check_digit_is_refused_with_its_reason_and_the_next_scan_works(
@@ -267,6 +270,29 @@ def test_staff_charts_count_today_in_the_store_time_zone_and_list_refusals(
     assert status["scans_by_hour"][datetime.now(zone).hour] >= 1, "bucketed in local hours"
     reasons = {r["reason"]: r["count"] for r in status["rejections"]}
     assert any(reason.startswith("code_") for reason in reasons), reasons
+
+
+def test_the_staff_status_names_the_served_model_and_counts_refusals_in_the_funnel(
+    client: TestClient,
+) -> None:
+    client.post("/api/staff/login", json={"pin": PIN})
+    status = client.get("/api/staff/status").json()
+    manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
+    assert status["model"]["version"] == manifest["model_version"]
+    assert status["model"]["quantization"] == manifest["quantization"]
+    assert status["model"]["items"] == manifest["num_items"]
+    assert "offer_rejected" in [f["step"] for f in status["funnel"]]
+    assert status["sandbox"] is False
+
+
+def test_an_unlocked_staff_screen_locks_again_after_the_idle_timeout(store: tuple) -> None:
+    sw, config = store
+    app = create_app(sw, KioskConfig(staff_pin=PIN, idle_s=0.05, store=config))
+    with TestClient(app) as client:
+        client.post("/api/staff/login", json={"pin": PIN})
+        assert client.get("/api/staff/status").status_code == 200
+        time.sleep(0.1)  # older than the idle limit (not a timing assertion)
+        assert client.get("/api/staff/status").status_code == 403
 
 
 def test_staff_can_switch_an_offer_off(client: TestClient) -> None:

@@ -83,7 +83,7 @@ function resetKiosk(why) {
   // Wipe everything the last shopper left on any screen, then show the welcome screen.
   for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines",
     "cart-extras", "redeem-result", "checkout-result", "privacy-summary", "privacy-consents",
-    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error"]) {
+    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting"]) {
     $(id).replaceChildren();
   }
   for (const id of ["scan-input", "search-input", "code-input", "card-input", "staff-pin"]) $(id).value = "";
@@ -95,10 +95,12 @@ function resetKiosk(why) {
 
 function armIdle() {
   clearTimeout(idleTimer);
-  if (!STATE.session) return;
+  if (!STATE.session && !STATE.staff) return;
   idleTimer = setTimeout(async () => {
-    try { await api("/api/session/end", {}); } catch (e) { /* already ended */ }
-    resetKiosk("Session ended after inactivity");
+    const hadSession = !!STATE.session;
+    if (hadSession) { try { await api("/api/session/end", {}); } catch (e) { /* already ended */ } }
+    if (STATE.staff) await lockStaff();
+    resetKiosk(hadSession ? "Session ended after inactivity" : "Staff screen locked after inactivity");
   }, STATE.idle_seconds * 1000);
 }
 for (const type of ["pointerdown", "keydown", "touchstart"]) {
@@ -128,9 +130,12 @@ function recGrid(title, recs, testid, empty) {
   return box;
 }
 
-function dealList(deals) {
-  if (!deals || deals.length === 0) return null;
-  return el("div", { "data-testid": "deals" }, el("h2", { text: "Deals" }),
+function dealList(deals, title, empty) {
+  if (!deals || deals.length === 0) {
+    return empty ? el("div", { "data-testid": "deals" }, el("h2", { text: title || "Deals" }),
+      el("p", { class: "muted no-deals", text: empty })) : null;
+  }
+  return el("div", { "data-testid": "deals" }, el("h2", { text: title || "Deals" }),
     deals.map((d) => {
       const why = [d.description, d.amount ? `worth ${money(d.amount)}` : ""].filter(Boolean).join(" · ");
       return el("div", { class: "deal" }, el("strong", { text: d.title || d.offer_id }),
@@ -149,14 +154,19 @@ async function addToCart(itemId) {
 // -- scan -------------------------------------------------------------------------------
 function renderCard(card) {
   const item = card.item;
+  const price = card.price ?? item.price;
   const root = el("div", { class: "product", "data-testid": "product-card" },
-    el("h2", { text: item.name }),
-    el("p", { class: "meta", text: [item.brand, item.category, money(item.price), item.gtin ? "GTIN " + item.gtin : ""].filter(Boolean).join(" · ") }),
-    el("button", { class: "primary big", onclick: () => addToCart(item.item_id), text: "Add to cart" }),
-    dealList(card.deals),
+    el("div", { class: "product-head" },
+      el("div", {},
+        el("h2", { text: item.name }),
+        el("p", { class: "meta", text: [item.brand, item.category, item.gtin ? "GTIN " + item.gtin : ""].filter(Boolean).join(" · ") }),
+        card.note ? el("p", { class: "note", "data-testid": "scan-note", text: card.note.charAt(0).toUpperCase() + card.note.slice(1) }) : null),
+      el("div", { class: "buy" },
+        el("div", { class: "price", text: money(price) }),
+        el("button", { class: "primary big", onclick: () => addToCart(item.item_id), text: "Add to cart" }))),
+    dealList(card.deals, "Deals on this item", "No deals on this item today."),
     recGrid("Goes with", card.goes_with, "goes-with", "Nothing paired with this yet."),
-    recGrid("Alternatives", card.alternatives, "alternatives", "No alternatives in stock."),
-    card.note ? el("p", { class: "why", text: card.note }) : null);
+    recGrid("Cheaper alternatives", card.alternatives, "alternatives", "No cheaper alternative in stock."));
   $("product-card").replaceChildren(root);
 }
 
@@ -196,9 +206,17 @@ $("photo-input").addEventListener("change", async () => {
 });
 
 // -- for you ----------------------------------------------------------------------------
+// The segment shows only as a greeting: a shopper never sees a label like "lapsed".
+const GREETINGS = {
+  new: "Welcome! Here is what shoppers like here.",
+  returning: "Welcome back.",
+  loyal: "Welcome back, good to see you again.",
+  lapsed: "Welcome back, it has been a while.",
+};
 async function loadForYou() {
   try {
     const data = await api("/api/for-you");
+    $("greeting").textContent = GREETINGS[data.segment] || GREETINGS.new;
     const sections = [];
     if (data.personal.length) sections.push(recGrid("Picked for you", data.personal, "personal"));
     if (data.buy_again.length) sections.push(recGrid("Time to buy again?", data.buy_again, "buy-again"));
@@ -207,8 +225,9 @@ async function loadForYou() {
         ? "Scan a few products and this shelf learns what you like."
         : "Personal suggestions are off (see Privacy). Here is what is popular." }));
     }
-    sections.push(dealList(data.deals));
+    sections.push(dealList(data.deals, "Deals for you"));
     sections.push(recGrid("Popular in this store", data.cold_start, "cold-start"));
+    if (data.best_sellers.length) sections.push(recGrid("Best sellers", data.best_sellers, "best-sellers"));
     if (data.recently_viewed.length) sections.push(recGrid("You looked at", data.recently_viewed, "recently-viewed"));
     $("foryou-sections").replaceChildren(...sections.filter(Boolean));
   } catch (e) { $("foryou-sections").replaceChildren(el("p", { class: "error", text: errorText(e) })); }
@@ -221,7 +240,8 @@ $("search-form").addEventListener("submit", async (event) => {
   try {
     const data = await api("/api/search?q=" + encodeURIComponent(q));
     $("search-results").replaceChildren(el("div", { "data-testid": "search-results" },
-      el("h2", { text: `Results for “${data.query}”` + (STATE.session && STATE.session.consents.personalization ? " (ordered for you)" : "") }),
+      el("h2", {}, `Results for “${data.query}” `,
+        data.personalised ? el("span", { class: "pill", "data-testid": "sorted-for-you", text: "sorted for you" }) : null),
       data.items.length ? el("div", { class: "grid" }, data.items.map((i) => tile(i))) : el("p", { text: "Nothing found." })));
   } catch (e) { $("search-results").replaceChildren(el("p", { class: "error", text: errorText(e) })); }
 });
@@ -349,7 +369,10 @@ async function loadGeo() {
     }
     shape.setAttribute("fill", "rgba(31,122,77,.18)");
     shape.setAttribute("stroke", "#1f7a4d");
-    const label = svg("text", { x: labelAt[0], y: labelAt[1], "text-anchor": "middle", "font-size": 11 });
+    // Labels near the plot's edge grow inwards instead of being cut off.
+    const anchor = labelAt[0] < 120 ? "start" : labelAt[0] > 380 ? "end" : "middle";
+    const labelX = Math.min(495, Math.max(5, labelAt[0]));
+    const label = svg("text", { x: labelX, y: Math.max(12, labelAt[1]), "text-anchor": anchor, "font-size": 12 });
     label.textContent = fence.name;
     plot.append(shape, label);
   }
@@ -391,91 +414,182 @@ function renderGeo(result) {
 async function loadStaff() {
   try {
     renderStaff(await api("/api/staff/status"));
+    STATE.staff = true;
     $("staff-login").hidden = true;
+    $("staff-lock").hidden = false;
+    armIdle();
   } catch (e) {
+    STATE.staff = false;
     $("staff-login").hidden = false;
+    $("staff-lock").hidden = true;
     $("staff-panel").replaceChildren();
     if (e.status === 403) $("staff-pin").focus();
   }
 }
 
+async function lockStaff() {
+  STATE.staff = false;
+  try { await api("/api/staff/logout", {}); } catch (e) { /* locked already */ }
+  $("staff-panel").replaceChildren();
+  $("staff-pin").value = "";
+  $("staff-login").hidden = false;
+  $("staff-lock").hidden = true;
+}
+
 $("staff-login").addEventListener("submit", async (event) => {
   event.preventDefault();
   $("staff-error").textContent = "";
+  const pin = $("staff-pin").value;
+  $("staff-pin").value = "";  // never left on screen, right or wrong
   try {
-    await api("/api/staff/login", { pin: $("staff-pin").value });
-    $("staff-pin").value = "";
+    await api("/api/staff/login", { pin });
     loadStaff();
   } catch (e) { $("staff-error").textContent = errorText(e); }
 });
 
-function barChart(values, labels, title, testid) {
-  const width = 520, height = 160, max = Math.max(1, ...values), bw = width / values.length;
-  const chart = svg("svg", { viewBox: `0 0 ${width} ${height + 30}`, class: "chart", "data-testid": testid, role: "img", "aria-label": title });
-  values.forEach((v, i) => {
-    const h = v / max * height;
-    chart.append(svg("rect", { x: i * bw + 2, y: height - h, width: bw - 4, height: h, fill: "#1f7a4d" }));
-    const t = svg("text", { x: i * bw + bw / 2, y: height + 14, "text-anchor": "middle" });
-    t.textContent = labels[i];
+$("staff-lock").addEventListener("click", async () => { await lockStaff(); show(STATE.session ? "scan" : "welcome"); });
+
+// Scans by hour of the store's day: labelled axes, a y scale, the count over each bar.
+function hourChart(values, zone, testid) {
+  const W = 640, H = 300, left = 56, right = 12, top = 16, bottom = 64;
+  const plotW = W - left - right, plotH = H - top - bottom;
+  const max = Math.max(1, ...values);
+  const step = Math.max(1, Math.ceil(max / 4));
+  const yMax = step * Math.ceil(max / step);
+  const bw = plotW / values.length;
+  const title = `Scans today by hour (${zone})`;
+  const chart = svg("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", "data-testid": testid, role: "img", "aria-label": title });
+  for (let v = 0; v <= yMax; v += step) {
+    const y = top + plotH - v / yMax * plotH;
+    chart.append(svg("line", { x1: left, x2: W - right, y1: y, y2: y, stroke: "#e3dfd4" }));
+    const t = svg("text", { x: left - 8, y: y + 6, "text-anchor": "end" });
+    t.textContent = v;
     chart.append(t);
-    if (v) { const c = svg("text", { x: i * bw + bw / 2, y: height - h - 3, "text-anchor": "middle" }); c.textContent = v; chart.append(c); }
+  }
+  values.forEach((v, i) => {
+    const h = v / yMax * plotH;
+    chart.append(svg("rect", { x: left + i * bw + 2, y: top + plotH - h, width: bw - 4, height: h, fill: "#1f7a4d" }));
+    if (i % 3 === 0) {
+      const t = svg("text", { x: left + i * bw + bw / 2, y: top + plotH + 24, "text-anchor": "middle" });
+      t.textContent = String(i).padStart(2, "0");
+      chart.append(t);
+    }
   });
+  chart.append(svg("line", { x1: left, x2: W - right, y1: top + plotH, y2: top + plotH, stroke: "#1b2430" }),
+    svg("line", { x1: left, x2: left, y1: top, y2: top + plotH, stroke: "#1b2430" }));
+  const xTitle = svg("text", { x: left + plotW / 2, y: H - 8, "text-anchor": "middle", class: "axis-title" });
+  xTitle.textContent = `hour of day (${zone})`;
+  const yTitle = svg("text", { x: 16, y: top + plotH / 2, "text-anchor": "middle", class: "axis-title", transform: `rotate(-90 16 ${top + plotH / 2})` });
+  yTitle.textContent = "scans";
+  chart.append(xTitle, yTitle);
   return el("div", { class: "panel" }, el("h2", { text: title }), chart);
+}
+
+const FUNNEL_LABELS = { scan: "Scans", offer_shown: "Offers shown", cart_add: "Added to cart",
+  offer_rejected: "Offers refused", offer_redeemed: "Offers redeemed", purchase: "Items bought" };
+
+// The funnel as labelled horizontal bars (readable at any width), refusals by reason below.
+function funnel(data) {
+  const max = Math.max(1, ...data.funnel.map((f) => f.count));
+  return el("div", { class: "panel" },
+    el("h2", { text: `Today's offer funnel (${data.today})` }),
+    el("div", { class: "funnel", "data-testid": "funnel-chart", role: "img", "aria-label": "today's offer funnel" },
+      data.funnel.map((f) => el("div", { class: "funnel-row" + (f.step === "offer_rejected" ? " refused" : "") },
+        el("span", { class: "funnel-label", text: FUNNEL_LABELS[f.step] || f.step }),
+        el("span", { class: "funnel-track" }, el("span", { class: "funnel-bar", style: `width: ${f.count / max * 100}%` })),
+        el("span", { class: "funnel-count", text: String(f.count) })))),
+    el("h3", { text: "Offers refused today, by reason" }),
+    el("div", { "data-testid": "rejections" },
+      data.rejections.length
+        ? el("table", { class: "status-table" }, ...data.rejections.map((r) => el("tr", {}, el("th", { text: r.reason }), el("td", { text: String(r.count) }))))
+        : el("p", { class: "muted", text: "None today." })));
 }
 
 function ago(ms) {
   if (!ms) return "never";
   const s = Math.round((Date.now() - ms) / 1000);
-  if (s < 0) return `in ${Math.round(-s / 60)} min`;
+  if (s < 0) return -s < 90 ? `in ${-s} s` : `in ${Math.round(-s / 60)} min`;
   if (s < 90) return `${s} s ago`;
   if (s < 5400) return `${Math.round(s / 60)} min ago`;
-  return `${Math.round(s / 3600)} h ago`;
+  if (s < 172800) return `${Math.round(s / 3600)} h ago`;
+  return `${Math.round(s / 86400)} days ago`;
+}
+
+function bytes(n) {
+  n = n || 0;
+  return n < 1024 ? `${n} B` : n < 1048576 ? `${(n / 1024).toFixed(1)} KB` : `${(n / 1048576).toFixed(1)} MB`;
+}
+
+function shortError(text) {
+  // The full error stays in the tooltip; the table shows its gist, wrapped.
+  return text.length > 90 ? text.slice(0, 87) + "…" : text;
+}
+
+function statusTable(rows, testid) {
+  return el("table", { class: "status-table", "data-testid": testid },
+    ...rows.map(([k, v, title]) => el("tr", {}, el("th", { text: k }), el("td", title ? { text: v, title } : { text: v }))));
 }
 
 // A readable sync status: the raw record overflows a kiosk screen and says little at a glance.
 function syncTable(sync, lastSync) {
   if (!sync || sync.available === false) return el("p", { class: "muted", text: "Sync module not available." });
-  const rows = [
-    ["Queued summaries", `${sync.queued} (${Math.round((sync.queued_bytes || 0) / 1024 * 10) / 10} KB)`],
-    ["Events not yet summarised", String(sync.unsummarised_events ?? 0)],
-    ["Quarantined", String(sync.quarantined ?? 0)],
+  const error = sync.last_error || (lastSync.state === "failed" ? lastSync.message : "") || "";
+  const upstream = lastSync.upstream || "none configured (offline)";
+  return statusTable([
+    ["Upstream", upstream],
+    ["Queued", `${sync.queued} summaries`],
+    ["Queued bytes", bytes(sync.queued_bytes)],
+    ["Not yet summarised", `${sync.unsummarised_events ?? 0} events`],
     ["Last success", ago(sync.last_success_ms)],
-    ["Last attempt", ago(sync.last_attempt_ms)],
-    ["Next attempt", sync.next_attempt_ms ? ago(sync.next_attempt_ms) : "when due"],
-    ["Last sync", lastSync.state],
-    ["Last error", sync.last_error || lastSync.message || "none"],
-  ];
-  return el("table", { class: "status-table", "data-testid": "sync-status" },
-    ...rows.map(([k, v]) => el("tr", {}, el("th", { text: k }), el("td", { text: v }))));
+    ["Last attempt", lastSync.at_ms || sync.last_attempt_ms ? `${ago(sync.last_attempt_ms || lastSync.at_ms)} (${lastSync.state})` : "never"],
+    ["Last error", error ? shortError(error) : "none", error],
+    ["Next attempt", sync.next_attempt_ms ? ago(sync.next_attempt_ms) : lastSync.upstream ? "on the next round" : "only on Sync now"],
+  ], "sync-status");
+}
+
+function modelTable(data) {
+  const m = data.model;
+  return statusTable(m ? [
+    ["Model", m.name],
+    ["Version", m.version],
+    ["Quantization", m.quantization],
+    ["Items in model", String(m.items)],
+    ["Items in catalog", String(data.catalog_items)],
+  ] : [
+    ["Model", "none (popularity only)"],
+    ["Items in catalog", String(data.catalog_items)],
+  ], "model-status");
+}
+
+function toggleRow(id, label, sub, checked, onchange) {
+  const box = el("input", { type: "checkbox", class: "toggle", id, role: "switch" });
+  box.checked = !!checked;
+  box.addEventListener("change", () => onchange(box.checked));
+  return el("label", { class: "switch-row", for: id },
+    el("span", { class: "switch-text" }, el("span", { text: label }), sub ? el("code", { text: sub }) : null), box);
 }
 
 function renderStaff(data) {
-  const offerRows = data.offers.map((o) => {
-    const box = el("input", { type: "checkbox", "data-offer": o.offer_id });
-    box.checked = !!o.active;
-    box.addEventListener("change", async () => renderStaff(await api("/api/staff/offer", { offer_id: o.offer_id, active: box.checked })));
-    return el("label", { class: "switch-row" }, el("span", { text: `${o.title} (${o.offer_id})` }), box);
-  });
-  const sandbox = el("input", { type: "checkbox", id: "sandbox" });
-  sandbox.checked = data.sandbox;
-  sandbox.addEventListener("change", async () => renderStaff(await api("/api/staff/sandbox", { on: sandbox.checked })));
-  $("staff-panel").replaceChildren(el("div", { class: "cols", "data-testid": "staff-panel" },
+  const offerRows = data.offers.map((o) => toggleRow("offer-" + o.offer_id, o.title, o.offer_id, o.active,
+    async (active) => renderStaff(await api("/api/staff/offer", { offer_id: o.offer_id, active }))));
+  $("staff-panel").replaceChildren(el("div", { class: "cols staff", "data-testid": "staff-panel" },
     el("div", { class: "panel" },
-      el("h2", { text: "Status" }),
-      el("p", { text: "Model: " + (data.model_version || "none (popularity only)") }),
-      el("p", { text: `Catalog: ${data.catalog_items} items` }),
-      el("h3", { text: "Sync" }),
+      el("h2", { text: "Model" }),
+      modelTable(data),
+      el("h2", { text: "Sandbox mode" }),
+      el("p", { class: "muted", "data-testid": "sandbox-state", text: data.sandbox
+        ? "ON: code redemptions run every check and roll back; nothing is spent."
+        : "OFF: code redemptions are real." }),
+      toggleRow("sandbox", "Sandbox mode", "redemptions spend nothing", data.sandbox,
+        async (on) => renderStaff(await api("/api/staff/sandbox", { on })))),
+    el("div", { class: "panel" },
+      el("h2", { text: "Sync" }),
       syncTable(data.sync, data.last_sync),
-      el("button", { onclick: async () => renderStaff(await api("/api/staff/sync", {})), text: "Sync now" }),
-      el("label", { class: "switch-row", for: "sandbox" }, el("span", { text: "Sandbox mode (redemptions spend nothing)" }), sandbox)),
-    el("div", { class: "panel" }, el("h2", { text: "Offers" }),
+      el("button", { onclick: async () => renderStaff(await api("/api/staff/sync", {})), text: "Sync now" })),
+    el("div", { class: "panel" }, el("h2", { text: "Offers (on/off)" }),
       offerRows.length ? offerRows : el("p", { class: "muted", text: data.offers_available ? "No offers defined." : "Offers module not available." })),
-    barChart(data.scans_by_hour, data.scans_by_hour.map((_, h) => (h % 3 === 0 ? h : "")), `Scans today by hour (${data.timezone})`, "scan-chart"),
-    barChart(data.funnel.map((f) => f.count), data.funnel.map((f) => f.step.replace("_", " ")), "Today's offer funnel", "funnel-chart"),
-    el("div", { class: "panel", "data-testid": "rejections" }, el("h2", { text: "Offers refused today, by reason" }),
-      data.rejections.length
-        ? el("table", { class: "status-table" }, ...data.rejections.map((r) => el("tr", {}, el("th", { text: r.reason }), el("td", { text: String(r.count) }))))
-        : el("p", { class: "muted", text: "None today." }))));
+    hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
+    funnel(data)));
 }
 
 $("staff-back").addEventListener("click", () => show(STATE.session ? "scan" : "welcome"));
