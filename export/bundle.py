@@ -26,6 +26,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
+from shelfwise import ExportCheckFailed
 from shelfwise._bundle import Manifest, SideTables, write_bundle
 from shelfwise.training.data import EvalCases
 from shelfwise.training.evaluate import evaluate
@@ -48,10 +49,6 @@ ATTRIBUTION = {
 }
 PARITY_TOLERANCE = 1e-3  # max abs score difference accepted for fp32
 INT8_MAX_RELATIVE_DROP = 0.02  # int8 may cost at most 2% relative validation NDCG@10
-
-
-class ExportCheckFailed(RuntimeError):
-    """The exported graph did not reproduce the PyTorch model; nothing was written."""
 
 
 @dataclass(frozen=True)

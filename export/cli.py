@@ -16,7 +16,7 @@ import time
 from shelfwise._bundle import read_private_key
 from shelfwise._errors import ShelfwiseError
 
-from .bundle import ExportCheckFailed, export_bundle
+from .bundle import export_bundle
 
 EXAMPLE = """example:
   shelfwise export runs/beauty --out bundles/beauty --quantize int8
@@ -68,7 +68,7 @@ def main(name: str, argv: list[str]) -> int:
             model_version=args.version,
             expires_ms=expires,
         )
-    except (ShelfwiseError, ExportCheckFailed, ValueError, FileNotFoundError) as exc:
+    except (ShelfwiseError, ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     manifest = report.manifest

@@ -27,7 +27,6 @@ import hmac
 import logging
 import secrets
 import threading
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -51,6 +50,7 @@ from shelfwise import (
     UnknownItem,
     UnknownShopper,
 )
+from shelfwise._time import now_ms
 
 from .build_store import member_of_card
 
@@ -101,7 +101,7 @@ class Sessions:
     def open(self, shopper_id: str) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._by_token[token] = _Session(shopper_id, _now_ms())
+            self._by_token[token] = _Session(shopper_id, now_ms())
         return token
 
     def touch(self, token: str | None) -> str | None:
@@ -109,7 +109,7 @@ class Sessions:
             session = self._by_token.get(token or "")
             if session is None:
                 return None
-            session.last_ms = _now_ms()
+            session.last_ms = now_ms()
             return session.shopper_id
 
     def peek(self, token: str | None) -> _Session | None:
@@ -122,7 +122,7 @@ class Sessions:
         return session.shopper_id if session else None
 
     def idle(self, idle_s: float) -> list[tuple[str, str]]:
-        cutoff = _now_ms() - int(idle_s * 1000)
+        cutoff = now_ms() - int(idle_s * 1000)
         with self._lock:
             gone = [(t, s.shopper_id) for t, s in self._by_token.items() if s.last_ms < cutoff]
             for token, _ in gone:
@@ -134,9 +134,6 @@ class Sessions:
             for token in [t for t, s in self._by_token.items() if s.shopper_id == shopper_id]:
                 del self._by_token[token]
 
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class ApiError(Exception):
@@ -235,7 +232,7 @@ class Kiosk:
         # Staff token -> last use (ms): an unattended unlocked staff screen locks itself.
         self.staff_tokens: dict[str, int] = {}
         self.sandbox = False
-        self.started_ms = _now_ms()
+        self.started_ms = now_ms()
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
 
     # -- sessions -------------------------------------------------------------------------
@@ -274,7 +271,7 @@ class Kiosk:
     # -- staff ----------------------------------------------------------------------------
     def staff_ok(self, token: str) -> bool:
         """Whether ``token`` unlocks the staff screen (and is not idle); touches it if so."""
-        now = _now_ms()
+        now = now_ms()
         cutoff = now - int(self.config.idle_s * 1000)
         for known, last in list(self.staff_tokens.items()):
             if last < cutoff:
@@ -543,7 +540,7 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
             await asyncio.sleep(0.5)  # slows guessing; a real kiosk would also lock out
             raise ApiError(403, "StaffOnly", "wrong staff PIN", "staff_pin")
         token = secrets.token_urlsafe(24)
-        kiosk.staff_tokens[token] = _now_ms()
+        kiosk.staff_tokens[token] = now_ms()
         response = JSONResponse({"ok": True})
         response.set_cookie(STAFF_COOKIE, token, httponly=True, samesite="strict")
         return response
@@ -755,7 +752,7 @@ def sync_once(kiosk: Kiosk) -> None:
     """One sync round trip to the upstream, if configured; failures are recorded, not raised."""
     upstream = kiosk.config.upstream
     syncer = getattr(kiosk.sw, "sync", None)
-    stamp = _now_ms()
+    stamp = now_ms()
     if not upstream:
         kiosk.last_sync = {"state": "off", "upstream": None, "at_ms": stamp}
         return

@@ -19,7 +19,10 @@ from ._catalog import Catalog, Item
 from ._errors import (
     BundleError,
     BundleVerificationError,
+    CollectorConflict,
     ConsentRequired,
+    EnvelopeError,
+    ExportCheckFailed,
     InvalidBarcode,
     InvalidCatalog,
     InvalidEvent,
@@ -27,6 +30,7 @@ from ._errors import (
     InvalidLocation,
     InvalidOffer,
     InvalidTrainingData,
+    KeyConflict,
     ModelRuntimeError,
     OfferRejected,
     ShelfwiseError,
@@ -40,6 +44,7 @@ from ._errors import (
     UnknownItem,
     UnknownShopper,
     UpdateRefused,
+    VersionConflict,
 )
 from ._events import EVENT_TYPES, Event
 from ._facade import CartLine, Shelfwise, Shopper, open
@@ -69,11 +74,14 @@ __all__ = [
     "BundleVerificationError",
     "CartLine",
     "Catalog",
+    "CollectorConflict",
     "ConsentRequired",
     "Credentials",
     "Decision",
     "EVENT_TYPES",
+    "EnvelopeError",
     "Event",
+    "ExportCheckFailed",
     "Fence",
     "FenceIndex",
     "GeofenceEvent",
@@ -86,6 +94,7 @@ __all__ = [
     "InvalidOffer",
     "InvalidTrainingData",
     "Item",
+    "KeyConflict",
     "Manifest",
     "ModelRuntimeError",
     "OFFER_REASONS",
@@ -120,6 +129,7 @@ __all__ = [
     "UnknownItem",
     "UnknownShopper",
     "UpdateRefused",
+    "VersionConflict",
     "__version__",
     "circle",
     "decode_image",
@@ -130,3 +140,11 @@ __all__ = [
     "parse_offer",
     "polygon",
 ]
+
+# Public names report the package they are imported from (``shelfwise.InvalidBarcode`` in a
+# traceback, not ``shelfwise._errors.InvalidBarcode``); private modules stay an implementation detail.
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type) or callable(_obj):
+        _obj.__module__ = __name__
+del _name, _obj

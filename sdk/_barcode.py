@@ -26,7 +26,7 @@ Example:
     >>> normalize_gtin("036000291453")
     Traceback (most recent call last):
     ...
-    shelfwise._errors.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
+    shelfwise.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
     >>> expand_upce("04252614")             # UPC-E -> UPC-A
     '042100005264'
     >>> code = parse_barcode("2400123004998")  # 24: price-embedded, item 00123, 4.99
@@ -356,7 +356,7 @@ def decode_image(image: str | Path | bytes) -> list[str]:
         >>> decode_image(b"not an image")  # doctest: +SKIP
         Traceback (most recent call last):
         ...
-        shelfwise._errors.InvalidBarcode: the image could not be read: ...
+        shelfwise.InvalidBarcode: the image could not be read: ...
     """
     try:
         import zxingcpp

@@ -12,7 +12,7 @@ Example:
     >>> check_code(code[:-1] + ("2" if code[-1] != "2" else "3"))
     Traceback (most recent call last):
     ...
-    shelfwise._errors.OfferRejected: ... is not a valid code (its check character is wrong): check the spelling
+    shelfwise.OfferRejected: ... is not a valid code (its check character is wrong): check the spelling
 """
 
 from __future__ import annotations

@@ -12,18 +12,24 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   ├── InvalidCatalog            a catalog row is malformed; the import wrote nothing
     │   ├── InvalidLocation           impossible coordinates or accuracy
     │   ├── InvalidOffer              an offer definition failed validation
-    │   └── InvalidTrainingData       a training data file has a malformed row (path, line)
+    │   ├── InvalidTrainingData       a training data file has a malformed row (path, line)
+    │   └── EnvelopeError             a summary envelope broke the wire schema
     ├── UnknownItem                   an item id or GTIN is not in the catalog (also a KeyError)
     ├── UnknownShopper                no such shopper or session
     ├── ConsentRequired               the shopper has not consented to this purpose
     ├── BundleError                   a model bundle could not be used
     │   ├── BundleVerificationError   checksum, signature, format version or expiry failed
-    │   └── ModelRuntimeError         onnxruntime failed to load or run the model
+    │   │   └── UpdateRefused         a signed catalog/offers document was refused (reason)
+    │   ├── ModelRuntimeError         onnxruntime failed to load or run the model
+    │   └── ExportCheckFailed         an exported graph did not reproduce PyTorch; nothing written
     ├── OfferRejected                 an offer/code cannot be applied (has a ``reason`` code)
     └── SyncError                     talking to upstream failed
         ├── SyncRetryable             network error, 5xx, 408, 429: try again later
         └── SyncRejected              any other 4xx: the payload will never be accepted
             └── SyncUnauthorized      401/403: the device's credentials were refused
+    └── CollectorConflict             the collector refused a write that contradicts its records
+        ├── KeyConflict               an idempotency key already belongs to another device
+        └── VersionConflict           a document version not above the one published
 
 Example:
     >>> import shelfwise
@@ -80,6 +86,10 @@ class InvalidLocation(InvalidInput):
 
 class InvalidOffer(InvalidInput):
     """An offer definition failed validation."""
+
+
+class EnvelopeError(InvalidInput):
+    """A summary envelope broke the schema (the collector answers 400 and changes nothing)."""
 
 
 class InvalidTrainingData(InvalidInput):
@@ -146,6 +156,10 @@ class ModelRuntimeError(BundleError):
     """onnxruntime failed to load or run the bundle's model."""
 
 
+class ExportCheckFailed(BundleError):
+    """The exported graph did not reproduce the PyTorch model; nothing was written."""
+
+
 class OfferRejected(ShelfwiseError):
     """An offer or code cannot be applied; ``reason`` is a stable machine-readable code."""
 
@@ -176,3 +190,15 @@ class SyncRejected(SyncError):
 
 class SyncUnauthorized(SyncRejected):
     """Upstream did not accept this device's credentials (401/403), even after re-signing."""
+
+
+class CollectorConflict(ShelfwiseError):
+    """The collector refused a write that contradicts what it already holds."""
+
+
+class KeyConflict(CollectorConflict):
+    """An idempotency key already belongs to another device (hostile or broken client)."""
+
+
+class VersionConflict(CollectorConflict):
+    """A document was published with a version not above the one already published."""

@@ -7,7 +7,7 @@ Example:
     >>> validate_event({"type": "teleport"})
     Traceback (most recent call last):
     ...
-    shelfwise._errors.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, scan, scan_miss, search, view
+    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, scan, scan_miss, search, view
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidEvent
-from ._store import now_ms
+from ._time import now_ms
 
 ITEM_EVENTS = frozenset({"view", "scan", "cart_add", "cart_remove", "purchase"})
 # What each non-item event must carry in its payload.

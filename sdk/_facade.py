@@ -46,9 +46,10 @@ from ._offers import (
 from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
 from ._recommend import Context, Recommendation, Recommender, rerank_search
 from ._scan import ScanCard, in_store_layout, scan, set_in_store_layout
-from ._store import Store, now_ms
+from ._store import Store
 from ._summaries import PrivacyPolicy
 from ._sync import Credentials, SyncReport, summarise_store, sync_store
+from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -117,7 +118,7 @@ class Shelfwise:
             ...     sw.load_bundle("/no/such/bundle")  # doctest: +ELLIPSIS
             Traceback (most recent call last):
             ...
-            shelfwise._errors.BundleVerificationError: /no/such/bundle is not a bundle: ...
+            shelfwise.BundleVerificationError: /no/such/bundle is not a bundle: ...
         """
         return self.model.swap(path)
 
@@ -660,7 +661,7 @@ class Shopper:
             ...     sw.start_session().scan("036000291453")
             Traceback (most recent call last):
             ...
-            shelfwise._errors.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
+            shelfwise.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
         """
         return scan(self, code, symbology=symbology, channel=channel)
 
@@ -732,7 +733,7 @@ class Shopper:
             ...     sw.start_session().locate(45.46, 9.19, 10)
             Traceback (most recent call last):
             ...
-            shelfwise._errors.ConsentRequired: the shopper has not consented to location
+            shelfwise.ConsentRequired: the shopper has not consented to location
         """
         self.require_consent("location")
         events = self._sw.geo.update(self.shopper_id, lat, lon, accuracy_m, ts_ms=ts_ms)

@@ -42,7 +42,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidInput, InvalidLocation
-from ._store import Store, now_ms
+from ._store import Store
+from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +111,7 @@ def check_location(lat: Any, lon: Any, accuracy_m: Any) -> tuple[float, float, f
         >>> check_location(91, 0, 5)
         Traceback (most recent call last):
         ...
-        shelfwise._errors.InvalidLocation: latitude 91 is outside -90..90
+        shelfwise.InvalidLocation: latitude 91 is outside -90..90
     """
     values = []
     for name, value in (("latitude", lat), ("longitude", lon), ("accuracy", accuracy_m)):

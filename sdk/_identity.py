@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidInput, UnknownShopper
-from ._store import Store, now_ms
+from ._store import Store
+from ._time import DAY_MS, now_ms
 
 # personalization: history-based results; location: geofences; offers: targeted offers;
 # sync: member data in upstream summaries; sensitive: suggestions from sensitive categories.
@@ -27,7 +28,6 @@ PURPOSES = frozenset({"personalization", "location", "offers", "sync", "sensitiv
 # within the session; everything else needs an explicit yes.
 ANONYMOUS_CONSENTS = frozenset({"personalization"})
 
-DAY_MS = 86_400_000
 NEW_DAYS = 30
 LAPSED_DAYS = 60
 LOYAL_PURCHASE_DAYS = 8

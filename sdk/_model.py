@@ -170,7 +170,7 @@ def load_model(
         >>> load_model("/nonexistent")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         ...
-        shelfwise._errors.BundleVerificationError: /nonexistent is not a bundle: it has no manifest.json
+        shelfwise.BundleVerificationError: /nonexistent is not a bundle: it has no manifest.json
     """
     files = read_bundle(path, public_key=public_key)
     try:

@@ -22,13 +22,13 @@ Example:
     >>> ann.redeem(code, cart_total=12.5)
     Traceback (most recent call last):
     ...
-    shelfwise._errors.OfferRejected: not eligible: cart total 12.50 is below 20.00
+    shelfwise.OfferRejected: not eligible: cart total 12.50 is below 20.00
     >>> ann.redeem(code, cart_total=30.0).amount
     3.0
     >>> bob.redeem(code, cart_total=30.0)
     Traceback (most recent call last):
     ...
-    shelfwise._errors.OfferRejected: code ... was already redeemed
+    shelfwise.OfferRejected: code ... was already redeemed
     >>> sw.close()
 """
 
@@ -50,11 +50,11 @@ from ._catalog import Catalog
 from ._codes import canonical_code, check_code, new_code
 from ._errors import InvalidInput, InvalidOffer, OfferRejected
 from ._identity import SEGMENTS
-from ._store import Store, now_ms
+from ._store import Store
+from ._time import DAY_MS, now_ms
 
 logger = logging.getLogger(__name__)
 
-DAY_MS = 86_400_000
 CHANNELS = frozenset({"kiosk", "app_push", "app_inbox", "pos", "scan"})
 CALENDAR = frozenset({"birthday", "anniversary", "holiday"})
 GEOFENCE_EVENTS = frozenset({"enter", "dwell", "exit"})
@@ -310,7 +310,7 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         >>> parse_offer({"offer_id": "x", "title": "X", "reward": {"type": "percent", "value": 150}})
         Traceback (most recent call last):
         ...
-        shelfwise._errors.InvalidOffer: offer x: reward.value must be between 0 and 100 for a percent reward
+        shelfwise.InvalidOffer: offer x: reward.value must be between 0 and 100 for a percent reward
     """
     if not isinstance(data, Mapping):
         raise InvalidOffer(f"an offer definition must be a mapping, not {type(data).__name__}")

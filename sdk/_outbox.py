@@ -48,7 +48,7 @@ import msgpack
 import sqlite_utils
 
 from ._identity import get_shopper, segment_of
-from ._store import Store, now_ms
+from ._store import Store
 from ._summaries import (
     DAY_MS,
     HOUR_MS,
@@ -59,6 +59,7 @@ from ._summaries import (
     aggregate,
     aggregate_day,
 )
+from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ from ._encoding import daypart, hour_bucket
 from ._errors import InvalidInput
 from ._model import LoadedModel, ModelHandle
 from ._store import Store
+from ._time import DAY_MS
 
-DAY_MS = 86_400_000
 TRENDING_WINDOW_DAYS = 7
 # How much each kind of event says about an item's popularity in this store.
 POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}

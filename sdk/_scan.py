@@ -28,7 +28,8 @@ from ._catalog import Item
 from ._errors import InvalidBarcode, InvalidInput, UnknownItem
 from ._offers import RankedOffer
 from ._recommend import Recommendation, _ago
-from ._store import Store, now_ms
+from ._store import Store
+from ._time import now_ms
 
 if TYPE_CHECKING:
     from ._facade import Shopper
@@ -64,7 +65,7 @@ def layout_from_dict(data: Mapping[str, Any]) -> InStoreLayout:
         >>> layout_from_dict({"value_start": 5})
         Traceback (most recent call last):
         ...
-        shelfwise._errors.InvalidInput: in-store layout: the item digits 2-6 and the value digits 5-9 overlap
+        shelfwise.InvalidInput: in-store layout: the item digits 2-6 and the value digits 5-9 overlap
     """
     if not isinstance(data, Mapping):
         raise InvalidInput("in-store layout: expected a mapping of layout fields")

@@ -20,7 +20,6 @@ import contextlib
 import logging
 import sqlite3
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,14 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 
 
-def now_ms() -> int:
-    """The current UTC time as integer milliseconds, the store's only time format.
-
-    Example:
-        >>> now_ms() > 1_600_000_000_000
-        True
-    """
-    return int(time.time() * 1000)
 
 
 def _connect(path: str, timeout_s: float, synchronous: str) -> sqlite3.Connection:

@@ -46,10 +46,9 @@ from typing import Any
 
 import msgpack
 
-from ._errors import InvalidInput
+from ._errors import EnvelopeError, InvalidInput
+from ._time import DAY_MS, HOUR_MS
 
-HOUR_MS = 3_600_000
-DAY_MS = 86_400_000
 REST_SUFFIX = "_day_rest"  # a day's events whose hourly cells were suppressed
 ENVELOPE_VERSION = 1
 
@@ -353,10 +352,6 @@ ENVELOPE_FIELDS = frozenset(
 MAX_CELLS = 200_000
 MAX_COUNT = 1 << 40
 MAX_INT = 1 << 62
-
-
-class EnvelopeError(InvalidInput):
-    """A summary envelope broke the schema (the collector answers 400 and changes nothing)."""
 
 
 @dataclass(frozen=True)

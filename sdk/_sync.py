@@ -73,9 +73,10 @@ from ._outbox import (
     record_failure,
     summarise,
 )
-from ._store import Store, now_ms
+from ._store import Store
 from ._summaries import EnvelopeError, PrivacyPolicy, safe_unpack
 from ._sync_documents import KINDS, PATHS, AppliedDocument, apply_document
+from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 
@@ -102,6 +103,7 @@ class Credentials:
     """One device's identity upstream: its id and its own HMAC secret (never fleet-wide).
 
     Example:
+        >>> from shelfwise._sync import sign_request
         >>> creds = Credentials("kiosk-1", b"s" * 32)
         >>> sorted(sign_request(creds, "POST", "/v1/summaries", b"x", 1_700_000_000_000))
         ['X-Shelfwise-Device', 'X-Shelfwise-Signature', 'X-Shelfwise-Time']

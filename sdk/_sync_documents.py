@@ -52,8 +52,9 @@ from ._errors import (
     UpdateRefused,
 )
 from ._offers import Offer, Offers, parse_offer
-from ._store import Store, now_ms
+from ._store import Store
 from ._summaries import EnvelopeError, safe_unpack
+from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 

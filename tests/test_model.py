@@ -23,7 +23,7 @@ from shelfwise._bundle import (
     write_bundle,
 )
 from shelfwise._model import load_model, session_options
-from shelfwise._store import now_ms
+from shelfwise._time import now_ms
 
 KEYS = generate_signing_key()
 OTHER_KEYS = generate_signing_key()

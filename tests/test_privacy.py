@@ -7,7 +7,7 @@ import json
 import pytest
 
 import shelfwise
-from shelfwise._store import now_ms
+from shelfwise._time import now_ms
 
 DAY = 86_400_000
 

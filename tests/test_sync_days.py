@@ -21,8 +21,8 @@ from sync_helpers import backend_args, collector, register, view_row
 
 import shelfwise
 from shelfwise._outbox import released_totals, summarise
-from shelfwise._store import now_ms
 from shelfwise._summaries import DAY_MS, HOUR_MS, PrivacyPolicy, aggregate, aggregate_day
+from shelfwise._time import now_ms
 from shelfwise.upstream import open_storage
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}"} for n in range(4)]

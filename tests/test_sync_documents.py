@@ -21,12 +21,11 @@ from sync_helpers import backend_args, collector, register, upstream_cmd
 
 import shelfwise
 from shelfwise._bundle import generate_signing_key, sign_manifest
-from shelfwise._store import now_ms
 from shelfwise._sync import pull_document
 from shelfwise._sync_documents import DocumentManifest, applied_documents
+from shelfwise._time import DAY_MS, now_ms
 
 PRIVATE, PUBLIC = generate_signing_key()
-DAY_MS = 86_400_000
 
 
 def _rows(version: int) -> list[dict]:

@@ -40,13 +40,13 @@ import numpy as np
 
 from shelfwise._encoding import Vocabulary, item_id_from_name
 from shelfwise._errors import InvalidTrainingData
+from shelfwise._time import DAY_MS
 
 logger = logging.getLogger(__name__)
 
 FORMATS = ("sequence", "user-item", "groceries", "breadbasket", "events")
 OnError = Literal["raise", "skip"]
 MAX_REASONS = 5
-DAY_MS = 86_400_000
 
 
 @dataclass(frozen=True)

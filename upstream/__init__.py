@@ -10,8 +10,10 @@ Example:
     0
 """
 
+from shelfwise import KeyConflict
+
 from ._app import create_app
-from ._storage import Device, KeyConflict, PostgresStorage, SqliteStorage, Storage, open_storage
+from ._storage import Device, PostgresStorage, SqliteStorage, Storage, open_storage
 
 __all__ = [
     "Device",

@@ -19,10 +19,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from shelfwise._time import DAY_MS, now_ms
+
 from ._storage import open_storage
 
 COMMANDS = ("serve", "add-device", "totals", "publish-catalog", "publish-offers")
-DAY_MS = 86_400_000
 
 
 def _storage_args(parser: argparse.ArgumentParser) -> None:
@@ -78,10 +79,8 @@ def publish(storage: Any, args: argparse.Namespace) -> int:
     from shelfwise._catalog import read_catalog_file
     from shelfwise._errors import ShelfwiseError
     from shelfwise._offers import read_offer_file
-    from shelfwise._store import now_ms
     from shelfwise._sync_documents import build_document, read_private_key
 
-    from ._storage import VersionConflict
 
     try:
         if args.kind == "catalog":
@@ -99,7 +98,7 @@ def publish(storage: Any, args: argparse.Namespace) -> int:
             expires_ms=issued + int(args.expires_days * DAY_MS),
         )
         manifest = storage.publish(raw)
-    except (ShelfwiseError, VersionConflict, OSError) as exc:
+    except (ShelfwiseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(manifest.__dict__, sort_keys=True))

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from shelfwise import KeyConflict
 from shelfwise._summaries import Envelope, EnvelopeError, safe_unpack, unpack_envelope
 from shelfwise._sync import (
     HEADER_DEVICE,
@@ -42,7 +43,7 @@ from shelfwise._sync import (
     check_signature,
 )
 
-from ._storage import Device, KeyConflict, Storage
+from ._storage import Device, Storage
 
 logger = logging.getLogger(__name__)
 

@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 import sqlite_utils
 
+from shelfwise import KeyConflict, VersionConflict
 from shelfwise._summaries import Envelope, rest_metric
 from shelfwise._sync_documents import DocumentManifest, document_manifest
 
@@ -106,14 +107,6 @@ _ADD_CELLS = (
     "INSERT INTO release_cells (key, metric, store_id, bucket_ms, a, b, n, q) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
-
-
-class KeyConflict(Exception):
-    """An idempotency key already belongs to another device (hostile or broken client)."""
-
-
-class VersionConflict(Exception):
-    """A document was published with a version not above the one already published."""
 
 
 @dataclass(frozen=True)
