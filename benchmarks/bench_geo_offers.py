@@ -24,8 +24,8 @@ import time
 from pathlib import Path
 
 import shelfwise
-from shelfwise._geo import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
-from shelfwise._offers import (
+from shelfwise.geo.tracker import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
+from shelfwise.offers.engine import (
     PRIOR_REDEEMED,
     PRIOR_SHOWN,
     OfferContext,

@@ -89,8 +89,8 @@ def bundle_report(run: Path, bundle: Path, data: str) -> dict[str, object]:
 
     import numpy as np
 
-    from shelfwise._bundle import read_bundle
     from shelfwise.export.onnx_export import export_onnx, onnx_scorer, run_onnx, session
+    from shelfwise.model.bundle import read_bundle
     from shelfwise.training.data import make_split, read_events
     from shelfwise.training.evaluate import evaluate
     from shelfwise.training.train import load_run

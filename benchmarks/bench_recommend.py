@@ -69,13 +69,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import scorer_graph
 
 import shelfwise
-from shelfwise._bundle import BundleFiles, Manifest, read_bundle, write_bundle
-from shelfwise._encoding import encode_histories
-from shelfwise._model import session_options
 from shelfwise.export.reference_scorer import mean_pool_scorer
+from shelfwise.model.bundle import BundleFiles, Manifest, read_bundle, write_bundle
+from shelfwise.model.encoding import encode_histories
+from shelfwise.model.runtime import session_options
 
 # getattr: the benchmark also runs against an older runtime (PYTHONPATH) for before/after.
-DISABLED_OPTIMIZERS: list[str] = getattr(shelfwise._model, "DISABLED_OPTIMIZERS", [])
+DISABLED_OPTIMIZERS: list[str] = getattr(shelfwise.model.runtime, "DISABLED_OPTIMIZERS", [])
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"

@@ -29,10 +29,10 @@ from pathlib import Path
 import msgpack
 
 import shelfwise
-from shelfwise._encoding import item_id_from_name
-from shelfwise._outbox import summarise
-from shelfwise._summaries import Envelope
-from shelfwise._sync import Credentials, HttpTransport, Uploader
+from shelfwise.model.encoding import item_id_from_name
+from shelfwise.sync.outbox import summarise
+from shelfwise.sync.privacy import Envelope
+from shelfwise.sync.upload import Credentials, HttpTransport, Uploader
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "groceries-dated" / "Groceries_dataset.csv"
@@ -159,7 +159,7 @@ def naive(url: str, creds: list[Credentials], events: int, threads: int) -> dict
             {"v": 1, "device": cred.device_id, "summaries": [env.pack()]}, use_bin_type=True
         )
         transport = HttpTransport(url)
-        from shelfwise._sync import sign_request
+        from shelfwise.sync.upload import sign_request
 
         headers = sign_request(cred, "POST", "/v1/summaries", body, int(time.time() * 1000))
         assert transport.request("POST", "/v1/summaries", body, headers).status == 200

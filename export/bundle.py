@@ -3,7 +3,7 @@
 Steps: export the ONNX graph, ``onnx.checker``, parity with PyTorch on the run's real
 validation histories (max abs diff, top-10 agreement; batch sizes >= 2 and a shorter history
 length), optionally quantize to int8 and measure its metric change on the validation split,
-then ``shelfwise._bundle.write_bundle`` with all of it in ``Manifest.training``: the training
+then ``shelfwise.model.bundle.write_bundle`` with all of it in ``Manifest.training``: the training
 data fingerprint and attribution, the side tables, sha256 of every file, and an ed25519
 signature when a key is given.
 
@@ -27,7 +27,7 @@ import onnxruntime as ort
 import torch
 
 from shelfwise import ExportCheckFailed
-from shelfwise._bundle import Manifest, SideTables, write_bundle
+from shelfwise.model.bundle import Manifest, SideTables, write_bundle
 from shelfwise.training.data import EvalCases
 from shelfwise.training.evaluate import evaluate
 from shelfwise.training.train import load_run, model_scorer

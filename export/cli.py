@@ -13,8 +13,8 @@ import logging
 import sys
 import time
 
-from shelfwise._bundle import read_private_key
 from shelfwise._errors import ShelfwiseError
+from shelfwise.model.bundle import read_private_key
 
 from .bundle import export_bundle
 

@@ -1,6 +1,6 @@
 """PyTorch model -> ONNX graph with the bundle contract, and the parity check.
 
-Graph contract (``shelfwise._model.LoadedModel.score``): inputs ``history`` int64
+Graph contract (``shelfwise.model.runtime.LoadedModel.score``): inputs ``history`` int64
 [batch, L] (left padded with 0, any L up to ``max_len``) and ``k`` int64 [1]; outputs
 ``scores`` float32 [batch, k] and ``items`` int64 [batch, k] (model indices).
 
@@ -40,7 +40,7 @@ import torch
 from onnx import TensorProto, helper
 from torch import nn
 
-from shelfwise._model import session_options
+from shelfwise.model.runtime import session_options
 from shelfwise.training.evaluate import Scorer
 from shelfwise.training.model import NEG, SeqRec
 

@@ -639,7 +639,7 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
 
 def decode_photo(data: bytes) -> str:
     """The first retail barcode the SDK decodes in a photo (``InvalidBarcode`` if none)."""
-    from shelfwise._barcode import decode_image
+    from shelfwise.barcode.gtin import decode_image
 
     codes = decode_image(data)
     if not codes:
@@ -791,7 +791,7 @@ def device_credentials(sw: shelfwise.Shelfwise) -> Any:
 
     A real fleet provisions these (``Credentials.from_file``); the demo makes its own once.
     """
-    from shelfwise._sync import Credentials
+    from shelfwise.sync.upload import Credentials
 
     device = sw.store.get_meta("kiosk.device_id")
     secret = sw.store.get_meta("kiosk.device_secret")

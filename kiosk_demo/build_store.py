@@ -4,7 +4,7 @@ Writes small derived files into ``kiosk_demo/store/`` (committed; see its README
 attribution and licences):
 
 - ``catalog.jsonl``: the 167 products of the groceries-dated store (item id =
-  ``shelfwise._encoding.item_id_from_name(itemDescription)``, as the trained bundle uses),
+  ``shelfwise.model.encoding.item_id_from_name(itemDescription)``, as the trained bundle uses),
   plus the real packaged products of Open Food Facts with their real EAN-13 codes. A packaged
   groceries product takes the barcode, brand and name of a matching Open Food Facts product;
   loose goods (produce, bakery, meat counter) get GS1 in-store codes (prefix 20) and other
@@ -38,7 +38,7 @@ from typing import Any
 
 from stdnum import ean
 
-from shelfwise._encoding import item_id_from_name
+from shelfwise.model.encoding import item_id_from_name
 
 STORE_DIR = Path(__file__).parent / "store"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

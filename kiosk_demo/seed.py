@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import shelfwise
-from shelfwise._events import event_record, validate_event
+from shelfwise.events import event_record, validate_event
 
 STORE_DIR = Path(__file__).parent / "store"
 BUNDLE_DIR = STORE_DIR / "bundle"

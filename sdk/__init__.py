@@ -13,9 +13,6 @@ Example:
     ['Whole milk']
 """
 
-from ._barcode import ParsedBarcode, decode_image, expand_upce, normalize_gtin, parse_barcode
-from ._bundle import Manifest, SideTables
-from ._catalog import Catalog, Item
 from ._errors import (
     BundleError,
     BundleVerificationError,
@@ -46,11 +43,14 @@ from ._errors import (
     UpdateRefused,
     VersionConflict,
 )
-from ._events import EVENT_TYPES, Event
 from ._facade import CartLine, Shelfwise, Shopper, open
-from ._geo import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
-from ._identity import PURPOSES, SEGMENTS
-from ._offers import (
+from .barcode.gtin import ParsedBarcode, decode_image, expand_upce, normalize_gtin, parse_barcode
+from .catalog import Catalog, Item
+from .events import EVENT_TYPES, Event
+from .geo.tracker import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
+from .identity import PURPOSES, SEGMENTS
+from .model.bundle import Manifest, SideTables
+from .offers.engine import (
     OFFER_REASONS,
     Decision,
     Offer,
@@ -61,11 +61,11 @@ from ._offers import (
     Reservation,
     parse_offer,
 )
-from ._outbox import OutboxStatus, ReleaseInfo
-from ._recommend import SURFACES, Recommendation
-from ._scan import ScanCard
-from ._summaries import PrivacyPolicy
-from ._sync import Credentials, SyncReport
+from .recommend.recommender import SURFACES, Recommendation
+from .scan import ScanCard
+from .sync.outbox import OutboxStatus, ReleaseInfo
+from .sync.privacy import PrivacyPolicy
+from .sync.upload import Credentials, SyncReport
 
 __version__ = "0.1.0"
 

@@ -19,12 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from ._barcode import InStoreLayout
-from ._catalog import Catalog, Item
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
-from ._events import INTEREST_EVENTS, Event, event_record, validate_event
-from ._geo import GeofenceEvent, Geofences
-from ._identity import (
+from ._time import now_ms
+from .barcode.gtin import InStoreLayout
+from .catalog import Catalog, Item
+from .events import INTEREST_EVENTS, Event, event_record, validate_event
+from .geo.tracker import GeofenceEvent, Geofences
+from .identity import (
     DAY_MS,
     ShopperInfo,
     check_purpose,
@@ -34,8 +35,8 @@ from ._identity import (
     segment_of,
     write_consents,
 )
-from ._model import LoadedModel, ModelHandle
-from ._offers import (
+from .model.runtime import LoadedModel, ModelHandle
+from .offers.engine import (
     OfferContext,
     Offers,
     RankedOffer,
@@ -43,13 +44,12 @@ from ._offers import (
     Reservation,
     release_holds_of,
 )
-from ._outbox import OutboxStatus, ReleaseInfo, outbox_status
-from ._recommend import Context, Recommendation, Recommender, rerank_search
-from ._scan import ScanCard, in_store_layout, scan, set_in_store_layout
-from ._store import Store
-from ._summaries import PrivacyPolicy
-from ._sync import Credentials, SyncReport, summarise_store, sync_store
-from ._time import now_ms
+from .recommend.recommender import Context, Recommendation, Recommender, rerank_search
+from .scan import ScanCard, in_store_layout, scan, set_in_store_layout
+from .store.connection import Store
+from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status
+from .sync.privacy import PrivacyPolicy
+from .sync.upload import Credentials, SyncReport, summarise_store, sync_store
 
 logger = logging.getLogger(__name__)
 
@@ -332,7 +332,7 @@ class Shelfwise:
         )
         return self.recommender.recommend(surface, context, k=k, item=item, category=category)
 
-    # -- the store's in-store barcode layout (logic in shelfwise._scan) ---------------------
+    # -- the store's in-store barcode layout (logic in shelfwise.scan) ---------------------
     def barcode_layout(self) -> InStoreLayout:
         """The in-store (prefix 20-29) barcode layout every scan of this store uses."""
         return in_store_layout(self.store)
@@ -349,7 +349,7 @@ class Shelfwise:
         """
         return set_in_store_layout(self.store, layout)
 
-    # -- geofences without a new fix (logic in shelfwise._geo) -----------------------------
+    # -- geofences without a new fix (logic in shelfwise.geo.tracker) -----------------------------
     def tick_geofences(self, *, now: int | None = None) -> list[tuple[str, GeofenceEvent]]:
         """Dwell events that fell due without a new fix (``Geofences.tick``), each with the
         offers it triggered: (shopper id, event) pairs to push. Call every 30-60 s.
@@ -362,7 +362,7 @@ class Shelfwise:
         """
         return [(who, Shopper(self, who)._with_offers(e)) for who, e in self.geo.tick(now)]
 
-    # -- sync upstream (logic in shelfwise._sync / _outbox) ---------------------------------
+    # -- sync upstream (logic in shelfwise.sync.upload / _outbox) ---------------------------------
     def summarise(
         self,
         *,
@@ -455,7 +455,7 @@ class Shopper:
         write_consents(self._sw.store, self.shopper_id, {purpose: granted})
 
     def segment(self, *, now: int | None = None) -> str:
-        """new / returning / loyal / lapsed (see ``shelfwise._identity.segment_of``)."""
+        """new / returning / loyal / lapsed (see ``shelfwise.identity.segment_of``)."""
         return segment_of(self._sw.store, self.info(), now)
 
     # -- events --------------------------------------------------------------------------
@@ -563,7 +563,7 @@ class Shopper:
                 for line in lines
             ]
             db.table("events").insert_all([event_record(e, self.shopper_id) for e in events])
-            # Experiment conversions commit with the purchase (shelfwise._offers).
+            # Experiment conversions commit with the purchase (shelfwise.offers.engine).
             self._sw.offers.record_purchase(db, self.shopper_id, events)
             db.execute("DELETE FROM carts WHERE shopper_id = ?", [self.shopper_id])
             db.execute(

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from shelfwise._bundle import Manifest, SideTables, write_bundle
 from shelfwise.export.reference_scorer import mean_pool_scorer
+from shelfwise.model.bundle import Manifest, SideTables, write_bundle
 
 __all__ = ["mean_pool_scorer", "write_test_bundle"]
 

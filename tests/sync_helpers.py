@@ -16,11 +16,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shelfwise._sync import Credentials
+from shelfwise.sync.upload import Credentials
 
 
 def view_row(seq: int, shopper: int, item: int, ts_ms: int, *, quantity: int = 1) -> dict:
-    """An event row as ``shelfwise._summaries.aggregate`` reads it: an anonymous view."""
+    """An event row as ``shelfwise.sync.privacy.aggregate`` reads it: an anonymous view."""
     return {
         "seq": seq,
         "shopper_id": f"anon-{shopper}",

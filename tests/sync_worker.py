@@ -5,8 +5,8 @@ from __future__ import annotations
 import sys
 
 import shelfwise
-from shelfwise._outbox import rebuild_dirty, summarise
-from shelfwise._sync import Credentials, HttpTransport, Uploader
+from shelfwise.sync.outbox import rebuild_dirty, summarise
+from shelfwise.sync.upload import Credentials, HttpTransport, Uploader
 
 
 def main(mode: str, db: str, url: str = "", device: str = "", secret: str = "") -> None:

@@ -8,7 +8,7 @@ from hypothesis import strategies as st
 from stdnum import ean
 
 import shelfwise
-from shelfwise._barcode import base_code, expand_upce, in_store_code, parse_barcode
+from shelfwise.barcode.gtin import base_code, expand_upce, in_store_code, parse_barcode
 
 digits = st.text(alphabet="0123456789", min_size=1, max_size=13)
 
@@ -156,7 +156,7 @@ def test_decoding_a_non_image_is_a_typed_error() -> None:
     ],
 )
 def test_impossible_in_store_layouts_are_refused_with_a_typed_error(fields: dict[str, int]) -> None:
-    from shelfwise._barcode import InStoreLayout
+    from shelfwise.barcode.gtin import InStoreLayout
 
     with pytest.raises(shelfwise.InvalidInput):
         InStoreLayout(**fields)

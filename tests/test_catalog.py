@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise._catalog import parse_item
+from shelfwise.catalog import parse_item
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 import shelfwise
 import shelfwise._time
-from shelfwise._events import EARLIEST_MS, validate_event
+from shelfwise.events import EARLIEST_MS, validate_event
 
 NOW = 1_750_000_000_000
 

@@ -18,10 +18,10 @@ import torch
 
 import shelfwise
 from shelfwise import BundleVerificationError
-from shelfwise._bundle import generate_signing_key, read_bundle
 from shelfwise.export.bundle import export_bundle, padded
 from shelfwise.export.onnx_export import check_parity, export_onnx, run_onnx, session
 from shelfwise.export.quantize import quantize_int8, scorer_is_int8
+from shelfwise.model.bundle import generate_signing_key, read_bundle
 from shelfwise.training.data import EvalCases
 from shelfwise.training.train import TrainConfig, load_run, train
 
@@ -140,7 +140,7 @@ def test_exported_bundle_loads_in_the_runtime_and_serves(run_dir: Path, tmp_path
 def test_runtime_loads_the_bundle_in_a_process_without_torch(run_dir: Path, tmp_path: Path) -> None:
     export_bundle(run_dir, tmp_path / "bundle")
     code = (
-        "import sys, shelfwise._model as m\n"
+        "import sys, shelfwise.model.runtime as m\n"
         f"model = m.load_model({str(tmp_path / 'bundle')!r})\n"
         "print(model.score([['3', '4']], k=3)[0].items)\n"
         "assert 'torch' not in sys.modules\n"

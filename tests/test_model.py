@@ -15,15 +15,15 @@ from conftest import CATALOG, ITEMS, SIDE_TABLES, cluster_vectors
 from onnx_models import mean_pool_scorer, write_test_bundle
 
 import shelfwise
-from shelfwise._bundle import (
+from shelfwise._time import now_ms
+from shelfwise.model.bundle import (
     MANIFEST,
     Manifest,
     generate_signing_key,
     read_bundle,
     write_bundle,
 )
-from shelfwise._model import load_model, session_options
-from shelfwise._time import now_ms
+from shelfwise.model.runtime import load_model, session_options
 
 KEYS = generate_signing_key()
 OTHER_KEYS = generate_signing_key()

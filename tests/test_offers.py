@@ -11,8 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise._codes import ALPHABET, check_code, new_code
-from shelfwise._offers import OfferContext, OfferUsage, assign_variant, evaluate, parse_offer
+from shelfwise.offers.codes import ALPHABET, check_code, new_code
+from shelfwise.offers.engine import OfferContext, OfferUsage, assign_variant, evaluate, parse_offer
 
 MONDAY_NOON = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
 NOW = int(MONDAY_NOON.timestamp() * 1000)

@@ -10,7 +10,7 @@ import msgpack
 import pytest
 
 import shelfwise
-from shelfwise._offers import OfferContext, assign_variant, day_bounds, parse_offer
+from shelfwise.offers.engine import OfferContext, assign_variant, day_bounds, parse_offer
 
 EXPERIMENT_OFFER = {
     "offer_id": "coffee-ab",
@@ -225,7 +225,7 @@ def test_rejections_by_reason_reach_the_sync_summary(sw: shelfwise.Shelfwise) ->
 
 
 def test_the_rejection_day_follows_the_store_clock_across_dst() -> None:
-    rome = shelfwise._offers.resolve_zone("Europe/Rome")
+    rome = shelfwise.offers.engine.resolve_zone("Europe/Rome")
     spring = dt.datetime(2025, 3, 30, 12, 0, tzinfo=rome)  # clocks go forward at 02:00
     start, end = day_bounds(OfferContext(now_ms=int(spring.timestamp() * 1000), local=spring))
     assert end - start == 23 * 3_600_000

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise._offers import OfferContext, OfferUsage, period_starts, usage_snapshot
+from shelfwise.offers.engine import OfferContext, OfferUsage, period_starts, usage_snapshot
 
 WEDNESDAY_NOON = dt.datetime(2025, 6, 4, 12, 0, tzinfo=dt.UTC)
 NOW = int(WEDNESDAY_NOON.timestamp() * 1000)
@@ -111,7 +111,7 @@ def test_batched_usage_counts_exactly_what_per_offer_counting_counts(
         local = (
             None
             if zone is None
-            else WEDNESDAY_NOON.astimezone(shelfwise._offers.resolve_zone(zone))
+            else WEDNESDAY_NOON.astimezone(shelfwise.offers.engine.resolve_zone(zone))
         )
         for shopper in SHOPPERS:
             ctx = OfferContext(now_ms=NOW, local=local, shopper_id=shopper)

@@ -141,7 +141,7 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from shelfwise._recommend import Context, _Candidates, diversify, passes_filters
+    from shelfwise.recommend.recommender import Context, _Candidates, diversify, passes_filters
 
     rows = [
         {

@@ -9,7 +9,7 @@ import pytest
 
 import shelfwise
 from shelfwise import cli
-from shelfwise._barcode import in_store_code
+from shelfwise.barcode.gtin import in_store_code
 
 DAY = 86_400_000
 

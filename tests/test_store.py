@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import shelfwise
-from shelfwise._store import Store
+from shelfwise.store.connection import Store
 
 
 def _count(store: Store, table: str = "meta") -> int:

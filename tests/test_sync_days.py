@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from sync_helpers import backend_args, collector, register, view_row
 
 import shelfwise
-from shelfwise._outbox import released_totals, summarise
-from shelfwise._summaries import DAY_MS, HOUR_MS, PrivacyPolicy, aggregate, aggregate_day
 from shelfwise._time import now_ms
+from shelfwise.sync.outbox import released_totals, summarise
+from shelfwise.sync.privacy import DAY_MS, HOUR_MS, PrivacyPolicy, aggregate, aggregate_day
 from shelfwise.upstream import open_storage
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}"} for n in range(4)]
@@ -117,7 +117,7 @@ def test_a_member_withdrawing_sync_consent_is_purged_from_a_queued_day_release(s
     summarise(sw.store, device_id="kiosk-1", k=3, now=DAY + DAY_MS)
     assert _outbox_cells(sw)[("view_day_rest", "s1", DAY, "i1", "")] == (3, 3)
     members[0].set_consent("sync", False)
-    assert shelfwise._outbox.rebuild_dirty(sw.store) >= 1
+    assert shelfwise.sync.outbox.rebuild_dirty(sw.store) >= 1
     assert ("view_day_rest", "s1", DAY, "i1", "") not in _outbox_cells(sw)  # 2 left < k
     assert released_totals(sw.store) == _outbox_cells(sw)
 
@@ -131,7 +131,7 @@ def test_day_cells_reach_the_collector_and_its_totals_match_the_device(tmp_path,
         session.track("cart_add", "i2", quantity=2, ts_ms=_at(n + 8, 1))
     summarise(sw.store, device_id="kiosk-d", k=5, now=DAY + DAY_MS)
     with collector(backend) as url:
-        assert shelfwise._sync.upload(sw.store, url, creds).complete
+        assert shelfwise.sync.upload.upload(sw.store, url, creds).complete
     storage = open_storage(db=backend[1])
     totals = storage.totals("kiosk-d")
     storage.close()

@@ -20,10 +20,10 @@ import pytest
 from sync_helpers import backend_args, collector, register, upstream_cmd
 
 import shelfwise
-from shelfwise._bundle import generate_signing_key, sign_manifest
-from shelfwise._sync import pull_document
-from shelfwise._sync_documents import DocumentManifest, applied_documents
 from shelfwise._time import DAY_MS, now_ms
+from shelfwise.model.bundle import generate_signing_key, sign_manifest
+from shelfwise.sync.downstream import DocumentManifest, applied_documents
+from shelfwise.sync.upload import pull_document
 
 PRIVATE, PUBLIC = generate_signing_key()
 

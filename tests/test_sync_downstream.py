@@ -12,8 +12,8 @@ from onnx_models import mean_pool_scorer, write_test_bundle
 from sync_helpers import backend_args, collector, register
 
 import shelfwise
-from shelfwise._bundle import Manifest, generate_signing_key, write_bundle
-from shelfwise._sync import pull_bundle, pull_fleet, rollback_bundle
+from shelfwise.model.bundle import Manifest, generate_signing_key, write_bundle
+from shelfwise.sync.upload import pull_bundle, pull_fleet, rollback_bundle
 
 PRIVATE, PUBLIC = generate_signing_key()
 

@@ -13,7 +13,7 @@ import pytest
 from sync_helpers import backend_args, collector, register
 
 import shelfwise
-from shelfwise._outbox import outbox_status, released_totals
+from shelfwise.sync.outbox import outbox_status, released_totals
 from shelfwise.upstream import open_storage
 
 WORKER = str(Path(__file__).parent / "sync_worker.py")

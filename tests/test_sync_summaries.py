@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from sync_helpers import view_row
 
 import shelfwise
-from shelfwise._outbox import outbox_status, rebuild_dirty, released_totals
-from shelfwise._summaries import (
+from shelfwise.sync.outbox import outbox_status, rebuild_dirty, released_totals
+from shelfwise.sync.privacy import (
     HOUR_MS,
     EnvelopeError,
     PrivacyPolicy,
@@ -23,7 +23,7 @@ from shelfwise._summaries import (
     safe_unpack,
     unpack_envelope,
 )
-from shelfwise._sync import Backoff
+from shelfwise.sync.upload import Backoff
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}", "price": 1.0 + n} for n in range(8)]
 
@@ -204,7 +204,7 @@ def test_a_large_backlog_becomes_a_few_compact_releases(store):
             }
             for n in range(3000)
         )
-    releases = shelfwise._outbox.summarise(
+    releases = shelfwise.sync.outbox.summarise(
         store.store, device_id="kiosk-1", k=1, max_events=1000, now=base + 10**9
     )
     assert 2 <= len(releases) <= 4

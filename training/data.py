@@ -38,9 +38,9 @@ from typing import Literal
 
 import numpy as np
 
-from shelfwise._encoding import Vocabulary, item_id_from_name
 from shelfwise._errors import InvalidTrainingData
 from shelfwise._time import DAY_MS
+from shelfwise.model.encoding import Vocabulary, item_id_from_name
 
 logger = logging.getLogger(__name__)
 

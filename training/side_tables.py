@@ -28,7 +28,7 @@ from collections import Counter, defaultdict
 from itertools import combinations, pairwise
 from pathlib import Path
 
-from shelfwise._bundle import SideTables
+from shelfwise.model.bundle import SideTables
 
 from .data import DAY_MS, EventLog
 

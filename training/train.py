@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from shelfwise._encoding import Vocabulary, encode_histories
+from shelfwise.model.encoding import Vocabulary, encode_histories
 
 from . import side_tables as side_tables_module
 from .data import (

@@ -76,10 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def publish(storage: Any, args: argparse.Namespace) -> int:
     """Sign ``args.file`` as a document of ``args.kind`` and store it for devices."""
-    from shelfwise._catalog import read_catalog_file
     from shelfwise._errors import ShelfwiseError
-    from shelfwise._offers import read_offer_file
-    from shelfwise._sync_documents import build_document, read_private_key
+    from shelfwise.catalog import read_catalog_file
+    from shelfwise.offers.engine import read_offer_file
+    from shelfwise.sync.downstream import build_document, read_private_key
 
 
     try:

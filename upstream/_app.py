@@ -11,7 +11,7 @@ Endpoints (bodies are msgpack with string keys)::
     GET  /v1/health           -> {"ok": true}
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
-(``shelfwise._sync.sign_request``). A request is checked whole before anything is written:
+(``shelfwise.sync.upload.sign_request``). A request is checked whole before anything is written:
 a body over the size limit is 413, a bad signature or clock 401 (with the collector's time,
 so the device can re-sign), anything off-schema 400, a key owned by another device 409.
 None of those change the totals.
@@ -33,8 +33,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shelfwise import KeyConflict
-from shelfwise._summaries import Envelope, EnvelopeError, safe_unpack, unpack_envelope
-from shelfwise._sync import (
+from shelfwise.sync.privacy import Envelope, EnvelopeError, safe_unpack, unpack_envelope
+from shelfwise.sync.upload import (
     HEADER_DEVICE,
     HEADER_SERVER_TIME,
     HEADER_SIGNATURE,

@@ -28,8 +28,8 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from shelfwise import KeyConflict, VersionConflict
-from shelfwise._summaries import Envelope, rest_metric
-from shelfwise._sync_documents import DocumentManifest, document_manifest
+from shelfwise.sync.downstream import DocumentManifest, document_manifest
+from shelfwise.sync.privacy import Envelope, rest_metric
 
 CellKey = tuple[str, str, int, str, str]
 

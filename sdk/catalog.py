@@ -3,7 +3,7 @@
 Import from CSV or JSON lines, look up by item id or by any GTIN form, search with FTS5.
 
 Example:
-    >>> from shelfwise._store import Store
+    >>> from shelfwise.store.connection import Store
     >>> store = Store(":memory:")
     >>> catalog = Catalog(store)
     >>> catalog.import_rows([{"item_id": "milk", "name": "Whole milk", "gtin": "036000291452",
@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._barcode import gtin_or_none, normalize_gtin
 from ._errors import InvalidBarcode, InvalidCatalog, InvalidInput, UnknownItem
-from ._store import Store, translate
+from .barcode.gtin import gtin_or_none, normalize_gtin
+from .store.connection import Store, translate
 
 # Tags with a meaning to the business filters.
 SENSITIVE = "sensitive"

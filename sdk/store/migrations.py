@@ -119,7 +119,7 @@ def _core(db: Database) -> None:
 
 @MIGRATIONS(name="030_sync")
 def _sync(db: Database) -> None:
-    # The sync outbox and what it needs (see shelfwise._outbox): each outbox row is one
+    # The sync outbox and what it needs (see shelfwise.sync.outbox): each outbox row is one
     # release of aggregate cells; events point at the release that counted them, so a release
     # can be rebuilt without a withdrawn or erased member before it is sent.
     run_script(
@@ -223,7 +223,7 @@ def _sync(db: Database) -> None:
 
 @MIGRATIONS(name="010_offers")
 def _offers(db: Database) -> None:
-    # Offers, one-time codes and the redemption ledger (see shelfwise._offers). Counters sit
+    # Offers, one-time codes and the redemption ledger (see shelfwise.offers.engine). Counters sit
     # in their own row per offer and change in the same transaction as the code and the
     # reservation, so a budget or a single-use code can never be spent twice.
     run_script(
@@ -333,7 +333,7 @@ def _geofences(db: Database) -> None:
 @MIGRATIONS(name="011_offer_usage_indexes")
 def _offer_usage_indexes(db: Database) -> None:
     # Showing offers reads one shopper's redemptions, holds and impressions across every
-    # offer in one grouped query each (shelfwise._offers.usage_snapshot): index by shopper.
+    # offer in one grouped query each (shelfwise.offers.engine.usage_snapshot): index by shopper.
     run_script(
         db,
         """
@@ -352,7 +352,7 @@ def _geofence_dwell_due(db: Database) -> None:
 
 @MIGRATIONS(name="031_sync_documents")
 def _sync_documents(db: Database) -> None:
-    # Signed catalog and offer documents pulled from upstream (shelfwise._sync_documents):
+    # Signed catalog and offer documents pulled from upstream (shelfwise.sync.downstream):
     # the version applied per kind, so an older or replayed document is refused.
     run_script(
         db,
@@ -372,7 +372,7 @@ def _sync_documents(db: Database) -> None:
 
 @MIGRATIONS(name="032_sync_day_close")
 def _sync_day_close(db: Database) -> None:
-    # Closing a UTC day (shelfwise._outbox): events whose hourly cell was suppressed are
+    # Closing a UTC day (shelfwise.sync.outbox): events whose hourly cell was suppressed are
     # `carried` into a day release counted with distinct contributors across the day. An
     # ended session keeps its random token until its day closes (not just its hour), so it
     # stays ONE contributor in the day count. Events summarised before this migration count

@@ -19,10 +19,10 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _facade
-from ._bundle import read_bundle
-from ._errors import ShelfwiseError
-from ._recommend import SURFACES
+from .. import _facade
+from .._errors import ShelfwiseError
+from ..model.bundle import read_bundle
+from ..recommend.recommender import SURFACES
 
 # Commands that live in other parts of the distribution; imported only when used.
 # name -> (module, extra that provides its dependencies)
@@ -32,7 +32,7 @@ PLUGIN_COMMANDS: dict[str, tuple[str, str]] = {
     "export": ("shelfwise.export.cli", "train"),
 }
 # Extra runtime commands registered by runtime modules: name -> module with add_parser(sub).
-RUNTIME_COMMAND_MODULES: list[str] = ["shelfwise._sync_cli", "shelfwise._scan_cli"]
+RUNTIME_COMMAND_MODULES: list[str] = ["shelfwise.cli.sync", "shelfwise.cli.scan"]
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:

@@ -23,13 +23,13 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from ._barcode import DEFAULT_LAYOUT, InStoreLayout, ParsedBarcode, parse_barcode
-from ._catalog import Item
 from ._errors import InvalidBarcode, InvalidInput, UnknownItem
-from ._offers import RankedOffer
-from ._recommend import Recommendation, _ago
-from ._store import Store
 from ._time import now_ms
+from .barcode.gtin import DEFAULT_LAYOUT, InStoreLayout, ParsedBarcode, parse_barcode
+from .catalog import Item
+from .offers.engine import RankedOffer
+from .recommend.recommender import Recommendation, _ago
+from .store.connection import Store
 
 if TYPE_CHECKING:
     from ._facade import Shopper

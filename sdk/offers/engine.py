@@ -46,12 +46,12 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ._catalog import Catalog
-from ._codes import canonical_code, check_code, new_code
-from ._errors import InvalidInput, InvalidOffer, OfferRejected
-from ._identity import SEGMENTS
-from ._store import Store
-from ._time import DAY_MS, now_ms
+from .._errors import InvalidInput, InvalidOffer, OfferRejected
+from .._time import DAY_MS, now_ms
+from ..catalog import Catalog
+from ..identity import SEGMENTS
+from ..store.connection import Store
+from .codes import canonical_code, check_code, new_code
 
 logger = logging.getLogger(__name__)
 
@@ -1340,7 +1340,7 @@ class Offers:
         purpose: str = "show",
     ) -> OfferContext:
         """Build the rules' view of a shopper from the store (cart from the store if None)."""
-        from ._identity import consents_of, get_shopper, segment_of
+        from ..identity import consents_of, get_shopper, segment_of
 
         stamp = now_ms() if now is None else now
         if channel is not None and channel not in CHANNELS:

@@ -5,7 +5,7 @@ One ``InferenceSession`` per bundle, created once and shared by every thread (co
 replacing the old one in a single reference assignment, so a bad bundle never serves.
 
 Example:
-    >>> from shelfwise._model import ModelHandle
+    >>> from shelfwise.model.runtime import ModelHandle
     >>> handle = ModelHandle()
     >>> handle.current is None
     True
@@ -23,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
-from ._bundle import BundleFiles, Manifest, SideTables, read_bundle
-from ._encoding import Vocabulary, encode_histories
-from ._errors import BundleError, ModelRuntimeError
+from .._errors import BundleError, ModelRuntimeError
+from .bundle import BundleFiles, Manifest, SideTables, read_bundle
+from .encoding import Vocabulary, encode_histories
 
 logger = logging.getLogger(__name__)
 

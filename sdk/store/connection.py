@@ -6,7 +6,7 @@ change is either all there or not there at all, across threads and processes.
 Reads use a connection per thread, which in WAL mode never blocks the writer.
 
 Example:
-    >>> from shelfwise._store import Store
+    >>> from shelfwise.store.connection import Store
     >>> with Store(":memory:") as store:
     ...     with store.write() as db:
     ...         _ = db.table("meta").upsert({"key": "hello", "value": "world"}, pk="key")
@@ -26,8 +26,8 @@ from typing import Any
 
 import sqlite_utils
 
-from ._errors import InvalidInput, StoreBusy, StoreClosed, StoreError
-from ._migrations import MIGRATIONS
+from .._errors import InvalidInput, StoreBusy, StoreClosed, StoreError
+from .migrations import MIGRATIONS
 
 logger = logging.getLogger(__name__)
 

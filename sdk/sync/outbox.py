@@ -1,7 +1,7 @@
 """The durable sync outbox: summaries written with their events marked, deleted on ack.
 
 ``summarise`` turns unsummarised events into one release per batch: in ONE store
-transaction it reads the batch, aggregates it (``shelfwise._summaries``), inserts the
+transaction it reads the batch, aggregates it (``shelfwise.sync.privacy``), inserts the
 outbox row, records the release in the ledger and marks the events summarised. A crash at
 any point leaves either all of that or none of it.
 
@@ -27,7 +27,7 @@ exactly the ``sync_released`` totals for this device.
 
 Example:
     >>> import shelfwise
-    >>> from shelfwise._outbox import summarise, outbox_status
+    >>> from shelfwise.sync.outbox import summarise, outbox_status
     >>> with shelfwise.open(":memory:", store_id="s1") as sw:
     ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
     ...     _ = sw.start_session().view("tea")
@@ -47,9 +47,10 @@ from typing import Any
 import msgpack
 import sqlite_utils
 
-from ._identity import get_shopper, segment_of
-from ._store import Store
-from ._summaries import (
+from .._time import now_ms
+from ..identity import get_shopper, segment_of
+from ..store.connection import Store
+from .privacy import (
     DAY_MS,
     HOUR_MS,
     Cell,
@@ -59,7 +60,6 @@ from ._summaries import (
     aggregate,
     aggregate_day,
 )
-from ._time import now_ms
 
 logger = logging.getLogger(__name__)
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidInput, UnknownShopper
-from ._store import Store
 from ._time import DAY_MS, now_ms
+from .store.connection import Store
 
 # personalization: history-based results; location: geofences; offers: targeted offers;
 # sync: member data in upstream summaries; sensitive: suggestions from sensitive categories.

@@ -46,7 +46,7 @@ from typing import Any
 from stdnum import ean
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 
-from ._errors import InvalidBarcode, InvalidInput
+from .._errors import InvalidBarcode, InvalidInput
 
 GTIN_LENGTHS = (8, 12, 13, 14)
 FORMS = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}

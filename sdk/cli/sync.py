@@ -15,10 +15,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import _facade
-from ._summaries import PrivacyPolicy
-from ._sync import Credentials
-from ._sync_documents import applied_documents
+from .. import _facade
+from ..sync.downstream import applied_documents
+from ..sync.privacy import PrivacyPolicy
+from ..sync.upload import Credentials
 
 PROGRESS_FROM = 20  # releases: below this a progress bar is noise
 

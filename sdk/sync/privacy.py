@@ -46,8 +46,8 @@ from typing import Any
 
 import msgpack
 
-from ._errors import EnvelopeError, InvalidInput
-from ._time import DAY_MS, HOUR_MS
+from .._errors import EnvelopeError, InvalidInput
+from .._time import DAY_MS, HOUR_MS
 
 REST_SUFFIX = "_day_rest"  # a day's events whose hourly cells were suppressed
 ENVELOPE_VERSION = 1

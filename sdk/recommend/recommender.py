@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._catalog import Catalog, Item
-from ._encoding import daypart, hour_bucket
-from ._errors import InvalidInput
-from ._model import LoadedModel, ModelHandle
-from ._store import Store
-from ._time import DAY_MS
+from .._errors import InvalidInput
+from .._time import DAY_MS
+from ..catalog import Catalog, Item
+from ..model.encoding import daypart, hour_bucket
+from ..model.runtime import LoadedModel, ModelHandle
+from ..store.connection import Store
 
 TRENDING_WINDOW_DAYS = 7
 # How much each kind of event says about an item's popularity in this store.
@@ -386,7 +386,7 @@ def trending(rec: Recommender, ctx: Context, n: int, anchor: Item | None) -> _Ca
     out = _Candidates()
     for item_id, score in local.most_common(n):
         out.add(item_id, 1000.0 + score, "trending in this store this week")
-    # Fleet tables synced down from upstream (shelfwise._sync.pull_fleet): below this store's
+    # Fleet tables synced down from upstream (shelfwise.sync.upload.pull_fleet): below this store's
     # own signal, above the bundle's prior.
     fleet = rec.store.query(
         "SELECT item_id, score FROM fleet_trending ORDER BY score DESC, item_id LIMIT ?", [n]

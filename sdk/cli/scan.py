@@ -15,9 +15,9 @@ import argparse
 import json
 from typing import Any
 
-from . import _facade
-from ._errors import InvalidInput
-from ._scan import layout_to_dict
+from .. import _facade
+from .._errors import InvalidInput
+from ..scan import layout_to_dict
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:

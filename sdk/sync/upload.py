@@ -16,7 +16,7 @@ signature against the pinned key and its expiry, installs it beside the previous
 hot-swaps (health check first); on any failure the old bundle keeps serving.
 ``pull_fleet`` stores fleet tables (trending in this region) for the trending surface.
 ``pull_document`` fetches the signed catalog or offers document and applies it through
-``shelfwise._sync_documents`` (verified, version-checked, one transaction).
+``shelfwise.sync.downstream`` (verified, version-checked, one transaction).
 
 Example:
     >>> backoff = Backoff(rng=random.Random(7))
@@ -48,9 +48,7 @@ from typing import Any
 
 import msgpack
 
-from ._bundle import read_bundle
-from ._catalog import Catalog
-from ._errors import (
+from .._errors import (
     BundleError,
     BundleVerificationError,
     InvalidInput,
@@ -59,9 +57,14 @@ from ._errors import (
     SyncRetryable,
     SyncUnauthorized,
 )
-from ._model import LoadedModel, ModelHandle
-from ._offers import Offers
-from ._outbox import (
+from .._time import now_ms
+from ..catalog import Catalog
+from ..model.bundle import read_bundle
+from ..model.runtime import LoadedModel, ModelHandle
+from ..offers.engine import Offers
+from ..store.connection import Store
+from .downstream import KINDS, PATHS, AppliedDocument, apply_document
+from .outbox import (
     QueuedRelease,
     ReleaseInfo,
     acknowledge,
@@ -73,10 +76,7 @@ from ._outbox import (
     record_failure,
     summarise,
 )
-from ._store import Store
-from ._summaries import EnvelopeError, PrivacyPolicy, safe_unpack
-from ._sync_documents import KINDS, PATHS, AppliedDocument, apply_document
-from ._time import now_ms
+from .privacy import EnvelopeError, PrivacyPolicy, safe_unpack
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Credentials:
     """One device's identity upstream: its id and its own HMAC secret (never fleet-wide).
 
     Example:
-        >>> from shelfwise._sync import sign_request
+        >>> from shelfwise.sync.upload import sign_request
         >>> creds = Credentials("kiosk-1", b"s" * 32)
         >>> sorted(sign_request(creds, "POST", "/v1/summaries", b"x", 1_700_000_000_000))
         ['X-Shelfwise-Device', 'X-Shelfwise-Signature', 'X-Shelfwise-Time']

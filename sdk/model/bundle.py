@@ -15,7 +15,7 @@ Export writes bundles with ``write_bundle``; the runtime reads them with ``read_
 
 Example:
     >>> import tempfile, pathlib
-    >>> from shelfwise._bundle import Manifest, write_bundle, read_bundle
+    >>> from shelfwise.model.bundle import Manifest, write_bundle, read_bundle
     >>> folder = pathlib.Path(tempfile.mkdtemp()) / "b"
     >>> manifest = Manifest(model_name="demo", model_version="1", max_history=4)
     >>> _ = write_bundle(folder, manifest, model_onnx=b"not really onnx", items=["a", "b"])
@@ -40,7 +40,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from ._errors import BundleVerificationError, InvalidInput
+from .._errors import BundleVerificationError, InvalidInput
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"

@@ -6,7 +6,7 @@ A document is msgpack ``{"v": 1, "manifest": bytes, "signature": bytes, "payload
   ``{"offers": [offer definitions], "replace": bool}`` (kind ``offers``);
 - ``manifest``: canonical JSON (sorted keys) ``{"format": 1, "kind", "version", "issued_ms",
   "expires_ms", "sha256", "size"}`` where ``sha256``/``size`` are the payload's;
-- ``signature``: ed25519 over the manifest's exact bytes (``shelfwise._bundle.sign_manifest``),
+- ``signature``: ed25519 over the manifest's exact bytes (``shelfwise.model.bundle.sign_manifest``),
   so signing the manifest signs the payload, as for bundles.
 
 A kiosk applies a document only if, in this order: it decodes; the signature matches the
@@ -20,7 +20,7 @@ refusal raises ``UpdateRefused`` (a ``BundleVerificationError``) with a ``reason
 changes nothing: what the kiosk has keeps serving, expired or not.
 
 Example:
-    >>> from shelfwise._bundle import generate_signing_key
+    >>> from shelfwise.model.bundle import generate_signing_key
     >>> private, public = generate_signing_key()
     >>> raw = build_document("catalog", {"items": [{"item_id": "tea", "name": "Tea"}]},
     ...                      version=3, private_key=private, issued_ms=0, expires_ms=10**13)
@@ -41,9 +41,7 @@ from typing import Any
 
 import msgpack
 
-from ._bundle import read_private_key, sign_manifest, verify_signature
-from ._catalog import Catalog, parse_item
-from ._errors import (
+from .._errors import (
     BundleVerificationError,
     InvalidCatalog,
     InvalidInput,
@@ -51,10 +49,12 @@ from ._errors import (
     OfferRejected,
     UpdateRefused,
 )
-from ._offers import Offer, Offers, parse_offer
-from ._store import Store
-from ._summaries import EnvelopeError, safe_unpack
-from ._time import now_ms
+from .._time import now_ms
+from ..catalog import Catalog, parse_item
+from ..model.bundle import read_private_key, sign_manifest, verify_signature
+from ..offers.engine import Offer, Offers, parse_offer
+from ..store.connection import Store
+from .privacy import EnvelopeError, safe_unpack
 
 logger = logging.getLogger(__name__)
 

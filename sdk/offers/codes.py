@@ -22,7 +22,7 @@ import secrets
 from stdnum import luhn
 from stdnum.exceptions import ValidationError
 
-from ._errors import OfferRejected
+from .._errors import OfferRejected
 
 ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 RANDOM_LENGTH = 12  # 30**12 ~ 5e17: guessing one of a million live codes takes ~2.6e11 tries

@@ -41,9 +41,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._errors import InvalidInput, InvalidLocation
-from ._store import Store
-from ._time import now_ms
+from .._errors import InvalidInput, InvalidLocation
+from .._time import now_ms
+from ..store.connection import Store
 
 logger = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""Barcodes: GTIN parsing and validation, the store's in-store layout, image decoding."""

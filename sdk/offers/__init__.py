@@ -1,0 +1,1 @@
+"""Offers: definitions, pure rule evaluation, the store engine, redemption, codes."""

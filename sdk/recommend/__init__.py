@@ -1,0 +1,1 @@
+"""Recommendations: the shopper's context, the surfaces, business filters, search."""

@@ -1,0 +1,1 @@
+"""The SQLite store: one writer connection, per-thread readers, numbered migrations."""

@@ -1,0 +1,1 @@
+"""Sync: the wire protocol, private summaries, the durable outbox, upload and downstream."""
