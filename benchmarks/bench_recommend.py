@@ -12,7 +12,7 @@ Catalogs:
 Cases, each as a tight loop, as spaced requests (a kiosk sees cold caches) and with two
 callers at once sharing the one session:
 
-- ``e2e shopper``: ``Shopper.recommend("for-you", k=10)`` -- store reads, inference, filters,
+- ``e2e shopper``: ``Shopper.recommend("for-you", limit=10)`` -- store reads, inference, filters,
   catalog reads, reasons; ``e2e stateless``: ``Shelfwise.recommend(history=...)``;
 - ``onnxruntime``: the runtime's session alone, on the input the runtime feeds it;
 - ``onnxruntime head``: the scoring head alone (real user vector -> MatMul -> TopK);
@@ -414,10 +414,10 @@ def bench_case(
     t_matrix, t_bias = torch.from_numpy(matrix_t), torch.from_numpy(bias)
 
     def e2e_shopper(i: int) -> object:
-        return shoppers[i % len(shoppers)].recommend("for-you", k=K)
+        return shoppers[i % len(shoppers)].recommend("for-you", limit=K)
 
     def e2e_stateless(i: int) -> object:
-        return sw.recommend(history=histories[i % len(histories)][-20:], k=K)
+        return sw.recommend(history=histories[i % len(histories)][-20:], limit=K)
 
     def ort_full(i: int) -> object:
         return loaded.session.run(names, {"history": batches[i % len(batches)], "k": k_in})
@@ -499,10 +499,10 @@ t1 = time.perf_counter()
 sw = shelfwise.open(sys.argv[1], bundle=sys.argv[2], store_id="bench")
 t2 = time.perf_counter()
 shopper = sw.shopper(sys.argv[3])
-shopper.recommend("for-you", k=10)
+shopper.recommend("for-you", limit=10)
 t3 = time.perf_counter()
 for _ in range(50):
-    shopper.recommend("for-you", k=10)
+    shopper.recommend("for-you", limit=10)
 status = dict(l.split(":", 1) for l in open("/proc/self/status") if ":" in l)
 kb = lambda key: int(status[key].split()[0])
 print(json.dumps({"import_s": t1 - t0, "open_and_load_s": t2 - t1, "first_request_s": t3 - t2,

@@ -266,7 +266,7 @@ class Kiosk:
             with contextlib.suppress(UnknownShopper):
                 self.sw.shopper(shopper_id).end()
             ended += 1
-        return ended + self.sw.expire_idle_sessions(self.config.idle_s)
+        return ended + self.sw.end_idle_sessions(self.config.idle_s)
 
     # -- staff ----------------------------------------------------------------------------
     def staff_ok(self, token: str) -> bool:
@@ -285,7 +285,7 @@ class Kiosk:
     # -- product views --------------------------------------------------------------------
     def recs(self, shopper: shelfwise.Shopper, surface: str, k: int = 6, **kw: Any) -> list[Any]:
         try:
-            return [r.to_dict() for r in shopper.recommend(surface, k=k, **kw)]
+            return [r.to_dict() for r in shopper.recommend(surface, limit=k, **kw)]
         except UnknownItem:
             return []
 
@@ -639,7 +639,7 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
 
 def decode_photo(data: bytes) -> str:
     """The first retail barcode the SDK decodes in a photo (``InvalidBarcode`` if none)."""
-    from shelfwise.barcode.gtin import decode_image
+    from shelfwise import decode_image
 
     codes = decode_image(data)
     if not codes:

@@ -92,7 +92,7 @@ def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
             )
             records.append(event_record(event, row["member"]))
         with sw.store.write() as db:
-            known = {i.item_id for i in sw.catalog.all_items()}
+            known = {i.item_id for i in sw.catalog.all()}
             missing = {r["item_id"] for r in records} - known
             if missing:
                 raise shelfwise.InvalidCatalog(f"history names unknown items: {sorted(missing)}")

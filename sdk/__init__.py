@@ -43,13 +43,17 @@ from ._errors import (
     UpdateRefused,
     VersionConflict,
 )
-from ._facade import CartLine, Shelfwise, Shopper, open
-from .barcode.gtin import ParsedBarcode, decode_image, expand_upce, normalize_gtin, parse_barcode
+from ._facade import Shelfwise, Shopper, open
+from .barcode.decode import decode_image
+from .barcode.gtin import ParsedBarcode, expand_upce, normalize_gtin, parse_barcode
+from .barcode.layout import InStoreLayout
+from .cart import CartLine
 from .catalog import Catalog, Item
 from .events import EVENT_TYPES, Event
 from .geo.tracker import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
-from .identity import PURPOSES, SEGMENTS
+from .identity import PURPOSES, SEGMENTS, ShopperInfo
 from .model.bundle import Manifest, SideTables
+from .model.runtime import LoadedModel, ModelHandle
 from .offers.engine import (
     OFFER_REASONS,
     Decision,
@@ -61,7 +65,7 @@ from .offers.engine import (
     Reservation,
     parse_offer,
 )
-from .recommend.recommender import SURFACES, Recommendation
+from .recommend import SURFACES, Context, Recommendation
 from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
 from .sync.privacy import PrivacyPolicy
@@ -76,6 +80,7 @@ __all__ = [
     "Catalog",
     "CollectorConflict",
     "ConsentRequired",
+    "Context",
     "Credentials",
     "Decision",
     "EVENT_TYPES",
@@ -86,6 +91,7 @@ __all__ = [
     "FenceIndex",
     "GeofenceEvent",
     "Geofences",
+    "InStoreLayout",
     "InvalidBarcode",
     "InvalidCatalog",
     "InvalidEvent",
@@ -95,7 +101,9 @@ __all__ = [
     "InvalidTrainingData",
     "Item",
     "KeyConflict",
+    "LoadedModel",
     "Manifest",
+    "ModelHandle",
     "ModelRuntimeError",
     "OFFER_REASONS",
     "Offer",
@@ -117,6 +125,7 @@ __all__ = [
     "Shelfwise",
     "ShelfwiseError",
     "Shopper",
+    "ShopperInfo",
     "SideTables",
     "StoreBusy",
     "StoreClosed",

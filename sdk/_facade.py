@@ -1,5 +1,9 @@
 """The facade a kiosk backend holds: ``shelfwise.open(...)`` and the ``Shopper`` it hands out.
 
+It delegates: each concept lives in its own module (identity, events, cart, catalog, recommend,
+scan, offers, geo, sync) and the facade only strings a call together, with one transaction
+where a change touches several of them.
+
 Example:
     >>> import shelfwise
     >>> with shelfwise.open(":memory:", store_id="store-12") as sw:
@@ -12,29 +16,23 @@ Example:
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from . import cart as carts
+from . import events, identity
+from ._compat import warn_renamed
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
-from ._time import now_ms
-from .barcode.gtin import InStoreLayout
+from ._time import DAY_MS, now_ms
+from .barcode.layout import InStoreLayout, in_store_layout, set_in_store_layout
+from .cart import CartLine
 from .catalog import Catalog, Item
-from .events import INTEREST_EVENTS, Event, event_record, validate_event
+from .events import Event, validate_event
 from .geo.tracker import GeofenceEvent, Geofences
-from .identity import (
-    DAY_MS,
-    ShopperInfo,
-    check_purpose,
-    consents_of,
-    get_shopper,
-    new_session_id,
-    segment_of,
-    write_consents,
-)
+from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
 from .model.runtime import LoadedModel, ModelHandle
 from .offers.engine import (
     OfferContext,
@@ -44,8 +42,8 @@ from .offers.engine import (
     Reservation,
     release_holds_of,
 )
-from .recommend.recommender import Context, Recommendation, Recommender, rerank_search
-from .scan import ScanCard, in_store_layout, scan, set_in_store_layout
+from .recommend import Context, Recommendation, Recommender, build_context, rerank_search
+from .scan import ScanCard, scan
 from .store.connection import Store
 from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status
 from .sync.privacy import PrivacyPolicy
@@ -53,17 +51,7 @@ from .sync.upload import Credentials, SyncReport, summarise_store, sync_store
 
 logger = logging.getLogger(__name__)
 
-HISTORY_EVENTS = 200  # the most recent interest events a request reads
 DEFAULT_IDLE_S = 120
-
-
-@dataclass(frozen=True)
-class CartLine:
-    """One line of a shopper's cart."""
-
-    item_id: str
-    quantity: int
-    added_ms: int
 
 
 class Shelfwise:
@@ -127,28 +115,23 @@ class Shelfwise:
         """``name@version`` of the served bundle, or None before one is loaded."""
         return self.model.version
 
-    # -- identities -----------------------------------------------------------------------
+    # -- identities (logic in shelfwise.identity) -----------------------------------------
     def start_session(self, *, store_id: str | None = None) -> Shopper:
         """A new anonymous kiosk session; ``Shopper.end()`` forgets it.
 
         Sessions left idle for ``session_idle_s`` seconds (default 120) are ended here too, so
         a kiosk forgets a shopper who walked away without pressing "done".
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.start_session().is_member
+            False
         """
         if self.session_idle_s:
-            self.expire_idle_sessions(self.session_idle_s)
-        shopper_id = new_session_id()
-        stamp = now_ms()
+            self.end_idle_sessions(self.session_idle_s)
         with self.store.write() as db:
-            db.table("shoppers").insert(
-                {
-                    "shopper_id": shopper_id,
-                    "kind": "anonymous",
-                    "store_id": store_id or self.store_id,
-                    "created_ms": stamp,
-                    "last_seen_ms": stamp,
-                    "attributes": "{}",
-                }
-            )
+            shopper_id = identity.insert_session(db, store_id or self.store_id, now_ms())
         return Shopper(self, shopper_id)
 
     def member(
@@ -161,39 +144,20 @@ class Shelfwise:
         """The loyalty member with this id, created on first sight; consents are recorded.
 
         The loyalty id is the member's key (never an editable field such as an email).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.member("L-1", consents={"personalization": True}).has_consent("personalization")
+            True
         """
-        loyalty_id = str(loyalty_id).strip()
-        if not loyalty_id or len(loyalty_id) > 64:
-            raise InvalidInput("a loyalty id must be 1 to 64 characters")
+        loyalty_id = identity.check_loyalty_id(loyalty_id)
         for purpose in consents or {}:
             check_purpose(purpose)
-        stamp = now_ms()
         with self.store.write() as db:
-            existing = list(
-                db.query("SELECT attributes FROM shoppers WHERE shopper_id = ?", [loyalty_id])
-            )
-            merged = {
-                **(json.loads(existing[0]["attributes"]) if existing else {}),
-                **(attributes or {}),
-            }
-            if existing:
-                db.execute(
-                    "UPDATE shoppers SET last_seen_ms = ?, attributes = ? WHERE shopper_id = ?",
-                    [stamp, json.dumps(merged), loyalty_id],
-                )
-            else:
-                db.table("shoppers").insert(
-                    {
-                        "shopper_id": loyalty_id,
-                        "kind": "member",
-                        "store_id": self.store_id,
-                        "created_ms": stamp,
-                        "last_seen_ms": stamp,
-                        "attributes": json.dumps(merged),
-                    }
-                )
+            identity.upsert_member(db, loyalty_id, self.store_id, attributes or {}, now_ms())
             if consents:
-                write_consents(self.store, loyalty_id, consents)
+                identity.write_consents(self.store, loyalty_id, consents)
         return Shopper(self, loyalty_id)
 
     def shopper(self, shopper_id: str) -> Shopper:
@@ -201,32 +165,33 @@ class Shelfwise:
         get_shopper(self.store, shopper_id)
         return Shopper(self, shopper_id)
 
-    def expire_idle_sessions(
-        self, idle_s: float = DEFAULT_IDLE_S, *, now: int | None = None
-    ) -> int:
-        """End (and forget) anonymous sessions idle for ``idle_s`` seconds; return how many."""
+    def end_idle_sessions(self, idle_s: float = DEFAULT_IDLE_S, *, now: int | None = None) -> int:
+        """End (and forget) anonymous sessions idle for ``idle_s`` seconds; return how many.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.start_session()
+            ...     sw.end_idle_sessions(0, now=2**50)
+            1
+        """
         cutoff = (now_ms() if now is None else now) - int(idle_s * 1000)
-        idle = self.store.query(
-            "SELECT shopper_id FROM shoppers WHERE kind = 'anonymous' AND last_seen_ms < ?",
-            [cutoff],
+        return sum(
+            self._end_anonymous(shopper_id, idle_before=cutoff)
+            for shopper_id in identity.idle_sessions(self.store, cutoff)
         )
-        ended = 0
-        for row in idle:
-            ended += self._end_anonymous(row["shopper_id"], idle_before=cutoff)
-        return ended
+
+    def expire_idle_sessions(self, idle_s: float = DEFAULT_IDLE_S, *, now: int | None = None) -> int:
+        """Deprecated: ``end_idle_sessions``."""
+        warn_renamed("Shelfwise.expire_idle_sessions", "Shelfwise.end_idle_sessions")
+        return self.end_idle_sessions(idle_s, now=now)
 
     def _end_anonymous(self, shopper_id: str, *, idle_before: int | None = None) -> int:
         """Forget an anonymous session; with ``idle_before``, only if it is still idle."""
         with self.store.write() as db:
             # Checked again inside the transaction: the shopper may have just come back.
-            still = list(
-                db.query(
-                    "SELECT 1 FROM shoppers WHERE shopper_id = ? AND kind = 'anonymous' "
-                    "AND last_seen_ms < ?",
-                    [shopper_id, idle_before if idle_before is not None else 2**62],
-                )
-            )
-            if not still:
+            cutoff = idle_before if idle_before is not None else 2**62
+            if not identity.is_idle_session(db, shopper_id, cutoff):
                 return 0
             self._forget_rows(db, shopper_id, keep_anonymous_events=True)
         return 1
@@ -238,52 +203,37 @@ class Shelfwise:
         counts with no link to anyone; a member's erase deletes them.
         """
         release_holds_of(db, shopper_id)
-        removed = 0
-        for table in self.shopper_tables():
-            if table == "events" and keep_anonymous_events:
-                db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
-                continue
-            removed += db.execute(
-                f"DELETE FROM [{table}] WHERE shopper_id = ?", [shopper_id]
-            ).rowcount
-        removed += db.execute("DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id]).rowcount
-        return removed
+        tables = identity.shopper_tables(self.store)
+        if keep_anonymous_events:
+            events.unlink_shopper(db, shopper_id)
+            tables = [table for table in tables if table != "events"]
+        return identity.delete_rows(db, tables, shopper_id)
 
     # -- privacy --------------------------------------------------------------------------
     def export_shopper(self, shopper_id: str) -> dict[str, Any]:
-        """Everything held about a shopper, as JSON-ready data (for a data-access request)."""
-        info = get_shopper(self.store, shopper_id)
-        tables: dict[str, list[dict[str, Any]]] = {}
-        for table in self.shopper_tables():
-            tables[table] = self.store.query(
-                f"SELECT * FROM [{table}] WHERE shopper_id = ? ORDER BY rowid", [shopper_id]
-            )
-        return {
-            "shopper_id": info.shopper_id,
-            "kind": info.kind,
-            "created_ms": info.created_ms,
-            "last_seen_ms": info.last_seen_ms,
-            "attributes": dict(info.attributes),
-            "consents": consents_of(self.store, info),
-            "tables": tables,
-        }
+        """Everything held about a shopper, as JSON-ready data (for a data-access request).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.member("L-1")
+            ...     sw.export_shopper("L-1")["kind"]
+            'member'
+        """
+        return identity.export_rows(self.store, shopper_id)
 
     def shopper_tables(self) -> list[str]:
         """Every table keyed by ``shopper_id`` (other modules' tables included)."""
-        names = []
-        for table in self.store.read().tables:
-            if table.name != "shoppers" and "shopper_id" in table.columns_dict:
-                names.append(table.name)
-        return sorted(names)
+        return identity.shopper_tables(self.store)
 
-    def erase_shopper(self, shopper_id: str) -> int:
+    def forget_shopper(self, shopper_id: str) -> int:
         """Delete a shopper and every row about them in one transaction; return rows removed.
 
         Example:
             >>> import shelfwise
             >>> with shelfwise.open(":memory:") as sw:
             ...     _ = sw.member("L-1", consents={"personalization": True})
-            ...     sw.erase_shopper("L-1") >= 1
+            ...     sw.forget_shopper("L-1") >= 1
             True
         """
         get_shopper(self.store, shopper_id)
@@ -292,13 +242,34 @@ class Shelfwise:
         logger.info("erased a shopper (%d rows)", removed)
         return removed
 
-    def purge_events(self, *, older_than_days: float, now: int | None = None) -> int:
-        """Retention: delete raw events older than the given age; return how many."""
-        if not isinstance(older_than_days, int | float) or not 0 < older_than_days < 100_000:
+    def erase_shopper(self, shopper_id: str) -> int:
+        """Deprecated: ``forget_shopper``."""
+        warn_renamed("Shelfwise.erase_shopper", "Shelfwise.forget_shopper")
+        return self.forget_shopper(shopper_id)
+
+    def forget_events(self, *, older_than_days: float, now: int | None = None) -> int:
+        """Retention: delete raw events older than the given age; return how many.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.forget_events(older_than_days=90)
+            0
+        """
+        if (
+            isinstance(older_than_days, bool)
+            or not isinstance(older_than_days, int | float)
+            or not 0 < older_than_days < 100_000
+        ):
             raise InvalidInput("older_than_days must be a positive number of days")
         cutoff = (now_ms() if now is None else now) - int(older_than_days * DAY_MS)
         with self.store.write() as db:
-            return db.execute("DELETE FROM events WHERE ts_ms < ?", [cutoff]).rowcount
+            return events.delete_before(db, cutoff)
+
+    def purge_events(self, *, older_than_days: float, now: int | None = None) -> int:
+        """Deprecated: ``forget_events``."""
+        warn_renamed("Shelfwise.purge_events", "Shelfwise.forget_events")
+        return self.forget_events(older_than_days=older_than_days, now=now)
 
     # -- stateless recommendations (operators, CLI, app backends that keep their own history)
     def recommend(
@@ -306,12 +277,15 @@ class Shelfwise:
         *,
         history: Sequence[str] = (),
         surface: str = "for-you",
-        k: int = 10,
+        limit: int = 10,
         item: str | None = None,
         category: str | None = None,
         cart: Sequence[str] = (),
+        k: int | None = None,
     ) -> list[Recommendation]:
         """Recommendations for a given history of item ids (oldest first), no shopper needed.
+
+        ``k`` is the deprecated name of ``limit``.
 
         Example:
             >>> import shelfwise
@@ -319,6 +293,9 @@ class Shelfwise:
             ...     sw.recommend(history=[], surface="trending")
             []
         """
+        if k is not None:
+            warn_renamed("recommend(k=...)", "recommend(limit=...)")
+            limit = k
         known = self.catalog.get_many(list(history))
         # Unknown ids are an error (a typo or the wrong store), GTINs are resolved to ids.
         resolved = [i if i in known else self.catalog.lookup(i).item_id for i in history]
@@ -330,9 +307,11 @@ class Shelfwise:
             now_ms=stamp,
             utc_offset_minutes=self.utc_offset_minutes,
         )
-        return self.recommender.recommend(surface, context, k=k, item=item, category=category)
+        return self.recommender.recommend(
+            surface, context, limit=limit, item=item, category=category
+        )
 
-    # -- the store's in-store barcode layout (logic in shelfwise.scan) ---------------------
+    # -- the store's in-store barcode layout (logic in shelfwise.barcode.layout) ------------
     def barcode_layout(self) -> InStoreLayout:
         """The in-store (prefix 20-29) barcode layout every scan of this store uses."""
         return in_store_layout(self.store)
@@ -349,7 +328,7 @@ class Shelfwise:
         """
         return set_in_store_layout(self.store, layout)
 
-    # -- geofences without a new fix (logic in shelfwise.geo.tracker) -----------------------------
+    # -- geofences without a new fix (logic in shelfwise.geo) -------------------------------
     def tick_geofences(self, *, now: int | None = None) -> list[tuple[str, GeofenceEvent]]:
         """Dwell events that fell due without a new fix (``Geofences.tick``), each with the
         offers it triggered: (shopper id, event) pairs to push. Call every 30-60 s.
@@ -428,13 +407,14 @@ class Shopper:
     def __repr__(self) -> str:
         return f"<Shopper {self.shopper_id[:9]}...>"
 
-    # -- state ---------------------------------------------------------------------------
+    # -- state (logic in shelfwise.identity) -----------------------------------------------
     def info(self) -> ShopperInfo:
         """The shopper row (``UnknownShopper`` once a session ended)."""
         return get_shopper(self._sw.store, self.shopper_id)
 
     @property
     def is_member(self) -> bool:
+        """Whether this is a loyalty member (an anonymous session is not)."""
         return self.info().is_member
 
     def consents(self) -> dict[str, bool]:
@@ -442,6 +422,7 @@ class Shopper:
         return consents_of(self._sw.store, self.info())
 
     def has_consent(self, purpose: str) -> bool:
+        """Whether the shopper said yes to ``purpose`` (one of ``shelfwise.PURPOSES``)."""
         return self.consents()[check_purpose(purpose)]
 
     def require_consent(self, purpose: str) -> None:
@@ -452,13 +433,13 @@ class Shopper:
     def set_consent(self, purpose: str, granted: bool) -> None:
         """Give or withdraw consent for one purpose (stored with a timestamp)."""
         self.info()
-        write_consents(self._sw.store, self.shopper_id, {purpose: granted})
+        identity.write_consents(self._sw.store, self.shopper_id, {purpose: granted})
 
     def segment(self, *, now: int | None = None) -> str:
         """new / returning / loyal / lapsed (see ``shelfwise.identity.segment_of``)."""
         return segment_of(self._sw.store, self.info(), now)
 
-    # -- events --------------------------------------------------------------------------
+    # -- events and the cart (logic in shelfwise.events, shelfwise.cart) --------------------
     def track(self, event_type: str, item: str | None = None, **fields: Any) -> Event:
         """Validate and durably record one event; nothing is written if it is invalid.
 
@@ -472,49 +453,23 @@ class Shopper:
             ...     sw.start_session().track("view", "tea").type
             'view'
         """
+        sw = self._sw
         raw: dict[str, Any] = {"type": event_type, **fields}
         if "store_id" not in fields:
-            raw["store_id"] = self._sw.store_id
+            raw["store_id"] = sw.store_id
         if item is not None:
-            raw["item_id"] = self._sw.catalog.lookup(item).item_id
+            raw["item_id"] = sw.catalog.lookup(item).item_id
         event = validate_event(raw)
         if event.item_id is not None and item is None:
-            self._sw.catalog.get(event.item_id)
-        with self._sw.store.write() as db:
+            sw.catalog.get(event.item_id)
+        with sw.store.write() as db:
             self.info()
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO events (event_id, shopper_id, type, item_id, quantity, "
-                "value, store_id, ts_ms, payload) VALUES (:event_id, :shopper_id, :type, "
-                ":item_id, :quantity, :value, :store_id, :ts_ms, :payload)",
-                event_record(event, self.shopper_id),
-            ).rowcount
-            if inserted:
-                self._apply_to_cart(db, event)
+            if events.insert_event(db, self.shopper_id, event):
+                carts.apply_event(db, self.shopper_id, event)
                 if event.type == "purchase":
-                    self._sw.offers.record_purchase(db, self.shopper_id, [event])
-            db.execute(
-                "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
-                [now_ms(), self.shopper_id],
-            )
+                    sw.offers.record_purchase(db, self.shopper_id, [event])
+            identity.touch(db, self.shopper_id, now_ms())
         return event
-
-    def _apply_to_cart(self, db: Any, event: Event) -> None:
-        if event.type == "cart_add":
-            db.execute(
-                "INSERT INTO carts (shopper_id, item_id, quantity, added_ms) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(shopper_id, item_id) DO UPDATE SET quantity = quantity + excluded.quantity",
-                [self.shopper_id, event.item_id, event.quantity, event.ts_ms],
-            )
-        elif event.type == "cart_remove":
-            db.execute(
-                "UPDATE carts SET quantity = quantity - ? WHERE shopper_id = ? AND item_id = ? "
-                "AND quantity > ?",
-                [event.quantity, self.shopper_id, event.item_id, event.quantity],
-            )
-            db.execute(
-                "DELETE FROM carts WHERE shopper_id = ? AND item_id = ? AND quantity <= ?",
-                [self.shopper_id, event.item_id, event.quantity],
-            )
 
     def view(self, item: str) -> Event:
         """Record that the shopper looked at an item."""
@@ -530,125 +485,106 @@ class Shopper:
 
     def cart(self) -> list[CartLine]:
         """The cart, oldest line first."""
-        rows = self._sw.store.query(
-            "SELECT item_id, quantity, added_ms FROM carts WHERE shopper_id = ? ORDER BY rowid",
-            [self.shopper_id],
-        )
-        return [CartLine(**row) for row in rows]
+        return carts.cart_lines(self._sw.store, self.shopper_id)
 
     def checkout(self) -> list[Event]:
-        """Record a purchase of every cart line and empty the cart, in one transaction."""
-        with self._sw.store.write() as db:
+        """Record a purchase of every cart line and empty the cart, in one transaction.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 2.5}])
+            ...     shopper = sw.start_session()
+            ...     _ = shopper.add_to_cart("tea", 2)
+            ...     [(e.type, e.value) for e in shopper.checkout()]
+            [('purchase', 5.0)]
+        """
+        sw = self._sw
+        with sw.store.write() as db:
             # The cart is read inside the transaction: two concurrent checkouts of the same
             # cart must not both record the purchase.
             self.info()
-            lines = self.cart()
+            lines = carts.cart_lines(db, self.shopper_id)
             if not lines:
                 raise InvalidEvent("the cart is empty: nothing to check out")
-            items = self._sw.catalog.get_many([line.item_id for line in lines])
+            items = sw.catalog.get_many([line.item_id for line in lines])
             stamp = now_ms()
-            events = [
-                validate_event(
-                    {
-                        "type": "purchase",
-                        "item_id": line.item_id,
-                        "quantity": line.quantity,
-                        "value": (items[line.item_id].price or 0.0) * line.quantity
-                        if line.item_id in items
-                        else None,
-                        "store_id": self._sw.store_id,
-                        "ts_ms": stamp,
-                    }
-                )
-                for line in lines
-            ]
-            db.table("events").insert_all([event_record(e, self.shopper_id) for e in events])
-            # Experiment conversions commit with the purchase (shelfwise.offers.engine).
-            self._sw.offers.record_purchase(db, self.shopper_id, events)
-            db.execute("DELETE FROM carts WHERE shopper_id = ?", [self.shopper_id])
-            db.execute(
-                "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
-                [stamp, self.shopper_id],
-            )
-        return events
+            purchases = carts.purchase_events(lines, items, store_id=sw.store_id, stamp=stamp)
+            for event in purchases:
+                events.insert_event(db, self.shopper_id, event)
+            # Experiment conversions commit with the purchase (shelfwise.offers).
+            sw.offers.record_purchase(db, self.shopper_id, purchases)
+            carts.empty(db, self.shopper_id)
+            identity.touch(db, self.shopper_id, stamp)
+        return purchases
 
     def search(self, query: str, *, limit: int = 20) -> list[Item]:
-        """Full-text search, re-ranked by this shopper's taste when consented; recorded."""
+        """Full-text search, re-ranked by this shopper's taste when consented; recorded.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea"}])
+            ...     [item.item_id for item in sw.start_session().search("tea")]
+            ['tea']
+        """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("the search query is empty")
         # Over-fetch so a result the shopper's taste favours can move up from just below.
         scored = self._sw.catalog.search_scored(query, limit=limit * 2)
         self.track("search", payload={"query": query[:200], "results": min(len(scored), limit)})
         ranked = rerank_search(
-            self._sw.recommender,
+            self._sw.recommender.served(),
             self.context(),
             [item for item, _ in scored],
             [relevance for _, relevance in scored],
         )
         return ranked[:limit]
 
-    # -- recommendations -----------------------------------------------------------------
+    # -- recommendations (logic in shelfwise.recommend) -------------------------------------
     def context(self, *, now: int | None = None) -> Context:
         """What the surfaces may use about this shopper, read from the store now."""
+        sw = self._sw
         info = self.info()
-        consents = consents_of(self._sw.store, info)
-        personal = consents.get("personalization", False)
-        store = self._sw.store
-        history: list[tuple[str, str, int]] = []
-        purchases: list[tuple[str, int]] = []
-        if personal:
-            marks = ",".join("?" * len(INTEREST_EVENTS))
-            # Plain tuples (Store.rows): on every recommendation, dicts per row cost time.
-            rows = store.rows(
-                f"SELECT item_id, type, ts_ms FROM events WHERE shopper_id = ? AND type IN ({marks}) "
-                "ORDER BY ts_ms DESC, seq DESC LIMIT ?",
-                [self.shopper_id, *INTEREST_EVENTS, HISTORY_EVENTS],
-            )
-            history = [(r[0], r[1], r[2]) for r in reversed(rows)]
-            purchases = [
-                (r[0], r[1])
-                for r in store.rows(
-                    "SELECT item_id, ts_ms FROM events WHERE shopper_id = ? AND type = 'purchase'",
-                    [self.shopper_id],
-                )
-            ]
-        cart = frozenset(line.item_id for line in self.cart())
-        # The purchases just read give the segment its purchase days (one query fewer).
-        purchase_ms = [ts for _, ts in purchases] if personal else None
-        return Context(
-            history=history,
-            cart=cart,
-            purchases=purchases,
-            consents=frozenset(p for p, ok in consents.items() if ok),
-            age_verified=bool(info.attributes.get("age_verified")) and info.is_member,
-            segment=segment_of(store, info, now, purchase_ms=purchase_ms),
-            store_id=info.store_id or self._sw.store_id,
-            now_ms=now_ms() if now is None else now,
-            utc_offset_minutes=self._sw.utc_offset_minutes,
+        return build_context(
+            sw.store,
+            info,
+            consents_of(sw.store, info),
+            frozenset(line.item_id for line in self.cart()),
+            store_id=sw.store_id,
+            now=now_ms() if now is None else now,
+            utc_offset_minutes=sw.utc_offset_minutes,
+            segment_now=now,
         )
 
     def recommend(
         self,
         surface: str = "for-you",
         *,
-        k: int = 10,
+        limit: int = 10,
         item: str | None = None,
         category: str | None = None,
         now: int | None = None,
+        k: int | None = None,
     ) -> list[Recommendation]:
         """Recommendations on one surface, business filters applied, each with a reason.
+
+        ``k`` is the deprecated name of ``limit``.
 
         Example:
             >>> import shelfwise
             >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.start_session().recommend("recently-viewed")
+            ...     sw.start_session().recommend("recently-viewed", limit=5)
             []
         """
+        if k is not None:
+            warn_renamed("recommend(k=...)", "recommend(limit=...)")
+            limit = k
         return self._sw.recommender.recommend(
-            surface, self.context(now=now), k=k, item=item, category=category
+            surface, self.context(now=now), limit=limit, item=item, category=category
         )
 
-    # -- scan, offers, location (logic in _scan, _offers, _geo) ------------------------
+    # -- scan, offers, location (logic in shelfwise.scan, shelfwise.offers, shelfwise.geo) --
     def scan(self, code: str, *, symbology: str | None = None, channel: str = "kiosk") -> ScanCard:
         """Scan a barcode: the item, deals on it, goes-with, cheaper alternatives, a note.
 
@@ -663,7 +599,17 @@ class Shopper:
             ...
             shelfwise.InvalidBarcode: 036000291453 has a wrong check digit (expected 2): rescan or type it again
         """
-        return scan(self, code, symbology=symbology, channel=channel)
+        sw = self._sw
+        return scan(
+            code,
+            shopper=self,
+            store=sw.store,
+            catalog=sw.catalog,
+            recommender=sw.recommender,
+            offers=sw.offers,
+            symbology=symbology,
+            channel=channel,
+        )
 
     def offer_context(
         self,
@@ -760,7 +706,7 @@ class Shopper:
 
     def forget(self) -> int:
         """Erase everything held about this shopper now ("forget me"); return rows removed."""
-        return self._sw.erase_shopper(self.shopper_id)
+        return self._sw.forget_shopper(self.shopper_id)
 
     def export(self) -> dict[str, Any]:
         """Everything held about this shopper as JSON-ready data."""
@@ -796,4 +742,4 @@ def open(
     )
 
 
-__all__ = ["CartLine", "Shelfwise", "Shopper", "open"]
+__all__ = ["Shelfwise", "Shopper", "open"]

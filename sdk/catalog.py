@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._compat import warn_renamed
 from ._errors import InvalidBarcode, InvalidCatalog, InvalidInput, UnknownItem
 from .barcode.gtin import gtin_or_none, normalize_gtin
 from .store.connection import Store, translate
@@ -348,9 +349,22 @@ class Catalog:
             raise translate(exc) from exc
         return [(_item_from_row(row), float(row["relevance"])) for row in rows]
 
-    def all_items(self) -> list[Item]:
-        """Every item (for small catalogs, exports and the demo)."""
+    def all(self) -> list[Item]:
+        """Every item, in import order (for small catalogs, exports and the demo).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     [item.item_id for item in sw.catalog.all()]
+            ['tea']
+        """
         return [_item_from_row(r) for r in self._store.query("SELECT * FROM items ORDER BY rowid")]
+
+    def all_items(self) -> list[Item]:
+        """Deprecated: ``all``."""
+        warn_renamed("Catalog.all_items", "Catalog.all")
+        return self.all()
 
     def count(self) -> int:
         return int(self._store.query("SELECT count(*) AS n FROM items")[0]["n"])

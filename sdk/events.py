@@ -166,3 +166,49 @@ def event_record(event: Event, shopper_id: str | None) -> dict[str, Any]:
         "ts_ms": event.ts_ms,
         "payload": json.dumps(dict(event.payload), sort_keys=True),
     }
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO events (event_id, shopper_id, type, item_id, quantity, value, "
+    "store_id, ts_ms, payload) VALUES (:event_id, :shopper_id, :type, :item_id, :quantity, "
+    ":value, :store_id, :ts_ms, :payload)"
+)
+
+
+def insert_event(db: Any, shopper_id: str | None, event: Event) -> bool:
+    """Write one validated event in the caller's transaction; False if its id was already there.
+
+    Re-sending an ``event_id`` is a no-op, which makes retries safe.
+    """
+    return bool(db.execute(_INSERT, event_record(event, shopper_id)).rowcount)
+
+
+def recent_interests(store: Any, shopper_id: str, limit: int) -> list[tuple[str, str, int]]:
+    """The shopper's latest interest events as (item id, type, ts_ms), oldest first."""
+    marks = ",".join("?" * len(INTEREST_EVENTS))
+    # Plain tuples (Store.rows): on every recommendation, dicts per row cost time.
+    rows = store.rows(
+        f"SELECT item_id, type, ts_ms FROM events WHERE shopper_id = ? AND type IN ({marks}) "
+        "ORDER BY ts_ms DESC, seq DESC LIMIT ?",
+        [shopper_id, *INTEREST_EVENTS, limit],
+    )
+    return [(r[0], r[1], r[2]) for r in reversed(rows)]
+
+
+def purchases_of(store: Any, shopper_id: str) -> list[tuple[str, int]]:
+    """Every purchase of the shopper as (item id, ts_ms)."""
+    rows = store.rows(
+        "SELECT item_id, ts_ms FROM events WHERE shopper_id = ? AND type = 'purchase'",
+        [shopper_id],
+    )
+    return [(r[0], r[1]) for r in rows]
+
+
+def delete_before(db: Any, cutoff_ms: int) -> int:
+    """Retention: delete raw events older than ``cutoff_ms`` in the caller's transaction."""
+    return int(db.execute("DELETE FROM events WHERE ts_ms < ?", [cutoff_ms]).rowcount)
+
+
+def unlink_shopper(db: Any, shopper_id: str) -> None:
+    """Keep a shopper's events as store-level counts with no link to anyone (ended session)."""
+    db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])

@@ -153,3 +153,120 @@ def segment_of(
         return "lapsed"
     recent = [d for d in days if today - d <= LOYAL_WINDOW_DAYS]
     return "loyal" if len(recent) >= LOYAL_PURCHASE_DAYS else "returning"
+
+
+def insert_session(db: Any, store_id: str, stamp: int) -> str:
+    """Create an anonymous session row in the caller's transaction; return its new id."""
+    shopper_id = new_session_id()
+    db.table("shoppers").insert(
+        {
+            "shopper_id": shopper_id,
+            "kind": "anonymous",
+            "store_id": store_id,
+            "created_ms": stamp,
+            "last_seen_ms": stamp,
+            "attributes": "{}",
+        }
+    )
+    return shopper_id
+
+
+def check_loyalty_id(loyalty_id: Any) -> str:
+    """A loyalty id as stored: trimmed text of 1 to 64 characters, or ``InvalidInput``.
+
+    Example:
+        >>> check_loyalty_id(" L-1 ")
+        'L-1'
+    """
+    text = str(loyalty_id).strip()
+    if not text or len(text) > 64 or "\x00" in text:
+        raise InvalidInput("a loyalty id must be 1 to 64 characters")
+    return text
+
+
+def upsert_member(
+    db: Any, loyalty_id: str, store_id: str, attributes: Mapping[str, Any], stamp: int
+) -> None:
+    """Create the member on first sight or merge ``attributes`` into theirs (caller's transaction)."""
+    existing = list(db.query("SELECT attributes FROM shoppers WHERE shopper_id = ?", [loyalty_id]))
+    merged = {**(json.loads(existing[0]["attributes"]) if existing else {}), **attributes}
+    if existing:
+        db.execute(
+            "UPDATE shoppers SET last_seen_ms = ?, attributes = ? WHERE shopper_id = ?",
+            [stamp, json.dumps(merged), loyalty_id],
+        )
+        return
+    db.table("shoppers").insert(
+        {
+            "shopper_id": loyalty_id,
+            "kind": "member",
+            "store_id": store_id,
+            "created_ms": stamp,
+            "last_seen_ms": stamp,
+            "attributes": json.dumps(merged),
+        }
+    )
+
+
+def touch(db: Any, shopper_id: str, stamp: int) -> None:
+    """Mark the shopper as seen at ``stamp`` (never moves back), in the caller's transaction."""
+    db.execute(
+        "UPDATE shoppers SET last_seen_ms = max(last_seen_ms, ?) WHERE shopper_id = ?",
+        [stamp, shopper_id],
+    )
+
+
+def idle_sessions(store: Store, cutoff_ms: int) -> list[str]:
+    """Anonymous sessions last seen before ``cutoff_ms``."""
+    rows = store.query(
+        "SELECT shopper_id FROM shoppers WHERE kind = 'anonymous' AND last_seen_ms < ?",
+        [cutoff_ms],
+    )
+    return [row["shopper_id"] for row in rows]
+
+
+def is_idle_session(db: Any, shopper_id: str, cutoff_ms: int) -> bool:
+    """Whether the anonymous session is still idle, read in the caller's transaction."""
+    rows = db.query(
+        "SELECT 1 FROM shoppers WHERE shopper_id = ? AND kind = 'anonymous' AND last_seen_ms < ?",
+        [shopper_id, cutoff_ms],
+    )
+    return any(True for _ in rows)
+
+
+def shopper_tables(store: Store) -> list[str]:
+    """Every table keyed by ``shopper_id`` besides ``shoppers`` (every module's tables)."""
+    return sorted(
+        table.name
+        for table in store.read().tables
+        if table.name != "shoppers" and "shopper_id" in table.columns_dict
+    )
+
+
+def delete_rows(db: Any, tables: Iterable[str], shopper_id: str) -> int:
+    """Delete the shopper from ``tables`` and ``shoppers`` in the caller's transaction."""
+    removed = 0
+    for table in tables:
+        removed += db.execute(f"DELETE FROM [{table}] WHERE shopper_id = ?", [shopper_id]).rowcount
+    removed += db.execute("DELETE FROM shoppers WHERE shopper_id = ?", [shopper_id]).rowcount
+    return int(removed)
+
+
+def export_rows(store: Store, shopper_id: str) -> dict[str, Any]:
+    """Everything held about a shopper, as JSON-ready data (for a data-access request)."""
+    info = get_shopper(store, shopper_id)
+    tables = {
+        table: store.query(
+            f"SELECT * FROM [{table}] WHERE shopper_id = ? ORDER BY rowid", [shopper_id]
+        )
+        for table in shopper_tables(store)
+    }
+    return {
+        "shopper_id": info.shopper_id,
+        "kind": info.kind,
+        "created_ms": info.created_ms,
+        "last_seen_ms": info.last_seen_ms,
+        "attributes": dict(info.attributes),
+        "consents": consents_of(store, info),
+        "tables": tables,
+    }

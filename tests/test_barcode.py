@@ -156,7 +156,7 @@ def test_decoding_a_non_image_is_a_typed_error() -> None:
     ],
 )
 def test_impossible_in_store_layouts_are_refused_with_a_typed_error(fields: dict[str, int]) -> None:
-    from shelfwise.barcode.gtin import InStoreLayout
+    from shelfwise import InStoreLayout
 
     with pytest.raises(shelfwise.InvalidInput):
         InStoreLayout(**fields)

@@ -24,7 +24,7 @@ def store(tmp_path: Path) -> Iterator[shelfwise.Shelfwise]:
 
 
 def _snapshot(sw: shelfwise.Shelfwise) -> list[dict[str, Any]]:
-    return [item.to_dict() for item in sw.catalog.all_items()]
+    return [item.to_dict() for item in sw.catalog.all()]
 
 
 def test_a_csv_catalog_imports_every_field(tmp_path: Path) -> None:
@@ -153,7 +153,7 @@ def test_importing_again_updates_items_and_replace_removes_the_rest(
     assert store.catalog.get("milk").name == "Oat milk"
     assert store.catalog.count() == len(CATALOG)
     store.catalog.import_rows([{"item_id": "milk", "name": "Oat milk"}], replace=True)
-    assert [i.item_id for i in store.catalog.all_items()] == ["milk"]
+    assert [i.item_id for i in store.catalog.all()] == ["milk"]
 
 
 def test_unreadable_catalog_files_are_typed_errors(tmp_path: Path) -> None:

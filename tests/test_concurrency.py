@@ -28,9 +28,9 @@ def test_eight_threads_tracking_and_recommending_lose_nothing(sw: shelfwise.Shel
         for i in range(per_thread):
             item = ITEMS[(n + i) % len(ITEMS)]
             shopper.track("cart_add" if i % 4 == 0 else "view", item)
-            results = shopper.recommend("for-you", k=3)
+            results = shopper.recommend("for-you", limit=3)
             assert all(r.item.item_id not in {c.item_id for c in shopper.cart()} for r in results)
-            sw.recommend(history=[item], k=3)
+            sw.recommend(history=[item], limit=3)
         return shopper.shopper_id
 
     with ThreadPoolExecutor(max_workers=8) as pool:
@@ -134,7 +134,7 @@ def test_two_processes_writing_one_store_file_lose_nothing(
     ]
     with shelfwise.open(db) as sw:  # and this process reads while they write
         while any(w.poll() is None for w in writers):
-            sw.recommend(history=["milk"], k=3)
+            sw.recommend(history=["milk"], limit=3)
             sw.store.query("SELECT count(*) AS n FROM events")
     outputs = [w.communicate(timeout=120) for w in writers]
     for writer, (out, err) in zip(writers, outputs, strict=True):

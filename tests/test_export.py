@@ -132,7 +132,7 @@ def test_exported_bundle_loads_in_the_runtime_and_serves(run_dir: Path, tmp_path
         sw.catalog.import_rows(
             [{"item_id": i, "name": f"Item {i}", "category": "c", "price": 1.0} for i in items]
         )
-        recs = sw.recommend(history=["3", "4", "5"], surface="for-you", k=5)
+        recs = sw.recommend(history=["3", "4", "5"], surface="for-you", limit=5)
     assert len(recs) == 5
     assert all(r.item.item_id in items for r in recs)
 

@@ -56,7 +56,7 @@ def test_idle_sessions_expire_and_active_ones_stay(sw: shelfwise.Shelfwise) -> N
     sw.store.db.execute(
         "UPDATE shoppers SET last_seen_ms = 0 WHERE shopper_id = ?", [member.shopper_id]
     )
-    assert sw.expire_idle_sessions(idle_s=120) == 1
+    assert sw.end_idle_sessions(idle_s=120) == 1
     with pytest.raises(shelfwise.UnknownShopper):
         idle.info()
     assert active.info().kind == "anonymous"
@@ -187,7 +187,7 @@ def test_a_lapsed_member_is_welcomed_back_with_what_they_used_to_buy(
 ) -> None:
     lapsed = _member_since(sw, "lapsed", 400)
     _buy_on_days(lapsed, [100, 107, 114], item="coffee")
-    results = lapsed.recommend("for-you", k=5, now=NOW)
+    results = lapsed.recommend("for-you", limit=5, now=NOW)
     assert results[0].item.item_id == "coffee"
     assert results[0].reason == "welcome back: you used to buy this"
 
@@ -197,10 +197,10 @@ def test_a_returning_member_gets_results_from_their_own_history(
 ) -> None:
     member = _member_since(sw, "bbq", 200)
     _buy_on_days(member, [10, 40, 90], item="sausages")
-    results = member.recommend("for-you", k=3, now=NOW)
+    results = member.recommend("for-you", limit=3, now=NOW)
     assert {r.item.item_id for r in results} <= {"buns", "charcoal", "ketchup", "grill"}
     assert all(r.reason == "because you bought Pork sausages" for r in results)
     cold = sw.member("cold", consents={"personalization": False})
     _buy_on_days(cold, [10, 40, 90], item="sausages")
-    assert [r.item.item_id for r in cold.recommend("for-you", k=3, now=NOW)][:1] == ["milk"]
+    assert [r.item.item_id for r in cold.recommend("for-you", limit=3, now=NOW)][:1] == ["milk"]
     assert cold.recommend("buy-again", now=NOW) == []

@@ -395,7 +395,7 @@ def test_an_upgraded_demo_store_reseeds_a_stale_working_copy(tmp_path: Path) -> 
     shutil.copytree(STORE_DIR, store_dir, ignore=shutil.ignore_patterns("bundle"))
     db = tmp_path / "work.db"
     sw, _ = open_store(db, None, store_dir)
-    sw.start_session().track("scan", sw.catalog.all_items()[0].item_id)  # the shop's own use
+    sw.start_session().track("scan", sw.catalog.all()[0].item_id)  # the shop's own use
     sw.close()
     sw, _ = open_store(db, None, store_dir)  # unchanged store: the working copy is kept
     assert sw.store.query("SELECT count(*) AS n FROM events WHERE type = 'scan'")[0]["n"] == 1

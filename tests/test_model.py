@@ -168,9 +168,9 @@ def _answers(sw: shelfwise.Shelfwise) -> list[list[tuple[str, float, str]]]:
     return [
         [(r.item.item_id, round(r.score, 6), r.reason) for r in recs]
         for recs in [
-            sw.recommend(history=["sausages"], k=4),
-            sw.recommend(history=["milk", "coffee"], k=4),
-            sw.recommend(surface="similar", item="milk", k=3),
+            sw.recommend(history=["sausages"], limit=4),
+            sw.recommend(history=["milk", "coffee"], limit=4),
+            sw.recommend(surface="similar", item="milk", limit=3),
         ]
     ]
 
@@ -216,7 +216,7 @@ def test_recommendations_stay_consistent_while_bundles_swap(
     v2 = _signed(tmp_path / "v2", version="2", vectors=_moved())
     breakfast = {"milk", "cereal", "yogurt", "coffee", "juice", "test-kit"}
     assert {
-        r.item.item_id for r in signed_sw.recommend(history=["sausages"], k=3)
+        r.item.item_id for r in signed_sw.recommend(history=["sausages"], limit=3)
     } & breakfast == set()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -225,7 +225,7 @@ def test_recommendations_stay_consistent_while_bundles_swap(
     def serve() -> None:
         while not stop.is_set():
             try:
-                ids = {r.item.item_id for r in signed_sw.recommend(history=["sausages"], k=3)}
+                ids = {r.item.item_id for r in signed_sw.recommend(history=["sausages"], limit=3)}
             except BaseException as exc:  # pragma: no cover - reported below
                 errors.append(exc)
                 return

@@ -73,7 +73,7 @@ def test_erasing_a_shopper_removes_every_row_about_them_and_nobody_else(
     with pytest.raises(shelfwise.UnknownShopper):
         sw.export_shopper("L-1")
     with pytest.raises(shelfwise.UnknownShopper):
-        sw.erase_shopper("L-1")
+        sw.forget_shopper("L-1")
 
 
 def test_an_erased_member_who_comes_back_starts_from_nothing(sw: shelfwise.Shelfwise) -> None:
@@ -90,13 +90,13 @@ def test_retention_purges_only_raw_events_older_than_the_limit(sw: shelfwise.She
     for days in [100, 91, 89, 1]:
         member.track("view", "milk", ts_ms=now - days * DAY)
     member.add_to_cart("buns")
-    assert sw.purge_events(older_than_days=90, now=now) == 2
+    assert sw.forget_events(older_than_days=90, now=now) == 2
     remaining = sw.store.query("SELECT ts_ms FROM events ORDER BY ts_ms")
     assert [round((now - r["ts_ms"]) / DAY) for r in remaining] == [89, 1, 0]
     assert [line.item_id for line in member.cart()] == ["buns"], (
         "state that is not raw events stays"
     )
-    assert sw.purge_events(older_than_days=90, now=now) == 0
+    assert sw.forget_events(older_than_days=90, now=now) == 0
 
 
 @pytest.mark.parametrize("days", [0, -5, float("nan"), float("inf"), "90"])
@@ -105,5 +105,5 @@ def test_a_nonsense_retention_age_is_refused_and_purges_nothing(
 ) -> None:
     sw.start_session().view("milk")
     with pytest.raises(shelfwise.InvalidInput):
-        sw.purge_events(older_than_days=days)  # type: ignore[arg-type]
+        sw.forget_events(older_than_days=days)  # type: ignore[arg-type]
     assert sw.store.query("SELECT count(*) AS n FROM events")[0]["n"] == 1

@@ -11,14 +11,14 @@ from shelfwise import SURFACES
 def test_for_you_follows_the_session_history(sw: shelfwise.Shelfwise) -> None:
     shopper = sw.start_session()
     shopper.track("scan", "sausages")
-    results = shopper.recommend("for-you", k=3)
+    results = shopper.recommend("for-you", limit=3)
     assert results, "a session with history gets personal results"
     assert {r.item.item_id for r in results} <= {"buns", "charcoal", "ketchup", "grill"}
     assert all(r.reason == "because you scanned Pork sausages" for r in results)
 
 
 def test_new_shopper_gets_non_personal_cold_start_results(sw: shelfwise.Shelfwise) -> None:
-    results = sw.start_session().recommend("for-you", k=3)
+    results = sw.start_session().recommend("for-you", limit=3)
     assert [r.item.item_id for r in results][:1] == ["milk"]
     assert all("best seller" in r.reason or "popular" in r.reason for r in results)
 
@@ -31,7 +31,7 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
     shopper.add_to_cart("grill")
     shopper.checkout()
     shopper.add_to_cart("buns")
-    results = shopper.recommend(surface, k=10, item="sausages" if surface == "similar" else None)
+    results = shopper.recommend(surface, limit=10, item="sausages" if surface == "similar" else None)
     ids = [r.item.item_id for r in results]
     assert "gone" not in ids, "out of stock"
     assert "buns" not in ids, "already in the cart"
@@ -45,7 +45,7 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
 def test_sensitive_items_appear_only_with_consent(sw: shelfwise.Shelfwise) -> None:
     shopper = sw.member("L-2", consents={"personalization": True, "sensitive": True})
     shopper.view("milk")
-    assert "test-kit" in [r.item.item_id for r in shopper.recommend("for-you", k=10)]
+    assert "test-kit" in [r.item.item_id for r in shopper.recommend("for-you", limit=10)]
 
 
 def test_member_without_personalization_consent_gets_non_personal_results(
@@ -53,19 +53,19 @@ def test_member_without_personalization_consent_gets_non_personal_results(
 ) -> None:
     shopper = sw.member("L-3", consents={"personalization": False})
     shopper.view("sausages")
-    personal = [r for r in shopper.recommend("for-you", k=5) if r.reason.startswith("because")]
+    personal = [r for r in shopper.recommend("for-you", limit=5) if r.reason.startswith("because")]
     assert personal == []
     assert shopper.recommend("recently-viewed") == []
 
 
 def test_similar_items_come_from_the_same_cluster(sw: shelfwise.Shelfwise) -> None:
-    results = sw.start_session().recommend("similar", item="milk", k=3)
+    results = sw.start_session().recommend("similar", item="milk", limit=3)
     assert {r.item.item_id for r in results} <= {"cereal", "yogurt", "coffee", "juice"}
     assert all(r.reason == "similar to Whole milk" for r in results)
 
 
 def test_complements_rank_by_lift_and_skip_unavailable(sw: shelfwise.Shelfwise) -> None:
-    results = sw.start_session().recommend("complements", item="sausages", k=3)
+    results = sw.start_session().recommend("complements", item="sausages", limit=3)
     assert [r.item.item_id for r in results] == ["buns", "ketchup", "charcoal"]
     assert results[0].reason == "often bought with Pork sausages"
 
@@ -73,7 +73,7 @@ def test_complements_rank_by_lift_and_skip_unavailable(sw: shelfwise.Shelfwise) 
 def test_checkout_add_ins_name_the_cart_item(sw: shelfwise.Shelfwise) -> None:
     shopper = sw.start_session()
     shopper.add_to_cart("sausages")
-    results = shopper.recommend("checkout", k=2)
+    results = shopper.recommend("checkout", limit=2)
     assert results[0].item.item_id == "buns"
     assert results[0].reason == "goes with the Pork sausages in your cart"
 
@@ -103,7 +103,7 @@ def test_recently_viewed_is_most_recent_first(sw: shelfwise.Shelfwise) -> None:
 def test_trending_counts_this_stores_recent_events(sw: shelfwise.Shelfwise) -> None:
     for _ in range(3):
         sw.start_session().track("scan", "charcoal")
-    results = sw.start_session().recommend("trending", k=3)
+    results = sw.start_session().recommend("trending", limit=3)
     assert results[0].item.item_id == "charcoal"
     assert results[0].reason == "trending in this store this week"
 
@@ -111,7 +111,7 @@ def test_trending_counts_this_stores_recent_events(sw: shelfwise.Shelfwise) -> N
 def test_diversity_limits_items_per_category(sw: shelfwise.Shelfwise) -> None:
     shopper = sw.start_session()
     shopper.view("milk")
-    results = shopper.recommend("for-you", k=3)
+    results = shopper.recommend("for-you", limit=3)
     categories = [r.item.category for r in results]
     assert max(categories.count(c) for c in set(categories)) <= 2
 
@@ -129,7 +129,7 @@ def test_unknown_surface_and_bad_k_are_typed_errors(sw: shelfwise.Shelfwise) -> 
     with pytest.raises(shelfwise.InvalidInput):
         shopper.recommend("horoscope")
     with pytest.raises(shelfwise.InvalidInput):
-        shopper.recommend("for-you", k=0)
+        shopper.recommend("for-you", limit=0)
     with pytest.raises(shelfwise.UnknownItem):
         shopper.recommend("similar", item="unicorn")
 
@@ -141,7 +141,9 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
     from hypothesis import given, settings
     from hypothesis import strategies as st
 
-    from shelfwise.recommend.recommender import Context, _Candidates, diversify, passes_filters
+    from shelfwise import Context
+    from shelfwise.recommend.filters import diversify, passes_filters
+    from shelfwise.recommend.surfaces import Candidates
 
     rows = [
         {
@@ -164,7 +166,7 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
         in_cart=st.sets(st.sampled_from([f"i{n}" for n in range(120)]), max_size=10),
     )
     def check(order: list[str], k: int, per_category: int, in_cart: set[str]) -> None:
-        candidates = _Candidates()
+        candidates = Candidates()
         for rank, item_id in enumerate(order):
             candidates.add(item_id, float(len(order) - rank), "r")
         context = Context(cart=frozenset(in_cart))

@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 import shelfwise
 from shelfwise import cli
-from shelfwise.barcode.gtin import DEFAULT_LAYOUT, InStoreLayout, in_store_code
-from shelfwise.scan import layout_from_dict, layout_to_dict
+from shelfwise.barcode.gtin import in_store_code
+from shelfwise.barcode.layout import DEFAULT_LAYOUT, InStoreLayout, layout_from_dict, layout_to_dict
 
 with warnings.catch_warnings():
     # Starlette 1.x warns at import that its TestClient will move to httpx2 (not installed).

@@ -95,7 +95,7 @@ def test_every_facade_call_after_close_raises_store_closed(sw: shelfwise.Shelfwi
         lambda: shopper.view("milk"),
         lambda: shopper.recommend("for-you"),
         lambda: sw.recommend(history=["milk"]),
-        lambda: sw.erase_shopper(shopper.shopper_id),
+        lambda: sw.forget_shopper(shopper.shopper_id),
     ]:
         with pytest.raises(shelfwise.StoreClosed):
             call()

@@ -68,7 +68,7 @@ def _publish(backend, key_file: Path, kind: str, data, tmp_path: Path, *extra: s
 
 
 def _names(sw: shelfwise.Shelfwise) -> dict[str, str]:
-    return {item.item_id: item.name for item in sw.catalog.all_items()}
+    return {item.item_id: item.name for item in sw.catalog.all()}
 
 
 def _collector_db(backend) -> contextlib.closing[sqlite3.Connection]:

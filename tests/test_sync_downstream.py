@@ -61,7 +61,7 @@ def test_a_signed_bundle_from_upstream_is_verified_installed_and_served(tmp_path
         assert kiosk.store.get_meta("sync.bundle.current").endswith("test-mean-pool@2")
         # the same bundle again is not reinstalled
         assert pull_bundle(kiosk.model, url, creds, tmp_path / "bundles", store=kiosk.store) is None
-    assert kiosk.recommend(history=["milk"], k=3)
+    assert kiosk.recommend(history=["milk"], limit=3)
 
 
 def test_a_tampered_bundle_is_refused_and_the_old_one_keeps_serving(tmp_path, kiosk, published):
@@ -77,7 +77,7 @@ def test_a_tampered_bundle_is_refused_and_the_old_one_keeps_serving(tmp_path, ki
         report = kiosk.sync(url, creds, k=1, bundles_dir=tmp_path / "bundles")
     assert report.error and "bundle" in report.error
     assert kiosk.model_version == "test-mean-pool@1"
-    assert [r.item.item_id for r in kiosk.recommend(history=["milk"], k=2)]
+    assert [r.item.item_id for r in kiosk.recommend(history=["milk"], limit=2)]
     assert not any((tmp_path / "bundles").glob("test-mean-pool@2"))
 
 
@@ -113,7 +113,7 @@ def test_an_expired_bundle_or_a_wrong_clock_never_installs_but_keeps_serving(
                 now=ten_years_ahead,
             )
     assert kiosk.model_version == "test-mean-pool@1"
-    assert kiosk.recommend(history=["milk"], k=2)
+    assert kiosk.recommend(history=["milk"], limit=2)
 
 
 def test_a_bundle_failing_its_health_check_is_rolled_back(tmp_path, kiosk, published):
@@ -157,6 +157,6 @@ def test_fleet_trending_comes_down_and_feeds_the_trending_surface(tmp_path, kios
             busy.summarise(device_id="kiosk-busy", k=1, include_open_hour=True)
             assert busy.sync(url, busy_creds, k=1).error is None
             assert pull_fleet(kiosk.store, url, quiet_creds) >= 1
-    recs = kiosk.recommend(surface="trending", k=3)
+    recs = kiosk.recommend(surface="trending", limit=3)
     assert recs[0].item.item_id == "charcoal"
     assert recs[0].reason == "trending in stores near you"

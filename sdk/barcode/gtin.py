@@ -37,16 +37,14 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import io
-import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from stdnum import ean
 from stdnum.exceptions import InvalidChecksum, InvalidFormat, InvalidLength
 
-from .._errors import InvalidBarcode, InvalidInput
+from .._errors import InvalidBarcode
+from .layout import DEFAULT_LAYOUT, InStoreLayout
 
 GTIN_LENGTHS = (8, 12, 13, 14)
 FORMS = {8: "EAN-8", 12: "UPC-A", 13: "EAN-13", 14: "GTIN-14"}
@@ -149,42 +147,6 @@ def gtin_or_none(code: str | None) -> str | None:
     if code is None or not str(code).strip():
         return None
     return normalize_gtin(str(code))
-
-
-@dataclass(frozen=True)
-class InStoreLayout:
-    """Where a store's restricted-circulation (prefix 20-29) codes keep item and value.
-
-    Positions index the 13-digit form. ``weight_prefixes`` carry grams, ``price_prefixes``
-    carry cents (``price_decimals`` digits after the point); any other 2x prefix is a fixed
-    in-store item whose whole code is its key.
-    """
-
-    item_start: int = 2
-    item_length: int = 5
-    value_start: int = 7
-    value_length: int = 5
-    weight_prefixes: tuple[str, ...] = ("21", "22")
-    price_prefixes: tuple[str, ...] = ("23", "24", "25", "26", "27", "28", "29")
-    price_decimals: int = 2
-
-    def __post_init__(self) -> None:
-        item = range(self.item_start, self.item_start + self.item_length)
-        value = range(self.value_start, self.value_start + self.value_length)
-        if (
-            min(self.item_start, self.value_start) < 2
-            or min(self.item_length, self.value_length) < 1
-        ):
-            raise InvalidInput(
-                "in-store layout fields start after the 2-digit prefix and are non-empty"
-            )
-        if item.stop > 12 or value.stop > 12:
-            raise InvalidInput("in-store layout fields must end before the check digit (12)")
-        if set(item) & set(value):
-            raise InvalidInput("in-store layout item and value fields must not overlap")
-
-
-DEFAULT_LAYOUT = InStoreLayout()
 
 
 @dataclass(frozen=True)
@@ -340,41 +302,3 @@ def parse_barcode(
         lookup_gtin=gtin,
         item_reference=reference,
     )
-
-
-# -- camera images (optional `scan` extra) -------------------------------------------------
-_RETAIL_FORMATS = ("EAN13", "EAN8", "UPCA", "UPCE")
-
-
-def decode_image(image: str | Path | bytes) -> list[str]:
-    """Decode the retail barcodes (EAN/UPC) in a camera image; needs ``shelfwise[scan]``.
-
-    Returns the decoded digits, best first (often one code, sometimes none). Decoders may
-    report a UPC-A as a 13-digit EAN-13 with a leading 0: both normalise to the same GTIN.
-
-    Example:
-        >>> decode_image(b"not an image")  # doctest: +SKIP
-        Traceback (most recent call last):
-        ...
-        shelfwise.InvalidBarcode: the image could not be read: ...
-    """
-    try:
-        import zxingcpp
-        from PIL import Image, UnidentifiedImageError
-    except ImportError as exc:  # pragma: no cover - depends on the install
-        raise ImportError(
-            "decoding barcodes from images needs the 'scan' extra: "
-            f"pip install 'shelfwise[scan]' ({exc.name or exc} is missing)"
-        ) from exc
-    source: Any = io.BytesIO(image) if isinstance(image, bytes | bytearray) else Path(image)
-    try:
-        with warnings.catch_warnings():
-            # PIL warns about palette transparency in some PNGs; converting to grey drops it.
-            warnings.simplefilter("ignore", UserWarning)
-            with Image.open(source) as opened:
-                grey = opened.convert("L")
-    except (OSError, UnidentifiedImageError) as exc:
-        raise InvalidBarcode(f"the image could not be read: {exc}", reason="image") from exc
-    formats = tuple(getattr(zxingcpp.BarcodeFormat, name) for name in _RETAIL_FORMATS)
-    results = zxingcpp.read_barcodes(grey, formats=formats)  # type: ignore[arg-type]
-    return list(dict.fromkeys(r.text for r in results if r.valid and r.text))

@@ -22,7 +22,7 @@ from typing import Any
 from .. import _facade
 from .._errors import ShelfwiseError
 from ..model.bundle import read_bundle
-from ..recommend.recommender import SURFACES
+from ..recommend import SURFACES
 
 # Commands that live in other parts of the distribution; imported only when used.
 # name -> (module, extra that provides its dependencies)
@@ -46,7 +46,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     """Recommendations for a history of item ids."""
     history = [h for h in (args.history or "").split(",") if h.strip()]
     with _facade.open(args.db, bundle=args.bundle, store_id=args.store or "") as sw:
-        recs = sw.recommend(history=history, surface=args.surface, k=args.k, item=args.item)
+        recs = sw.recommend(history=history, surface=args.surface, limit=args.k, item=args.item)
         data = {
             "model": sw.model_version,
             "surface": args.surface,
@@ -85,7 +85,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_forget(args: argparse.Namespace) -> int:
     """Erase a shopper and everything held about them."""
     with _facade.open(args.db) as sw:
-        removed = sw.erase_shopper(args.shopper)
+        removed = sw.forget_shopper(args.shopper)
     _emit(
         args,
         {"shopper": args.shopper, "rows_removed": removed},
@@ -113,7 +113,7 @@ def cmd_export_shopper(args: argparse.Namespace) -> int:
 def cmd_purge(args: argparse.Namespace) -> int:
     """Delete raw events older than the retention period."""
     with _facade.open(args.db) as sw:
-        removed = sw.purge_events(older_than_days=args.days)
+        removed = sw.forget_events(older_than_days=args.days)
     _emit(args, {"events_removed": removed}, f"purged {removed} events")
     return 0
 

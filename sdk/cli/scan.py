@@ -17,7 +17,7 @@ from typing import Any
 
 from .. import _facade
 from .._errors import InvalidInput
-from ..scan import layout_to_dict
+from ..barcode.layout import layout_to_dict
 
 
 def _emit(args: argparse.Namespace, data: Any, text: str) -> None:

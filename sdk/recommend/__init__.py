@@ -1,1 +1,8 @@
-"""Recommendations: the shopper's context, the surfaces, business filters, search."""
+"""Recommendations: the shopper's context, the surfaces, business filters, search re-ranking."""
+
+from .context import Context, build_context
+from .recommender import Recommendation, Recommender
+from .search import rerank_search
+from .surfaces import ANCHORED, SURFACES
+
+__all__ = ["ANCHORED", "SURFACES", "Context", "Recommendation", "Recommender", "build_context", "rerank_search"]

@@ -1,0 +1,296 @@
+"""The recommendation surfaces: each turns a shopper's context into scored candidates with reasons.
+
+``SURFACES`` is a read-only registry, name -> surface function; ``Recommender`` runs one and
+applies the business filters.
+
+Example:
+    >>> sorted(SURFACES)[:3]
+    ['best-sellers', 'buy-again', 'checkout']
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+import numpy as np
+
+from .._time import DAY_MS
+from ..catalog import Catalog, Item
+from ..model.encoding import daypart, hour_bucket
+from ..model.runtime import LoadedModel, ModelHandle
+from ..store.connection import Store
+from .context import Context
+
+TRENDING_WINDOW_DAYS = 7
+# How much each kind of event says about an item's popularity in this store.
+POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
+RECENT_EXCLUDED = 20
+VERBS = {"view": "viewed", "scan": "scanned", "cart_add": "added", "purchase": "bought"}
+
+
+@dataclass
+class Candidates:
+    """Scored candidates in order, each with its reason; first reason for an item wins."""
+
+    scores: dict[str, float] = field(default_factory=dict)
+    # A reason may be a callable: it is only worked out for the items that are shown.
+    reasons: dict[str, str | Callable[[], str]] = field(default_factory=dict)
+
+    def add(self, item_id: str, score: float, reason: str | Callable[[], str]) -> None:
+        if item_id not in self.scores:
+            self.scores[item_id] = score
+            self.reasons[item_id] = reason
+
+    def reason(self, item_id: str) -> str:
+        reason = self.reasons[item_id]
+        return reason if isinstance(reason, str) else reason()
+
+    def ranked(self) -> list[str]:
+        return sorted(self.scores, key=lambda i: -self.scores[i])
+
+
+@dataclass(frozen=True)
+class Sources:
+    """What the surfaces read: the store (events, fleet tables), the catalog, the served model."""
+
+    store: Store
+    catalog: Catalog
+    model: ModelHandle
+
+    def names(self, item_ids: Sequence[str]) -> dict[str, str]:
+        return {i: it.name for i, it in self.catalog.get_many(list(item_ids)).items()}
+
+    def served(self) -> LoadedModel | None:
+        return self.model.current
+
+
+SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
+
+
+# -- surfaces ---------------------------------------------------------------------------
+def ago(now_ms: int, ts_ms: int) -> str:
+    days = max(0, (now_ms - ts_ms) // DAY_MS)
+    if days == 0:
+        return "today"
+    if days == 1:
+        return "yesterday"
+    if days < 14:
+        return f"{days} days ago"
+    return f"{days // 7} weeks ago"
+
+
+def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    model = rec.served()
+    history = ctx.history_items() if ctx.personal else []
+    known = [i for i in history if model is not None and i in model.vocab]
+    if model is None or not known:
+        return trending(rec, ctx, n, anchor)
+    out = Candidates()
+    if ctx.segment == "lapsed":  # welcome back with what they used to buy
+        for item_id, score in _buy_again_scores(rec, ctx)[:3]:
+            out.add(item_id, 1e6 + score, "welcome back: you used to buy this")
+    scored = model.score([known], k=n)[0]
+    explain = _explainer(model, ctx, rec)
+    just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
+    for item_id, score in zip(scored.items, scored.scores, strict=True):
+        if item_id not in just_seen:
+            out.add(item_id, score, functools.partial(explain, item_id))
+    return out
+
+
+def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str], str]:
+    """ "because you scanned X": X is the history item closest to the suggestion."""
+    recent = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
+    recent = [i for i in recent if i in model.vocab]
+    verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
+    names = rec.names(recent)
+    vectors = model.normalised_vectors()
+    # The recent items' vectors, gathered once per request rather than once per shown item.
+    rows = vectors[[model.vocab.index(i) for i in recent]] if vectors is not None else None
+
+    def explain(item_id: str) -> str:
+        anchor = recent[0]
+        if vectors is not None and rows is not None and len(recent) > 1 and item_id in model.vocab:
+            target = vectors[model.vocab.index(item_id)]
+            anchor = recent[int(np.argmax(rows @ target))]
+        return f"because you {verbs.get(anchor, 'viewed')} {names.get(anchor, anchor)}"
+
+    return explain
+
+
+def similar(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    assert anchor is not None
+    out = Candidates()
+    model = rec.served()
+    vectors = model.normalised_vectors() if model else None
+    if model is not None and vectors is not None and anchor.item_id in model.vocab:
+        sims = vectors @ vectors[model.vocab.index(anchor.item_id)]
+        sims[0] = -np.inf
+        top = np.argpartition(-sims, min(n, len(sims) - 1))[:n]
+        for index in top[np.argsort(-sims[top])]:
+            if index == 0:
+                continue
+            out.add(model.vocab.item(int(index)), float(sims[index]), f"similar to {anchor.name}")
+    else:
+        for other, lift, _ in _pairs(model, anchor.item_id)[:n]:
+            out.add(other, lift, f"shoppers who look at {anchor.name} also pick this")
+    return out
+
+
+def _pairs(model: LoadedModel | None, item_id: str) -> list[tuple[str, float, int]]:
+    if model is None:
+        return []
+    return list(model.side_tables.cooccurrence.get(item_id, []))
+
+
+def complements(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    model = rec.served()
+    sources = [anchor.item_id] if anchor else list(dict.fromkeys(reversed(ctx.history_items())))[:5]
+    names = rec.names(sources)
+    out = Candidates()
+    for source in sources:
+        for other, lift, count in _pairs(model, source)[:n]:
+            out.add(
+                other, lift * math.log1p(count), f"often bought with {names.get(source, source)}"
+            )
+    return out
+
+
+def checkout(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    model = rec.served()
+    names = rec.names(sorted(ctx.cart))
+    totals: dict[str, float] = {}
+    reason: dict[str, str] = {}
+    for source in sorted(ctx.cart):
+        for other, lift, count in _pairs(model, source)[:n]:
+            score = lift * math.log1p(count)
+            totals[other] = totals.get(other, 0.0) + score
+            if score >= max(totals[other] - score, 0.0):
+                reason[other] = f"goes with the {names.get(source, source)} in your cart"
+    out = Candidates()
+    for other in sorted(totals, key=lambda i: -totals[i]):
+        out.add(other, totals[other], reason[other])
+    if not out.scores:
+        return best_sellers(rec, ctx, n, anchor)
+    return out
+
+
+def _buy_again_scores(rec: Sources, ctx: Context) -> list[tuple[str, float]]:
+    model = rec.served()
+    repeat = model.side_tables.repeat_days if model else {}
+    last: dict[str, int] = {}
+    count: Counter[str] = Counter()
+    for item_id, ts in ctx.purchases:
+        last[item_id] = max(ts, last.get(item_id, 0))
+        count[item_id] += 1
+    scored = []
+    for item_id, ts in last.items():
+        days = (ctx.now_ms - ts) / DAY_MS
+        cycle = float(repeat.get(item_id, 14.0))
+        due = math.exp(-abs(math.log((days + 1) / (cycle + 1))))  # 1.0 when exactly due
+        scored.append((item_id, due * math.log1p(count[item_id])))
+    return sorted(scored, key=lambda pair: -pair[1])
+
+
+def buy_again(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    out = Candidates()
+    if not ctx.personal:
+        return out
+    model = rec.served()
+    repeat = model.side_tables.repeat_days if model else {}
+    last = {item_id: ts for item_id, ts in sorted(ctx.purchases, key=lambda p: p[1])}
+    for item_id, score in _buy_again_scores(rec, ctx)[:n]:
+        cycle = repeat.get(item_id)
+        when = ago(ctx.now_ms, last[item_id])
+        reason = f"you bought this {when}"
+        if cycle:
+            reason += f"; you usually buy it every {round(float(cycle))} days"
+        out.add(item_id, score, reason)
+    return out
+
+
+def recently_viewed(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    out = Candidates()
+    if not ctx.personal:
+        return out
+    for item_id, kind, ts in reversed(ctx.history):
+        if kind in {"view", "scan"}:
+            out.add(item_id, float(ts), f"you {VERBS[kind]} this {ago(ctx.now_ms, ts)}")
+    return out
+
+
+def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    """This store's recent events (decayed by age), then the fleet's, then the bundle's prior."""
+    since = ctx.now_ms - TRENDING_WINDOW_DAYS * DAY_MS
+    rows = rec.store.query(
+        "SELECT item_id, type, ts_ms FROM events WHERE ts_ms >= ? AND item_id IS NOT NULL "
+        "AND type IN ('purchase', 'cart_add', 'scan', 'view') AND (? = '' OR store_id = ?)",
+        [since, ctx.store_id, ctx.store_id],
+    )
+    local: Counter[str] = Counter()
+    for row in rows:
+        age_days = (ctx.now_ms - row["ts_ms"]) / DAY_MS
+        local[row["item_id"]] += POPULARITY_WEIGHTS[row["type"]] * 0.5 ** (age_days / 2)
+    out = Candidates()
+    for item_id, score in local.most_common(n):
+        out.add(item_id, 1000.0 + score, "trending in this store this week")
+    # Fleet tables synced down from upstream (shelfwise.sync.upload.pull_fleet): below this store's
+    # own signal, above the bundle's prior.
+    fleet = rec.store.query(
+        "SELECT item_id, score FROM fleet_trending ORDER BY score DESC, item_id LIMIT ?", [n]
+    )
+    top = max((row["score"] for row in fleet), default=0.0) or 1.0
+    for row in fleet:
+        out.add(row["item_id"], 500.0 + row["score"] / top, "trending in stores near you")
+    hour = hour_bucket(ctx.now_ms, ctx.utc_offset_minutes)
+    for item_id, share in _popular(rec.served(), f"hour:{hour:02d}", n):
+        out.add(item_id, share, f"popular in this store in the {daypart(hour)}")
+    return out if out.scores else best_sellers(rec, ctx, n, anchor)
+
+
+def _popular(model: LoadedModel | None, scope: str, n: int) -> list[tuple[str, float]]:
+    if model is None:
+        return []
+    table = model.side_tables.popularity.get(scope, {})
+    total = sum(table.values()) or 1.0
+    ranked = sorted(table.items(), key=lambda pair: -pair[1])[:n]
+    return [(item_id, count / total) for item_id, count in ranked]
+
+
+def best_sellers(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    out = Candidates()
+    scope = f"category:{anchor.category}" if anchor and anchor.category else "all"
+    label = (
+        f"a best seller in {anchor.category}" if scope != "all" and anchor else "a best seller here"
+    )
+    for item_id, share in _popular(rec.served(), scope, n):
+        out.add(item_id, share, label)
+    if not out.scores:  # no bundle: count this store's purchases
+        for row in rec.store.query(
+            "SELECT item_id, sum(quantity) AS n FROM events WHERE type = 'purchase' "
+            "GROUP BY item_id ORDER BY n DESC LIMIT ?",
+            [n],
+        ):
+            out.add(row["item_id"], float(row["n"]), "a best seller here")
+    return out
+
+
+SURFACES: Mapping[str, SurfaceFn] = MappingProxyType(
+    {
+        "for-you": for_you,
+        "similar": similar,
+        "complements": complements,
+        "buy-again": buy_again,
+        "recently-viewed": recently_viewed,
+        "trending": trending,
+        "best-sellers": best_sellers,
+        "checkout": checkout,
+    }
+)
+# Surfaces that only make sense around one item.
+ANCHORED = frozenset({"similar"})
