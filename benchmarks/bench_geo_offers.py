@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 import shelfwise
-from shelfwise.geo.tracker import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
+from shelfwise.geo.shapes import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
 from shelfwise.offers.engine import (
     PRIOR_REDEEMED,
     PRIOR_SHOWN,

@@ -97,7 +97,7 @@ def configure_features(sw: shelfwise.Shelfwise, config: dict[str, Any], store_di
                 offers.deactivate(offer.offer_id)
     geo = getattr(sw, "geo", None)
     if geo is not None:
-        from shelfwise.geo.tracker import fence_from_dict
+        from shelfwise.geo.shapes import fence_from_dict
 
         geo.add(*(fence_from_dict(fence) for fence in config.get("geofences", [])))
 

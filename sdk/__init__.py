@@ -50,7 +50,7 @@ from .barcode.layout import InStoreLayout
 from .cart import CartLine
 from .catalog import Catalog, Item
 from .events import EVENT_TYPES, Event
-from .geo.tracker import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
+from .geo import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
 from .identity import PURPOSES, SEGMENTS, ShopperInfo
 from .model.bundle import Manifest, SideTables
 from .model.runtime import LoadedModel, ModelHandle

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise.geo.tracker import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force, polygon
+from shelfwise.geo.shapes import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force, polygon
 
 CENTRE = (45.4642, 9.1900)
 NOW = int(dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC).timestamp() * 1000)  # a Monday

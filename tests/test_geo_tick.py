@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import shelfwise
-from shelfwise.geo.tracker import EARTH_RADIUS_M, circle
+from shelfwise.geo.shapes import EARTH_RADIUS_M, circle
 
 CENTRE = (45.4642, 9.1900)
 NOW = int(dt.datetime(2025, 6, 2, 9, 0, tzinfo=dt.UTC).timestamp() * 1000)  # a Monday

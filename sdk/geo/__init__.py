@@ -1,1 +1,6 @@
-"""Geofences: shapes, the spatial index and the per-shopper enter/dwell/exit tracker."""
+"""Geofences: shapes and a spatial index (``shapes``), the per-shopper tracker (``tracker``)."""
+
+from .shapes import Fence, FenceIndex, circle, polygon
+from .tracker import GeofenceEvent, Geofences
+
+__all__ = ["Fence", "FenceIndex", "GeofenceEvent", "Geofences", "circle", "polygon"]
