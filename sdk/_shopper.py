@@ -104,8 +104,23 @@ class Shopper:
                 carts.apply_event(db, self.shopper_id, event)
                 if event.type == "purchase":
                     sw.offers.record_purchase(db, self.shopper_id, [event])
+            else:
+                event = self._retried(db, event)
             identity.touch(db, self.shopper_id, now_ms())
         return event
+
+    def _retried(self, db: Any, event: Event) -> Event:
+        """A re-sent ``event_id``: the event as first recorded, or ``InvalidEvent`` if it differs."""
+        stored = events.stored_event(db, event.event_id)
+        if stored is None:  # pragma: no cover - the id was just found taken
+            return event
+        owner, first = stored
+        if owner != self.shopper_id or not events.same_event(first, event):
+            raise InvalidEvent(
+                f"event_id {event.event_id!r} was already recorded with other content; "
+                "send a new event_id for a new event"
+            )
+        return first
 
     def view(self, item: str) -> Event:
         """Record that the shopper looked at an item."""

@@ -176,7 +176,9 @@ def test_search_matches_word_prefixes_and_ranks_names_first(store: shelfwise.She
     store.catalog.import_rows([{"item_id": "dairy-box", "name": "Dairy box", "category": "gifts"}])
     assert store.catalog.search("dairy")[0].item_id == "dairy-box", "name beats category"
     assert store.catalog.search("!!!") == []
-    assert store.catalog.search('milk" OR "x') != [] or True  # quotes are not FTS syntax
+    # Quotes and operators are text, not FTS syntax: no error, and no match smuggled in by OR.
+    assert [i.item_id for i in store.catalog.search('milk" OR "x')] == []
+    assert [i.item_id for i in store.catalog.search('"milk"')] == ["milk"]
 
 
 def test_search_ignores_accents_and_follows_renames(store: shelfwise.Shelfwise) -> None:
