@@ -251,3 +251,12 @@ def delete_before(db: Any, cutoff_ms: int) -> int:
 def unlink_shopper(db: Any, shopper_id: str) -> None:
     """Keep a shopper's events as store-level counts with no link to anyone (ended session)."""
     db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
+
+
+def reassign(db: Any, from_shopper: str, to_shopper: str) -> int:
+    """Give every event of one shopper to another (a guest who signed in), caller's transaction."""
+    return int(
+        db.execute(
+            "UPDATE events SET shopper_id = ? WHERE shopper_id = ?", [to_shopper, from_shopper]
+        ).rowcount
+    )
