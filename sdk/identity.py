@@ -107,6 +107,7 @@ def write_consents(store: Store, shopper_id: str, consents: Mapping[str, bool]) 
                     "purpose": purpose,
                     "granted": int(bool(granted)),
                     "updated_ms": stamp,
+                    "device": "",  # taken on this device
                 }
                 for purpose, granted in consents.items()
             ],
@@ -270,3 +271,48 @@ def export_rows(store: Store, shopper_id: str) -> dict[str, Any]:
         "consents": consents_of(store, info),
         "tables": tables,
     }
+
+
+def consent_records(
+    store: Store, shopper_id: str, this_device: str
+) -> dict[str, tuple[bool, int, str]]:
+    """Every answer the shopper gave: purpose -> (granted, updated_ms, device that took it)."""
+    rows = store.query(
+        "SELECT purpose, granted, updated_ms, device FROM consents WHERE shopper_id = ?",
+        [shopper_id],
+    )
+    return {
+        row["purpose"]: (bool(row["granted"]), row["updated_ms"], row["device"] or this_device)
+        for row in rows
+    }
+
+
+def write_consent_if_newer(
+    db: Any,
+    shopper_id: str,
+    purpose: str,
+    answer: tuple[bool, int, str],
+    this_device: str,
+) -> bool:
+    """Take an answer (granted, updated_ms, device) given elsewhere unless this device holds a
+    later one: last writer wins, ordered by (time, device, answer) on every device alike."""
+    if purpose not in PURPOSES:
+        return False  # a purpose this version does not know: kept in the profile, not here
+    granted, updated_ms, device = answer
+    changed = db.execute(
+        "INSERT INTO consents (shopper_id, purpose, granted, updated_ms, device) "
+        "VALUES (:s, :p, :g, :t, :d) ON CONFLICT(shopper_id, purpose) DO UPDATE SET "
+        "granted = excluded.granted, updated_ms = excluded.updated_ms, device = excluded.device "
+        "WHERE (excluded.updated_ms, excluded.device, excluded.granted) > "
+        "(consents.updated_ms, CASE consents.device WHEN '' THEN :here ELSE consents.device END, "
+        "consents.granted)",
+        {
+            "s": shopper_id,
+            "p": purpose,
+            "g": int(bool(granted)),
+            "t": updated_ms,
+            "d": device,
+            "here": this_device,
+        },
+    ).rowcount
+    return bool(changed)

@@ -21,6 +21,8 @@ SHOPPER_TABLES = [
     "geofence_state",
     "impressions",
     "offer_codes",
+    "profile_counters",
+    "profile_epochs",
     "redemptions",
     "reservations",
     "sync_tokens",

@@ -428,3 +428,42 @@ def _sync_day_close(db: Database) -> None:
 def _exposure_seq(db: Database) -> None:
     # The exposure event's seq orders a purchase made in the same millisecond as the exposure.
     run_script(db, "ALTER TABLE experiment_assignments ADD COLUMN exposed_seq INTEGER;")
+
+
+@MIGRATIONS(name="040_member_profiles")
+def _member_profiles(db: Database) -> None:
+    # Members' profiles across the fleet (shelfwise.profile): per-device counters that travel
+    # with the member, the erasure epoch each member's copy obeys, tombstones of members erased
+    # anywhere (by blinded id: they outlive the member's rows), and the latest sealed profile
+    # per member waiting for upload (ciphertext only: the device never stores the member's key).
+    run_script(
+        db,
+        """
+        CREATE TABLE profile_counters (
+            shopper_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            device TEXT NOT NULL,
+            up INTEGER NOT NULL DEFAULT 0,
+            down INTEGER NOT NULL DEFAULT 0,
+            PRIMARY KEY (shopper_id, name, device)
+        );
+        CREATE TABLE profile_epochs (
+            shopper_id TEXT PRIMARY KEY,
+            epoch INTEGER NOT NULL
+        );
+        CREATE TABLE erasure_tombstones (
+            blinded_id TEXT PRIMARY KEY,
+            erased_ms INTEGER NOT NULL,
+            received_ms INTEGER NOT NULL,
+            uploaded INTEGER NOT NULL DEFAULT 0   -- 0: erased here, not yet told upstream
+        );
+        -- the device that took a consent answer ('' : this one), the LWW tie-break
+        ALTER TABLE consents ADD COLUMN device TEXT NOT NULL DEFAULT '';
+        CREATE TABLE profile_outbox (
+            blinded_id TEXT PRIMARY KEY,
+            sealed BLOB NOT NULL,
+            epoch INTEGER NOT NULL,
+            updated_ms INTEGER NOT NULL
+        );
+        """,
+    )

@@ -1,0 +1,161 @@
+"""A member's profile and this device's store: read it out, merge a copy from elsewhere in.
+
+The store stays the truth on the device; the profile is how a member's state travels. Reading
+builds the CRDT from the member's interest events, consents and counters; applying merges a
+copy (from the member's other devices) back: missing interactions become events with their
+original ids (so nothing is recorded twice), newer consent answers win, per-device counters
+take the larger entry, and an erasure epoch newer than this device's forgets what came before.
+
+Example:
+    >>> import shelfwise
+    >>> from shelfwise.profile import Interaction, MemberProfile
+    >>> with shelfwise.open(":memory:") as sw:
+    ...     _ = sw.member("L-1", consents={"personalization": True})
+    ...     elsewhere = MemberProfile().record(Interaction("e-1", "tea", "purchase", 1_750_000_000_000))
+    ...     apply_profile(sw.store, "L-1", elsewhere)
+    ...     [i.item_id for i in read_profile(sw.store, "L-1").interactions]
+    1
+    ['tea']
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from .. import events, identity
+from .._time import now_ms
+from ..events import INTEREST_EVENTS, Event
+from ..store.connection import Store
+from .crdt import ConsentRecord, Counter, Interaction, MemberProfile
+
+DEVICE_KEY = "device.id"
+
+
+def device_id(store: Store) -> str:
+    """This store file's stable device id, created on first use (stamps consents and counters).
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     device_id(sw.store) == device_id(sw.store)
+        True
+    """
+    existing = store.get_meta(DEVICE_KEY)
+    if existing:
+        return existing
+    with store.write() as db:
+        db.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES (?, ?)",
+            [DEVICE_KEY, "dev-" + secrets.token_hex(8)],
+        )
+    return str(store.get_meta(DEVICE_KEY))
+
+
+def read_profile(store: Store, shopper_id: str) -> MemberProfile:
+    """The member's profile as this device holds it."""
+    device = device_id(store)
+    marks = ",".join("?" * len(INTEREST_EVENTS))
+    rows = store.rows(
+        f"SELECT event_id, item_id, type, ts_ms, store_id, quantity FROM events "
+        f"WHERE shopper_id = ? AND type IN ({marks}) AND item_id IS NOT NULL",
+        [shopper_id, *INTEREST_EVENTS],
+    )
+    interactions = [Interaction(r[0], r[1], r[2], r[3], r[4] or "", r[5] or 1) for r in rows]
+    consents = {
+        purpose: ConsentRecord(*answer)
+        for purpose, answer in identity.consent_records(store, shopper_id, device).items()
+    }
+    counters: dict[str, Counter] = {}
+    for row in store.query(
+        "SELECT name, device, up, down FROM profile_counters WHERE shopper_id = ?", [shopper_id]
+    ):
+        counter = counters.get(row["name"], Counter())
+        counters[row["name"]] = Counter(
+            {**counter.up, row["device"]: row["up"]}, {**counter.down, row["device"]: row["down"]}
+        )
+    epoch = store.query("SELECT epoch FROM profile_epochs WHERE shopper_id = ?", [shopper_id])
+    return MemberProfile(epoch=epoch[0]["epoch"] if epoch else 0).merge(
+        MemberProfile(tuple(interactions), consents, counters, epoch[0]["epoch"] if epoch else 0)
+    )
+
+
+def apply_profile(store: Store, shopper_id: str, profile: MemberProfile) -> int:
+    """Merge a copy of the member's profile into this device's store; return rows changed."""
+    local_epoch = read_profile(store, shopper_id).epoch
+    here = device_id(store)
+    changed = 0
+    with store.write() as db:
+        if profile.epoch > local_epoch:
+            changed += _forget_before(db, shopper_id, profile.epoch)
+        for item in profile.interactions:
+            if item.type not in INTEREST_EVENTS:
+                continue
+            record = Event(
+                type=item.type,
+                ts_ms=item.ts_ms,
+                item_id=item.item_id,
+                quantity=item.quantity,
+                store_id=item.store_id,
+                event_id=item.event_id,
+            )
+            changed += events.insert_event(db, shopper_id, record)
+        for purpose, answer in profile.consents.items():
+            changed += identity.write_consent_if_newer(
+                db, shopper_id, purpose, (answer.granted, answer.updated_ms, answer.device), here
+            )
+        for name, counter in profile.counters.items():
+            for device in sorted({*counter.up, *counter.down}):
+                changed += _merge_counter(
+                    db,
+                    shopper_id,
+                    name,
+                    device,
+                    counter.up.get(device, 0),
+                    counter.down.get(device, 0),
+                )
+        identity.touch(db, shopper_id, now_ms())
+    return changed
+
+
+def count(store: Store, shopper_id: str, name: str, amount: int = 1) -> None:
+    """Change one of the member's travelling counters on behalf of this device."""
+    device = device_id(store)
+    up, down = (amount, 0) if amount >= 0 else (0, -amount)
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO profile_counters (shopper_id, name, device, up, down) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(shopper_id, name, device) DO UPDATE SET "
+            "up = up + excluded.up, down = down + excluded.down",
+            [shopper_id, name, device, up, down],
+        )
+
+
+def _merge_counter(db: object, shopper_id: str, name: str, device: str, up: int, down: int) -> int:
+    return int(
+        db.execute(  # type: ignore[attr-defined]
+            "INSERT INTO profile_counters (shopper_id, name, device, up, down) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT(shopper_id, name, device) DO UPDATE SET "
+            "up = max(up, excluded.up), down = max(down, excluded.down) "
+            "WHERE excluded.up > up OR excluded.down > down",
+            [shopper_id, name, device, up, down],
+        ).rowcount
+    )
+
+
+def _forget_before(db: object, shopper_id: str, epoch: int) -> int:
+    """A member erased elsewhere at ``epoch``: what this device held from before goes."""
+    removed = 0
+    for sql in (
+        "DELETE FROM events WHERE shopper_id = ? AND ts_ms <= ?",
+        "DELETE FROM consents WHERE shopper_id = ? AND updated_ms <= ?",
+    ):
+        removed += db.execute(sql, [shopper_id, epoch]).rowcount  # type: ignore[attr-defined]
+    removed += db.execute(  # type: ignore[attr-defined]
+        "DELETE FROM profile_counters WHERE shopper_id = ?", [shopper_id]
+    ).rowcount
+    db.execute(  # type: ignore[attr-defined]
+        "INSERT INTO profile_epochs (shopper_id, epoch) VALUES (?, ?) "
+        "ON CONFLICT(shopper_id) DO UPDATE SET epoch = max(epoch, excluded.epoch)",
+        [shopper_id, epoch],
+    )
+    return int(removed)
