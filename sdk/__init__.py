@@ -66,6 +66,7 @@ from .offers.engine import (
     parse_offer,
 )
 from .recommend import SURFACES, Context, Recommendation
+from .reports import DayReport
 from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
 from .sync.privacy import PrivacyPolicy
@@ -82,6 +83,7 @@ __all__ = [
     "ConsentRequired",
     "Context",
     "Credentials",
+    "DayReport",
     "Decision",
     "EVENT_TYPES",
     "EnvelopeError",
