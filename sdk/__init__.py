@@ -30,6 +30,7 @@ from ._errors import (
     KeyConflict,
     ModelRuntimeError,
     OfferRejected,
+    ProfileSealError,
     ShelfwiseError,
     StoreBusy,
     StoreClosed,
@@ -65,6 +66,7 @@ from .offers.engine import (
     Reservation,
     parse_offer,
 )
+from .profile import MemberProfile
 from .recommend import SURFACES, Context, Recommendation
 from .reports import DayReport
 from .scan import ScanCard
@@ -105,6 +107,7 @@ __all__ = [
     "KeyConflict",
     "LoadedModel",
     "Manifest",
+    "MemberProfile",
     "ModelHandle",
     "ModelRuntimeError",
     "OFFER_REASONS",
@@ -116,6 +119,7 @@ __all__ = [
     "PURPOSES",
     "ParsedBarcode",
     "PrivacyPolicy",
+    "ProfileSealError",
     "RankedOffer",
     "Recommendation",
     "Redemption",

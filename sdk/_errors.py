@@ -23,6 +23,7 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   ├── ModelRuntimeError         onnxruntime failed to load or run the model
     │   └── ExportCheckFailed         an exported graph did not reproduce PyTorch; nothing written
     ├── OfferRejected                 an offer/code cannot be applied (has a ``reason`` code)
+    ├── ProfileSealError              a sealed member profile did not open (wrong key, tampered)
     └── SyncError                     talking to upstream failed
         ├── SyncRetryable             network error, 5xx, 408, 429: try again later
         └── SyncRejected              any other 4xx: the payload will never be accepted
@@ -166,6 +167,10 @@ class OfferRejected(ShelfwiseError):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class ProfileSealError(ShelfwiseError):
+    """A sealed member profile did not open: wrong key (PIN, QR), another member's, or tampered."""
 
 
 class SyncError(ShelfwiseError):

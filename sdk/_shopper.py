@@ -12,7 +12,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from . import cart as carts
@@ -104,8 +104,23 @@ class Shopper:
                 carts.apply_event(db, self.shopper_id, event)
                 if event.type == "purchase":
                     sw.offers.record_purchase(db, self.shopper_id, [event])
+            else:
+                event = self._retried(db, event)
             identity.touch(db, self.shopper_id, now_ms())
         return event
+
+    def _retried(self, db: Any, event: Event) -> Event:
+        """A re-sent ``event_id``: the event as first recorded, or ``InvalidEvent`` if it differs."""
+        stored = events.stored_event(db, event.event_id)
+        if stored is None:  # pragma: no cover - the id was just found taken
+            return event
+        owner, first = stored
+        if owner != self.shopper_id or not events.same_event(first, event):
+            raise InvalidEvent(
+                f"event_id {event.event_id!r} was already recorded with other content; "
+                "send a new event_id for a new event"
+            )
+        return first
 
     def view(self, item: str) -> Event:
         """Record that the shopper looked at an item."""
@@ -320,6 +335,41 @@ class Shopper:
         self.require_consent("location")
         events = self._sw.geo.update(self.shopper_id, lat, lon, accuracy_m, ts_ms=ts_ms)
         return [self._sw.attach_geofence_offers(self.shopper_id, event) for event in events]
+
+    # -- signing in and leaving ----------------------------------------------------------
+    def sign_in(
+        self,
+        loyalty_id: str,
+        *,
+        consents: Mapping[str, bool] | None = None,
+        attributes: Mapping[str, Any] | None = None,
+    ) -> Shopper:
+        """A guest becomes the loyalty member: the session's scans, views and cart become the
+        member's when the member consents to personalization (else they are dropped, as when a
+        session ends). The guest session ends either way; use the returned member from now on.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     guest = sw.start_session()
+            ...     _ = guest.add_to_cart("tea")
+            ...     member = guest.sign_in("L-1", consents={"personalization": True})
+            ...     [line.item_id for line in member.cart()], member.shopper_id
+            (['tea'], 'L-1')
+        """
+        if self.info().is_member:
+            raise InvalidInput("only a guest session signs in; this shopper is a member already")
+        sw = self._sw
+        member = sw.member(loyalty_id, consents=consents, attributes=attributes)
+        keep = member.has_consent("personalization")
+        with sw.store.write() as db:
+            if keep:
+                events.reassign(db, self.shopper_id, member.shopper_id)
+                carts.merge_into(db, self.shopper_id, member.shopper_id)
+                identity.touch(db, member.shopper_id, now_ms())
+            sw.end_session(self.shopper_id)
+        return member
 
     # -- leaving -------------------------------------------------------------------------
     def end(self) -> None:

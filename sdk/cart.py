@@ -93,3 +93,14 @@ def purchase_events(
         )
         for line in lines
     ]
+
+
+def merge_into(db: Any, from_shopper: str, to_shopper: str) -> None:
+    """Add one shopper's cart lines to another's (quantities add up), then empty the first."""
+    db.execute(
+        "INSERT INTO carts (shopper_id, item_id, quantity, added_ms) "
+        "SELECT ?, item_id, quantity, added_ms FROM carts WHERE shopper_id = ? ORDER BY rowid "
+        "ON CONFLICT(shopper_id, item_id) DO UPDATE SET quantity = quantity + excluded.quantity",
+        [to_shopper, from_shopper],
+    )
+    empty(db, from_shopper)

@@ -103,6 +103,8 @@ def _text(value: Any, field: str, line: int, limit: int) -> str:
     text = str(value).strip()
     if len(text) > limit:
         raise InvalidCatalog(f"row {line}: {field} is longer than {limit} characters")
+    if any(ord(ch) < 32 and ch not in "\t\n" for ch in text):
+        raise InvalidCatalog(f"row {line}: {field} holds control characters (NUL, escapes)")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -249,6 +251,10 @@ class Catalog:
         One bad row rejects the whole import (``InvalidCatalog`` names the row) and the
         catalog stays as it was. ``replace=True`` removes items not in ``rows``.
         """
+        if isinstance(rows, str | bytes | Mapping) or not isinstance(rows, Iterable):
+            raise InvalidCatalog(
+                f"import_rows takes an iterable of row mappings, not {type(rows).__name__}"
+            )
         items = [parse_item(row, line) for line, row in enumerate(rows, 1)]
         self._check_unique(items)
         records = [{**item.to_dict(), "tags": json.dumps(list(item.tags))} for item in items]

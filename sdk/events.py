@@ -45,6 +45,8 @@ INTEREST_EVENTS = ("view", "scan", "cart_add", "purchase")
 EARLIEST_MS = 946_684_800_000  # 2000-01-01: anything earlier is a unit mistake (seconds?)
 MAX_FUTURE_MS = 24 * 3_600_000  # device clocks drift; a day ahead is not a real event
 MAX_QUANTITY = 1000
+# A payload names what an event is about (a code, a query, an offer id): never a document.
+MAX_PAYLOAD_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,13 @@ def validate_event(raw: Mapping[str, Any], *, now: int | None = None) -> Event:
         raise InvalidEvent(f"a {event_type} event needs payload[{needed!r}]")
     try:
         # allow_nan=False: NaN is not JSON; sort_keys also refuses keys of mixed types.
-        json.dumps(dict(payload), allow_nan=False, sort_keys=True)
+        encoded = json.dumps(dict(payload), allow_nan=False, sort_keys=True)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidEvent(f"payload must be JSON-serialisable: {exc}") from exc
+    if len(encoded.encode("utf-8", "surrogatepass")) > MAX_PAYLOAD_BYTES:
+        raise InvalidEvent(
+            f"payload is larger than {MAX_PAYLOAD_BYTES} bytes: keep codes and ids, not documents"
+        )
     return Event(
         type=event_type,
         ts_ms=_check_ts(raw.get("ts_ms"), now),
@@ -146,6 +152,8 @@ def _check_value(value: Any) -> float | None:
 def _check_text(value: Any, name: str) -> str:
     if not isinstance(value, str) or len(value) > 200:
         raise InvalidEvent(f"{name} must be a string of at most 200 characters")
+    if any(ord(ch) < 32 for ch in value):
+        raise InvalidEvent(f"{name} must not hold control characters (NUL, newlines, escapes)")
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as exc:
@@ -183,6 +191,37 @@ def insert_event(db: Any, shopper_id: str | None, event: Event) -> bool:
     return bool(db.execute(_INSERT, event_record(event, shopper_id)).rowcount)
 
 
+def stored_event(db: Any, event_id: str) -> tuple[str | None, Event] | None:
+    """The event recorded under ``event_id`` and its shopper, read in the caller's transaction."""
+    rows = list(db.query("SELECT * FROM events WHERE event_id = ?", [event_id]))
+    if not rows:
+        return None
+    row = rows[0]
+    event = Event(
+        type=row["type"],
+        ts_ms=row["ts_ms"],
+        item_id=row["item_id"],
+        quantity=row["quantity"],
+        value=row["value"],
+        store_id=row["store_id"] or "",
+        event_id=row["event_id"],
+        payload=json.loads(row["payload"] or "{}"),
+    )
+    return row["shopper_id"], event
+
+
+def same_event(a: Event, b: Event) -> bool:
+    """Whether a retry carries the same event (its time may be restamped when it had none)."""
+    return (a.type, a.item_id, a.quantity, a.value, a.store_id, dict(a.payload)) == (
+        b.type,
+        b.item_id,
+        b.quantity,
+        b.value,
+        b.store_id,
+        dict(b.payload),
+    )
+
+
 def recent_interests(store: Any, shopper_id: str, limit: int) -> list[tuple[str, str, int]]:
     """The shopper's latest interest events as (item id, type, ts_ms), oldest first."""
     marks = ",".join("?" * len(INTEREST_EVENTS))
@@ -212,3 +251,12 @@ def delete_before(db: Any, cutoff_ms: int) -> int:
 def unlink_shopper(db: Any, shopper_id: str) -> None:
     """Keep a shopper's events as store-level counts with no link to anyone (ended session)."""
     db.execute("UPDATE events SET shopper_id = NULL WHERE shopper_id = ?", [shopper_id])
+
+
+def reassign(db: Any, from_shopper: str, to_shopper: str) -> int:
+    """Give every event of one shopper to another (a guest who signed in), caller's transaction."""
+    return int(
+        db.execute(
+            "UPDATE events SET shopper_id = ? WHERE shopper_id = ?", [to_shopper, from_shopper]
+        ).rowcount
+    )

@@ -156,6 +156,16 @@ def test_importing_again_updates_items_and_replace_removes_the_rest(
     assert [i.item_id for i in store.catalog.all()] == ["milk"]
 
 
+@pytest.mark.parametrize("rows", [None, 42, "item_id,name", {"item_id": "x", "name": "X"}])
+def test_importing_something_that_is_not_rows_is_invalid_catalog(
+    store: shelfwise.Shelfwise, rows: object
+) -> None:
+    before = _snapshot(store)
+    with pytest.raises(shelfwise.InvalidCatalog, match="iterable of row mappings"):
+        store.catalog.import_rows(rows)  # type: ignore[arg-type]
+    assert _snapshot(store) == before
+
+
 def test_unreadable_catalog_files_are_typed_errors(tmp_path: Path) -> None:
     bad_json = tmp_path / "c.jsonl"
     bad_json.write_text('{"item_id": "a", "name": "A"}\n{not json\n')
@@ -176,7 +186,9 @@ def test_search_matches_word_prefixes_and_ranks_names_first(store: shelfwise.She
     store.catalog.import_rows([{"item_id": "dairy-box", "name": "Dairy box", "category": "gifts"}])
     assert store.catalog.search("dairy")[0].item_id == "dairy-box", "name beats category"
     assert store.catalog.search("!!!") == []
-    assert store.catalog.search('milk" OR "x') != [] or True  # quotes are not FTS syntax
+    # Quotes and operators are text, not FTS syntax: no error, and no match smuggled in by OR.
+    assert [i.item_id for i in store.catalog.search('milk" OR "x')] == []
+    assert [i.item_id for i in store.catalog.search('"milk"')] == ["milk"]
 
 
 def test_search_ignores_accents_and_follows_renames(store: shelfwise.Shelfwise) -> None:

@@ -82,6 +82,9 @@ def test_an_event_without_a_time_gets_the_current_time(sw: shelfwise.Shelfwise) 
         ("search", None, {"payload": {"query": "x", "bad": object()}}, shelfwise.InvalidEvent),
         ("search", None, {"payload": "query=milk"}, shelfwise.InvalidEvent),
         ("view", "milk", {"store_id": 12}, shelfwise.InvalidEvent),
+        ("search", None, {"payload": {"query": "x" * 5_000_000}}, shelfwise.InvalidEvent),
+        ("view", "milk", {"event_id": "id\x00hidden"}, shelfwise.InvalidEvent),
+        ("view", "milk", {"store_id": "s1\x00"}, shelfwise.InvalidEvent),
     ],
 )
 def test_a_malformed_event_is_a_typed_error_and_changes_nothing(
@@ -105,6 +108,27 @@ def test_resending_an_event_id_records_it_once(sw: shelfwise.Shelfwise) -> None:
         shopper.track("cart_add", "milk", quantity=2, event_id="client-42")
     assert sw.store.query("SELECT count(*) AS n FROM events")[0]["n"] == 1
     assert [(line.item_id, line.quantity) for line in shopper.cart()] == [("milk", 2)]
+
+
+def test_a_retried_event_id_returns_the_event_as_first_recorded(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    first = shopper.track("cart_add", "milk", quantity=2, event_id="client-7", ts_ms=NOW)
+    again = shopper.track("cart_add", "milk", quantity=2, event_id="client-7")
+    assert again == first, "a retry gets the stored event back, time included"
+
+
+def test_an_event_id_reused_for_other_content_is_refused_and_changes_nothing(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    shopper = sw.start_session()
+    shopper.track("view", "milk", event_id="client-8")
+    before = _state(sw)
+    with pytest.raises(shelfwise.InvalidEvent, match="already recorded with other content"):
+        shopper.track("view", "buns", event_id="client-8")
+    assert _state(sw) == before
+    other = sw.start_session()
+    with pytest.raises(shelfwise.InvalidEvent):  # another shopper cannot claim the id either
+        other.track("view", "milk", event_id="client-8")
 
 
 def test_the_cart_follows_add_and_remove_events(sw: shelfwise.Shelfwise) -> None:

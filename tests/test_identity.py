@@ -204,3 +204,57 @@ def test_a_returning_member_gets_results_from_their_own_history(
     _buy_on_days(cold, [10, 40, 90], item="sausages")
     assert [r.item.item_id for r in cold.recommend("for-you", limit=3, now=NOW)][:1] == ["milk"]
     assert cold.recommend("buy-again", now=NOW) == []
+
+
+def _rows_with(sw: shelfwise.Shelfwise, shopper_id: str) -> dict[str, int]:
+    found = {}
+    for table in [*sw.shopper_tables(), "shoppers"]:
+        n = sw.store.query(f"SELECT count(*) AS n FROM [{table}] WHERE shopper_id = ?", [shopper_id])
+        if n[0]["n"]:
+            found[table] = n[0]["n"]
+    return found
+
+
+def test_a_guest_who_signs_in_keeps_the_scans_views_and_cart_as_the_members(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    member = sw.member("L-5", consents={"personalization": True})
+    member.add_to_cart("buns")
+    guest = sw.start_session()
+    guest.scan("036000291452")  # whole milk
+    guest.view("coffee")
+    guest.add_to_cart("buns", 2)
+    guest.add_to_cart("sausages")
+    signed_in = guest.sign_in("L-5")
+    assert signed_in.shopper_id == "L-5"
+    assert [(line.item_id, line.quantity) for line in signed_in.cart()] == [
+        ("buns", 3),
+        ("sausages", 1),
+    ]
+    seen = [r.item.item_id for r in signed_in.recommend("recently-viewed")]
+    assert seen[:2] == ["coffee", "milk"], "the guest's views and scans are the member's history"
+    assert _rows_with(sw, guest.shopper_id) == {}, "nothing is left under the guest's id"
+    with pytest.raises(shelfwise.UnknownShopper):
+        guest.info()
+
+
+def test_a_guest_who_signs_in_without_personalization_consent_leaves_the_session_behind(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    guest = sw.start_session()
+    guest.view("coffee")
+    guest.add_to_cart("buns")
+    member = guest.sign_in("L-6", consents={"personalization": False})
+    assert member.cart() == []
+    assert _rows_with(sw, "L-6").get("events", 0) == 0
+    assert _rows_with(sw, guest.shopper_id) == {}
+    unlinked = sw.store.query("SELECT count(*) AS n FROM events WHERE shopper_id IS NULL")
+    assert unlinked[0]["n"] == 2, "the session still counts in store totals, linked to no one"
+
+
+def test_a_member_cannot_sign_in_again_as_someone_else(sw: shelfwise.Shelfwise) -> None:
+    member = sw.member("L-7", consents={"personalization": True})
+    member.view("milk")
+    with pytest.raises(shelfwise.InvalidInput, match="only a guest session signs in"):
+        member.sign_in("L-8")
+    assert _rows_with(sw, "L-7")["events"] == 1

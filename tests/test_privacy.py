@@ -10,6 +10,21 @@ import shelfwise
 from shelfwise._time import now_ms
 
 DAY = 86_400_000
+# Every table that holds rows about one shopper, pinned: a new table keyed by shopper_id must be
+# added here on purpose (and so is seen by export and erase), not discovered by the code under test.
+SHOPPER_TABLES = [
+    "carts",
+    "consents",
+    "events",
+    "experiment_assignments",
+    "geofence_clock",
+    "geofence_state",
+    "impressions",
+    "offer_codes",
+    "redemptions",
+    "reservations",
+    "sync_tokens",
+]
 
 
 def _rows_about(sw: shelfwise.Shelfwise, shopper_id: str) -> dict[str, int]:
@@ -17,7 +32,7 @@ def _rows_about(sw: shelfwise.Shelfwise, shopper_id: str) -> dict[str, int]:
         table: sw.store.query(
             f"SELECT count(*) AS n FROM [{table}] WHERE shopper_id = ?", [shopper_id]
         )[0]["n"]
-        for table in [*sw.shopper_tables(), "shoppers"]
+        for table in [*SHOPPER_TABLES, "shoppers"]
     }
     return {table: n for table, n in counts.items() if n}
 
@@ -107,3 +122,8 @@ def test_a_nonsense_retention_age_is_refused_and_purges_nothing(
     with pytest.raises(shelfwise.InvalidInput):
         sw.forget_events(older_than_days=days)  # type: ignore[arg-type]
     assert sw.store.query("SELECT count(*) AS n FROM events")[0]["n"] == 1
+
+
+def test_export_and_erase_cover_exactly_the_pinned_shopper_tables(sw: shelfwise.Shelfwise) -> None:
+    assert sw.shopper_tables() == SHOPPER_TABLES
+    assert sorted(sw.export_shopper(_busy_member(sw, "L-9").shopper_id)["tables"]) == SHOPPER_TABLES

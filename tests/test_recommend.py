@@ -28,7 +28,8 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
     shopper = sw.member("L-1", consents={"personalization": True})
     for item in ["sausages", "grill", "milk", "test-kit", "beer"]:
         shopper.view(item)
-    shopper.add_to_cart("grill")
+    for item in ["grill", "test-kit", "beer", "milk"]:  # bought: only milk may come back
+        shopper.add_to_cart(item)
     shopper.checkout()
     shopper.add_to_cart("buns")
     results = shopper.recommend(surface, limit=10, item="sausages" if surface == "similar" else None)
@@ -39,6 +40,7 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
     assert "beer" not in ids, "age restricted, not verified"
     assert "grill" not in ids, "non-repeatable and already bought"
     assert len(ids) == len(set(ids))
+    assert results, f"{surface} has something to show this shopper"
     assert all(r.reason for r in results)
 
 
@@ -116,12 +118,25 @@ def test_diversity_limits_items_per_category(sw: shelfwise.Shelfwise) -> None:
     assert max(categories.count(c) for c in set(categories)) <= 2
 
 
-def test_search_is_reranked_by_taste(sw: shelfwise.Shelfwise) -> None:
-    sw.catalog.import_rows([{"item_id": "bbq-sauce", "name": "Smoky sauce", "category": "sauces"}])
-    plain = [i.item_id for i in sw.catalog.search("sauce")]
-    shopper = sw.start_session()
-    shopper.view("sausages")
-    assert set(i.item_id for i in shopper.search("sauce")) == set(plain)
+def test_search_taste_breaks_ties_but_never_lifts_a_much_weaker_text_match(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    from shelfwise.recommend import rerank_search
+
+    model = sw.recommender.served()
+    ketchup, milk = sw.catalog.get("ketchup"), sw.catalog.get("milk")
+    breakfast = shelfwise.Context(history=[("cereal", "view", 1), ("coffee", "view", 2)])
+    ids = lambda items: [i.item_id for i in items]  # noqa: E731
+    assert ids(rerank_search(model, breakfast, [ketchup, milk], [1.0, 1.0])) == ["milk", "ketchup"]
+    assert ids(rerank_search(model, breakfast, [ketchup, milk], [10.0, 1.0])) == [
+        "ketchup",
+        "milk",
+    ]
+    no_consent = shelfwise.Context(history=breakfast.history, consents=frozenset())
+    assert ids(rerank_search(model, no_consent, [ketchup, milk], [1.0, 1.0])) == [
+        "ketchup",
+        "milk",
+    ]
 
 
 def test_unknown_surface_and_bad_k_are_typed_errors(sw: shelfwise.Shelfwise) -> None:

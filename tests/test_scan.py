@@ -61,6 +61,14 @@ def test_alternatives_are_similar_in_stock_and_cheaper(sw: shelfwise.Shelfwise) 
         assert "cheaper" in alternative.reason
 
 
+@pytest.mark.parametrize("code", [123, None, b"036000291452", ["036000291452"]])
+def test_a_code_that_is_not_text_is_an_invalid_barcode_not_a_crash(
+    sw: shelfwise.Shelfwise, code: object
+) -> None:
+    with pytest.raises(shelfwise.InvalidBarcode, match="a barcode is text"):
+        sw.start_session().scan(code)  # type: ignore[arg-type]
+
+
 def test_unknown_code_is_recorded_as_a_miss_with_the_reason(sw: shelfwise.Shelfwise) -> None:
     shopper = sw.start_session()
     with pytest.raises(shelfwise.UnknownItem, match=r"valid .* not in this store's catalog"):

@@ -38,7 +38,7 @@ from typing import Literal
 
 import numpy as np
 
-from shelfwise._errors import InvalidTrainingData
+from shelfwise import InvalidTrainingData
 from shelfwise._time import DAY_MS
 from shelfwise.model.encoding import Vocabulary, item_id_from_name
 

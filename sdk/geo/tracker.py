@@ -33,11 +33,13 @@ from __future__ import annotations
 import json
 import logging
 import math
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidInput
 from .._time import now_ms
+from ..events import Event, insert_event
 from ..store.connection import Store
 from .shapes import (
     DEFAULT_DWELL_S,
@@ -368,17 +370,14 @@ def _log_event(db: Any, shopper_id: str, event: GeofenceEvent, store_id: str) ->
     payload: dict[str, Any] = {"fence_id": event.fence_id}
     if event.initial:
         payload["initial"] = True
-    db.execute(
-        "INSERT INTO events (event_id, shopper_id, type, store_id, ts_ms, payload) "
-        "VALUES (lower(hex(randomblob(16))), ?, ?, ?, ?, ?)",
-        [
-            shopper_id,
-            f"geofence_{event.kind}",
-            store_id,
-            event.ts_ms,
-            json.dumps(payload, sort_keys=True),
-        ],
+    record = Event(
+        type=f"geofence_{event.kind}",
+        ts_ms=event.ts_ms,
+        store_id=store_id,
+        event_id=uuid.uuid4().hex,
+        payload=payload,
     )
+    insert_event(db, shopper_id, record)
 
 
 def _fence_from_row(shape: str) -> Fence:
