@@ -20,6 +20,7 @@ from typing import Any
 import shelfwise
 
 from .app import KioskConfig, create_app
+from .cards import card_code
 from .seed import BUNDLE_DIR, SEEDED_FROM, STORE_DIR, seed_store, store_config, store_fingerprint
 
 logger = logging.getLogger("shelfwise.kiosk_demo")
@@ -32,8 +33,6 @@ def default_db() -> Path:
 
 def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
     """A few loyalty cards to try: busy recent members, an occasional one, and a new card."""
-    from .build_store import card_code
-
     with open(store_dir / "members.csv", newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     recent = sorted(rows, key=lambda r: (r["last_basket"], int(r["basket_days"])), reverse=True)
@@ -86,8 +85,8 @@ def open_store(
 
 def configure_features(sw: shelfwise.Shelfwise, config: dict[str, Any], store_dir: Path) -> None:
     """Load offers and geofences into the SDK when those modules are present."""
-    offers = getattr(sw, "offers", None)
-    if offers is not None and (store_dir / "offers.yaml").exists():
+    offers = sw.offers
+    if (store_dir / "offers.yaml").exists():
         if hasattr(offers, "set_timezone") and config.get("timezone"):
             offers.set_timezone(config["timezone"])
         known = {o.offer_id: o.active for o in offers.all()}
@@ -95,11 +94,21 @@ def configure_features(sw: shelfwise.Shelfwise, config: dict[str, Any], store_di
         for offer in loaded:  # keep a staff member's on/off switch across restarts
             if offer.offer_id in known and not known[offer.offer_id]:
                 offers.deactivate(offer.offer_id)
-    geo = getattr(sw, "geo", None)
-    if geo is not None:
-        from shelfwise.geo.shapes import fence_from_dict
+    sw.geo.add(*(fence_of(fence) for fence in config.get("geofences", [])))
 
-        geo.add(*(fence_from_dict(fence) for fence in config.get("geofences", [])))
+
+def fence_of(data: dict[str, Any]) -> shelfwise.Fence:
+    """A geofence from its ``store.json`` entry (a circle or a polygon ring)."""
+    options: dict[str, Any] = {
+        "store_id": str(data.get("store_id") or ""),
+        "initial": data.get("initial", "enter"),
+    }
+    if "dwell_s" in data:  # otherwise the SDK's default dwell
+        options["dwell_s"] = data["dwell_s"]
+    if data.get("kind", "circle") == "polygon":
+        ring = [(lat, lon) for lat, lon in data["ring"]]
+        return shelfwise.polygon(data["fence_id"], ring, **options)
+    return shelfwise.circle(data["fence_id"], data["lat"], data["lon"], data["radius_m"], **options)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -40,6 +40,8 @@ from stdnum import ean
 
 from shelfwise.model.encoding import item_id_from_name
 
+from .cards import card_code, ean13
+
 STORE_DIR = Path(__file__).parent / "store"
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -239,40 +241,8 @@ PNNS = {
     "Artificially sweetened beverages": "drinks", "Unsweetened beverages": "drinks",
     "Ice cream": "frozen",
 }  # fmt: skip
-CARD_PREFIX = "299"  # loyalty cards: 299 + 9-digit member number + check digit
 LOOSE_PREFIX = "20"
 LABEL_PREFIX = "21"
-
-
-def ean13(body: str) -> str:
-    """A 12-digit body plus its EAN-13 check digit (python-stdnum computes it)."""
-    assert len(body) == 12 and body.isdigit(), body
-    return body + ean.calc_check_digit(body)
-
-
-def card_code(member: str) -> str:
-    """The loyalty card barcode of a member number.
-
-    Example:
-        >>> card_code("1808")
-        '2990000018083'
-    """
-    return ean13(CARD_PREFIX + f"{int(member):09d}")
-
-
-def member_of_card(code: str) -> str | None:
-    """The member number a loyalty card code carries, or None when it is not a card.
-
-    Example:
-        >>> member_of_card("2990000018083")
-        '1808'
-        >>> member_of_card("2990000018084") is None
-        True
-    """
-    code = code.strip()
-    if len(code) != 13 or not code.startswith(CARD_PREFIX) or not ean.is_valid(code):
-        return None
-    return str(int(code[3:12]))
 
 
 def _price(item_id: str, category: str) -> float:

@@ -27,7 +27,6 @@ from pathlib import Path
 from typing import Any
 
 import shelfwise
-from shelfwise.events import event_record, validate_event
 
 STORE_DIR = Path(__file__).parent / "store"
 BUNDLE_DIR = STORE_DIR / "bundle"
@@ -72,38 +71,26 @@ def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
     # NORMAL is enough while seeding: a crash here just means seeding again.
     with shelfwise.open(db_path, store_id=config["store_id"], synchronous="NORMAL") as sw:
         items = sw.catalog.import_file(store_dir / "catalog.jsonl", replace=True)
-        records = []
-        members: dict[str, int] = {}
+        history = []
         for number, row in enumerate(lines):
             day = date.fromisoformat(row["date"]) + timedelta(days=shift)
             stamp = datetime(day.year, day.month, day.day, BASKET_HOUR_UTC, tzinfo=UTC)
-            ts_ms = int(stamp.timestamp() * 1000) + number % 3_600_000  # stable order in a day
-            members.setdefault(row["member"], ts_ms)
-            members[row["member"]] = min(members[row["member"]], ts_ms)
-            event = validate_event(
+            history.append(
                 {
+                    "shopper_id": row["member"],
                     "type": "purchase",
                     "item_id": row["item_id"],
-                    "store_id": config["store_id"],
-                    "ts_ms": ts_ms,
+                    "ts_ms": int(stamp.timestamp() * 1000) + number % 3_600_000,  # day order
                     # deterministic ids: seeding twice cannot double a basket
                     "event_id": f"seed-{number}",
                 }
             )
-            records.append(event_record(event, row["member"]))
-        with sw.store.write() as db:
-            known = {i.item_id for i in sw.catalog.all()}
-            missing = {r["item_id"] for r in records} - known
-            if missing:
-                raise shelfwise.InvalidCatalog(f"history names unknown items: {sorted(missing)}")
-            for member, first_ms in members.items():
-                sw.member(member)
-                db.execute(
-                    "UPDATE shoppers SET created_ms = ?, last_seen_ms = ? WHERE shopper_id = ?",
-                    [first_ms, first_ms, member],
-                )
-            db.table("events").insert_all(records, batch_size=2000)
-            sw.store.set_meta("kiosk.date_shift_days", str(shift))
-            sw.store.set_meta(SEEDED_FROM, store_fingerprint(store_dir))
-        logger.info("seeded the demo store: %d items, %d members", items, len(members))
-        return {"items": items, "members": len(members), "events": len(records), "shift": shift}
+        try:
+            events = sw.import_history(history)
+        except shelfwise.InvalidInput as exc:
+            raise shelfwise.InvalidCatalog(f"the demo history does not fit: {exc}") from exc
+        members = len({row["member"] for row in lines})
+        sw.store.set_meta("kiosk.date_shift_days", str(shift))
+        sw.store.set_meta(SEEDED_FROM, store_fingerprint(store_dir))
+        logger.info("seeded the demo store: %d items, %d members", items, members)
+        return {"items": items, "members": members, "events": events, "shift": shift}

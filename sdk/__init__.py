@@ -68,6 +68,7 @@ from .offers.engine import (
 )
 from .profile import MemberProfile
 from .recommend import SURFACES, Context, Recommendation
+from .reports import DayReport
 from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
 from .sync.privacy import PrivacyPolicy
@@ -84,6 +85,7 @@ __all__ = [
     "ConsentRequired",
     "Context",
     "Credentials",
+    "DayReport",
     "Decision",
     "EVENT_TYPES",
     "EnvelopeError",

@@ -17,14 +17,15 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
+from datetime import date
 from pathlib import Path
 from typing import Any
 
 from . import events, identity
 from ._compat import warn_renamed
-from ._errors import InvalidInput
+from ._errors import InvalidInput, UnknownShopper
 from ._shopper import Shopper
 from ._time import DAY_MS, now_ms
 from .barcode.layout import InStoreLayout, in_store_layout, set_in_store_layout
@@ -37,6 +38,7 @@ from .offers.engine import (
     release_holds_of,
 )
 from .recommend import Context, Recommendation, Recommender
+from .reports import DayReport, day_report
 from .store.connection import Store
 from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status
 from .sync.privacy import PrivacyPolicy
@@ -174,7 +176,9 @@ class Shelfwise:
             for shopper_id in identity.idle_sessions(self.store, cutoff)
         )
 
-    def expire_idle_sessions(self, idle_s: float = DEFAULT_IDLE_S, *, now: int | None = None) -> int:
+    def expire_idle_sessions(
+        self, idle_s: float = DEFAULT_IDLE_S, *, now: int | None = None
+    ) -> int:
         """Deprecated: ``end_idle_sessions``."""
         warn_renamed("Shelfwise.expire_idle_sessions", "Shelfwise.end_idle_sessions")
         return self.end_idle_sessions(idle_s, now=now)
@@ -408,6 +412,65 @@ class Shelfwise:
             0
         """
         return outbox_status(self.store)
+
+    # -- reports and bulk history (logic in shelfwise.reports, shelfwise.events) -------------
+    def day_report(
+        self, *, timezone: str = "UTC", day: date | None = None, now: int | None = None
+    ) -> DayReport:
+        """Today's (or ``day``'s) scans by local hour, offer funnel and refusals by reason.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     report = sw.day_report(timezone="Europe/Rome")
+            ...     len(report.scans_by_hour), report.count("purchase")
+            (24, 0)
+        """
+        return day_report(self.store, timezone=timezone, day=day, now=now)
+
+    def import_history(self, rows: Iterable[Mapping[str, Any]]) -> int:
+        """Load members' past events (a loyalty system's baskets) in one transaction.
+
+        Each row is an event as ``Shopper.track`` takes it (with its ``ts_ms`` and a stable
+        ``event_id``, so importing twice adds nothing) plus ``shopper_id``, a loyalty id: a
+        member not yet known is created as first seen at their earliest event. Every row is
+        validated before anything is written. Returns how many events were new.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     row = {"shopper_id": "L-1", "type": "purchase", "item_id": "tea",
+            ...            "ts_ms": 1_700_000_000_000, "event_id": "till-1"}
+            ...     sw.import_history([row]), sw.import_history([row])
+            (1, 0)
+        """
+        loaded = []
+        for row in rows:
+            if not isinstance(row, Mapping):
+                raise InvalidInput("each history row must be a mapping with a shopper_id")
+            fields = {"store_id": self.store_id, **row}
+            member = identity.check_loyalty_id(fields.pop("shopper_id", ""))
+            loaded.append((member, events.validate_event(fields)))
+        items = {event.item_id for _, event in loaded if event.item_id is not None}
+        missing = items - set(self.catalog.get_many(sorted(items)))
+        if missing:
+            raise InvalidInput(f"history names items not in the catalog: {sorted(missing)[:10]}")
+        first_seen: dict[str, int] = {}
+        for member, event in loaded:
+            first_seen[member] = min(first_seen.get(member, event.ts_ms), event.ts_ms)
+        new_members = {m: stamp for m, stamp in first_seen.items() if not self._known(m)}
+        with self.store.write() as db:
+            for member, stamp in new_members.items():
+                identity.upsert_member(db, member, self.store_id, {}, stamp)
+            return sum(events.insert_event(db, member, event) for member, event in loaded)
+
+    def _known(self, shopper_id: str) -> bool:
+        try:
+            get_shopper(self.store, shopper_id)
+        except UnknownShopper:
+            return False
+        return True
 
 
 def open(

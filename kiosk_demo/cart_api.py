@@ -1,0 +1,67 @@
+"""Cart and checkout routes: add, remove, redeem a code, pay (demo)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from .kiosk import kiosk_of
+from .web import endpoint, jsonable, read_json, text_field
+
+
+async def cart(request: Request) -> Any:
+    """The cart with prices, add-ins and eligible offers."""
+    kiosk = kiosk_of(request)
+    return kiosk.cart_view(kiosk.shopper(request))
+
+
+async def cart_add(request: Request) -> Any:
+    """Put an item (id or GTIN) in the cart."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    data = await read_json(request)
+    shopper.add_to_cart(text_field(data, "item_id", 64), data.get("quantity", 1))
+    return kiosk.cart_view(shopper)
+
+
+async def cart_remove(request: Request) -> Any:
+    """Take an item (or some of it) out of the cart."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    data = await read_json(request)
+    shopper.remove_from_cart(text_field(data, "item_id", 64), data.get("quantity", 1))
+    return kiosk.cart_view(shopper)
+
+
+async def redeem(request: Request) -> Any:
+    """Redeem an offer code against the cart; a refusal says why (409 with its reason)."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    code = text_field(await read_json(request), "code", 64)
+    total = kiosk.cart_view(shopper)["total"]
+    if kiosk.sandbox:  # staff testing: every step runs, nothing is spent
+        sandbox = kiosk.sw.offers.sandbox()
+        result = sandbox.redeem(code, shopper_id=shopper.shopper_id, cart_total=total)
+    else:
+        result = shopper.redeem(code, cart_total=total)
+    return {"redemption": jsonable(result), **kiosk.cart_view(shopper)}
+
+
+async def checkout(request: Request) -> Any:
+    """Pay (demo): every cart line becomes a purchase."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    view = kiosk.cart_view(shopper)
+    events = shopper.checkout()
+    return {"paid": view["total"], "lines": len(events), "receipt": view["lines"]}
+
+
+ROUTES = [
+    Route("/api/cart", endpoint(cart)),
+    Route("/api/cart/add", endpoint(cart_add), methods=["POST"]),
+    Route("/api/cart/remove", endpoint(cart_remove), methods=["POST"]),
+    Route("/api/cart/redeem", endpoint(redeem), methods=["POST"]),
+    Route("/api/checkout", endpoint(checkout), methods=["POST"]),
+]

@@ -1,0 +1,349 @@
+"""The kiosk's state over the SDK: configuration, cookie sessions, and the views it renders.
+
+Sessions: the browser holds an opaque random token in an HttpOnly cookie; the server maps it
+to a shopper id. Only that mapping lives in memory (a restart ends every kiosk session, the
+safe way); everything about the shopper lives in the store. A session idle for ``idle_s``
+seconds ends server-side (anonymous sessions are forgotten by ``Shopper.end``;
+``sw.end_idle_sessions`` sweeps any left behind).
+
+Example:
+    >>> import shelfwise
+    >>> sw = shelfwise.open(":memory:", store_id="s1")
+    >>> kiosk = Kiosk(sw, KioskConfig())
+    >>> shopper = sw.start_session()
+    >>> kiosk.session_view(shopper)["kind"]
+    'anonymous'
+    >>> sw.close()
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import logging
+import secrets
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from starlette.requests import Request
+
+import shelfwise
+from shelfwise import ConsentRequired, InvalidBarcode, ShelfwiseError, UnknownItem, UnknownShopper
+from shelfwise._time import now_ms
+
+from .web import ApiError, jsonable
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+SESSION_COOKIE = "sw_kiosk"
+STAFF_COOKIE = "sw_staff"
+CONSENT_LABELS = {
+    "personalization": "Use my purchases and scans to personalise suggestions",
+    "offers": "Show me offers chosen for me",
+    "location": "Use my phone's location for nearby offers (app only)",
+    "sync": "Include me in anonymous store statistics sent to head office",
+    "sensitive": "Suggest items from sensitive categories (health, hygiene)",
+}
+
+
+@dataclass(frozen=True)
+class KioskConfig:
+    """How the kiosk runs (the CLI fills it in)."""
+
+    staff_pin: str = ""
+    idle_s: float = 90.0
+    upstream: str | None = None
+    sync_every_s: float = 60.0
+    store: dict[str, Any] = field(default_factory=dict)
+    demo_cards: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass
+class _Session:
+    shopper_id: str
+    last_ms: int
+
+
+class Sessions:
+    """Opaque cookie token -> shopper id, with the time of the last request."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._by_token: dict[str, _Session] = {}
+
+    def open(self, shopper_id: str) -> str:
+        token = secrets.token_urlsafe(24)
+        with self._lock:
+            self._by_token[token] = _Session(shopper_id, now_ms())
+        return token
+
+    def touch(self, token: str | None) -> str | None:
+        with self._lock:
+            session = self._by_token.get(token or "")
+            if session is None:
+                return None
+            session.last_ms = now_ms()
+            return session.shopper_id
+
+    def peek(self, token: str | None) -> _Session | None:
+        with self._lock:
+            return self._by_token.get(token or "")
+
+    def close(self, token: str | None) -> str | None:
+        with self._lock:
+            session = self._by_token.pop(token or "", None)
+        return session.shopper_id if session else None
+
+    def idle(self, idle_s: float) -> list[tuple[str, str]]:
+        cutoff = now_ms() - int(idle_s * 1000)
+        with self._lock:
+            gone = [(t, s.shopper_id) for t, s in self._by_token.items() if s.last_ms < cutoff]
+            for token, _ in gone:
+                del self._by_token[token]
+        return gone
+
+    def close_shopper(self, shopper_id: str) -> None:
+        with self._lock:
+            for token in [t for t, s in self._by_token.items() if s.shopper_id == shopper_id]:
+                del self._by_token[token]
+
+
+class Kiosk:
+    """The kiosk's view of the SDK: one open ``Shelfwise`` and the kiosk sessions."""
+
+    def __init__(self, sw: shelfwise.Shelfwise, config: KioskConfig) -> None:
+        self.sw = sw
+        self.config = config
+        self.sessions = Sessions()
+        # Staff token -> last use (ms): an unattended unlocked staff screen locks itself.
+        self.staff_tokens: dict[str, int] = {}
+        self.sandbox = False
+        self.started_ms = now_ms()
+        self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
+
+    # -- sessions -------------------------------------------------------------------------
+    def shopper(self, request: Request) -> shelfwise.Shopper:
+        """The shopper of the request's session cookie, or ``ApiError`` 401."""
+        shopper_id = self.sessions.touch(request.cookies.get(SESSION_COOKIE))
+        if shopper_id is None:
+            raise ApiError(401, "NoSession", "no shopper session: start one", "session_ended")
+        try:
+            return self.sw.shopper(shopper_id)
+        except UnknownShopper as exc:
+            self.sessions.close_shopper(shopper_id)
+            raise ApiError(401, "NoSession", "the session ended", "session_ended") from exc
+
+    def end_session(self, token: str | None) -> None:
+        """End the cookie's session, if any (an anonymous shopper is forgotten)."""
+        shopper_id = self.sessions.close(token)
+        if shopper_id:
+            with contextlib.suppress(UnknownShopper):
+                self.sw.shopper(shopper_id).end()
+
+    def session_view(self, shopper: shelfwise.Shopper | None) -> dict[str, Any] | None:
+        """The session as the page shows it (None when there is none)."""
+        if shopper is None:
+            return None
+        info = shopper.info()
+        consents = shopper.consents()
+        return {
+            "kind": info.kind,
+            "member": info.shopper_id if info.is_member else None,
+            "segment": shopper.segment() if info.is_member else "new",
+            "consents": consents,
+            "cart_count": sum(line.quantity for line in shopper.cart()),
+        }
+
+    def end_idle(self) -> int:
+        """End sessions idle past the timeout (kiosk cookies and stray store sessions)."""
+        ended = 0
+        for _, shopper_id in self.sessions.idle(self.config.idle_s):
+            with contextlib.suppress(UnknownShopper):
+                self.sw.shopper(shopper_id).end()
+            ended += 1
+        return ended + self.sw.end_idle_sessions(self.config.idle_s)
+
+    # -- staff ----------------------------------------------------------------------------
+    def staff_ok(self, token: str) -> bool:
+        """Whether ``token`` unlocks the staff screen (and is not idle); touches it if so."""
+        now = now_ms()
+        cutoff = now - int(self.config.idle_s * 1000)
+        for known, last in list(self.staff_tokens.items()):
+            if last < cutoff:
+                del self.staff_tokens[known]  # idle: locked again, the PIN is asked anew
+        match = next((t for t in self.staff_tokens if hmac.compare_digest(token, t)), None)
+        if match is None:
+            return False
+        self.staff_tokens[match] = now
+        return True
+
+    # -- product views --------------------------------------------------------------------
+    def recs(self, shopper: shelfwise.Shopper, surface: str, k: int = 6, **kw: Any) -> list[Any]:
+        """One surface's recommendations as JSON-ready rows ([] for an unknown item)."""
+        try:
+            return [r.to_dict() for r in shopper.recommend(surface, limit=k, **kw)]
+        except UnknownItem:
+            return []
+
+    def deals(self, shopper: shelfwise.Shopper) -> list[Any]:
+        """Offers the SDK finds eligible for this shopper on the kiosk (shown = recorded)."""
+        try:
+            return [jsonable(o) for o in shopper.offers(channel="kiosk")]
+        except ConsentRequired:
+            return []
+
+    def scan_card(self, shopper: shelfwise.Shopper, code: str) -> dict[str, Any]:
+        """The product card for a scanned code: the item, deals on it, goes-with, alternatives.
+
+        ``Shopper.scan`` records the scan (or the miss, with its reason) and builds the card.
+        """
+        card: dict[str, Any] = jsonable(shopper.scan(code, channel="kiosk"))
+        return card
+
+    def cart_view(self, shopper: shelfwise.Shopper) -> dict[str, Any]:
+        """The cart with names and prices, add-ins and the offers it is eligible for."""
+        lines = shopper.cart()
+        items = self.sw.catalog.get_many([line.item_id for line in lines])
+        out = []
+        total = 0.0
+        for line in lines:
+            item = items.get(line.item_id)
+            price = (item.price or 0.0) if item else 0.0
+            total += price * line.quantity
+            out.append(
+                {
+                    "item_id": line.item_id,
+                    "name": item.name if item else line.item_id,
+                    "quantity": line.quantity,
+                    "price": price,
+                    "line_total": round(price * line.quantity, 2),
+                }
+            )
+        return {
+            "lines": out,
+            "total": round(total, 2),
+            "add_ins": self.recs(shopper, "checkout", k=4) if out else [],
+            "offers": self.deals(shopper) if out else [],
+        }
+
+    # -- staff views ----------------------------------------------------------------------
+    def staff_view(self) -> dict[str, Any]:
+        """What the staff screen shows: switches, sync, model, today's scans and offer funnel."""
+        sw = self.sw
+        zone = store_zone(self.config.store)
+        report = sw.day_report(timezone=zone.key)
+        sync_status = sw.sync_status()
+        return {
+            "model_version": sw.model_version,
+            "model": model_view(sw),
+            "offers": [jsonable(o) for o in sw.offers.all()],
+            "offers_available": True,
+            "sandbox": self.sandbox,
+            "sync": jsonable(sync_status),
+            "last_sync": self.last_sync,
+            "timezone": report.timezone,
+            "today": report.day.isoformat(),
+            "scans_by_hour": list(report.scans_by_hour),
+            "funnel": [{"step": step, "count": n} for step, n in report.funnel],
+            "rejections": [{"reason": r, "count": n} for r, n in report.rejections],
+            "catalog_items": sw.catalog.count(),
+        }
+
+    # -- sync -----------------------------------------------------------------------------
+    def sync_once(self) -> None:
+        """One sync round trip to the upstream, if configured; failures are recorded."""
+        upstream = self.config.upstream
+        stamp = now_ms()
+        if not upstream:
+            self.last_sync = {"state": "off", "upstream": None, "at_ms": stamp}
+            return
+        try:
+            report = self.sw.sync(upstream, device_credentials(self.sw), deadline_s=5)
+            error = getattr(report, "error", None)
+            self.last_sync = {
+                "state": "failed" if error else "ok",
+                "upstream": upstream,
+                "at_ms": stamp,
+                "message": str(error) if error else "",
+                "report": jsonable(report),
+            }
+        except ShelfwiseError as exc:  # offline is normal: the outbox keeps the data
+            self.last_sync = {
+                "state": "failed",
+                "upstream": upstream,
+                "at_ms": stamp,
+                "message": str(exc),
+            }
+        except Exception as exc:  # the kiosk must keep serving whatever the network does
+            logger.warning("sync round failed: %s", type(exc).__name__)
+            self.last_sync = {
+                "state": "failed",
+                "upstream": upstream,
+                "at_ms": stamp,
+                "message": str(exc),
+            }
+
+
+def kiosk_of(request: Request) -> Kiosk:
+    """The ``Kiosk`` the app serving ``request`` was built around."""
+    kiosk: Kiosk = request.app.state.kiosk
+    return kiosk
+
+
+def decode_photo(data: bytes) -> str:
+    """The first retail barcode the SDK decodes in a photo (``InvalidBarcode`` if none)."""
+    codes = shelfwise.decode_image(data)
+    if not codes:
+        raise InvalidBarcode(
+            "no barcode found in the photo: hold it flat and closer", reason="no_barcode"
+        )
+    return str(codes[0])
+
+
+def store_zone(store: dict[str, Any]) -> ZoneInfo:
+    """The store's time zone from store.json; UTC when it names none or an unknown one.
+
+    Example:
+        >>> store_zone({"timezone": "Europe/Rome"}).key
+        'Europe/Rome'
+    """
+    try:
+        return ZoneInfo(str(store.get("timezone") or "UTC"))
+    except (ZoneInfoNotFoundError, ValueError):
+        logger.warning(
+            "unknown store time zone %r: the staff charts use UTC", store.get("timezone")
+        )
+        return ZoneInfo("UTC")
+
+
+def model_view(sw: shelfwise.Shelfwise) -> dict[str, Any] | None:
+    """The served bundle as the staff screen shows it (None: popularity only, no model)."""
+    loaded = sw.model.current
+    if loaded is None:
+        return None
+    manifest = loaded.manifest
+    return {
+        "name": manifest.model_name,
+        "version": manifest.model_version,
+        "quantization": manifest.quantization,
+        "items": manifest.num_items,
+        "created_ms": manifest.created_ms,
+    }
+
+
+def device_credentials(sw: shelfwise.Shelfwise) -> shelfwise.Credentials:
+    """This kiosk's upstream identity: a device id and secret kept in the store's meta table.
+
+    A real fleet provisions these (``Credentials.from_file``); the demo makes its own once.
+    """
+    device = sw.store.get_meta("kiosk.device_id")
+    secret = sw.store.get_meta("kiosk.device_secret")
+    if not device or not secret:
+        device, secret = f"kiosk-{secrets.token_hex(4)}", secrets.token_hex(32)
+        sw.store.set_meta("kiosk.device_id", device)
+        sw.store.set_meta("kiosk.device_secret", secret)
+    return shelfwise.Credentials(device, bytes.fromhex(secret))

@@ -1,0 +1,175 @@
+"""Session and shopper routes: the page, sign-in (guest or loyalty card), privacy, location.
+
+Each handler is a module-level coroutine taking the request; ``ROUTES`` lists them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, JSONResponse, Response
+from starlette.routing import Route
+
+from shelfwise import UnknownShopper
+
+from .cards import member_of_card
+from .kiosk import CONSENT_LABELS, SESSION_COOKIE, STATIC, kiosk_of
+from .web import ApiError, endpoint, jsonable, read_json, text_field
+
+
+def set_session(response: Response, token: str) -> None:
+    """Hand the browser its opaque session token (HttpOnly: page scripts cannot read it)."""
+    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict")
+
+
+async def index(request: Request) -> Response:
+    """The kiosk page (never cached: a reset must not come back from the cache)."""
+    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+
+
+async def state(request: Request) -> Any:
+    """The store, the session (if any) and what the page needs to start."""
+    kiosk = kiosk_of(request)
+    session = kiosk.sessions.peek(request.cookies.get(SESSION_COOKIE))
+    shopper = None
+    if session is not None:
+        with contextlib.suppress(UnknownShopper):
+            shopper = kiosk.sw.shopper(session.shopper_id)
+    config = kiosk.config
+    return {
+        "session": kiosk.session_view(shopper),
+        "store": {k: config.store.get(k) for k in ("store_id", "name")},
+        "idle_seconds": config.idle_s,
+        "consent_labels": CONSENT_LABELS,
+        "demo_cards": list(config.demo_cards),
+        "model_version": kiosk.sw.model_version,
+    }
+
+
+async def start(request: Request) -> Any:
+    """A new anonymous session (ending the cookie's previous one)."""
+    kiosk = kiosk_of(request)
+    kiosk.end_session(request.cookies.get(SESSION_COOKIE))
+    shopper = kiosk.sw.start_session()
+    response = JSONResponse({"session": kiosk.session_view(shopper)})
+    set_session(response, kiosk.sessions.open(shopper.shopper_id))
+    return response
+
+
+async def member(request: Request) -> Any:
+    """Sign in with a loyalty card (``299`` + member number + check digit)."""
+    kiosk = kiosk_of(request)
+    data = await read_json(request)
+    card = text_field(data, "card", 64)
+    number = member_of_card(card)
+    if number is None:
+        raise ApiError(
+            400,
+            "NotALoyaltyCard",
+            f"{card} is not a loyalty card of this store (cards start with 299)",
+            "not_a_card",
+        )
+    consents = data.get("consents") or {}
+    if not isinstance(consents, dict):
+        raise ApiError(400, "BadRequest", "consents must be an object", "bad_request")
+    kiosk.end_session(request.cookies.get(SESSION_COOKIE))
+    shopper = kiosk.sw.member(number, consents={str(k): bool(v) for k, v in consents.items()})
+    response = JSONResponse({"session": kiosk.session_view(shopper)})
+    set_session(response, kiosk.sessions.open(shopper.shopper_id))
+    return response
+
+
+async def end(request: Request) -> Any:
+    """Sign out: the session ends (an anonymous shopper is forgotten)."""
+    kiosk_of(request).end_session(request.cookies.get(SESSION_COOKIE))
+    response = JSONResponse({"session": None})
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+async def privacy(request: Request) -> Any:
+    """What the kiosk holds about the shopper: counts by table and kind, the latest events."""
+    shopper = kiosk_of(request).shopper(request)
+    data = shopper.export()
+    tables = data.pop("tables")
+    events = tables.get("events", [])
+    kinds: dict[str, int] = {}
+    for event in events:
+        kinds[event["type"]] = kinds.get(event["type"], 0) + 1
+    return {
+        **data,
+        "segment": shopper.segment(),
+        "counts": {name: len(rows) for name, rows in tables.items()},
+        "event_kinds": kinds,
+        "recent_events": [
+            {"type": e["type"], "item_id": e["item_id"], "ts_ms": e["ts_ms"]}
+            for e in events[-10:][::-1]
+        ],
+        "consent_labels": CONSENT_LABELS,
+    }
+
+
+async def consent(request: Request) -> Any:
+    """Give or withdraw one consent purpose."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    data = await read_json(request)
+    shopper.set_consent(text_field(data, "purpose", 40), bool(data.get("granted")))
+    return {"session": kiosk.session_view(shopper)}
+
+
+async def forget(request: Request) -> Any:
+    """ "Forget me now": erase the shopper and end the session."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    removed = shopper.forget()
+    kiosk.sessions.close_shopper(shopper.shopper_id)
+    response = JSONResponse({"removed_rows": removed, "session": None})
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+async def geo(request: Request) -> Any:
+    """The store's fences and plot for the phone-app screen."""
+    store = kiosk_of(request).config.store
+    return {
+        "fences": store.get("geofences", []),
+        "plot": store.get("plot"),
+        "store": store.get("location"),
+    }
+
+
+async def locate(request: Request) -> Any:
+    """A phone location fix: fence events and the offers they trigger (needs consent)."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    data = await read_json(request)
+    try:
+        lat, lon = float(data["lat"]), float(data["lon"])
+        accuracy = float(data.get("accuracy_m", 10.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ApiError(
+            400, "BadRequest", "lat, lon and accuracy_m are numbers", "bad_request"
+        ) from exc
+    events = [jsonable(event) for event in shopper.locate(lat, lon, accuracy)]
+    return {
+        "events": events,
+        "inside": kiosk.sw.geo.index().inside(lat, lon),
+        "offers": [offer for event in events for offer in event.get("offers", [])],
+    }
+
+
+ROUTES = [
+    Route("/", index),
+    Route("/api/state", endpoint(state)),
+    Route("/api/session/start", endpoint(start), methods=["POST"]),
+    Route("/api/session/member", endpoint(member), methods=["POST"]),
+    Route("/api/session/end", endpoint(end), methods=["POST"]),
+    Route("/api/privacy", endpoint(privacy)),
+    Route("/api/privacy/consent", endpoint(consent), methods=["POST"]),
+    Route("/api/privacy/forget", endpoint(forget), methods=["POST"]),
+    Route("/api/geo", endpoint(geo)),
+    Route("/api/geo/locate", endpoint(locate), methods=["POST"]),
+]
