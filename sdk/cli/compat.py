@@ -38,9 +38,8 @@ def forget_events(sw: Shelfwise, *, older_than_days: float, now: int | None) -> 
 def recommend(sw: Shelfwise, *, limit: int, **options: Any) -> list[Recommendation]:
     """``sw.recommend(..., limit=...)`` (``k=`` before the rename)."""
     takes_limit = "limit" in inspect.signature(sw.recommend).parameters
-    found: list[Recommendation] = sw.recommend(
-        **options, **{"limit" if takes_limit else "k": limit}
-    )
+    call: Any = sw.recommend
+    found: list[Recommendation] = call(**options, **{"limit" if takes_limit else "k": limit})
     return found
 
 
