@@ -1,4 +1,4 @@
-"""``shelfwise export RUN_DIR --out BUNDLE [--quantize int8] [--sign-key KEY]``.
+"""``shelfwise export``: a training run -> a model bundle (``export_bundle``), loaded on use.
 
 Example::
 
@@ -7,88 +7,90 @@ Example::
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
 import time
 
-from shelfwise._errors import ShelfwiseError
+import click
+
+from shelfwise.cli.output import emit, json_option
+from shelfwise.cli.params import POSITIVE, Folder, InputFile
 from shelfwise.model.bundle import read_private_key
+from shelfwise.training.cli import bad_values_are_bad_input, log_to_stderr
 
-from .bundle import export_bundle
-
-EXAMPLE = """example:
-  shelfwise export runs/beauty --out bundles/beauty --quantize int8
-  shelfwise export runs/groceries --out kiosk_demo/store/bundle --quantize int8 --sign-key k.key
-"""
+from .bundle import ExportReport, export_bundle
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="shelfwise export",
-        description="Export a training run as a model bundle: ONNX graph (dynamic batch and "
-        "history length, top-K inside), onnx.checker, parity with PyTorch on real histories, "
-        "optional int8 with its validation metric change, side tables, sha256 of every file, "
-        "optional ed25519 signature. The runtime loads it without torch.",
-        epilog=EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+def _summary(report: ExportReport, signed: bool) -> str:
+    manifest = report.manifest
+    training = manifest.training
+    parity = training["parity_fp32_vs_torch"]
+    text = (
+        f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, {manifest.num_items} items, "
+        f"quantization {manifest.quantization}{', signed' if signed else ''})\n"
+        f"parity fp32 vs torch: max abs diff {parity['max_abs_diff']:.2e}, "
+        f"top-10 agreement {parity['top10_agreement']:.4f} over {parity['cases']} histories"
     )
-    p.add_argument("run", help="run folder written by shelfwise train")
-    p.add_argument("--out", required=True, help="bundle folder to write (replaced atomically)")
-    p.add_argument("--quantize", default="none", choices=["none", "int8"])
-    p.add_argument("--sign-key", help="ed25519 private key file (raw 32 bytes, hex or PEM)")
-    p.add_argument("--name", default="", help="model name (default from the data file)")
-    p.add_argument("--version", default="", help="model version (default: data fingerprint)")
-    p.add_argument("--expires-days", type=float, help="bundle refuses to install after this")
-    p.add_argument("--json", action="store_true", help="print the manifest as JSON")
-    return p
-
-
-def main(name: str, argv: list[str]) -> int:
-    """Entry point used by ``shelfwise.cli`` for ``shelfwise export``.
-
-    Example:
-        >>> main("export", ["--help"])  # doctest: +SKIP
-    """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    args = parser().parse_args(argv)
-    try:
-        key = read_private_key(args.sign_key) if args.sign_key else None
-        expires = (
-            int((time.time() + args.expires_days * 86400) * 1000) if args.expires_days else None
+    quant = training["quantization"]
+    if quant.get("valid_int8"):
+        text += (
+            f"\nint8: validation NDCG@10 {quant['valid_fp32']['ndcg@10']:.4f} -> "
+            f"{quant['valid_int8']['ndcg@10']:.4f} "
+            f"({100 * quant['ndcg@10_relative_drop']:.2f}% relative), MatMulInteger feeds "
+            f"TopK: {quant['scorer_runs_matmulinteger']}"
         )
+    return text
+
+
+@click.command("export")
+@click.argument("run", type=Folder())
+@click.option("--out", required=True, help="Bundle folder to write (replaced atomically).")
+@click.option(
+    "--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
+    help="int8 scoring head (MatMulInteger) or none.",
+)  # fmt: skip
+@click.option(
+    "--sign-key", type=InputFile(), help="ed25519 private key (raw 32 bytes, hex or PEM)."
+)
+@click.option("--name", default="", help="Model name (default: from the data file).")
+@click.option("--version", default="", help="Model version (default: the data fingerprint).")
+@click.option("--expires-days", type=POSITIVE, help="The bundle refuses to install after this.")
+@json_option
+def export_command(
+    run: str,
+    out: str,
+    quantize: str,
+    sign_key: str | None,
+    name: str,
+    version: str,
+    expires_days: float | None,
+    as_json: bool,
+) -> None:
+    """Export a training run as a model bundle the runtime loads without torch.
+
+    ONNX graph (dynamic batch and history length, top-K inside), onnx.checker, parity with
+    PyTorch on real histories, optional int8 with its validation metric change, side tables,
+    sha256 of every file, optional ed25519 signature.
+
+    Python: shelfwise.export.bundle.export_bundle(run, out, ...)
+
+    \b
+    Examples:
+      shelfwise export runs/beauty --out bundles/beauty --quantize int8
+      shelfwise export runs/groceries --out kiosk_demo/store/bundle --quantize int8 --sign-key k.key
+    """
+    log_to_stderr()
+    with bad_values_are_bad_input():
+        key = read_private_key(sign_key) if sign_key else None
+        expires = int((time.time() + expires_days * 86400) * 1000) if expires_days else None
         report = export_bundle(
-            args.run,
-            args.out,
-            quantize=args.quantize,
+            run,
+            out,
+            quantize=quantize,
             sign_key=key,
-            model_name=args.name,
-            model_version=args.version,
+            model_name=name,
+            model_version=version,
             expires_ms=expires,
         )
-    except (ShelfwiseError, ValueError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    manifest = report.manifest
-    if args.json:
-        print(json.dumps(manifest.__dict__, indent=1, sort_keys=True, default=dict))
-    else:
-        training = manifest.training
-        parity = training["parity_fp32_vs_torch"]
-        print(
-            f"wrote {report.path} ({report.size_bytes / 1e6:.2f} MB, {manifest.num_items} items, "
-            f"quantization {manifest.quantization}{', signed' if key else ''})\n"
-            f"parity fp32 vs torch: max abs diff {parity['max_abs_diff']:.2e}, "
-            f"top-10 agreement {parity['top10_agreement']:.4f} over {parity['cases']} histories"
-        )
-        quant = training["quantization"]
-        if quant.get("valid_int8"):
-            print(
-                f"int8: validation NDCG@10 {quant['valid_fp32']['ndcg@10']:.4f} -> "
-                f"{quant['valid_int8']['ndcg@10']:.4f} "
-                f"({100 * quant['ndcg@10_relative_drop']:.2f}% relative), MatMulInteger feeds "
-                f"TopK: {quant['scorer_runs_matmulinteger']}"
-            )
-    return 0
+    emit(as_json, report.manifest.__dict__, lambda: _summary(report, key is not None))
+
+
+__all__ = ["export_command"]

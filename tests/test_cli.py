@@ -100,6 +100,9 @@ def test_inspect_verifies_a_bundle_and_shows_its_manifest(
     code, out, _ = _run(capsys, "inspect", str(bundle_path))
     assert code == 0 and "13 items" in out and "files verified" in out
     code, _, err = _run(capsys, "inspect", str(bundle_path / "nope"))
+    assert code == 2 and "does not exist" in err  # a missing path is bad input
+    (bundle_path / "empty").mkdir()
+    code, _, err = _run(capsys, "inspect", str(bundle_path / "empty"))
     assert code == 1 and "not a bundle" in err
 
 

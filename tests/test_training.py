@@ -328,7 +328,7 @@ def test_train_and_evaluate_commands_write_the_quality_json(tmp_path: Path) -> N
     args = ["--dim", "16", "--heads", "1", "--layers", "1", "--max-len", "12", "--epochs", "3"]
     assert main(["train", "--data", str(data), "--out", str(run), "--no-progress", *args]) == 0
     out = tmp_path / "q.json"
-    assert main(["evaluate", str(run), "--json", str(out), "--no-progress"]) == 0
+    assert main(["evaluate", str(run), "--output", str(out), "--no-progress"]) == 0
     results = json.loads(out.read_text())
     assert "masked" in results["protocol"]
     assert set(results["metrics"]) >= {"shelfwise SeqRec", "popularity", "EASE"}

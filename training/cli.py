@@ -1,139 +1,171 @@
-"""``shelfwise train`` and ``shelfwise evaluate`` (dispatched here by ``shelfwise.cli``).
+"""``shelfwise train`` and ``shelfwise evaluate`` (click commands ``shelfwise.cli`` loads on use).
+
+They mirror ``shelfwise.training.train.train(TrainConfig(...))`` and ``evaluate_run(...)``;
+errors and exit codes are those of every ``shelfwise`` command (see ``shelfwise --help``).
 
 Examples::
 
     shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
-    shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --json q.json
+    shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --output q.json
 """
 
 from __future__ import annotations
 
-import argparse
+import contextlib
 import json
 import logging
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import click
 import numpy as np
 
-from shelfwise._errors import ShelfwiseError
+from shelfwise import InvalidInput, ShelfwiseError
+from shelfwise.cli.output import emit, json_option
+from shelfwise.cli.params import POSITIVE, FiniteFloat, Folder, InputFile
 
 from .data import FORMATS, make_split
 from .evaluate import METRICS, PUBLISHED_BEAUTY, evaluate, format_table
 from .train import TrainConfig, load_run, model_scorer, read_config_log, train
 
 logger = logging.getLogger(__name__)
-
-TRAIN_EXAMPLE = """example:
-  shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
-  shelfwise train --data ../shared/data/groceries-dated/Groceries_dataset.csv \\
-      --format groceries --out runs/groceries --epochs 60
-  torchrun --nproc_per_node 2 -m shelfwise.training.train --data Beauty.txt --out runs/ddp
-"""
-EVALUATE_EXAMPLE = """example:
-  shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --json quality.json
-"""
+DEFAULTS = TrainConfig(data="", out="")
 
 
-def train_parser() -> argparse.ArgumentParser:
-    defaults = TrainConfig(data="", out="")
-    parser = argparse.ArgumentParser(
-        prog="shelfwise train",
-        description="Train the sequential recommender on a transaction log; writes a run folder "
-        "(model, vocabulary, side tables, validation curve) that `shelfwise export` turns into "
-        "a bundle.",
-        epilog=TRAIN_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--data", required=True, help="the data file")
-    parser.add_argument("--out", required=True, help="run folder to write")
-    parser.add_argument("--format", default="auto", choices=["auto", *FORMATS])
-    parser.add_argument(
-        "--columns",
-        default="",
-        help="for --format events: user=COL,item=COL[,timestamp=COL,basket=COL,event_type=COL,store=COL]",
-    )
-    parser.add_argument(
-        "--item-features", default="", help="JSON {item: [attributes]} or {item: category}"
-    )
-    parser.add_argument(
-        "--categories", default="", help="JSON {item: category} for category popularity"
-    )
-    parser.add_argument(
-        "--skip-bad-rows", action="store_true", help="skip and count malformed rows"
-    )
-    for name in ("seed", "max_len", "dim", "heads", "layers", "batch_size", "epochs"):
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=int, default=getattr(defaults, name)
-        )
-    parser.add_argument("--patience", type=int, default=defaults.patience)
-    parser.add_argument("--threads", type=int, default=defaults.threads)
-    for name in ("dropout", "lr", "weight_decay"):
-        parser.add_argument(
-            f"--{name.replace('_', '-')}", type=float, default=getattr(defaults, name)
-        )
-    parser.add_argument("--no-progress", action="store_true", help="no tqdm bars")
-    parser.add_argument("--resume", action="store_true", help="continue from checkpoint.pt")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
-    return parser
+def log_to_stderr() -> None:
+    """INFO lines on stderr when the caller configured no logging (a command line run)."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
-def evaluate_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="shelfwise evaluate",
-        description="Evaluate a trained run and the baselines (popularity, co-occurrence, "
-        "Markov transitions, EASE) on the test split with full-ranking metrics; prints the "
-        "table (with published anchors on Beauty) and writes JSON.",
-        epilog=EVALUATE_EXAMPLE,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("run", help="run folder written by shelfwise train")
-    parser.add_argument("--data", help="data file (default: the one the run trained on)")
-    parser.add_argument("--json", dest="json_path", help="write the results here")
-    parser.add_argument("--split", default="test", choices=["test", "valid"])
-    parser.add_argument(
-        "--ease-l2",
-        type=float,
-        default=100.0,
-        help="EASE L2 (100: best of 100/400 on Beauty validation)",
-    )
-    parser.add_argument(
-        "--sampled", action="store_true", help="also the sampled-100-negatives protocol"
-    )
-    parser.add_argument("--no-baselines", action="store_true")
-    parser.add_argument("--no-progress", action="store_true")
-    return parser
+@contextlib.contextmanager
+def bad_values_are_bad_input() -> Iterator[None]:
+    """The back office raises plain ``ValueError`` for unusable data: exit 2, not a bug."""
+    try:
+        yield
+    except ShelfwiseError:
+        raise
+    except ValueError as exc:
+        raise InvalidInput(str(exc)) from exc
 
 
-def run_train(argv: list[str]) -> int:
-    """Train a model from the command line."""
-    args = train_parser().parse_args(argv)
+def _int(name: str, minimum: int, help_text: str) -> Any:
+    return click.option(
+        f"--{name.replace('_', '-')}",
+        type=click.IntRange(min=minimum),
+        default=getattr(DEFAULTS, name),
+        show_default=True,
+        help=help_text,
+    )
+
+
+@click.command("train")
+@click.option("--data", required=True, type=InputFile(), help="The transaction log file.")
+@click.option("--out", required=True, help="Run folder to write.")
+@click.option(
+    "--format", "data_format", default="auto", show_default=True,
+    type=click.Choice(["auto", *FORMATS]), help="How the data file is laid out.",
+)  # fmt: skip
+@click.option(
+    "--columns",
+    default="",
+    help="For --format events: user=COL,item=COL[,timestamp=COL,basket=COL,event_type=COL,store=COL].",
+)
+@click.option(
+    "--item-features", type=InputFile(), help="JSON {item: [attributes]} or {item: category}."
+)
+@click.option("--categories", type=InputFile(), help="JSON {item: category} for popularity.")
+@click.option("--skip-bad-rows", is_flag=True, help="Skip and count malformed rows.")
+@_int("seed", 0, "Random seed.")
+@_int("max_len", 1, "History length the model sees.")
+@_int("dim", 1, "Embedding size (a multiple of --heads).")
+@_int("heads", 1, "Attention heads.")
+@_int("layers", 1, "Transformer blocks.")
+@_int("batch_size", 1, "Sequences per step.")
+@_int("epochs", 1, "At most this many epochs.")
+@_int("patience", 1, "Stop after this many epochs without a better validation NDCG@10.")
+@_int("threads", 0, "Torch threads (0: let torch decide).")
+@click.option(
+    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
+    show_default=True, help="Dropout rate.",
+)  # fmt: skip
+@click.option("--lr", type=POSITIVE, default=DEFAULTS.lr, show_default=True, help="Learning rate.")
+@click.option(
+    "--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay,
+    show_default=True, help="AdamW weight decay.",
+)  # fmt: skip
+@click.option("--no-progress", is_flag=True, help="No tqdm bars.")
+@click.option("--resume", is_flag=True, help="Continue from the run's checkpoint.pt.")
+@json_option
+def train_command(
+    data: str,
+    out: str,
+    data_format: str,
+    columns: str,
+    item_features: str | None,
+    categories: str | None,
+    skip_bad_rows: bool,
+    seed: int,
+    max_len: int,
+    dim: int,
+    heads: int,
+    layers: int,
+    batch_size: int,
+    epochs: int,
+    patience: int,
+    threads: int,
+    dropout: float,
+    lr: float,
+    weight_decay: float,
+    no_progress: bool,
+    resume: bool,
+    as_json: bool,
+) -> None:
+    """Train the sequential recommender on a transaction log.
+
+    Python: shelfwise.training.train.train(TrainConfig(...))
+
+    Writes a run folder (model, vocabulary, side tables, validation curve) that
+    `shelfwise export` turns into a bundle. For several processes:
+    torchrun --nproc_per_node 2 -m shelfwise.training.train --data ... --out ...
+
+    \b
+    Examples:
+      shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
+      shelfwise train --data ../shared/data/groceries-dated/Groceries_dataset.csv \\
+          --format groceries --out runs/groceries --epochs 60
+    """
+    if dim % heads:
+        raise click.BadParameter(f"--dim {dim} must be a multiple of --heads {heads}")
+    log_to_stderr()
     config = TrainConfig(
-        data=args.data,
-        out=args.out,
-        format=args.format,
-        columns=args.columns,
-        item_features=args.item_features,
-        categories=args.categories,
-        skip_bad_rows=args.skip_bad_rows,
-        seed=args.seed,
-        max_len=args.max_len,
-        dim=args.dim,
-        heads=args.heads,
-        layers=args.layers,
-        dropout=args.dropout,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        epochs=args.epochs,
-        patience=args.patience,
-        threads=args.threads,
-        progress=not args.no_progress,
-        resume=args.resume,
+        data=data,
+        out=out,
+        format=data_format,
+        columns=columns,
+        item_features=item_features or "",
+        categories=categories or "",
+        skip_bad_rows=skip_bad_rows,
+        seed=seed,
+        max_len=max_len,
+        dim=dim,
+        heads=heads,
+        layers=layers,
+        dropout=dropout,
+        batch_size=batch_size,
+        lr=lr,
+        weight_decay=weight_decay,
+        epochs=epochs,
+        patience=patience,
+        threads=threads,
+        progress=not no_progress,
+        resume=resume,
     )
-    result = train(config)
+    with bad_values_are_bad_input():
+        result = train(config)
     summary = {
         "out": str(result.out),
         "best_epoch": result.best_epoch,
@@ -141,15 +173,15 @@ def run_train(argv: list[str]) -> int:
         "epochs_run": result.epochs_run,
         "seconds": round(result.seconds, 1),
     }
-    if args.json:
-        print(json.dumps(summary, indent=2))
-    else:
-        print(
+    emit(
+        as_json,
+        summary,
+        lambda: (
             f"trained {result.out}: best epoch {result.best_epoch}, validation "
             + ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
             + f" ({result.seconds:.0f} s)"
-        )
-    return 0
+        ),
+    )
 
 
 def evaluate_run(
@@ -180,7 +212,7 @@ def evaluate_run(
     if log.fingerprint != trained_on:
         logger.warning("evaluating on different data than the run trained on")
     if log.vocabulary().items != vocab.items:
-        raise ShelfwiseError(f"{config.data} has a different item vocabulary than {run_dir}")
+        raise InvalidInput(f"{config.data} has a different item vocabulary than {run_dir}")
     split = make_split(log, vocab)
     cases = split.test if split_name == "test" else split.valid
     fit_on = split.train_for_test if split_name == "test" else split.train
@@ -228,28 +260,75 @@ def evaluate_run(
     return results
 
 
-def run_evaluate(argv: list[str]) -> int:
-    """Evaluate from the command line."""
-    args = evaluate_parser().parse_args(argv)
-    results = evaluate_run(
-        args.run,
-        args.data,
-        split_name=args.split,
-        baselines=not args.no_baselines,
-        sampled=args.sampled,
-        ease_l2=args.ease_l2,
-        progress=not args.no_progress,
-    )
-    print(results["protocol"])
-    print(format_table(results["metrics"], results["published"] or None))
-    if args.sampled:
-        print("\nsampled-100-negatives protocol (older papers only):")
-        print(format_table(results["sampled_100_negatives"]["metrics"]))
-    if args.json_path:
-        path = Path(args.json_path)
+@click.command("evaluate")
+@click.argument("run", type=Folder())
+@click.option("--data", type=InputFile(), help="Data file (default: the one the run trained on).")
+@click.option("--output", type=click.Path(dir_okay=False), help="Also write the results here.")
+@click.option(
+    "--split", default="test", show_default=True, type=click.Choice(["test", "valid"]),
+    help="Which held-out split.",
+)  # fmt: skip
+@click.option(
+    "--ease-l2", type=POSITIVE, default=100.0, show_default=True,
+    help="EASE L2 (100: best of 100/400 on Beauty validation).",
+)  # fmt: skip
+@click.option("--sampled", is_flag=True, help="Also the sampled-100-negatives protocol.")
+@click.option("--no-baselines", is_flag=True, help="Only the trained model.")
+@click.option("--no-progress", is_flag=True, help="No tqdm bars.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="Print the results as JSON on stdout instead of the tables "
+    "(it used to take a file name: that is --output now).",
+)
+def evaluate_command(
+    run: str,
+    data: str | None,
+    output: str | None,
+    split: str,
+    ease_l2: float,
+    sampled: bool,
+    no_baselines: bool,
+    no_progress: bool,
+    as_json: bool,
+) -> None:
+    """Evaluate a run and the baselines on the test split.
+
+    Python: shelfwise.training.cli.evaluate_run(run, data)
+
+    Baselines: popularity, co-occurrence, Markov transitions, EASE; full-ranking metrics,
+    with the published anchors on Beauty.
+
+    \b
+    Example:
+      shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --output quality.json
+    """
+    log_to_stderr()
+    with bad_values_are_bad_input():
+        results = evaluate_run(
+            run,
+            data,
+            split_name=split,
+            baselines=not no_baselines,
+            sampled=sampled,
+            ease_l2=ease_l2,
+            progress=not no_progress,
+        )
+    if output:
+        path = Path(output)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=1, default=_json_default))
-    return 0
+
+    def tables() -> str:
+        text = results["protocol"] + "\n"
+        text += format_table(results["metrics"], results["published"] or None)
+        if sampled:
+            text += "\n\nsampled-100-negatives protocol (older papers only):\n"
+            text += format_table(results["sampled_100_negatives"]["metrics"])
+        return text
+
+    emit(as_json, results, tables)
 
 
 def _json_default(value: object) -> object:
@@ -258,24 +337,4 @@ def _json_default(value: object) -> object:
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
-def main(name: str, argv: list[str]) -> int:
-    """Entry point used by ``shelfwise.cli``: ``name`` is ``train`` or ``evaluate``.
-
-    Example:
-        >>> main("train", ["--help"])  # doctest: +SKIP
-    """
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    try:
-        if name == "train":
-            return run_train(argv)
-        if name == "evaluate":
-            return run_evaluate(argv)
-    except ShelfwiseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    print(f"unknown command {name!r}", file=sys.stderr)
-    return 2
-
-
-__all__ = ["METRICS", "evaluate_run", "main"]
+__all__ = ["METRICS", "evaluate_command", "evaluate_run", "train_command"]

@@ -387,9 +387,9 @@ def load_run(run_dir: str | Path) -> tuple[SeqRec, Vocabulary, TrainConfig]:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m shelfwise.training.train`` (what torchrun runs): same flags as ``train``."""
-    from .cli import main as cli_main
+    from shelfwise.cli import main as cli_main
 
-    return cli_main("train", list(sys.argv[1:] if argv is None else argv))
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,24 +1,20 @@
-"""``shelfwise sync`` and ``shelfwise sync-status``: the sync verbs for operators.
-
-Examples::
-
-    shelfwise sync --db store.db --url http://collector:8421 --key-file kiosk-7.key --json
-    shelfwise sync-status --db store.db --json
-"""
+"""``shelfwise sync`` and ``shelfwise sync-status``: ``sw.sync(...)`` and ``sw.sync_status()``."""
 
 from __future__ import annotations
 
-import argparse
-import json
 import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from .. import _facade
+import click
+
+from .. import Credentials, PrivacyPolicy
+from .. import open as open_store
 from ..sync.downstream import applied_documents
-from ..sync.privacy import PrivacyPolicy
-from ..sync.upload import Credentials
+from .exit_codes import ExitCode
+from .output import emit, json_option
+from .params import COUNT, POSITIVE, InputFile, PublicKey, db_option
 
 PROGRESS_FROM = 20  # releases: below this a progress bar is noise
 
@@ -56,101 +52,128 @@ def _when(ms: int | None) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(ms / 1000))
 
 
-def cmd_sync(args: argparse.Namespace) -> int:
-    """Summarise, upload the outbox, pull fleet tables, signed catalog/offers documents
-    (with --public-key) and (with --bundles) a bundle.
+@click.command()
+@db_option()
+@click.option("--url", required=True, help="Collector base URL, e.g. http://127.0.0.1:8421.")
+@click.option("--key-file", required=True, type=InputFile(), help="Device key file (add-device).")
+@click.option("--device-id", help="Device id (default: the key file's).")
+@click.option(
+    "--k",
+    type=COUNT,
+    default=15,
+    show_default=True,
+    help="Privacy: at least this many distinct shoppers per released cell.",
+)
+@click.option(
+    "--k-pairs", type=COUNT, default=25, show_default=True, help="The same for co-purchase pairs."
+)
+@click.option("--epsilon", type=POSITIVE, help="Add OpenDP integer noise (needs [privacy]).")
+@click.option("--bundles", help="Folder to install bundles pulled from upstream into.")
+@click.option(
+    "--public-key",
+    type=PublicKey(),
+    help="Pinned ed25519 public key (hex) for bundles and documents.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0),
+    default=300.0,
+    show_default=True,
+    help="Stop retrying after this many seconds.",
+)
+@json_option
+def sync(
+    db: str,
+    url: str,
+    key_file: str,
+    device_id: str | None,
+    k: int,
+    k_pairs: int,
+    epsilon: float | None,
+    bundles: str | None,
+    public_key: bytes | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Summarise, upload the outbox, pull fleet tables, signed documents and bundles.
 
-    Example: shelfwise sync --db store.db --url http://127.0.0.1:8421 --key-file k.json
+    Python: sw.sync(url, credentials, ...)
+
+    Exits 4 when the collector could not be reached or the sync stopped with an error; the
+    outbox keeps everything not acknowledged for the next run.
+
+    \b
+    Example:
+      shelfwise sync --db store.db --url http://127.0.0.1:8421 --key-file kiosk-7.key --json
     """
-    credentials = Credentials.from_file(args.key_file, args.device_id)
-    policy = PrivacyPolicy(k=args.k, k_pairs=max(args.k, args.k_pairs), epsilon=args.epsilon)
-    public_key = bytes.fromhex(args.public_key) if args.public_key else None
+    credentials = Credentials.from_file(key_file, device_id)
+    policy = PrivacyPolicy(k=k, k_pairs=max(k, k_pairs), epsilon=epsilon)
     update, close = _progress()
-    with _facade.open(args.db, public_key=public_key) as sw:
+    with open_store(db, public_key=public_key) as sw:
         try:
             report = sw.sync(
-                args.url,
+                url,
                 credentials,
                 policy=policy,
-                bundles_dir=args.bundles,
+                bundles_dir=bundles,
                 public_key=public_key,
-                deadline_s=args.timeout,
-                progress=None if args.json else update,
+                deadline_s=timeout,
+                progress=None if as_json else update,
             )
         finally:
             close()
         status = sw.sync_status()
-    data = {"report": report.to_dict(), "status": status.to_dict()}
-    if args.json:
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(
+    emit(
+        as_json,
+        {"report": report.to_dict(), "status": status.to_dict()},
+        lambda: (
             f"acked {report.acked} summaries in {report.requests} requests "
             f"({report.retries} retries, {report.quarantined} quarantined); "
             f"{report.remaining} still queued"
             + (f"; error: {report.error}" if report.error else "")
-        )
-    return 0 if report.error is None else 4
+        ),
+    )
+    if report.error is not None:
+        raise click.exceptions.Exit(ExitCode.UNAVAILABLE)
 
 
-def cmd_sync_status(args: argparse.Namespace) -> int:
-    """Show what is queued for upstream, the last success and the last error (offline).
+@click.command("sync-status")
+@db_option()
+@json_option
+def sync_status(db: str, as_json: bool) -> None:
+    """What is queued for upstream, the last success and the last error.
 
-    Example: shelfwise sync-status --db store.db --json
+    Python: sw.sync_status()
+
+    Reads only the local store: works with no network.
+
+    \b
+    Example:
+      shelfwise sync-status --db store.db --json
     """
-    with _facade.open(args.db) as sw:
+    with open_store(db) as sw:
         status = sw.sync_status()
         documents = applied_documents(sw.store)
-    if args.json:
-        data = status.to_dict()
-        data["documents"] = {kind: doc.to_dict() for kind, doc in documents.items()}
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(
+    data = status.to_dict()
+    data["documents"] = {kind: doc.to_dict() for kind, doc in documents.items()}
+
+    def text() -> str:
+        lines = [
             f"queued: {status.queued} summaries ({status.queued_bytes} bytes), "
-            f"quarantined: {status.quarantined}, unsummarised events: {status.unsummarised_events}\n"
-            f"last success: {_when(status.last_success_ms)}\n"
-            f"last error: {status.last_error or 'none'}"
-        )
-        for kind, doc in documents.items():
-            print(
-                f"{kind}: version {doc.version}, applied {_when(doc.applied_ms)}, "
-                f"expires {_when(doc.expires_ms)}"
-            )
-    return 0
+            f"quarantined: {status.quarantined}, unsummarised events: {status.unsummarised_events}",
+            f"last success: {_when(status.last_success_ms)}",
+            f"last error: {status.last_error or 'none'}",
+        ]
+        lines += [
+            f"{kind}: version {doc.version}, applied {_when(doc.applied_ms)}, "
+            f"expires {_when(doc.expires_ms)}"
+            for kind, doc in documents.items()
+        ]
+        return "\n".join(lines)
+
+    emit(as_json, data, text)
 
 
-def add_parser(sub: Any) -> None:
-    """Register ``sync`` and ``sync-status`` on the ``shelfwise`` command."""
-    sync = sub.add_parser(
-        "sync",
-        help="send private summaries upstream and pull fleet tables / bundles",
-        description="Example: shelfwise sync --db s.db --url http://127.0.0.1:8421 "
-        "--key-file kiosk-7.key --json",
-    )
-    sync.add_argument("--db", required=True, help="store file")
-    sync.add_argument("--url", required=True, help="collector base URL")
-    sync.add_argument("--key-file", required=True, help="device key file from add-device")
-    sync.add_argument("--device-id", help="device id (default: the key file's)")
-    sync.add_argument("--k", type=int, default=15, help="min distinct contributors per cell")
-    sync.add_argument("--k-pairs", type=int, default=25, help="the same for co-purchase pairs")
-    sync.add_argument("--epsilon", type=float, help="add OpenDP integer noise (needs [privacy])")
-    sync.add_argument("--bundles", help="folder to install bundles pulled from upstream into")
-    sync.add_argument(
-        "--public-key",
-        help="pinned ed25519 public key (hex) for bundles and catalog/offers documents",
-    )
-    sync.add_argument(
-        "--timeout", type=float, default=300.0, help="stop retrying after this many seconds"
-    )
-    sync.add_argument("--json", action="store_true", help="print JSON instead of text")
-    sync.set_defaults(func=cmd_sync)
+COMMANDS = [sync, sync_status]
 
-    status = sub.add_parser(
-        "sync-status",
-        help="what is queued for upstream, last success, last error",
-        description="Example: shelfwise sync-status --db s.db --json",
-    )
-    status.add_argument("--db", required=True)
-    status.add_argument("--json", action="store_true", help="print JSON instead of text")
-    status.set_defaults(func=cmd_sync_status)
+__all__ = ["COMMANDS"]

@@ -1,0 +1,196 @@
+"""``shelfwise offers load|list|get|activate|deactivate|codes|stats|experiment-report``: ``sw.offers``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from .. import open as open_store
+from .output import dumps, emit, json_option, key_values, table
+from .params import COUNT, InputFile, db_option
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _store_option(func: F) -> F:
+    return click.option("--store", default="", help="Store id the offers run in.")(func)
+
+
+@click.group()
+def offers() -> None:
+    """Offers: load definitions, list them, switch them on and off, issue codes, see stats.
+
+    \b
+    Example:
+      shelfwise offers load --db store.db offers.yaml
+      shelfwise offers deactivate --db store.db coffee10
+    """
+
+
+@offers.command()
+@db_option(create=True)
+@click.argument("file", type=InputFile())
+@_store_option
+@json_option
+def load(db: str, file: str, store: str, as_json: bool) -> None:
+    """Add or replace every offer in a JSON or YAML file, all or nothing.
+
+    Python: sw.offers.load(file)
+
+    \b
+    Example:
+      shelfwise offers load --db store.db offers.yaml --json
+    """
+    with open_store(db, store_id=store) as sw:
+        loaded = sw.offers.load(file)
+    emit(as_json, {"loaded": [o.offer_id for o in loaded]}, f"loaded {len(loaded)} offers")
+
+
+@offers.command("list")
+@db_option()
+@click.option("--limit", type=COUNT, help="At most this many offers (default: all).")
+@_store_option
+@json_option
+def list_offers(db: str, limit: int | None, store: str, as_json: bool) -> None:
+    """Every offer, on or off, by id, with its counters.
+
+    Python: sw.offers.all()
+
+    \b
+    Example:
+      shelfwise offers list --db store.db --json
+    """
+    with open_store(db, store_id=store) as sw:
+        rows = [
+            {**o.to_dict(), "stats": sw.offers.stats(o.offer_id)} for o in sw.offers.all()[:limit]
+        ]
+
+    def text() -> str:
+        if not rows:
+            return "(no offers)"
+        return table(
+            [("on" if r["active"] else "off", r["offer_id"], r["title"]) for r in rows],
+            ["state", "offer", "title"],
+        )
+
+    emit(as_json, rows, text)
+
+
+@offers.command()
+@db_option()
+@click.argument("offer_id")
+@_store_option
+@json_option
+def get(db: str, offer_id: str, store: str, as_json: bool) -> None:
+    """One offer's definition and state.
+
+    Python: sw.offers.get(offer_id)
+
+    \b
+    Example:
+      shelfwise offers get --db store.db coffee10 --json
+    """
+    with open_store(db, store_id=store) as sw:
+        data = sw.offers.get(offer_id).to_dict()
+    emit(as_json, data, lambda: dumps(data))
+
+
+def _switch(on: bool) -> click.Command:
+    verb = "activate" if on else "deactivate"
+    doc = (
+        f"Switch an offer {'on' if on else 'off'}.\n\nPython: sw.offers.{verb}(offer_id)\n\n"
+        f"\b\nExample:\n  shelfwise offers {verb} --db store.db coffee10\n"
+    )
+
+    @click.command(verb, help=doc)
+    @db_option()
+    @click.argument("offer_id")
+    @_store_option
+    @json_option
+    def command(db: str, offer_id: str, store: str, as_json: bool) -> None:
+        with open_store(db, store_id=store) as sw:
+            getattr(sw.offers, verb)(offer_id)
+        emit(as_json, {"offer_id": offer_id, "active": on}, f"{offer_id}: {'on' if on else 'off'}")
+
+    return command
+
+
+offers.add_command(_switch(True))
+offers.add_command(_switch(False))
+
+
+@offers.command()
+@db_option()
+@click.argument("offer_id")
+@click.option(
+    "--count", type=click.IntRange(1, 100_000), default=1, show_default=True, help="How many."
+)
+@click.option("--shopper", help="Bind the codes to this loyalty member.")
+@click.option("--expires", type=click.IntRange(min=0), help="Expiry, ms since 1970 (UTC).")
+@_store_option
+@json_option
+def codes(
+    db: str,
+    offer_id: str,
+    count: int,
+    shopper: str | None,
+    expires: int | None,
+    store: str,
+    as_json: bool,
+) -> None:
+    """Issue single-use codes for an offer, one per line.
+
+    Python: sw.offers.issue_codes(offer_id, count, shopper_id=..., expires_ms=...)
+
+    \b
+    Example:
+      shelfwise offers codes --db store.db coffee10 --count 100 > codes.txt
+    """
+    with open_store(db, store_id=store) as sw:
+        issued = sw.offers.issue_codes(offer_id, count, shopper_id=shopper, expires_ms=expires)
+    emit(as_json, {"offer_id": offer_id, "codes": issued}, "\n".join(issued))
+
+
+@offers.command()
+@db_option()
+@click.argument("offer_id")
+@_store_option
+@json_option
+def stats(db: str, offer_id: str, store: str, as_json: bool) -> None:
+    """An offer's counters: redemptions, money spent, held reservations.
+
+    Python: sw.offers.stats(offer_id)
+
+    \b
+    Example:
+      shelfwise offers stats --db store.db coffee10 --json
+    """
+    with open_store(db, store_id=store) as sw:
+        data = sw.offers.stats(offer_id)
+    emit(as_json, data, lambda: key_values(data))
+
+
+@offers.command("experiment-report")
+@db_option()
+@click.argument("experiment_id")
+@_store_option
+@json_option
+def experiment_report(db: str, experiment_id: str, store: str, as_json: bool) -> None:
+    """Exposed and converted shoppers per variant and the lift.
+
+    Python: sw.offers.experiment_report(experiment_id)
+
+    \b
+    Example:
+      shelfwise offers experiment-report --db store.db spring-test --json
+    """
+    with open_store(db, store_id=store) as sw:
+        data = sw.offers.experiment_report(experiment_id)
+    emit(as_json, data, lambda: dumps(data))
+
+
+COMMANDS = [offers]
+
+__all__ = ["COMMANDS"]
