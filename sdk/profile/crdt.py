@@ -129,8 +129,13 @@ class MemberProfile:
         epoch = max(self.epoch, other.epoch)
         union: dict[str, Interaction] = {}
         for i in (*self.interactions, *other.interactions):
-            if i.ts_ms > epoch and (i.event_id not in union or i > union[i.event_id]):
-                union[i.event_id] = i  # the same id twice: the larger copy, on every device
+            # The same id twice: the later copy, on every device (ordering by time first keeps
+            # this choice and the epoch filter commutative).
+            if i.ts_ms > epoch and (
+                i.event_id not in union
+                or (i.ts_ms, i) > (union[i.event_id].ts_ms, union[i.event_id])
+            ):
+                union[i.event_id] = i
         newest = sorted(union.values(), key=Interaction.sort_key)[-MAX_INTERACTIONS:]
         consents: dict[str, ConsentRecord] = {}
         for answers in (self.consents, other.consents):
