@@ -37,6 +37,8 @@ from .offers.engine import (
     Offers,
     release_holds_of,
 )
+from .profile.local import record_tombstone
+from .profile.sealing import blind_member_id
 from .recommend import Context, Recommendation, Recommender
 from .reports import DayReport, day_report
 from .store.connection import Store
@@ -62,8 +64,11 @@ class Shelfwise:
         utc_offset_minutes: int = 0,
         threads: int | None = None,
         synchronous: str = "FULL",
+        chain_secret: bytes | None = None,
     ) -> None:
         self.store = Store(db_path, synchronous=synchronous)
+        # The retailer's fleet secret: blinds loyalty ids for the collector. Held in memory only.
+        self._chain_secret = chain_secret
         self.store_id = store_id
         self.utc_offset_minutes = utc_offset_minutes
         self.catalog = Catalog(self.store)
@@ -244,11 +249,28 @@ class Shelfwise:
             ...     sw.forget_shopper("L-1") >= 1
             True
         """
-        get_shopper(self.store, shopper_id)
+        info = get_shopper(self.store, shopper_id)
         with self.store.write() as db:
             removed = self._forget_rows(db, shopper_id, keep_anonymous_events=False)
+            if info.is_member and self._chain_secret is not None:
+                # Every other device erases the member on its next sync (docs/fleet.md).
+                record_tombstone(db, self.blinded_id(shopper_id), now_ms(), uploaded=False)
         logger.info("erased a shopper (%d rows)", removed)
         return removed
+
+    # -- the fleet (logic in shelfwise.profile) ------------------------------------------------
+    def blinded_id(self, loyalty_id: str) -> str:
+        """The id the collector knows a member by (a keyed hash; needs ``chain_secret``).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:", chain_secret=b"s" * 32) as sw:
+            ...     len(sw.blinded_id("2990001234566"))
+            64
+        """
+        if self._chain_secret is None:
+            raise InvalidInput("open the store with chain_secret=... to take part in a fleet")
+        return blind_member_id(self._chain_secret, loyalty_id)
 
     def erase_shopper(self, shopper_id: str) -> int:
         """Deprecated: ``forget_shopper``."""
@@ -482,8 +504,12 @@ def open(
     utc_offset_minutes: int = 0,
     threads: int | None = None,
     synchronous: str = "FULL",
+    chain_secret: bytes | None = None,
 ) -> Shelfwise:
     """Open a store file (created and migrated if new) and, optionally, a model bundle.
+
+    ``chain_secret`` (the retailer's fleet secret, from the device's provisioning) lets members'
+    sealed profiles and erasures travel between devices; without it the device is an island.
 
     Example:
         >>> import shelfwise
@@ -499,6 +525,7 @@ def open(
         utc_offset_minutes=utc_offset_minutes,
         threads=threads,
         synchronous=synchronous,
+        chain_secret=chain_secret,
     )
 
 

@@ -26,6 +26,8 @@ from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
 from .offers.engine import OfferContext, RankedOffer, Redemption, Reservation
+from .profile import MemberProfile, merge_all, seal, unseal
+from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
 from .scan import ScanCard, scan
 
@@ -335,6 +337,47 @@ class Shopper:
         self.require_consent("location")
         events = self._sw.geo.update(self.shopper_id, lat, lon, accuracy_m, ts_ms=ts_ms)
         return [self._sw.attach_geofence_offers(self.shopper_id, event) for event in events]
+
+    # -- the member's profile across the fleet (logic in shelfwise.profile) -------------------
+    def profile(self) -> MemberProfile:
+        """The member's profile as this device holds it (what travels, sealed, to their others).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.member("L-1", consents={"offers": True}).profile().consent("offers")
+            True
+        """
+        if not self.info().is_member:
+            raise InvalidInput("only a loyalty member has a profile that travels")
+        return read_profile(self._sw.store, self.shopper_id)
+
+    def seal_profile(self, key: bytes) -> bytes:
+        """Seal the member's profile with their key and queue it for the collector.
+
+        Needs the ``profile_sync`` consent (``ConsentRequired``); the key comes with the member
+        (card + PIN, or the phone app's QR) and is never stored. Example: ``shopper.seal_profile(key)``
+        """
+        self.require_consent("profile_sync")
+        sw = self._sw
+        blinded = sw.blinded_id(self.shopper_id)
+        # An erasure this device knows of binds every copy it sends from now on.
+        profile = self.profile().erase(tombstone_of(sw.store, blinded))
+        sealed = seal(profile.to_dict(), key, blinded_id=blinded)
+        queue_sealed(sw.store, blinded, sealed, profile.epoch)
+        return sealed
+
+    def open_profiles(self, sealed: Sequence[bytes], key: bytes) -> MemberProfile:
+        """Merge sealed copies from the member's other devices into this store; return the result.
+
+        Every copy must open with the member's key (``ProfileSealError`` otherwise, nothing
+        merged). Example: ``shopper.open_profiles(blobs_from_the_collector, key)``
+        """
+        blinded = self._sw.blinded_id(self.shopper_id)
+        copies = [MemberProfile.from_dict(unseal(blob, key, blinded_id=blinded)) for blob in sealed]
+        merged = merge_all(copies).erase(tombstone_of(self._sw.store, blinded))
+        apply_profile(self._sw.store, self.shopper_id, merged)
+        return self.profile()
 
     # -- signing in and leaving ----------------------------------------------------------
     def sign_in(

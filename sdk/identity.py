@@ -6,7 +6,7 @@ purpose, each consent stored with the time it was given or withdrawn.
 
 Example:
     >>> sorted(PURPOSES)
-    ['location', 'offers', 'personalization', 'sensitive', 'sync']
+    ['location', 'offers', 'personalization', 'profile_sync', 'sensitive', 'sync']
 """
 
 from __future__ import annotations
@@ -22,8 +22,11 @@ from ._time import DAY_MS, now_ms
 from .store.connection import Store
 
 # personalization: history-based results; location: geofences; offers: targeted offers;
-# sync: member data in upstream summaries; sensitive: suggestions from sensitive categories.
-PURPOSES = frozenset({"personalization", "location", "offers", "sync", "sensitive"})
+# sync: member data in upstream summaries; sensitive: suggestions from sensitive categories;
+# profile_sync: the member's own profile travels to their other devices, sealed for them.
+PURPOSES = frozenset(
+    {"personalization", "location", "offers", "sync", "sensitive", "profile_sync"}
+)
 # An anonymous session's history lives only as long as the session, so it personalizes
 # within the session; everything else needs an explicit yes.
 ANONYMOUS_CONSENTS = frozenset({"personalization"})

@@ -99,6 +99,7 @@ def test_an_anonymous_session_personalizes_within_the_session_only(
         "offers": False,
         "sync": False,
         "sensitive": False,
+        "profile_sync": False,
     }
 
 

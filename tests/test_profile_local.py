@@ -106,3 +106,61 @@ def test_an_erasure_from_another_device_forgets_what_came_before(
     assert read_profile(a.store, CARD).counter("points") == 0
     apply_profile(a.store, CARD, old_copy)  # an old copy comes back online
     assert read_profile(a.store, CARD).interactions == (), "the erasure cannot be undone"
+
+
+SECRET = b"the-chain-secret-of-this-retailer"
+
+
+def test_a_profile_travels_only_with_the_members_consent_and_key(tmp_path: Path) -> None:
+    with (
+        shelfwise.open(tmp_path / "a.db", chain_secret=SECRET) as a,
+        shelfwise.open(tmp_path / "b.db", chain_secret=SECRET) as b,
+    ):
+        for sw in (a, b):
+            sw.catalog.import_rows(CATALOG)
+        member = a.member(CARD, consents={"personalization": True})
+        member.view("coffee")
+        with pytest.raises(shelfwise.ConsentRequired):
+            member.seal_profile(KEY)
+        member.set_consent("profile_sync", True)
+        sealed = member.seal_profile(KEY)
+        assert CARD.encode() not in sealed and b"coffee" not in sealed
+        on_b = b.member(CARD)
+        wrong = derive_member_key(CARD, "000000", blinded_id=BLINDED, cost=TEST_COST)
+        with pytest.raises(shelfwise.ProfileSealError):
+            on_b.open_profiles([sealed], wrong)
+        assert on_b.profile().interactions == (), "a copy that does not open merges nothing"
+        merged = on_b.open_profiles([sealed], KEY)
+        assert [i.item_id for i in merged.interactions] == ["coffee"]
+        assert on_b.has_consent("profile_sync") and on_b.has_consent("personalization")
+
+
+def test_forgetting_a_member_queues_a_tombstone_that_binds_later_copies(tmp_path: Path) -> None:
+    from shelfwise.profile.local import pending_profiles, pending_tombstones
+
+    with shelfwise.open(tmp_path / "a.db", chain_secret=SECRET) as a:
+        a.catalog.import_rows(CATALOG)
+        member = a.member(CARD, consents={"profile_sync": True})
+        member.seal_profile(KEY)
+        a.forget_shopper(CARD)
+        [(blinded, erased_ms)] = pending_tombstones(a.store)
+        assert blinded == a.blinded_id(CARD) == BLINDED
+        assert pending_profiles(a.store) == [], "a queued copy of an erased member is dropped"
+        again = a.member(CARD, consents={"profile_sync": True})  # signs up again later
+        again.seal_profile(KEY)
+        [(_, sealed, epoch, _)] = pending_profiles(a.store)
+        assert epoch == erased_ms
+        assert MemberProfile.from_dict(unseal(sealed, KEY, blinded_id=BLINDED)).epoch == erased_ms
+
+
+def test_a_device_without_the_chain_secret_forgets_locally_and_queues_nothing(
+    tmp_path: Path,
+) -> None:
+    from shelfwise.profile.local import pending_tombstones
+
+    with shelfwise.open(tmp_path / "a.db") as a:
+        a.member(CARD)
+        a.forget_shopper(CARD)
+        assert pending_tombstones(a.store) == []
+        with pytest.raises(shelfwise.InvalidInput, match="chain_secret"):
+            a.blinded_id(CARD)

@@ -21,6 +21,7 @@ Example:
 from __future__ import annotations
 
 import secrets
+from typing import Any
 
 from .. import events, identity
 from .._time import now_ms
@@ -159,3 +160,71 @@ def _forget_before(db: object, shopper_id: str, epoch: int) -> int:
         [shopper_id, epoch],
     )
     return int(removed)
+
+
+# -- what waits for the collector: erasure tombstones and sealed profiles ----------------------
+def record_tombstone(db: Any, blinded_id: str, erased_ms: int, *, uploaded: bool) -> bool:
+    """Remember that the member behind ``blinded_id`` was erased at ``erased_ms`` (the later
+    time wins); ``uploaded=False`` queues it for the collector. True if it was news here."""
+    changed = db.execute(
+        "INSERT INTO erasure_tombstones (blinded_id, erased_ms, received_ms, uploaded) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT(blinded_id) DO UPDATE SET "
+        "erased_ms = excluded.erased_ms, received_ms = excluded.received_ms, "
+        "uploaded = min(uploaded, excluded.uploaded) WHERE excluded.erased_ms > erased_ms",
+        [blinded_id, erased_ms, now_ms(), int(uploaded)],
+    ).rowcount
+    db.execute("DELETE FROM profile_outbox WHERE blinded_id = ?", [blinded_id])
+    return bool(changed)
+
+
+def tombstone_of(store: Store, blinded_id: str) -> int:
+    """When the member behind ``blinded_id`` was last erased anywhere this device knows of (0: never)."""
+    rows = store.query(
+        "SELECT erased_ms FROM erasure_tombstones WHERE blinded_id = ?", [blinded_id]
+    )
+    return int(rows[0]["erased_ms"]) if rows else 0
+
+
+def pending_tombstones(store: Store) -> list[tuple[str, int]]:
+    """Erasures made here that the collector has not acknowledged: (blinded id, erased_ms)."""
+    rows = store.query(
+        "SELECT blinded_id, erased_ms FROM erasure_tombstones WHERE uploaded = 0 ORDER BY erased_ms"
+    )
+    return [(row["blinded_id"], row["erased_ms"]) for row in rows]
+
+
+def mark_tombstone_uploaded(store: Store, blinded_id: str, erased_ms: int) -> None:
+    """The collector acknowledged this erasure."""
+    with store.write() as db:
+        db.execute(
+            "UPDATE erasure_tombstones SET uploaded = 1 WHERE blinded_id = ? AND erased_ms <= ?",
+            [blinded_id, erased_ms],
+        )
+
+
+def queue_sealed(store: Store, blinded_id: str, sealed: bytes, epoch: int) -> None:
+    """Keep the member's latest sealed profile until the collector takes it (ciphertext only)."""
+    with store.write() as db:
+        db.execute(
+            "INSERT INTO profile_outbox (blinded_id, sealed, epoch, updated_ms) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(blinded_id) DO UPDATE SET sealed = excluded.sealed, "
+            "epoch = excluded.epoch, updated_ms = excluded.updated_ms",
+            [blinded_id, sealed, epoch, now_ms()],
+        )
+
+
+def pending_profiles(store: Store) -> list[tuple[str, bytes, int, int]]:
+    """Sealed profiles waiting for upload: (blinded id, sealed, epoch, updated_ms)."""
+    rows = store.query(
+        "SELECT blinded_id, sealed, epoch, updated_ms FROM profile_outbox ORDER BY updated_ms"
+    )
+    return [(r["blinded_id"], bytes(r["sealed"]), r["epoch"], r["updated_ms"]) for r in rows]
+
+
+def mark_profile_uploaded(store: Store, blinded_id: str, updated_ms: int) -> None:
+    """The collector took this sealed copy (a newer one queued since stays queued)."""
+    with store.write() as db:
+        db.execute(
+            "DELETE FROM profile_outbox WHERE blinded_id = ? AND updated_ms <= ?",
+            [blinded_id, updated_ms],
+        )
