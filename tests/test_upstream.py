@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread
 
-from shelfwise.sync.privacy import Envelope
-from shelfwise.sync.upload import HEADER_SERVER_TIME, Credentials, sign_request
+from shelfwise.sync.protocol import HEADER_SERVER_TIME, Credentials, Envelope, sign_request
 from shelfwise.upstream import SqliteStorage, create_app, open_storage
 
 FUZZ = settings(
