@@ -31,9 +31,7 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
     shopper.add_to_cart("grill")
     shopper.checkout()
     shopper.add_to_cart("buns")
-    results = shopper.recommend(
-        surface, limit=10, item="sausages" if surface == "similar" else None
-    )
+    results = shopper.recommend(surface, limit=10, item="sausages" if surface == "similar" else None)
     ids = [r.item.item_id for r in results]
     assert "gone" not in ids, "out of stock"
     assert "buns" not in ids, "already in the cart"
