@@ -20,6 +20,7 @@ another device 409. None of those change the totals.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -88,7 +89,9 @@ class Collector:
     # -- checks every signed request passes ---------------------------------------------
     async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.max_body):
+        if declared is not None and not re.fullmatch(r"[0-9]{1,18}", declared):
+            raise _Refused(400, "malformed Content-Length")
+        if declared is not None and int(declared) > self.max_body:
             raise _Refused(413, f"body over {self.max_body} bytes")
         chunks: list[bytes] = []
         size = 0

@@ -141,8 +141,12 @@ def check_signature(
     secret: bytes, method: str, path: str, body: bytes, ts_ms: int, signature: str
 ) -> bool:
     """Constant-time check of a request signature (used by the collector)."""
-    expected = hmac.new(secret, signing_message(method, path, ts_ms, body), "sha256").hexdigest()
-    return hmac.compare_digest(expected, signature)
+    expected = hmac.new(secret, signing_message(method, path, ts_ms, body), "sha256").digest()
+    try:
+        given = bytes.fromhex(signature)
+    except ValueError:  # not hex (non-ASCII included): cannot match
+        return False
+    return hmac.compare_digest(expected, given)
 
 
 @dataclass(frozen=True)
@@ -154,15 +158,32 @@ class AuthHeaders:
     signature: str
 
 
+_TIME_RE = re.compile(r"[0-9]{1,15}")
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
 def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
-    """Read the device, time and signature headers; ``EnvelopeError`` if any is malformed."""
+    """Read the device, time and signature headers; ``EnvelopeError`` if any is malformed.
+
+    Strict ASCII forms only (``str.isdigit`` also accepts "²", which ``int`` refuses).
+
+    Example:
+        >>> parse_auth_headers({HEADER_DEVICE: "k1", HEADER_TIME: "²", HEADER_SIGNATURE: ""})
+        Traceback (most recent call last):
+        ...
+        shelfwise.EnvelopeError: missing or malformed authentication headers
+    """
     lower = {k.lower(): v for k, v in headers.items()}
     device = lower.get(HEADER_DEVICE.lower(), "")
     stamp = lower.get(HEADER_TIME.lower(), "")
     signature = lower.get(HEADER_SIGNATURE.lower(), "")
-    if not device or not stamp.isdigit() or len(signature) != 64:
+    if not (
+        re.match(DEVICE_RE, device)
+        and _TIME_RE.fullmatch(stamp)
+        and _SIGNATURE_RE.fullmatch(signature)
+    ):
         raise EnvelopeError("missing or malformed authentication headers")
-    return AuthHeaders(device[:64], int(stamp), signature)
+    return AuthHeaders(device, int(stamp), signature)
 
 
 # -- bounded msgpack -------------------------------------------------------------------------
