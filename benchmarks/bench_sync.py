@@ -31,8 +31,9 @@ import msgpack
 import shelfwise
 from shelfwise.model.encoding import item_id_from_name
 from shelfwise.sync.outbox import summarise
-from shelfwise.sync.privacy import Envelope
-from shelfwise.sync.upload import Credentials, HttpTransport, Uploader
+from shelfwise.sync.protocol import Credentials, Envelope, pack_upload, sign_request
+from shelfwise.sync.transport import HttpTransport
+from shelfwise.sync.upload import Uploader
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data" / "groceries-dated" / "Groceries_dataset.csv"
@@ -155,12 +156,8 @@ def naive(url: str, creds: list[Credentials], events: int, threads: int) -> dict
             0,
             [["purchase", "s", 0, f"i{index % 167}", "", 1, 1]],
         )
-        body = msgpack.packb(
-            {"v": 1, "device": cred.device_id, "summaries": [env.pack()]}, use_bin_type=True
-        )
+        body = pack_upload(cred.device_id, [env.pack()])
         transport = HttpTransport(url)
-        from shelfwise.sync.upload import sign_request
-
         headers = sign_request(cred, "POST", "/v1/summaries", body, int(time.time() * 1000))
         assert transport.request("POST", "/v1/summaries", body, headers).status == 200
 

@@ -17,7 +17,7 @@ Example:
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
@@ -406,23 +406,60 @@ class Shelfwise:
             include_open_hour=include_open_hour,
         )
 
-    def sync(self, url: str, credentials: Credentials, **options: Any) -> SyncReport:
-        """Summarise, upload the outbox and pull fleet tables (and bundles); never raises
-        because upstream is down: see ``SyncReport.error`` and ``sync_status()``.
+    def sync(
+        self,
+        url: str,
+        credentials: Credentials,
+        *,
+        summarise_first: bool = True,
+        k: int | None = None,
+        policy: PrivacyPolicy | None = None,
+        fleet: bool = True,
+        bundles_dir: str | Path | None = None,
+        public_key: bytes | None = None,
+        documents: Sequence[str] = ("catalog", "offers"),
+        deadline_s: float | None = None,
+        timeout_s: float = 30.0,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> SyncReport:
+        """Summarise, upload the outbox, then pull what comes down; never raises because
+        upstream is down or misbehaving: see ``SyncReport.error`` and ``sync_status()``.
+
+        - ``summarise_first``, ``k``, ``policy``: summarise new events first, with this
+          privacy threshold or policy (see ``summarise``);
+        - ``fleet``: pull the region's trending table;
+        - ``documents``: the signed documents to pull (``"catalog"``, ``"offers"``), verified
+          with ``public_key`` (default: the key pinned at ``shelfwise.open``);
+        - ``bundles_dir``: also pull a signed bundle and install it there;
+        - ``deadline_s``: stop retrying after this many seconds (None: until sent);
+          ``timeout_s``: per request; ``progress(done, total)``: called per batch.
 
         Example:
             >>> import shelfwise
             >>> creds = shelfwise.Credentials("kiosk-1", b"0" * 32)
             >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.sync("http://127.0.0.1:9", creds, deadline_s=0).remaining
-            0
+            ...     report = sw.sync("http://127.0.0.1:9", creds, k=5, deadline_s=0)
+            >>> report.remaining, report.error.split(":")[0]  # nobody listens on port 9
+            (0, 'fleet tables')
         """
-        defaults = {
-            "catalog": self.catalog,
-            "offers": self.offers,
-            "public_key": self.model.public_key,
-        }
-        return sync_store(self.store, self.model, url, credentials, **{**defaults, **options})
+        return sync_store(
+            self.store,
+            self.model,
+            url,
+            credentials,
+            summarise_first=summarise_first,
+            k=k,
+            policy=policy,
+            fleet=fleet,
+            bundles_dir=bundles_dir,
+            public_key=public_key or self.model.public_key,
+            deadline_s=deadline_s,
+            progress=progress,
+            timeout_s=timeout_s,
+            documents=documents,
+            catalog=self.catalog,
+            offers=self.offers,
+        )
 
     def sync_status(self) -> OutboxStatus:
         """Queued releases and bytes, last success, last error; reads only the local store.

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from shelfwise.sync.upload import Credentials
+from shelfwise.sync.protocol import Credentials
 
 
 def view_row(seq: int, shopper: int, item: int, ts_ms: int, *, quantity: int = 1) -> dict:

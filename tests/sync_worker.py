@@ -6,7 +6,9 @@ import sys
 
 import shelfwise
 from shelfwise.sync.outbox import rebuild_dirty, summarise
-from shelfwise.sync.upload import Credentials, HttpTransport, Uploader
+from shelfwise.sync.protocol import Credentials
+from shelfwise.sync.transport import HttpTransport
+from shelfwise.sync.upload import Uploader
 
 
 def main(mode: str, db: str, url: str = "", device: str = "", secret: str = "") -> None:

@@ -21,9 +21,8 @@ from sync_helpers import backend_args, collector, register, upstream_cmd
 
 import shelfwise
 from shelfwise._time import DAY_MS, now_ms
-from shelfwise.model.bundle import generate_signing_key, sign_manifest
-from shelfwise.sync.downstream import DocumentManifest, applied_documents
-from shelfwise.sync.upload import pull_document
+from shelfwise.sync.downstream import applied_documents, pull_document
+from shelfwise.sync.protocol import DocumentManifest, generate_signing_key, sign_manifest
 
 PRIVATE, PUBLIC = generate_signing_key()
 

@@ -13,7 +13,7 @@ from sync_helpers import backend_args, collector, register
 
 import shelfwise
 from shelfwise.model.bundle import Manifest, generate_signing_key, write_bundle
-from shelfwise.sync.upload import pull_bundle, pull_fleet, rollback_bundle
+from shelfwise.sync.downstream import pull_bundle, pull_fleet, rollback_bundle
 
 PRIVATE, PUBLIC = generate_signing_key()
 

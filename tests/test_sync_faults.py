@@ -21,7 +21,8 @@ from sync_helpers import (
 
 import shelfwise
 from shelfwise.sync.outbox import outbox_status, released_totals, summarise
-from shelfwise.sync.upload import Credentials, upload
+from shelfwise.sync.protocol import Credentials
+from shelfwise.sync.upload import upload
 from shelfwise.upstream import open_storage
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}", "price": 1.0} for n in range(12)]

@@ -15,15 +15,9 @@ from sync_helpers import view_row
 
 import shelfwise
 from shelfwise.sync.outbox import outbox_status, rebuild_dirty, released_totals
-from shelfwise.sync.privacy import (
-    HOUR_MS,
-    EnvelopeError,
-    PrivacyPolicy,
-    aggregate,
-    safe_unpack,
-    unpack_envelope,
-)
-from shelfwise.sync.upload import Backoff
+from shelfwise.sync.privacy import HOUR_MS, PrivacyPolicy, aggregate
+from shelfwise.sync.protocol import EnvelopeError, safe_unpack, unpack_envelope
+from shelfwise.sync.transport import Backoff
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}", "price": 1.0 + n} for n in range(8)]
 

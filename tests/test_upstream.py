@@ -16,8 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread
 
-from shelfwise.sync.privacy import Envelope
-from shelfwise.sync.upload import HEADER_SERVER_TIME, Credentials, sign_request
+from shelfwise.sync.protocol import HEADER_SERVER_TIME, Credentials, Envelope, sign_request
 from shelfwise.upstream import SqliteStorage, create_app, open_storage
 
 FUZZ = settings(
@@ -290,4 +289,28 @@ def test_the_collector_is_not_fooled_by_a_random_device_id(storage, client):
         _post(client, ghost, _request("ghost", [_envelope("ghost", "ghost:iiiiiiii")])).status_code
         == 401
     )
+    assert storage.stats()["releases"] == 0
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("X-Shelfwise-Time", "\u00b2"),  # a digit to str.isdigit(), not to int()
+        ("X-Shelfwise-Time", "1" * 5000),  # more digits than int() converts
+        ("X-Shelfwise-Time", "-5"),
+        ("X-Shelfwise-Time", ""),
+        ("X-Shelfwise-Signature", "\u00e9" * 64),  # non-ASCII: compare_digest raises
+        ("X-Shelfwise-Signature", "g" * 64),
+        ("X-Shelfwise-Device", "kiosk 1"),
+        ("X-Shelfwise-Device", "k" * 65),
+        ("Content-Length", "\u00b2"),
+    ],
+)
+def test_a_malformed_header_answers_4xx_never_500(storage, client, name, value):
+    creds = _creds(storage)
+    body = _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:jjjjjjjj")])
+    headers = sign_request(creds, "POST", "/v1/summaries", body, int(time.time() * 1000))
+    headers[name] = value
+    reply = client.post("/v1/summaries", content=body, headers=headers)
+    assert reply.status_code in {400, 401}, (name, value, reply.status_code)
     assert storage.stats()["releases"] == 0

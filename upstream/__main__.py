@@ -17,11 +17,12 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import shelfwise
 from shelfwise._time import DAY_MS, now_ms
+from shelfwise.sync.protocol import ROWS_KEY, read_private_key, sign_document
 
-from ._storage import open_storage
+from ._storage import Storage, open_storage
 
 COMMANDS = ("serve", "add-device", "totals", "publish-catalog", "publish-offers")
 
@@ -74,31 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def publish(storage: Any, args: argparse.Namespace) -> int:
-    """Sign ``args.file`` as a document of ``args.kind`` and store it for devices."""
-    from shelfwise._errors import ShelfwiseError
-    from shelfwise.catalog import read_catalog_file
-    from shelfwise.offers.engine import read_offer_file
-    from shelfwise.sync.downstream import build_document, read_private_key
+def publish(storage: Storage, args: argparse.Namespace) -> int:
+    """Validate ``args.file``, sign it as a document of ``args.kind`` and store it for devices.
 
-
+    Rows are validated the way a kiosk will apply them (read into a scratch catalog or
+    offer set), so the document carries the validated rows.
+    """
     try:
-        if args.kind == "catalog":
-            content: dict[str, Any] = {"items": read_catalog_file(args.file)}
-        else:
-            content = {"offers": list(read_offer_file(args.file))}
-        content["replace"] = not args.merge
+        with shelfwise.open(":memory:") as scratch:
+            if args.kind == "catalog":
+                scratch.catalog.import_file(args.file)
+                rows = [item.to_dict() for item in scratch.catalog.all()]
+            else:
+                rows = [offer.to_dict() for offer in scratch.offers.load(args.file)]
         issued = now_ms()
-        raw = build_document(
+        raw = sign_document(
             args.kind,
-            content,
+            {ROWS_KEY[args.kind]: rows, "replace": not args.merge},
             version=args.version or storage.latest_version(args.kind) + 1,
             private_key=read_private_key(args.sign_key),
             issued_ms=issued,
             expires_ms=issued + int(args.expires_days * DAY_MS),
         )
         manifest = storage.publish(raw)
-    except (ShelfwiseError, OSError) as exc:
+    except (shelfwise.ShelfwiseError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     print(json.dumps(manifest.__dict__, sort_keys=True))

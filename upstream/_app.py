@@ -1,6 +1,6 @@
 """The collector's HTTP API (Starlette, served by uvicorn).
 
-Endpoints (bodies are msgpack with string keys)::
+Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.protocol``)::
 
     POST /v1/summaries        {"v": 1, "device": id, "summaries": [envelope bytes, ...]}
                               -> {"acked": [[key, rev], ...]}
@@ -11,17 +11,17 @@ Endpoints (bodies are msgpack with string keys)::
     GET  /v1/health           -> {"ok": true}
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
-(``shelfwise.sync.upload.sign_request``). A request is checked whole before anything is written:
-a body over the size limit is 413, a bad signature or clock 401 (with the collector's time,
-so the device can re-sign), anything off-schema 400, a key owned by another device 409.
-None of those change the totals.
+(``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
+written: a body over the size limit is 413, a bad signature or clock 401 (with the
+collector's time, so the device can re-sign), anything off-schema 400, a key owned by
+another device 409. None of those change the totals.
 """
 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Awaitable, Callable
+import re
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,17 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shelfwise import KeyConflict
-from shelfwise.sync.privacy import Envelope, EnvelopeError, safe_unpack, unpack_envelope
-from shelfwise.sync.upload import (
-    HEADER_DEVICE,
+from shelfwise import EnvelopeError, KeyConflict
+from shelfwise._time import DAY_MS, now_ms
+from shelfwise.sync.protocol import (
     HEADER_SERVER_TIME,
-    HEADER_SIGNATURE,
-    HEADER_TIME,
-    PROTOCOL,
+    Envelope,
     check_signature,
+    pack_acks,
+    pack_fleet,
+    parse_auth_headers,
+    unpack_envelope,
+    unpack_upload,
 )
 
 from ._storage import Device, Storage
@@ -68,72 +70,75 @@ def _msgpack(data: Any, status: int = 200, headers: dict[str, str] | None = None
     )
 
 
-def create_app(
-    storage: Storage,
-    *,
-    bundles_dir: str | Path | None = None,
-    max_body: int = MAX_BODY,
-    clock: Callable[[], int] = lambda: int(time.time() * 1000),
-) -> Starlette:
-    """The collector application over a storage backend.
+class Collector:
+    """The request handlers over one storage backend (``create_app`` routes to them)."""
 
-    Example:
-        >>> from shelfwise.upstream import SqliteStorage, create_app
-        >>> app = create_app(SqliteStorage(":memory:"))
-        >>> print(*sorted(route.path for route in app.routes))
-        /v1/bundle /v1/catalog /v1/fleet/trending /v1/health /v1/offers /v1/summaries
-    """
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        bundles_dir: str | Path | None = None,
+        max_body: int = MAX_BODY,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.storage = storage
+        self.bundles_dir = bundles_dir
+        self.max_body = max_body
+        self.clock = clock
 
-    async def read_body(request: Request) -> bytes:
+    # -- checks every signed request passes ---------------------------------------------
+    async def read_body(self, request: Request) -> bytes:
         declared = request.headers.get("content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > max_body):
-            raise _Refused(413, f"body over {max_body} bytes")
+        if declared is not None and not re.fullmatch(r"[0-9]{1,18}", declared):
+            raise _Refused(400, "malformed Content-Length")
+        if declared is not None and int(declared) > self.max_body:
+            raise _Refused(413, f"body over {self.max_body} bytes")
         chunks: list[bytes] = []
         size = 0
         async for chunk in request.stream():
             size += len(chunk)
-            if size > max_body:
-                raise _Refused(413, f"body over {max_body} bytes")
+            if size > self.max_body:
+                raise _Refused(413, f"body over {self.max_body} bytes")
             chunks.append(chunk)
         return b"".join(chunks)
 
-    async def authenticate(request: Request, body: bytes) -> Device:
-        device_id = request.headers.get(HEADER_DEVICE, "")
-        stamp = request.headers.get(HEADER_TIME, "")
-        signature = request.headers.get(HEADER_SIGNATURE, "")
-        if not device_id or not stamp.isdigit() or len(signature) != 64:
-            raise _Refused(401, "missing or malformed authentication headers")
-        device = await run_in_threadpool(storage.device, device_id[:64])
+    async def authenticate(self, request: Request, body: bytes) -> Device:
+        try:
+            auth = parse_auth_headers(request.headers)
+        except EnvelopeError as exc:
+            raise _Refused(401, str(exc)) from exc
+        device = await run_in_threadpool(self.storage.device, auth.device_id)
         if device is None or not check_signature(
-            device.secret, request.method, request.url.path, body, int(stamp), signature
+            device.secret, request.method, request.url.path, body, auth.ts_ms, auth.signature
         ):
             raise _Refused(401, "unknown device or bad signature")
-        if abs(int(stamp) - clock()) > MAX_SKEW_MS:
+        if abs(auth.ts_ms - self.clock()) > MAX_SKEW_MS:
             raise _Refused(401, "request time is too far from the collector's clock")
         return device
 
-    def refused(exc: _Refused) -> Response:
-        headers = {HEADER_SERVER_TIME: str(clock())} if exc.status == 401 else None
+    async def signed(self, request: Request) -> tuple[Device, bytes]:
+        """The authenticated device and the body of a signed request."""
+        body = await self.read_body(request)
+        return await self.authenticate(request, body), body
+
+    def refused(self, exc: _Refused) -> Response:
+        headers = {HEADER_SERVER_TIME: str(self.clock())} if exc.status == 401 else None
         return _msgpack({"error": str(exc)}, exc.status, headers)
 
-    def parse(body: bytes, device: Device) -> list[Envelope]:
+    def parse(self, body: bytes, device: Device) -> list[Envelope]:
+        """The envelopes of an upload body, all valid, or ``_Refused`` saying why not."""
         try:
-            data = safe_unpack(body, max_len=max_body)
+            upload = unpack_upload(body, max_len=self.max_body)
         except EnvelopeError as exc:
             raise _Refused(400, str(exc)) from exc
-        if not isinstance(data, dict) or set(data) != {"v", "device", "summaries"}:
-            raise _Refused(400, "body must be {v, device, summaries}")
-        if data["v"] != PROTOCOL or data["device"] != device.device_id:
+        if upload.device != device.device_id:
             raise _Refused(400, "unsupported protocol or a device other than the signer")
-        summaries = data["summaries"]
-        if not isinstance(summaries, list) or not summaries:
+        if not upload.summaries:
             raise _Refused(400, "summaries must be a non-empty list")
-        if len(summaries) > MAX_SUMMARIES:
+        if len(upload.summaries) > MAX_SUMMARIES:
             raise _Refused(413, f"at most {MAX_SUMMARIES} summaries per request")
         envelopes = []
-        for raw in summaries:
-            if not isinstance(raw, bytes):
-                raise _Refused(400, "each summary must be msgpack bytes")
+        for raw in upload.summaries:
             try:
                 envelope = unpack_envelope(raw)
             except EnvelopeError as exc:
@@ -145,73 +150,89 @@ def create_app(
             raise _Refused(400, "an idempotency key appears twice in one request")
         return envelopes
 
-    async def summaries(request: Request) -> Response:
+    # -- the endpoints -------------------------------------------------------------------
+    async def summaries(self, request: Request) -> Response:
         try:
-            body = await read_body(request)
-            device = await authenticate(request, body)
-            envelopes = parse(body, device)
+            device, body = await self.signed(request)
+            envelopes = self.parse(body, device)
             try:
-                acks = await run_in_threadpool(storage.apply, device.device_id, envelopes)
+                acks = await run_in_threadpool(self.storage.apply, device.device_id, envelopes)
             except KeyConflict as exc:
                 raise _Refused(409, str(exc)) from exc
         except _Refused as exc:
             logger.info("refused a summary upload: %s %s", exc.status, exc)
-            return refused(exc)
-        return _msgpack({"acked": [[key, rev] for key, rev in acks]})
+            return self.refused(exc)
+        return Response(pack_acks(acks), media_type="application/msgpack")
 
-    async def fleet_trending(request: Request) -> Response:
+    async def fleet_trending(self, request: Request) -> Response:
         try:
-            device = await authenticate(request, await read_body(request))
+            device, _ = await self.signed(request)
         except _Refused as exc:
-            return refused(exc)
-        since = clock() - TRENDING_DAYS * 86_400_000
-        items = await run_in_threadpool(storage.trending, device.region, since, 100)
-        return _msgpack(
-            {
-                "scope": f"region:{device.region}",
-                "generated_ms": clock(),
-                "items": [[item, score] for item, score in items],
-            }
-        )
+            return self.refused(exc)
+        since = self.clock() - TRENDING_DAYS * DAY_MS
+        items = await run_in_threadpool(self.storage.trending, device.region, since, 100)
+        body = pack_fleet(f"region:{device.region}", self.clock(), items)
+        return Response(body, media_type="application/msgpack")
 
-    async def bundle(request: Request) -> Response:
+    async def bundle(self, request: Request) -> Response:
         try:
-            await authenticate(request, await read_body(request))
+            await self.signed(request)
         except _Refused as exc:
-            return refused(exc)
-        folder = _current_bundle(bundles_dir)
+            return self.refused(exc)
+        folder = _current_bundle(self.bundles_dir)
         if folder is None:
             return _msgpack({"error": "no bundle published"}, 404)
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
         return _msgpack({"name": folder.name, "files": files})
 
-    def document(kind: str) -> Callable[[Request], Awaitable[Response]]:
-        async def serve(request: Request) -> Response:
-            try:
-                await authenticate(request, await read_body(request))
-            except _Refused as exc:
-                return refused(exc)
-            raw = await run_in_threadpool(storage.document, kind)
-            if raw is None:
-                return _msgpack({"error": f"no {kind} document published"}, 404)
-            # Served exactly as the operator signed it: the device verifies, not us.
-            return Response(raw, media_type="application/msgpack")
+    async def document(self, request: Request, kind: str) -> Response:
+        try:
+            await self.signed(request)
+        except _Refused as exc:
+            return self.refused(exc)
+        raw = await run_in_threadpool(self.storage.document, kind)
+        if raw is None:
+            return _msgpack({"error": f"no {kind} document published"}, 404)
+        # Served exactly as the operator signed it: the device verifies, not us.
+        return Response(raw, media_type="application/msgpack")
 
-        return serve
+    async def catalog(self, request: Request) -> Response:
+        return await self.document(request, "catalog")
 
-    async def health(request: Request) -> Response:
+    async def offers(self, request: Request) -> Response:
+        return await self.document(request, "offers")
+
+    async def health(self, request: Request) -> Response:
         return _msgpack({"ok": True})
 
-    return Starlette(
-        routes=[
-            Route("/v1/summaries", summaries, methods=["POST"]),
-            Route("/v1/fleet/trending", fleet_trending, methods=["GET"]),
-            Route("/v1/bundle", bundle, methods=["GET"]),
-            Route("/v1/catalog", document("catalog"), methods=["GET"]),
-            Route("/v1/offers", document("offers"), methods=["GET"]),
-            Route("/v1/health", health, methods=["GET"]),
+    def routes(self) -> list[Route]:
+        return [
+            Route("/v1/summaries", self.summaries, methods=["POST"]),
+            Route("/v1/fleet/trending", self.fleet_trending, methods=["GET"]),
+            Route("/v1/bundle", self.bundle, methods=["GET"]),
+            Route("/v1/catalog", self.catalog, methods=["GET"]),
+            Route("/v1/offers", self.offers, methods=["GET"]),
+            Route("/v1/health", self.health, methods=["GET"]),
         ]
-    )
+
+
+def create_app(
+    storage: Storage,
+    *,
+    bundles_dir: str | Path | None = None,
+    max_body: int = MAX_BODY,
+    clock: Callable[[], int] = now_ms,
+) -> Starlette:
+    """The collector application over a storage backend.
+
+    Example:
+        >>> from shelfwise.upstream import SqliteStorage, create_app
+        >>> app = create_app(SqliteStorage(":memory:"))
+        >>> print(*sorted(route.path for route in app.routes))
+        /v1/bundle /v1/catalog /v1/fleet/trending /v1/health /v1/offers /v1/summaries
+    """
+    collector = Collector(storage, bundles_dir=bundles_dir, max_body=max_body, clock=clock)
+    return Starlette(routes=collector.routes())
 
 
 def _current_bundle(bundles_dir: str | Path | None) -> Path | None:
@@ -229,4 +250,4 @@ def _current_bundle(bundles_dir: str | Path | None) -> Path | None:
     return max(folders, key=lambda p: p.stat().st_mtime) if folders else None
 
 
-__all__ = ["create_app"]
+__all__ = ["Collector", "create_app"]

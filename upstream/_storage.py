@@ -28,8 +28,7 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from shelfwise import KeyConflict, VersionConflict
-from shelfwise.sync.downstream import DocumentManifest, document_manifest
-from shelfwise.sync.privacy import Envelope, rest_metric
+from shelfwise.sync.protocol import DocumentManifest, Envelope, document_manifest, rest_metric
 
 CellKey = tuple[str, str, int, str, str]
 
@@ -127,6 +126,7 @@ class Storage(Protocol):
     def stats(self) -> dict[str, int]: ...
     def publish(self, raw: bytes) -> DocumentManifest: ...
     def document(self, kind: str) -> bytes | None: ...
+    def latest_version(self, kind: str) -> int: ...
     def close(self) -> None: ...
 
 
@@ -439,7 +439,7 @@ class PostgresStorage(_SqlStorage):
             self._conn.close()
 
 
-def open_storage(*, db: str | None = None, pg: str | None = None) -> _SqlStorage:
+def open_storage(*, db: str | None = None, pg: str | None = None) -> Storage:
     """The storage named on the command line: ``--pg DSN`` wins over ``--db FILE``."""
     if pg:
         return PostgresStorage(pg)

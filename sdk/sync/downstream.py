@@ -1,26 +1,27 @@
-"""Signed catalog and offer documents: published by the back office, pulled by kiosks.
+"""Downstream: what a device pulls from its collector, verified before anything changes.
 
-A document is msgpack ``{"v": 1, "manifest": bytes, "signature": bytes, "payload": bytes}``:
+- ``pull_fleet`` stores the region's trending table (``fleet_trending``, owned here) for the
+  trending surface.
+- ``pull_bundle`` stages a bundle in a temp folder, verifies sha256 and the ed25519
+  signature against the pinned key and its expiry, installs it beside the previous one and
+  hot-swaps (health check first); on any failure the old bundle keeps serving.
+  ``rollback_bundle`` swaps back.
+- ``pull_document`` fetches the signed catalog or offers document and ``apply_document``
+  applies it (``sync_documents``, owned here).
 
-- ``payload``: msgpack ``{"items": [catalog rows], "replace": bool}`` (kind ``catalog``) or
-  ``{"offers": [offer definitions], "replace": bool}`` (kind ``offers``);
-- ``manifest``: canonical JSON (sorted keys) ``{"format": 1, "kind", "version", "issued_ms",
-  "expires_ms", "sha256", "size"}`` where ``sha256``/``size`` are the payload's;
-- ``signature``: ed25519 over the manifest's exact bytes (``shelfwise.model.bundle.sign_manifest``),
-  so signing the manifest signs the payload, as for bundles.
-
-A kiosk applies a document only if, in this order: it decodes; the signature matches the
-pinned public key; the manifest is well-formed and of the expected kind; the payload's
-sha256 and size match; it has not expired by the kiosk's clock (corrected by the
-collector's clock after a re-authentication); its version is above the one applied (the
-same version with the same sha256 is "already applied", with another sha256 a replay);
-every row validates. Then the catalog import (``Catalog.import_rows``) or the offer
-definitions (``Offers.define``) and the new version are written in ONE transaction. Any
-refusal raises ``UpdateRefused`` (a ``BundleVerificationError``) with a ``reason`` and
-changes nothing: what the kiosk has keeps serving, expired or not.
+A signed document (format in ``shelfwise.sync.protocol``) is applied only if, in this
+order: it decodes; the signature matches the pinned public key; the manifest is
+well-formed and of the expected kind; the payload's sha256 and size match; it has not
+expired by the kiosk's clock (corrected by the collector's clock after a
+re-authentication); its version is above the one applied (the same version with the same
+sha256 is "already applied", with another sha256 a replay); every row validates. Then the
+catalog import (``Catalog.import_rows``) or the offer definitions (``Offers.define``) and
+the new version are written in ONE transaction. Any refusal raises ``UpdateRefused`` (a
+``BundleVerificationError``) with a ``reason`` and changes nothing: what the kiosk has
+keeps serving, expired or not.
 
 Example:
-    >>> from shelfwise.model.bundle import generate_signing_key
+    >>> from shelfwise.sync.protocol import generate_signing_key
     >>> private, public = generate_signing_key()
     >>> raw = build_document("catalog", {"items": [{"item_id": "tea", "name": "Tea"}]},
     ...                      version=3, private_key=private, issued_ms=0, expires_ms=10**13)
@@ -32,80 +33,51 @@ Example:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import logging
+import os
+import re
+import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-import msgpack
-
 from .._errors import (
+    BundleError,
     BundleVerificationError,
+    EnvelopeError,
     InvalidCatalog,
     InvalidInput,
     InvalidOffer,
     OfferRejected,
+    SyncRetryable,
     UpdateRefused,
 )
 from .._time import now_ms
 from ..catalog import Catalog, parse_item
-from ..model.bundle import read_private_key, sign_manifest, verify_signature
+from ..model.bundle import read_bundle
+from ..model.runtime import LoadedModel, ModelHandle
 from ..offers.engine import Offer, Offers, parse_offer
 from ..store.connection import Store
-from .privacy import EnvelopeError, safe_unpack
+from .protocol import (
+    BUNDLE_PATH,
+    DOCUMENT_PATHS,
+    FLEET_PATH,
+    KINDS,
+    ROWS_KEY,
+    Credentials,
+    DocumentManifest,
+    read_private_key,
+    safe_unpack,
+    sign_document,
+    unpack_fleet,
+    verify_document,
+)
+from .transport import HttpTransport, SignedClient, transport_for
 
 logger = logging.getLogger(__name__)
-
-FORMAT = 1
-KINDS = ("catalog", "offers")
-PATHS = {"catalog": "/v1/catalog", "offers": "/v1/offers"}
-ROWS_KEY = {"catalog": "items", "offers": "offers"}
-DEFAULT_TTL_MS = 30 * 86_400_000
-MAX_DOCUMENT = 256 << 20
-_MANIFEST_FIELDS = frozenset(
-    {"format", "kind", "version", "issued_ms", "expires_ms", "sha256", "size"}
-)
-
-
-@dataclass(frozen=True)
-class DocumentManifest:
-    """What a signed document is: kind, version, validity window and payload checksum."""
-
-    kind: str
-    version: int
-    issued_ms: int
-    expires_ms: int
-    sha256: str
-    size: int
-    format: int = FORMAT
-
-    def to_json(self) -> bytes:
-        """Canonical bytes (sorted keys): the same manifest always signs the same."""
-        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
-
-    @classmethod
-    def from_json(cls, raw: bytes) -> DocumentManifest:
-        """Strictly parse manifest bytes; ``UpdateRefused(reason="malformed")`` if off-schema."""
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _refused("malformed", f"the manifest is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or set(data) != _MANIFEST_FIELDS:
-            raise _refused("malformed", f"manifest fields must be {sorted(_MANIFEST_FIELDS)}")
-        if data["format"] != FORMAT or isinstance(data["format"], bool):
-            raise _refused("malformed", f"document format {data['format']!r} is not supported")
-        for name in ("version", "issued_ms", "expires_ms", "size"):
-            value = data[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise _refused("malformed", f"manifest {name} must be a non-negative integer")
-        digest = data["sha256"]
-        if not isinstance(digest, str) or len(digest) != 64 or not _is_hex(digest):
-            raise _refused("malformed", "manifest sha256 must be 64 hex characters")
-        if data["kind"] not in KINDS:
-            raise _refused("malformed", f"document kind {data['kind']!r} is not one of {KINDS}")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
@@ -125,19 +97,11 @@ class AppliedDocument:
         return dict(self.__dict__)
 
 
-def _is_hex(text: str) -> bool:
-    try:
-        bytes.fromhex(text)
-    except ValueError:
-        return False
-    return True
-
-
 def _refused(reason: str, message: str) -> UpdateRefused:
     return UpdateRefused(message, reason=reason)
 
 
-# -- the back office: building signed documents ------------------------------------------
+# -- signed documents: building (back office) and applying (kiosk) ---------------------------
 
 
 def build_document(
@@ -159,99 +123,15 @@ def build_document(
     """
     if kind not in KINDS:
         raise InvalidInput(f"document kind must be one of {KINDS}, not {kind!r}")
-    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
-        raise InvalidInput("a document version is an integer >= 1")
-    rows = list(content.get(ROWS_KEY[kind]) or [])
-    replace = content.get("replace", True)
-    if not isinstance(replace, bool):
-        raise InvalidInput("replace must be true or false")
-    _parse_rows(kind, rows)
-    issued = now_ms() if issued_ms is None else issued_ms
-    expires = issued + DEFAULT_TTL_MS if expires_ms is None else expires_ms
-    if expires <= issued:
-        raise InvalidInput("a document must expire after it is issued")
-    payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
-    manifest = DocumentManifest(
-        kind=kind,
+    _parse_rows(kind, list(content.get(ROWS_KEY[kind]) or []))
+    return sign_document(
+        kind,
+        content,
         version=version,
-        issued_ms=issued,
-        expires_ms=expires,
-        sha256=hashlib.sha256(payload).hexdigest(),
-        size=len(payload),
+        private_key=private_key,
+        issued_ms=issued_ms,
+        expires_ms=expires_ms,
     )
-    raw_manifest = manifest.to_json()
-    return msgpack.packb(
-        {
-            "v": FORMAT,
-            "manifest": raw_manifest,
-            "signature": sign_manifest(raw_manifest, private_key),
-            "payload": payload,
-        },
-        use_bin_type=True,
-    )
-
-
-def document_manifest(raw: bytes) -> DocumentManifest:
-    """The manifest of document bytes, unverified (the collector indexes what it serves)."""
-    return DocumentManifest.from_json(_unpack(raw)["manifest"])
-
-
-# -- the kiosk: verifying and applying -----------------------------------------------------
-
-
-def _unpack(raw: bytes) -> dict[str, Any]:
-    try:
-        data = safe_unpack(raw, max_len=MAX_DOCUMENT)
-    except EnvelopeError as exc:
-        raise _refused("malformed", f"not a signed document: {exc}") from exc
-    if not isinstance(data, dict) or set(data) != {"v", "manifest", "signature", "payload"}:
-        raise _refused("malformed", "a document is {v, manifest, signature, payload}")
-    if data["v"] != FORMAT or not all(
-        isinstance(data[k], bytes) for k in ("manifest", "signature", "payload")
-    ):
-        raise _refused("malformed", "unsupported document version or non-binary fields")
-    return data
-
-
-def verify_document(
-    raw: bytes, *, kind: str, public_key: bytes, now: int | None = None
-) -> tuple[DocumentManifest, dict[str, Any]]:
-    """Check a document against the pinned key, its checksum and expiry; return its content.
-
-    Raises ``UpdateRefused`` naming the failed check. Version checks need the store: see
-    ``apply_document``.
-    """
-    data = _unpack(raw)
-    try:
-        verify_signature(data["manifest"], data["signature"], public_key)
-    except BundleVerificationError as exc:
-        raise _refused(
-            "signature", f"the {kind} document is not signed by the pinned public key"
-        ) from exc
-    manifest = DocumentManifest.from_json(data["manifest"])
-    if manifest.kind != kind:
-        raise _refused("kind", f"expected a {kind} document, got a {manifest.kind} document")
-    payload = data["payload"]
-    if len(payload) != manifest.size or hashlib.sha256(payload).hexdigest() != manifest.sha256:
-        raise _refused("checksum", f"the {kind} document's payload does not match its sha256")
-    stamp = now_ms() if now is None else now
-    if manifest.expires_ms < stamp:
-        raise _refused(
-            "expired",
-            f"the {kind} document version {manifest.version} has expired; keeping what is applied",
-        )
-    try:
-        content = safe_unpack(payload, max_len=MAX_DOCUMENT)
-    except EnvelopeError as exc:  # signed garbage: a broken publisher, still refused
-        raise _refused("malformed", f"the {kind} payload is not msgpack: {exc}") from exc
-    if (
-        not isinstance(content, dict)
-        or set(content) != {ROWS_KEY[kind], "replace"}
-        or not isinstance(content[ROWS_KEY[kind]], list)
-        or not isinstance(content["replace"], bool)
-    ):
-        raise _refused("malformed", f"a {kind} payload is {{{ROWS_KEY[kind]}: [...], replace}}")
-    return manifest, content
 
 
 def _parse_rows(kind: str, rows: list[Any]) -> list[Any]:
@@ -395,12 +275,189 @@ def _apply_offers(
     return sorted(set(before) | set(ids))
 
 
+# -- pulling from the collector ------------------------------------------------------------------
+
+
+def pull_fleet(
+    store: Store, url: str | HttpTransport, credentials: Credentials, *, timeout_s: float = 30.0
+) -> int:
+    """Fetch trending-in-this-region from upstream into ``fleet_trending``; return rows kept.
+
+    Raises ``SyncError`` when upstream is unreachable; what was stored before stays.
+    """
+    client = SignedClient(store, transport_for(url, timeout_s), credentials)
+    response = client.get(FLEET_PATH)
+    if response is None:
+        return 0
+    try:
+        scope, items = unpack_fleet(response.body)
+    except EnvelopeError as exc:
+        raise SyncRetryable(f"upstream sent a malformed fleet table: {exc}") from exc
+    stamp = now_ms()
+    with store.write() as db:
+        db.execute("DELETE FROM fleet_trending WHERE scope = ?", [scope])
+        db.table("fleet_trending").insert_all(
+            [{"scope": scope, "item_id": i, "score": s, "updated_ms": stamp} for i, s in items]
+        )
+    return len(items)
+
+
+def pull_document(
+    store: Store,
+    url: str | HttpTransport,
+    credentials: Credentials,
+    kind: str,
+    *,
+    public_key: bytes,
+    catalog: Catalog | None = None,
+    offers: Offers | None = None,
+    now: int | None = None,
+    timeout_s: float = 60.0,
+) -> AppliedDocument | None:
+    """Fetch upstream's signed ``catalog`` or ``offers`` document and apply it.
+
+    Returns None when upstream publishes none. Raises ``UpdateRefused`` (tampered, wrong
+    key, expired, older or replayed) or ``SyncError``; either way nothing changed. The
+    expiry check uses the kiosk's clock corrected by the collector's (see ``SignedClient``).
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"document kind must be one of {KINDS}")
+    client = SignedClient(store, transport_for(url, timeout_s), credentials)
+    response = client.get(DOCUMENT_PATHS[kind])
+    if response is None:
+        return None
+    if now is None:
+        now = now_ms() + client.offset()
+    return apply_document(
+        store,
+        response.body,
+        kind=kind,
+        public_key=public_key,
+        catalog=catalog,
+        offers=offers,
+        now=now,
+    )
+
+
+_NAME = re.compile(r"[^A-Za-z0-9._@\-]+")
+
+
+def install_bundle(
+    handle: ModelHandle,
+    staged: str | Path,
+    bundles_dir: str | Path,
+    *,
+    public_key: bytes,
+    store: Store | None = None,
+    now: int | None = None,
+) -> LoadedModel:
+    """Verify a staged bundle against the pinned key, install it and hot-swap to it.
+
+    Refuses (``BundleVerificationError``) a bad checksum, a bad or missing signature and an
+    expired manifest; a bundle failing its health check is removed again. In every failure
+    the bundle served before keeps serving.
+    """
+    files = read_bundle(staged, public_key=public_key, now_ms=now)
+    name = _NAME.sub("_", f"{files.manifest.model_name}@{files.manifest.model_version}")
+    target = Path(bundles_dir) / name
+    previous = handle.current
+    if previous is not None and previous.files.path.resolve() == target.resolve():
+        return previous
+    if Path(staged).resolve() != target.resolve():
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(staged, target)
+    try:
+        model = handle.swap(target)
+    except BundleError:
+        shutil.rmtree(target, ignore_errors=True)
+        raise
+    if store is not None:
+        with store.write() as db:
+            for key, value in (
+                ("sync.bundle.previous", str(previous.files.path) if previous else ""),
+                ("sync.bundle.current", str(target)),
+            ):
+                db.table("meta").upsert({"key": key, "value": value}, pk="key")
+    _prune(Path(bundles_dir), keep={target, previous.files.path if previous else target})
+    return model
+
+
+def _prune(folder: Path, keep: set[Path]) -> None:
+    kept = {p.resolve() for p in keep}
+    for child in folder.iterdir():
+        if child.is_dir() and child.resolve() not in kept and not child.name.startswith("."):
+            shutil.rmtree(child, ignore_errors=True)
+
+
+def pull_bundle(
+    handle: ModelHandle,
+    url: str | HttpTransport,
+    credentials: Credentials,
+    bundles_dir: str | Path,
+    *,
+    store: Store,
+    public_key: bytes | None = None,
+    now: int | None = None,
+    timeout_s: float = 60.0,
+) -> LoadedModel | None:
+    """Download the collector's current bundle, stage, verify and swap to it.
+
+    Returns the new model, or None when upstream has none or it is already served.
+    """
+    key = public_key or handle.public_key
+    if key is None:
+        raise BundleVerificationError("bundles from upstream need a pinned public key")
+    client = SignedClient(store, transport_for(url, timeout_s), credentials)
+    response = client.get(BUNDLE_PATH)
+    if response is None:
+        return None
+    try:
+        data = safe_unpack(response.body, max_len=2 << 30)
+        files = {str(k): bytes(v) for k, v in data["files"].items()}
+    except (EnvelopeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BundleVerificationError(f"upstream sent a malformed bundle: {exc}") from exc
+    folder = Path(bundles_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=folder))
+    try:
+        for name, content in files.items():
+            if Path(name).name != name or name.startswith("."):
+                raise BundleVerificationError(f"bundle file name {name!r} is not a plain name")
+            (staging / name).write_bytes(content)
+        current = handle.current
+        staged = read_bundle(staging, public_key=key, now_ms=now)
+        if current is not None and current.manifest.to_json() == staged.manifest.to_json():
+            return None
+        return install_bundle(handle, staging, folder, public_key=key, store=store, now=now)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def rollback_bundle(handle: ModelHandle, store: Store) -> LoadedModel:
+    """Swap back to the bundle served before the last install."""
+    previous = store.get_meta("sync.bundle.previous")
+    if not previous:
+        raise BundleError("there is no previous bundle to roll back to")
+    model = handle.swap(previous)
+    current = store.get_meta("sync.bundle.current") or ""
+    store.set_meta("sync.bundle.current", previous)
+    store.set_meta("sync.bundle.previous", current)
+    return model
+
+
 __all__ = [
+    "KINDS",
     "AppliedDocument",
     "DocumentManifest",
     "applied_documents",
     "apply_document",
     "build_document",
+    "install_bundle",
+    "pull_bundle",
+    "pull_document",
+    "pull_fleet",
     "read_private_key",
+    "rollback_bundle",
     "verify_document",
 ]

@@ -47,19 +47,11 @@ from typing import Any
 import msgpack
 import sqlite_utils
 
-from .._time import now_ms
+from .._time import DAY_MS, HOUR_MS, now_ms
 from ..identity import get_shopper, segment_of
 from ..store.connection import Store
-from .privacy import (
-    DAY_MS,
-    HOUR_MS,
-    Cell,
-    Envelope,
-    PrivacyPolicy,
-    Release,
-    aggregate,
-    aggregate_day,
-)
+from .privacy import Cell, PrivacyPolicy, Release, aggregate, aggregate_day
+from .protocol import Envelope
 
 logger = logging.getLogger(__name__)
 
@@ -133,19 +125,8 @@ def _envelope(
     model: Mapping[str, Any],
     stamp: int,
 ) -> Envelope:
-    privacy: dict[str, Any] = policy.to_dict()
-    privacy["epsilon"] = release.epsilon
-    privacy["suppressed"] = release.suppressed
-    return Envelope(
-        device=device_id,
-        seq=outbox_id,
-        key=key,
-        rev=rev,
-        created_ms=stamp,
-        cells=release.cells,
-        model=dict(model),
-        privacy=privacy,
-    )
+    privacy = {**policy.to_dict(), "epsilon": release.epsilon, "suppressed": release.suppressed}
+    return Envelope(device_id, outbox_id, key, rev, stamp, release.cells, dict(model), privacy)
 
 
 def _add_released(db: sqlite_utils.Database, cells: Iterable[Cell], sign: int) -> None:
@@ -197,10 +178,7 @@ def summarise(
 
     Example: see the module docstring.
     """
-    if policy is None:
-        policy = PrivacyPolicy() if k is None else PrivacyPolicy(k=k, k_pairs=k)
-    elif k is not None:
-        policy = PrivacyPolicy(k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon)
+    policy = (policy or PrivacyPolicy()).with_k(k)
     stamp = now_ms() if now is None else now
     until = stamp + 1 if include_open_hour else stamp // HOUR_MS * HOUR_MS
     # A day closes once its last hour is summarised; "everything now" closes today too.
@@ -433,18 +411,7 @@ def _rebuild(store: Store, outbox_id: int, policy: PrivacyPolicy | None, k: int 
             return  # already acknowledged: nothing queued to purge
         old = found[0]
         previous = msgpack.unpackb(old["body"], raw=False)
-        if policy is None:
-            was = previous.get("privacy", {})
-            policy = PrivacyPolicy(
-                k=int(was.get("k", 15)),
-                k_pairs=int(was.get("k_pairs", 25)),
-                top_pairs=int(was.get("top_pairs", 50)),
-                epsilon=was.get("epsilon") and float(was["epsilon"]),
-            )
-        if k is not None:
-            policy = PrivacyPolicy(
-                k=k, k_pairs=k, top_pairs=policy.top_pairs, epsilon=policy.epsilon
-            )
+        policy = (policy or PrivacyPolicy.from_dict(previous.get("privacy", {}))).with_k(k)
         day = old["granularity"] == "day"
         where = "e.day_summary_id = ? AND e.day_summary_id > 0" if day else "e.summary_id = ?"
         rows = [dict(r) for r in db.query(f"{_SELECT} WHERE {where} ORDER BY e.seq", [outbox_id])]
@@ -518,6 +485,20 @@ def due(store: Store, *, now: int | None = None, limit: int = 1000) -> list[Queu
     ]
 
 
+def make_due(store: Store, outbox_ids: Sequence[int]) -> None:
+    """Make rows due now (the uploader slept their backoff itself, whatever the clock says)."""
+    with store.write() as db:
+        db.conn.executemany(
+            "UPDATE sync_outbox SET next_attempt_ms = 0 WHERE id = ?", [[i] for i in outbox_ids]
+        )
+
+
+def queued_count(store: Store) -> int:
+    """Releases waiting to be sent (quarantined ones excluded)."""
+    rows = store.query("SELECT count(*) AS n FROM sync_outbox WHERE quarantined = 0")
+    return int(rows[0]["n"])
+
+
 def acknowledge(store: Store, acks: Sequence[tuple[str, int]], *, now: int | None = None) -> int:
     """Delete acknowledged releases (same key AND rev) in one transaction; return how many."""
     stamp = now_ms() if now is None else now
@@ -532,7 +513,7 @@ def acknowledge(store: Store, acks: Sequence[tuple[str, int]], *, now: int | Non
                 db.execute(
                     "UPDATE sync_ledger SET acked_ms = ? WHERE idempotency_key = ?", [stamp, key]
                 )
-        _set_meta(db, "sync.last_success_ms", str(stamp))
+        store.set_meta("sync.last_success_ms", str(stamp))
     return removed
 
 
@@ -557,26 +538,17 @@ def record_failure(
             "WHERE id = ?",
             [[error[:500], next_attempt_ms, i] for i in outbox_ids],
         )
-        _set_meta(db, "sync.last_error", error[:500])
-        _set_meta(db, "sync.last_error_ms", str(now))
+        store.set_meta("sync.last_error", error[:500])
+        store.set_meta("sync.last_error_ms", str(now))
 
 
 def record_attempt(store: Store, now: int) -> None:
-    with store.write() as db:
-        _set_meta(db, "sync.last_attempt_ms", str(now))
+    store.set_meta("sync.last_attempt_ms", str(now))
 
 
 def clear_error(store: Store) -> None:
     with store.write() as db:
         db.execute("DELETE FROM meta WHERE key IN ('sync.last_error', 'sync.last_error_ms')")
-
-
-def _set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
-    db.execute(
-        "INSERT INTO meta (key, value) VALUES (?, ?) "
-        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-        [key, value],
-    )
 
 
 def outbox_status(store: Store) -> OutboxStatus:
@@ -626,7 +598,9 @@ __all__ = [
     "ReleaseInfo",
     "acknowledge",
     "due",
+    "make_due",
     "outbox_status",
+    "queued_count",
     "rebuild_dirty",
     "released_totals",
     "summarise",

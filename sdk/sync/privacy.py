@@ -1,4 +1,4 @@
-"""Private summaries: aggregate cells built from raw events, and their wire envelope.
+"""Private summaries: aggregate cells built from raw events (sent in ``protocol.Envelope``).
 
 A summary is a list of *cells*, each ``[metric, store_id, bucket_ms, a, b, n, q]``:
 ``metric`` is an event type (``view``, ``scan``, ``scan_miss``, ``cart_add``, ``purchase``,
@@ -38,19 +38,14 @@ import hashlib
 import itertools
 import json
 import os
-import re
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-import msgpack
-
-from .._errors import EnvelopeError, InvalidInput
+from .._errors import InvalidInput
 from .._time import DAY_MS, HOUR_MS
-
-REST_SUFFIX = "_day_rest"  # a day's events whose hourly cells were suppressed
-ENVELOPE_VERSION = 1
+from .protocol import Cell, rest_metric
 
 # Payload keys that are low-cardinality labels, safe to use as cell dimensions (free text
 # such as a search query never leaves the device).
@@ -68,7 +63,6 @@ DIMENSION_KEYS = (
 EXPOSURE_TYPES = frozenset({"exposure", "experiment_exposure", "offer_shown"})
 MAX_LABEL = 64
 
-Cell = list[Any]  # [metric, store_id, bucket_ms, a, b, n, q]
 CellKey = tuple[str, str, int, str, str]
 
 
@@ -105,6 +99,25 @@ class PrivacyPolicy:
             "top_pairs": self.top_pairs,
             "epsilon": self.epsilon,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> PrivacyPolicy:
+        """The policy a release recorded in its envelope (defaults for what it lacks)."""
+        return cls(
+            k=int(data.get("k", 15)),
+            k_pairs=int(data.get("k_pairs", 25)),
+            top_pairs=int(data.get("top_pairs", 50)),
+            epsilon=data.get("epsilon") and float(data["epsilon"]),
+        )
+
+    def with_k(self, k: int | None) -> PrivacyPolicy:
+        """This policy with ``k`` as both thresholds (itself when ``k`` is None).
+
+        Example:
+            >>> PrivacyPolicy(top_pairs=5).with_k(3)
+            PrivacyPolicy(k=3, k_pairs=3, top_pairs=5, epsilon=None)
+        """
+        return self if k is None else replace(self, k=k, k_pairs=k)
 
 
 @dataclass(frozen=True)
@@ -220,16 +233,6 @@ def _release(
     )
 
 
-def rest_metric(metric: str) -> str:
-    """The metric of a day's carried-over events of an hourly ``metric``.
-
-    Example:
-        >>> rest_metric("view")
-        'view_day_rest'
-    """
-    return metric + REST_SUFFIX
-
-
 def aggregate_day(rows: Iterable[Mapping[str, Any]], policy: PrivacyPolicy) -> Release:
     """The cells of closing UTC days, from all of their event rows (by ``seq``); every
     count is per day (the day is part of each cell's key).
@@ -341,166 +344,14 @@ def add_noise(cells: list[Cell], epsilon: float) -> tuple[list[Cell], dict[str, 
     return out, {"mechanism": "opendp.discrete_laplace", "scale": 1.0 / epsilon, "epsilon": spent}
 
 
-# -- the wire envelope -----------------------------------------------------------------------
-
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9:_\-]{8,80}$")
-METRIC_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
-DEVICE_PATTERN = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
-ENVELOPE_FIELDS = frozenset(
-    {"v", "device", "seq", "key", "rev", "created_ms", "model", "privacy", "cells"}
-)
-MAX_CELLS = 200_000
-MAX_COUNT = 1 << 40
-MAX_INT = 1 << 62
-
-
-@dataclass(frozen=True)
-class Envelope:
-    """One versioned summary release as sent upstream (msgpack, string keys)."""
-
-    device: str
-    seq: int
-    key: str
-    rev: int
-    created_ms: int
-    cells: list[Cell]
-    model: Mapping[str, Any] = field(default_factory=dict)
-    privacy: Mapping[str, Any] = field(default_factory=dict)
-    v: int = ENVELOPE_VERSION
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": self.v,
-            "device": self.device,
-            "seq": self.seq,
-            "key": self.key,
-            "rev": self.rev,
-            "created_ms": self.created_ms,
-            "model": dict(self.model),
-            "privacy": dict(self.privacy),
-            "cells": self.cells,
-        }
-
-    def pack(self) -> bytes:
-        """The msgpack bytes of this envelope.
-
-        Example:
-            >>> e = Envelope("kiosk-1", 1, "k" * 16, 1, 1_700_000_000_000, [])
-            >>> unpack_envelope(e.pack()) == e
-            True
-        """
-        return msgpack.packb(self.to_dict(), use_bin_type=True)
-
-
-def _int(value: Any, name: str, low: int = 0, high: int = MAX_INT) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise EnvelopeError(f"{name} must be an integer in [{low}, {high}]")
-    return value
-
-
-def _text(value: Any, name: str, limit: int = 200) -> str:
-    if not isinstance(value, str) or len(value) > limit:
-        raise EnvelopeError(f"{name} must be a string of at most {limit} characters")
-    return value
-
-
-def _small_map(value: Any, name: str) -> dict[str, Any]:
-    if not isinstance(value, dict) or len(value) > 16:
-        raise EnvelopeError(f"{name} must be a map of at most 16 entries")
-    out: dict[str, Any] = {}
-    for key, item in value.items():
-        _text(key, f"{name} key", 32)
-        if item is not None and not isinstance(item, str | int | float | bool):
-            raise EnvelopeError(f"{name}[{key!r}] must be a scalar")
-        if isinstance(item, str):
-            _text(item, f"{name}[{key!r}]", 200)
-        out[key] = item
-    return out
-
-
-def validate_envelope(data: Any) -> Envelope:
-    """Strictly check a decoded envelope; raise ``EnvelopeError`` saying what is wrong."""
-    if not isinstance(data, dict):
-        raise EnvelopeError("an envelope must be a map")
-    if set(data) != ENVELOPE_FIELDS:
-        raise EnvelopeError(f"envelope fields must be exactly {sorted(ENVELOPE_FIELDS)}")
-    if data["v"] != ENVELOPE_VERSION or isinstance(data["v"], bool):
-        raise EnvelopeError(f"envelope version {data['v']!r} is not supported")
-    device = _text(data["device"], "device", 64)
-    if not DEVICE_PATTERN.match(device):
-        raise EnvelopeError("device id has characters outside [A-Za-z0-9._-]")
-    key = _text(data["key"], "key", 80)
-    if not KEY_PATTERN.match(key):
-        raise EnvelopeError("idempotency key must be 8-80 characters of [A-Za-z0-9:_-]")
-    cells = data["cells"]
-    if not isinstance(cells, list) or len(cells) > MAX_CELLS:
-        raise EnvelopeError(f"cells must be a list of at most {MAX_CELLS}")
-    seen: set[tuple[Any, ...]] = set()
-    clean: list[Cell] = []
-    for cell in cells:
-        if not isinstance(cell, list) or len(cell) != 7:
-            raise EnvelopeError("a cell must be [metric, store, bucket_ms, a, b, n, q]")
-        metric = _text(cell[0], "metric", 32)
-        if not METRIC_PATTERN.match(metric):
-            raise EnvelopeError(f"metric {metric!r} is not a lowercase identifier")
-        row = [
-            metric,
-            _text(cell[1], "store_id"),
-            _int(cell[2], "bucket_ms"),
-            _text(cell[3], "a"),
-            _text(cell[4], "b"),
-            _int(cell[5], "n", -MAX_COUNT, MAX_COUNT),
-            _int(cell[6], "q", -MAX_COUNT, MAX_COUNT),
-        ]
-        ident = tuple(row[:5])
-        if ident in seen:
-            raise EnvelopeError("a cell appears twice in one envelope")
-        seen.add(ident)
-        clean.append(row)
-    return Envelope(
-        device=device,
-        seq=_int(data["seq"], "seq", 1),
-        key=key,
-        rev=_int(data["rev"], "rev", 1),
-        created_ms=_int(data["created_ms"], "created_ms"),
-        cells=clean,
-        model=_small_map(data["model"], "model"),
-        privacy=_small_map(data["privacy"], "privacy"),
-    )
-
-
-def unpack_envelope(raw: bytes) -> Envelope:
-    """Decode and validate msgpack envelope bytes."""
-    return validate_envelope(safe_unpack(raw))
-
-
-def safe_unpack(raw: bytes, *, max_len: int = 64 << 20) -> Any:
-    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile."""
-    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
-        raise EnvelopeError(f"a msgpack document must be bytes of at most {max_len}")
-    try:
-        return msgpack.unpackb(
-            raw,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=1 << 16,
-            max_bin_len=max_len,
-            max_array_len=1 << 20,
-            max_map_len=1 << 16,
-            max_ext_len=0,
-        )
-    except Exception as exc:  # msgpack raises several unrelated types on bad input
-        raise EnvelopeError(f"not a valid msgpack document: {type(exc).__name__}") from exc
-
-
 __all__ = [
-    "Envelope",
-    "EnvelopeError",
+    "DAY_MS",
+    "HOUR_MS",
+    "Cell",
     "PrivacyPolicy",
     "Release",
     "aggregate",
     "aggregate_day",
+    "dimensions",
     "rest_metric",
-    "unpack_envelope",
-    "validate_envelope",
 ]

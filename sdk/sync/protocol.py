@@ -1,0 +1,592 @@
+"""The wire protocol between a device and its collector: the one module both sides import.
+
+Everything that crosses the network is defined, packed and checked here, and nothing else
+is imported by the collector from the device side (it uses public ``shelfwise`` names only):
+
+- **requests**: every ``/v1`` call but health is HMAC-SHA256-signed with the device's own
+  secret over method, path, timestamp and the body's sha256 (``sign_request``), in the
+  ``X-Shelfwise-Device / -Time / -Signature`` headers; a 401 carries
+  ``X-Shelfwise-Server-Time`` so a device with a wrong clock can sign again;
+- **up**: ``POST /v1/summaries`` with msgpack ``{"v": 1, "device": id, "summaries": [envelope
+  bytes]}`` (``pack_upload``), each envelope one versioned summary release (``Envelope``);
+  the answer is ``{"acked": [[key, rev], ...]}`` (``pack_acks`` / ``unpack_acks``);
+- **down**: the region's trending table (``pack_fleet`` / ``unpack_fleet``) and signed
+  catalog and offer documents (``sign_document`` / ``verify_document``): canonical JSON
+  manifest, ed25519 signature over it, payload checksummed by the manifest. Bundles use the
+  same ed25519 keys (``sign_manifest``, ``verify_signature``, ``read_private_key``, from
+  ``shelfwise.model.bundle``, where their folder format lives).
+
+msgpack bodies have string keys only (integer map keys are refused) and integer millisecond
+UTC timestamps. Every decoder here is bounded and raises a typed error: ``EnvelopeError``
+for summaries and upload bodies, ``UpdateRefused`` (with a reason) for documents.
+
+Example:
+    >>> creds = Credentials("kiosk-1", b"s" * 32)
+    >>> envelope = Envelope("kiosk-1", 1, "kiosk-1:0001", 1, 1_700_000_000_000,
+    ...                     [["view", "s1", 1_699_999_200_000, "tea", "", 20, 20]])
+    >>> body = pack_upload("kiosk-1", [envelope.pack()])
+    >>> headers = sign_request(creds, "POST", SUMMARIES_PATH, body, 1_700_000_000_000)
+    >>> auth = parse_auth_headers(headers)
+    >>> check_signature(creds.secret, "POST", SUMMARIES_PATH, body, auth.ts_ms, auth.signature)
+    True
+    >>> unpack_envelope(unpack_upload(body).summaries[0]) == envelope
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import msgpack
+import msgspec
+
+from .._errors import BundleVerificationError, EnvelopeError, InvalidInput, UpdateRefused
+from .._time import DAY_MS, now_ms
+
+# The ed25519 helpers of signed bundles sign and verify documents too: one set of keys.
+from ..model.bundle import (
+    generate_signing_key,
+    read_private_key,
+    sign_manifest,
+    verify_signature,
+)
+
+PROTOCOL: Final = 1
+ENVELOPE_VERSION = 1
+HEADER_DEVICE = "X-Shelfwise-Device"
+HEADER_TIME = "X-Shelfwise-Time"
+HEADER_SIGNATURE = "X-Shelfwise-Signature"
+HEADER_SERVER_TIME = "X-Shelfwise-Server-Time"
+SUMMARIES_PATH = "/v1/summaries"
+FLEET_PATH = "/v1/fleet/trending"
+BUNDLE_PATH = "/v1/bundle"
+KINDS = ("catalog", "offers")
+DOCUMENT_PATHS = {"catalog": "/v1/catalog", "offers": "/v1/offers"}
+
+MAX_CELLS = 200_000
+MAX_COUNT = 1 << 40
+MAX_INT = 1 << 62
+MAX_FLEET_ITEMS = 1000
+MAX_DOCUMENT = 256 << 20
+DEFAULT_TTL_MS = 30 * DAY_MS
+DEVICE_RE = r"\A[A-Za-z0-9._\-]{1,64}\Z"
+KEY_RE = r"\A[A-Za-z0-9:_\-]{8,80}\Z"
+METRIC_RE = r"\A[a-z][a-z0-9_]{0,31}\Z"
+
+
+# -- device identity and request signing ----------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """One device's identity upstream: its id and its own HMAC secret (never fleet-wide).
+
+    Example:
+        >>> from shelfwise.sync.protocol import sign_request
+        >>> creds = Credentials("kiosk-1", b"s" * 32)
+        >>> sorted(sign_request(creds, "POST", "/v1/summaries", b"x", 1_700_000_000_000))
+        ['X-Shelfwise-Device', 'X-Shelfwise-Signature', 'X-Shelfwise-Time']
+    """
+
+    device_id: str
+    secret: bytes = field(repr=False)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[A-Za-z0-9._\-]{1,64}", self.device_id):
+            raise InvalidInput("a device id is 1-64 characters of [A-Za-z0-9._-]")
+        if len(self.secret) < 16:
+            raise InvalidInput("a device secret must be at least 16 bytes")
+
+    @classmethod
+    def from_file(cls, path: str | Path, device_id: str | None = None) -> Credentials:
+        """Read a key file: JSON ``{"device_id": ..., "secret": hex}`` or one hex line."""
+        text = Path(path).read_text().strip()
+        try:
+            data = json.loads(text) if text.startswith("{") else {"secret": text}
+            secret = bytes.fromhex(str(data["secret"]))
+        except (ValueError, KeyError) as exc:
+            raise InvalidInput(f"{path} is not a shelfwise device key file: {exc}") from exc
+        device = device_id or data.get("device_id")
+        if not device:
+            raise InvalidInput(f"{path} names no device; pass a device id")
+        return cls(str(device), secret)
+
+
+def signing_message(method: str, path: str, ts_ms: int, body: bytes) -> bytes:
+    """What the HMAC covers: method, path, timestamp and the body's sha256."""
+    return f"{method.upper()}\n{path}\n{ts_ms}\n{hashlib.sha256(body).hexdigest()}".encode()
+
+
+def sign_request(
+    credentials: Credentials, method: str, path: str, body: bytes, ts_ms: int
+) -> dict[str, str]:
+    """The authentication headers of one request."""
+    mac = hmac.new(credentials.secret, signing_message(method, path, ts_ms, body), "sha256")
+    return {
+        HEADER_DEVICE: credentials.device_id,
+        HEADER_TIME: str(ts_ms),
+        HEADER_SIGNATURE: mac.hexdigest(),
+    }
+
+
+def check_signature(
+    secret: bytes, method: str, path: str, body: bytes, ts_ms: int, signature: str
+) -> bool:
+    """Constant-time check of a request signature (used by the collector)."""
+    expected = hmac.new(secret, signing_message(method, path, ts_ms, body), "sha256").digest()
+    try:
+        given = bytes.fromhex(signature)
+    except ValueError:  # not hex (non-ASCII included): cannot match
+        return False
+    return hmac.compare_digest(expected, given)
+
+
+@dataclass(frozen=True)
+class AuthHeaders:
+    """The authentication headers of a request, parsed (see ``parse_auth_headers``)."""
+
+    device_id: str
+    ts_ms: int
+    signature: str
+
+
+_TIME_RE = re.compile(r"[0-9]{1,15}")
+_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
+
+
+def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
+    """Read the device, time and signature headers; ``EnvelopeError`` if any is malformed.
+
+    Strict ASCII forms only (``str.isdigit`` also accepts "²", which ``int`` refuses).
+
+    Example:
+        >>> parse_auth_headers({HEADER_DEVICE: "k1", HEADER_TIME: "²", HEADER_SIGNATURE: ""})
+        Traceback (most recent call last):
+        ...
+        shelfwise.EnvelopeError: missing or malformed authentication headers
+    """
+    lower = {k.lower(): v for k, v in headers.items()}
+    device = lower.get(HEADER_DEVICE.lower(), "")
+    stamp = lower.get(HEADER_TIME.lower(), "")
+    signature = lower.get(HEADER_SIGNATURE.lower(), "")
+    if not (
+        re.match(DEVICE_RE, device)
+        and _TIME_RE.fullmatch(stamp)
+        and _SIGNATURE_RE.fullmatch(signature)
+    ):
+        raise EnvelopeError("missing or malformed authentication headers")
+    return AuthHeaders(device, int(stamp), signature)
+
+
+# -- bounded msgpack -------------------------------------------------------------------------
+
+
+def safe_unpack(raw: bytes, *, max_len: int = 64 << 20) -> Any:
+    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile.
+
+    Example:
+        >>> safe_unpack(msgpack.packb({"a": 1}))
+        {'a': 1}
+    """
+    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
+        raise EnvelopeError(f"a msgpack document must be bytes of at most {max_len}")
+    try:
+        return msgpack.unpackb(
+            raw,
+            raw=False,
+            strict_map_key=True,
+            max_str_len=1 << 16,
+            max_bin_len=max_len,
+            max_array_len=1 << 20,
+            max_map_len=1 << 16,
+            max_ext_len=0,
+        )
+    except Exception as exc:  # msgpack raises several unrelated types on bad input
+        raise EnvelopeError(f"not a valid msgpack document: {type(exc).__name__}") from exc
+
+
+def _decode(raw: Any, schema: type[Any], what: str, max_len: int) -> Any:
+    """Decode msgpack bytes straight into a msgspec schema; ``EnvelopeError`` says why not."""
+    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
+        raise EnvelopeError(f"{what} must be msgpack bytes of at most {max_len}")
+    try:
+        return msgspec.msgpack.decode(raw, type=schema)
+    except msgspec.ValidationError as exc:
+        raise EnvelopeError(f"malformed {what}: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise EnvelopeError(f"{what} is not a valid msgpack document: {exc}") from exc
+
+
+# -- the summary envelope --------------------------------------------------------------------
+
+Cell = list[Any]  # [metric, store_id, bucket_ms, a, b, n, q]
+REST_SUFFIX = "_day_rest"  # a day's events whose hourly cells were suppressed
+
+
+def rest_metric(metric: str) -> str:
+    """The metric of a day's carried-over events of an hourly ``metric``.
+
+    Example:
+        >>> rest_metric("view")
+        'view_day_rest'
+    """
+    return metric + REST_SUFFIX
+
+
+_Text = Annotated[str, msgspec.Meta(max_length=200)]
+_Count = Annotated[int, msgspec.Meta(ge=-MAX_COUNT, le=MAX_COUNT)]
+_WireCell = tuple[
+    Annotated[str, msgspec.Meta(pattern=METRIC_RE)],
+    _Text,
+    Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)],
+    _Text,
+    _Text,
+    _Count,
+    _Count,
+]
+_SmallMap = Annotated[
+    dict[Annotated[str, msgspec.Meta(max_length=32)], _Text | int | float | bool | None],
+    msgspec.Meta(max_length=16),
+]
+_Positive = Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
+
+
+class _WireEnvelope(msgspec.Struct, forbid_unknown_fields=True):
+    """The envelope's schema on the wire: every field required, nothing else allowed."""
+
+    v: Literal[1]
+    device: Annotated[str, msgspec.Meta(pattern=DEVICE_RE)]
+    seq: _Positive
+    key: Annotated[str, msgspec.Meta(pattern=KEY_RE)]
+    rev: _Positive
+    created_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+    model: _SmallMap
+    privacy: _SmallMap
+    cells: Annotated[list[_WireCell], msgspec.Meta(max_length=MAX_CELLS)]
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """One versioned summary release as sent upstream (msgpack, string keys)."""
+
+    device: str
+    seq: int
+    key: str
+    rev: int
+    created_ms: int
+    cells: list[Cell]
+    model: Mapping[str, Any] = field(default_factory=dict)
+    privacy: Mapping[str, Any] = field(default_factory=dict)
+    v: int = ENVELOPE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "v": self.v,
+            "device": self.device,
+            "seq": self.seq,
+            "key": self.key,
+            "rev": self.rev,
+            "created_ms": self.created_ms,
+            "model": dict(self.model),
+            "privacy": dict(self.privacy),
+            "cells": self.cells,
+        }
+
+    def pack(self) -> bytes:
+        """The msgpack bytes of this envelope.
+
+        Example:
+            >>> e = Envelope("kiosk-1", 1, "k" * 16, 1, 1_700_000_000_000, [])
+            >>> unpack_envelope(e.pack()) == e
+            True
+        """
+        return msgpack.packb(self.to_dict(), use_bin_type=True)
+
+
+def unpack_envelope(raw: bytes) -> Envelope:
+    """Decode and strictly check msgpack envelope bytes; ``EnvelopeError`` says what is wrong."""
+    wire: _WireEnvelope = _decode(raw, _WireEnvelope, "envelope", 64 << 20)
+    cells = [list(cell) for cell in wire.cells]
+    if len({tuple(cell[:5]) for cell in cells}) != len(cells):
+        raise EnvelopeError("a cell appears twice in one envelope")
+    return Envelope(
+        device=wire.device,
+        seq=wire.seq,
+        key=wire.key,
+        rev=wire.rev,
+        created_ms=wire.created_ms,
+        cells=cells,
+        model=wire.model,
+        privacy=wire.privacy,
+    )
+
+
+# -- the upload request and its acknowledgement ------------------------------------------------
+
+
+class Upload(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/summaries``: the signer's device id and its envelopes (still packed)."""
+
+    v: Literal[1]
+    device: str
+    summaries: list[bytes]
+
+
+class _Acks(msgspec.Struct):
+    acked: list[tuple[str, int]]
+
+
+def pack_upload(device_id: str, summaries: Sequence[bytes]) -> bytes:
+    """The body of one upload request."""
+    return msgspec.msgpack.encode(Upload(PROTOCOL, device_id, list(summaries)))
+
+
+def unpack_upload(raw: bytes, *, max_len: int = 64 << 20) -> Upload:
+    """Decode an upload body (the collector's side); ``EnvelopeError`` if off-schema."""
+    upload: Upload = _decode(raw, Upload, "upload body", max_len)
+    return upload
+
+
+def pack_acks(acks: Sequence[tuple[str, int]]) -> bytes:
+    """The collector's answer: every (key, rev) it holds now."""
+    return msgspec.msgpack.encode({"acked": [[key, rev] for key, rev in acks]})
+
+
+def unpack_acks(raw: bytes) -> list[tuple[str, int]]:
+    """The (key, rev) pairs the collector acknowledged; ``EnvelopeError`` if unreadable."""
+    acks: _Acks = _decode(raw, _Acks, "acknowledgement", 16 << 20)
+    return acks.acked
+
+
+# -- the fleet table -----------------------------------------------------------------------
+
+
+def pack_fleet(scope: str, generated_ms: int, items: Sequence[tuple[str, float]]) -> bytes:
+    """The region's trending table as the collector serves it."""
+    return msgspec.msgpack.encode(
+        {"scope": scope, "generated_ms": generated_ms, "items": [[i, s] for i, s in items]}
+    )
+
+
+def unpack_fleet(raw: bytes) -> tuple[str, list[tuple[str, float]]]:
+    """The scope and the (item, score) rows of a fleet table, bounded."""
+    try:
+        data = safe_unpack(raw)
+        scope = str(data["scope"])[:100]
+        items = [(str(i)[:200], float(s)) for i, s in data["items"]][:MAX_FLEET_ITEMS]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise EnvelopeError(f"a malformed fleet table: {exc}") from exc
+    return scope, items
+
+
+# -- signed documents (catalog, offers) ---------------------------------------------------------
+
+ROWS_KEY = {"catalog": "items", "offers": "offers"}
+_MANIFEST_FIELDS = frozenset(
+    {"format", "kind", "version", "issued_ms", "expires_ms", "sha256", "size"}
+)
+FORMAT = 1
+
+
+@dataclass(frozen=True)
+class DocumentManifest:
+    """What a signed document is: kind, version, validity window and payload checksum."""
+
+    kind: str
+    version: int
+    issued_ms: int
+    expires_ms: int
+    sha256: str
+    size: int
+    format: int = FORMAT
+
+    def to_json(self) -> bytes:
+        """Canonical bytes (sorted keys): the same manifest always signs the same."""
+        return json.dumps(dataclasses.asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> DocumentManifest:
+        """Strictly parse manifest bytes; ``UpdateRefused(reason="malformed")`` if off-schema."""
+        try:
+            data = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise _refused("malformed", f"the manifest is not JSON: {exc}") from exc
+        if not isinstance(data, dict) or set(data) != _MANIFEST_FIELDS:
+            raise _refused("malformed", f"manifest fields must be {sorted(_MANIFEST_FIELDS)}")
+        if data["format"] != FORMAT or isinstance(data["format"], bool):
+            raise _refused("malformed", f"document format {data['format']!r} is not supported")
+        for name in ("version", "issued_ms", "expires_ms", "size"):
+            value = data[name]
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise _refused("malformed", f"manifest {name} must be a non-negative integer")
+        digest = data["sha256"]
+        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
+            raise _refused("malformed", "manifest sha256 must be 64 hex characters")
+        if data["kind"] not in KINDS:
+            raise _refused("malformed", f"document kind {data['kind']!r} is not one of {KINDS}")
+        return cls(**data)
+
+
+def _refused(reason: str, message: str) -> UpdateRefused:
+    return UpdateRefused(message, reason=reason)
+
+
+def sign_document(
+    kind: str,
+    content: Mapping[str, Any],
+    *,
+    version: int,
+    private_key: bytes,
+    issued_ms: int | None = None,
+    expires_ms: int | None = None,
+) -> bytes:
+    """Sign ``content`` (``{"items"|"offers": rows, "replace": bool}``) as a document.
+
+    Checks the format only; validate the rows first (``shelfwise.sync.downstream.
+    build_document`` does both).
+
+    Example:
+        >>> private, public = generate_signing_key()
+        >>> raw = sign_document("offers", {"offers": []}, version=1, private_key=private)
+        >>> verify_document(raw, kind="offers", public_key=public)[0].version
+        1
+    """
+    if kind not in KINDS:
+        raise InvalidInput(f"document kind must be one of {KINDS}, not {kind!r}")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise InvalidInput("a document version is an integer >= 1")
+    rows = list(content.get(ROWS_KEY[kind]) or [])
+    replace = content.get("replace", True)
+    if not isinstance(replace, bool):
+        raise InvalidInput("replace must be true or false")
+    issued = now_ms() if issued_ms is None else issued_ms
+    expires = issued + DEFAULT_TTL_MS if expires_ms is None else expires_ms
+    if expires <= issued:
+        raise InvalidInput("a document must expire after it is issued")
+    payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
+    manifest = DocumentManifest(
+        kind=kind,
+        version=version,
+        issued_ms=issued,
+        expires_ms=expires,
+        sha256=hashlib.sha256(payload).hexdigest(),
+        size=len(payload),
+    ).to_json()
+    return msgpack.packb(
+        {
+            "v": FORMAT,
+            "manifest": manifest,
+            "signature": sign_manifest(manifest, private_key),
+            "payload": payload,
+        },
+        use_bin_type=True,
+    )
+
+
+def _unpack_document(raw: bytes) -> dict[str, Any]:
+    try:
+        data = safe_unpack(raw, max_len=MAX_DOCUMENT)
+    except EnvelopeError as exc:
+        raise _refused("malformed", f"not a signed document: {exc}") from exc
+    if not isinstance(data, dict) or set(data) != {"v", "manifest", "signature", "payload"}:
+        raise _refused("malformed", "a document is {v, manifest, signature, payload}")
+    if data["v"] != FORMAT or not all(
+        isinstance(data[k], bytes) for k in ("manifest", "signature", "payload")
+    ):
+        raise _refused("malformed", "unsupported document version or non-binary fields")
+    return data
+
+
+def document_manifest(raw: bytes) -> DocumentManifest:
+    """The manifest of document bytes, unverified (the collector indexes what it serves)."""
+    return DocumentManifest.from_json(_unpack_document(raw)["manifest"])
+
+
+def verify_document(
+    raw: bytes, *, kind: str, public_key: bytes, now: int | None = None
+) -> tuple[DocumentManifest, dict[str, Any]]:
+    """Check a document against the pinned key, its checksum and expiry; return its content.
+
+    Raises ``UpdateRefused`` naming the failed check. Version checks need the store: see
+    ``shelfwise.sync.downstream.apply_document``.
+    """
+    data = _unpack_document(raw)
+    try:
+        verify_signature(data["manifest"], data["signature"], public_key)
+    except BundleVerificationError as exc:
+        raise _refused(
+            "signature", f"the {kind} document is not signed by the pinned public key"
+        ) from exc
+    manifest = DocumentManifest.from_json(data["manifest"])
+    if manifest.kind != kind:
+        raise _refused("kind", f"expected a {kind} document, got a {manifest.kind} document")
+    payload = data["payload"]
+    if len(payload) != manifest.size or hashlib.sha256(payload).hexdigest() != manifest.sha256:
+        raise _refused("checksum", f"the {kind} document's payload does not match its sha256")
+    stamp = now_ms() if now is None else now
+    if manifest.expires_ms < stamp:
+        raise _refused(
+            "expired",
+            f"the {kind} document version {manifest.version} has expired; keeping what is applied",
+        )
+    try:
+        content = safe_unpack(payload, max_len=MAX_DOCUMENT)
+    except EnvelopeError as exc:  # signed garbage: a broken publisher, still refused
+        raise _refused("malformed", f"the {kind} payload is not msgpack: {exc}") from exc
+    if (
+        not isinstance(content, dict)
+        or set(content) != {ROWS_KEY[kind], "replace"}
+        or not isinstance(content[ROWS_KEY[kind]], list)
+        or not isinstance(content["replace"], bool)
+    ):
+        raise _refused("malformed", f"a {kind} payload is {{{ROWS_KEY[kind]}: [...], replace}}")
+    return manifest, content
+
+
+__all__ = [
+    "BUNDLE_PATH",
+    "DOCUMENT_PATHS",
+    "FLEET_PATH",
+    "HEADER_DEVICE",
+    "HEADER_SERVER_TIME",
+    "HEADER_SIGNATURE",
+    "HEADER_TIME",
+    "KINDS",
+    "PROTOCOL",
+    "ROWS_KEY",
+    "SUMMARIES_PATH",
+    "AuthHeaders",
+    "Credentials",
+    "DocumentManifest",
+    "Envelope",
+    "EnvelopeError",
+    "Upload",
+    "check_signature",
+    "document_manifest",
+    "generate_signing_key",
+    "pack_acks",
+    "pack_fleet",
+    "pack_upload",
+    "parse_auth_headers",
+    "read_private_key",
+    "rest_metric",
+    "safe_unpack",
+    "sign_document",
+    "sign_manifest",
+    "sign_request",
+    "signing_message",
+    "unpack_acks",
+    "unpack_envelope",
+    "unpack_fleet",
+    "unpack_upload",
+    "verify_document",
+    "verify_signature",
+]

@@ -1,0 +1,212 @@
+"""HTTP to the collector: signed requests, the status -> error mapping, and the retry policy.
+
+``HttpTransport`` speaks plain ``http.client`` (no extra dependency, so the base install
+syncs); ``SignedClient`` signs every request with the device's own secret and, on a 401/403
+that carries the collector's clock, stores the offset and signs once more (a kiosk with a
+wrong clock). ``raise_for_status`` splits failures the way the upload loop needs them:
+network errors, 5xx, 408 and 429 are ``SyncRetryable`` (with the server's Retry-After),
+401/403 ``SyncUnauthorized``, any other 4xx ``SyncRejected``.
+
+The retry policy (``Backoff``) is full jitter: wait ``uniform(0, min(300 s, 1 s x 2^n))``
+before retry ``n``, or exactly what Retry-After asked (at most an hour). It stays a few
+lines of our own: retry libraries (stamina, tenacity) add jitter on top of the exponential
+wait instead of drawing the whole wait at random, and the upload loop needs each wait
+before it sleeps, to persist it in the outbox.
+
+Example:
+    >>> backoff = Backoff(rng=random.Random(7))
+    >>> [round(backoff.delay(n), 2) for n in range(4)]
+    [0.32, 0.3, 2.6, 0.58]
+    >>> backoff.delay(0, retry_after=30.0)
+    30.0
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import random
+import time
+import urllib.parse
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from .._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
+from .._time import now_ms
+from ..store.connection import Store
+from .protocol import HEADER_SERVER_TIME, Credentials, sign_request
+
+BACKOFF_BASE_S = 1.0
+BACKOFF_CAP_S = 300.0
+MAX_RETRY_AFTER_S = 3600.0
+CLOCK_OFFSET_KEY = "sync.clock_offset_ms"
+
+
+@dataclass(frozen=True)
+class Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class HttpTransport:
+    """HTTP(S) to the collector with the standard library only, so the base install syncs.
+
+    Network failures raise ``SyncRetryable``; statuses come back as ``Response``.
+    """
+
+    def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise InvalidInput(f"upstream url must be http(s)://host[:port], not {url!r}")
+        self.scheme = parts.scheme
+        self.host = parts.hostname
+        self.port = parts.port
+        self.prefix = parts.path.rstrip("/")
+        self.timeout_s = timeout_s
+
+    def request(
+        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+    ) -> Response:
+        cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
+        conn = cls(self.host, self.port, timeout=self.timeout_s)
+        try:
+            conn.request(
+                method,
+                self.prefix + path,
+                body=body or None,
+                headers={"Content-Type": "application/msgpack", **(headers or {})},
+            )
+            reply = conn.getresponse()
+            data = reply.read()
+            return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
+        except (TimeoutError, OSError, http.client.HTTPException) as exc:
+            raise SyncRetryable(f"network error talking to upstream: {exc!r}") from exc
+        finally:
+            conn.close()
+
+
+def transport_for(url: str | HttpTransport, timeout_s: float = 30.0) -> HttpTransport:
+    """The given transport, or a new one for ``url``."""
+    return url if isinstance(url, HttpTransport) else HttpTransport(url, timeout_s=timeout_s)
+
+
+def retry_after_s(value: str | None, *, now_s: float | None = None) -> float | None:
+    """Parse a Retry-After header (seconds or an HTTP date) into seconds to wait.
+
+    Example:
+        >>> retry_after_s("120")
+        120.0
+        >>> retry_after_s("soon") is None
+        True
+    """
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return min(float(value), MAX_RETRY_AFTER_S)
+    try:
+        when = email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError, IndexError):
+        return None
+    wait = when - (time.time() if now_s is None else now_s)
+    return min(max(wait, 0.0), MAX_RETRY_AFTER_S)
+
+
+def raise_for_status(response: Response) -> None:
+    """Map an HTTP status to the sync error family (2xx passes)."""
+    status = response.status
+    if 200 <= status < 300:
+        return
+    detail = response.body[:200].decode("utf-8", "replace")
+    if status in (408, 429) or status >= 500:
+        raise SyncRetryable(
+            f"upstream answered {status}: {detail}",
+            retry_after=retry_after_s(response.headers.get("retry-after")),
+        )
+    if status in (401, 403):
+        raise SyncUnauthorized(
+            f"upstream refused the credentials ({status}): {detail}", status=status
+        )
+    raise SyncRejected(f"upstream rejected the payload ({status}): {detail}", status=status)
+
+
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base x 2^attempt))."""
+
+    def __init__(
+        self,
+        *,
+        base_s: float = BACKOFF_BASE_S,
+        cap_s: float = BACKOFF_CAP_S,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.base_s = base_s
+        self.cap_s = cap_s
+        self.rng = rng or random.Random()
+
+    def delay(self, attempt: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry number ``attempt`` (0-based); Retry-After wins."""
+        if retry_after is not None:
+            return float(retry_after)
+        return self.rng.uniform(0.0, min(self.cap_s, self.base_s * 2.0 ** min(attempt, 30)))
+
+
+class SignedClient:
+    """Signed requests for one device; remembers the collector's clock offset in the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        transport: HttpTransport,
+        credentials: Credentials,
+        *,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.store = store
+        self.transport = transport
+        self.credentials = credentials
+        self.clock = clock
+        self.requests = 0
+        self.bytes_sent = 0
+
+    def offset(self) -> int:
+        """Milliseconds to add to our clock to match the collector's (0 until a 401 said)."""
+        return int(self.store.get_meta(CLOCK_OFFSET_KEY, "0") or 0)
+
+    def request(self, method: str, path: str, body: bytes = b"") -> Response:
+        """A signed request; on 401/403 re-sign once with the collector's clock."""
+        for attempt in (0, 1):
+            ts = self.clock() + self.offset()
+            headers = sign_request(self.credentials, method, path, body, ts)
+            self.requests += 1
+            self.bytes_sent += len(body)
+            response = self.transport.request(method, path, body, headers)
+            server_time = response.headers.get(HEADER_SERVER_TIME.lower(), "")
+            if response.status in (401, 403) and attempt == 0 and server_time.isdigit():
+                # Re-authenticate: our clock may be off; sign again on the collector's time.
+                self.store.set_meta(CLOCK_OFFSET_KEY, str(int(server_time) - self.clock()))
+                continue
+            raise_for_status(response)
+            return response
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get(self, path: str) -> Response | None:
+        """A signed GET; None when upstream has nothing there (404)."""
+        try:
+            return self.request("GET", path)
+        except SyncRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+
+__all__ = [
+    "Backoff",
+    "HttpTransport",
+    "Response",
+    "SignedClient",
+    "raise_for_status",
+    "retry_after_s",
+    "transport_for",
+]
