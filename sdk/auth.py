@@ -243,6 +243,29 @@ class Throttle:
         with self.store.write() as db:
             db.execute("DELETE FROM auth_throttle WHERE scope = ? AND key = ?", [self.scope, key])
 
+    def forgive(self, key: str) -> None:
+        """A right answer on a shared key (a kiosk): take back only this attempt's count.
+
+        Unlike ``succeeded`` it cannot wipe failures others made, so knowing one valid PIN
+        does not reset the lockout that guesses at other cards built up.
+        """
+        with self.store.write() as db:
+            rows = list(
+                db.query(
+                    "SELECT failures, last_ms FROM auth_throttle WHERE scope = ? AND key = ?",
+                    [self.scope, key],
+                )
+            )
+            if not rows:
+                return
+            failures = max(0, rows[0]["failures"] - 1)
+            locked_until = rows[0]["last_ms"] + int(self.backoff.delay_s(failures) * 1000)
+            db.execute(
+                "UPDATE auth_throttle SET failures = ?, locked_until_ms = ? "
+                "WHERE scope = ? AND key = ?",
+                [failures, locked_until, self.scope, key],
+            )
+
     def state(self, key: str, *, now: int | None = None) -> ThrottleState:
         """The key's failures still counting and the time it may try again."""
         rows = self.store.rows(
@@ -459,13 +482,16 @@ def verify_member_pin(
             "this card has no PIN yet: set one in the phone app or at the till", reason="no_pin"
         )
     card = Throttle(store, MEMBER_PIN, CARD_BACKOFF)
+    kiosk = Throttle(store, MEMBER_PIN_DEVICE, DEVICE_BACKOFF)
     checks = [(card, card_key(member_id))]
     if device:
-        checks.append((Throttle(store, MEMBER_PIN_DEVICE, DEVICE_BACKOFF), device))
+        checks.append((kiosk, device))
     attempt_all(store, checks, now=now)
     if not verify_secret(rows[0][0], pin):
         raise AuthenticationFailed("wrong PIN for this card", reason="pin_wrong")
     card.succeeded(card_key(member_id))
+    if device:
+        kiosk.forgive(device)
 
 
 __all__ = [

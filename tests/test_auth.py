@@ -170,6 +170,14 @@ def test_guessing_many_cards_on_one_kiosk_locks_the_kiosk(sw: shelfwise.Shelfwis
     members[11].verify_pin("7391", device="kiosk-2")
 
 
+def test_right_pins_do_not_add_up_to_a_kiosk_lockout(sw: shelfwise.Shelfwise) -> None:
+    member = sw.member("L-1")
+    member.set_pin("7391")
+    for _ in range(15):
+        member.verify_pin("7391", device="kiosk-1")
+    assert sw.throttle("member_pin_device").state("kiosk-1").failures == 0
+
+
 def test_forgetting_a_member_removes_their_pin(sw: shelfwise.Shelfwise) -> None:
     member = sw.member("L-1")
     member.set_pin("7391")
