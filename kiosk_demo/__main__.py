@@ -1,7 +1,7 @@
 """Run the kiosk demo: ``python -m shelfwise.kiosk_demo``.
 
 Example:
-    python -m shelfwise.kiosk_demo --port 8420 --staff-pin 2468
+    python -m shelfwise.kiosk_demo --port 8420 --staff-pin 58029374
 
 With no ``--db`` the committed demo store is seeded into a working copy under the user's data
 folder (``$XDG_DATA_HOME/shelfwise-kiosk/store.db``), so the repository copy stays pristine.
@@ -20,7 +20,8 @@ from typing import Any
 import shelfwise
 
 from .app import KioskConfig, create_app
-from .cards import card_code
+from .cards import card_code, member_of_card
+from .kiosk import DEFAULT_HOSTS
 from .seed import BUNDLE_DIR, SEEDED_FROM, STORE_DIR, seed_store, store_config, store_fingerprint
 
 logger = logging.getLogger("shelfwise.kiosk_demo")
@@ -29,6 +30,10 @@ logger = logging.getLogger("shelfwise.kiosk_demo")
 def default_db() -> Path:
     base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
     return base / "shelfwise-kiosk" / "store.db"
+
+
+DEMO_MEMBER_PIN = "7391"  # the demo cards' PIN, shown beside them on the welcome screen
+DEMO_CONSENTS = {"personalization": True, "offers": True}
 
 
 def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
@@ -43,7 +48,34 @@ def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
         for r in busy + occasional
     ]
     cards.append({"card": card_code("9999"), "label": "New member 9999 (no history)"})
-    return tuple(cards)
+    return tuple({**card, "pin": DEMO_MEMBER_PIN} for card in cards)
+
+
+def enrol_demo_members(sw: shelfwise.Shelfwise, cards: tuple[dict[str, Any], ...]) -> None:
+    """Give the demo cards what their members would have set in the phone app: a PIN and
+    their choices (once: a later change on the kiosk's Privacy screen is kept)."""
+    for card in cards:
+        number = member_of_card(card["card"])
+        if number is None:
+            continue
+        try:
+            member = sw.shopper(number)
+        except shelfwise.UnknownShopper:
+            member = sw.member(number)
+        if not member.has_pin():
+            for purpose, granted in DEMO_CONSENTS.items():
+                member.set_consent(purpose, granted)
+            member.set_pin(card["pin"])
+
+
+def strong_pin() -> str:
+    """A random 8-digit staff PIN that passes ``shelfwise.check_pin_strength``."""
+    while True:
+        pin = f"{secrets.randbelow(10**8):08d}"
+        try:
+            return shelfwise.check_pin_strength(pin)
+        except shelfwise.WeakSecret:
+            continue
 
 
 def seeded_from(db: Path) -> str | None:
@@ -125,6 +157,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--db", type=Path, default=None, help="store file (seeded if missing)")
     parser.add_argument("--bundle", type=Path, default=BUNDLE_DIR, help="model bundle folder")
     parser.add_argument("--staff-pin", default=os.environ.get("SHELFWISE_STAFF_PIN"))
+    parser.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        help="another name the kiosk is reached by (repeatable; localhost names always)",
+    )
     parser.add_argument("--idle-seconds", type=float, default=90.0)
     parser.add_argument("--upstream", default=None, help="collector URL for sync (optional)")
     parser.add_argument("--log-level", default="INFO")
@@ -134,20 +172,33 @@ def main(argv: list[str] | None = None) -> None:
     import uvicorn
 
     db = args.db or default_db()
-    pin = args.staff_pin or f"{secrets.randbelow(10**6):06d}"
+    pin = args.staff_pin or strong_pin()
+    try:
+        shelfwise.check_pin_strength(pin)
+    except shelfwise.WeakSecret as exc:
+        parser.exit(
+            2,
+            f"{parser.prog}: refusing a weak staff PIN ({exc}). Give --staff-pin (or "
+            "SHELFWISE_STAFF_PIN) at least 6 characters "
+            "without a pattern, or leave it out for a random one.\n",
+        )
     sw, config = open_store(db, args.bundle)
+    cards = demo_cards()
+    enrol_demo_members(sw, cards)
     kiosk_config = KioskConfig(
         staff_pin=pin,
         idle_s=args.idle_seconds,
         upstream=args.upstream,
         store=config,
-        demo_cards=demo_cards(),
+        demo_cards=cards,
+        allowed_hosts=(*DEFAULT_HOSTS, args.host, *args.allow_host),
     )
     app = create_app(sw, kiosk_config)
     url = f"http://{args.host}:{args.port}/"
     print(f"shelfwise kiosk demo: {url}", flush=True)
     print(f"  store {config['name']} ({db}), model {sw.model_version or 'none (popularity only)'}")
     print(f"  staff screen PIN: {pin}", flush=True)
+    print(f"  demo loyalty cards' PIN: {DEMO_MEMBER_PIN}", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:

@@ -4,14 +4,17 @@ Business logic lives in the SDK; the routes map HTTP to SDK calls and SDK errors
 (``{"error": ..., "message": ..., "reason": ...}``), so the kiosk never crashes on bad input.
 The routes are grouped by area: ``session_api`` (sign-in, privacy, location), ``scan_api``
 (scan, for you, search), ``cart_api`` (cart, codes, checkout) and ``staff_api``; their state
-is the ``Kiosk`` of ``kiosk.py``.
+is the ``Kiosk`` of ``kiosk.py``. ``guard.Guard`` stands in front of them all (hosts, origins,
+CSRF, JSON only, body limits, security headers).
 
 Example:
     >>> import shelfwise
     >>> from starlette.testclient import TestClient
     >>> sw = shelfwise.open(":memory:", store_id="s1")
-    >>> client = TestClient(create_app(sw, KioskConfig(staff_pin="1234")))
-    >>> client.post("/api/session/start").json()["session"]["kind"]
+    >>> app = create_app(sw, KioskConfig(staff_pin="58029374"))
+    >>> client = TestClient(app, base_url="http://localhost")
+    >>> client.headers["X-CSRF-Token"] = client.get("/api/state").json()["csrf"]
+    >>> client.post("/api/session/start", json={}).json()["session"]["kind"]
     'anonymous'
     >>> sw.close()
 """
@@ -24,12 +27,14 @@ import logging
 from collections.abc import AsyncIterator
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount
 from starlette.staticfiles import StaticFiles
 
 import shelfwise
 
 from . import cart_api, scan_api, session_api, staff_api
+from .guard import Guard
 from .kiosk import STATIC, Kiosk, KioskConfig
 
 logger = logging.getLogger(__name__)
@@ -58,7 +63,15 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
         *staff_api.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = Starlette(
+        routes=routes,
+        lifespan=lifespan,
+        middleware=[
+            Middleware(
+                Guard, allowed_hosts=frozenset(config.allowed_hosts), csrf_key=kiosk.csrf_key
+            )
+        ],
+    )
     app.state.kiosk = kiosk
     return app
 

@@ -36,9 +36,13 @@ async def cart_remove(request: Request) -> Any:
 
 
 async def redeem(request: Request) -> Any:
-    """Redeem an offer code against the cart; a refusal says why (409 with its reason)."""
+    """Redeem an offer code against the cart; a refusal says why (409 with its reason).
+
+    A member signed in with the card alone gives their PIN first: a code spent here counts
+    against the member's own allowance (and a member-bound code is theirs alone).
+    """
     kiosk = kiosk_of(request)
-    shopper = kiosk.shopper(request)
+    shopper = kiosk.second_factor(request)
     code = text_field(await read_json(request), "code", 64)
     total = kiosk.cart_view(shopper)["total"]
     if kiosk.sandbox:  # staff testing: every step runs, nothing is spent

@@ -19,11 +19,12 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import hmac
 import logging
 import secrets
 import threading
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -50,22 +51,41 @@ CONSENT_LABELS = {
 }
 
 
+STAFF_BACKOFF = shelfwise.Backoff(free=3, base_s=2.0, max_s=900.0)
+DEFAULT_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
 @dataclass(frozen=True)
 class KioskConfig:
-    """How the kiosk runs (the CLI fills it in)."""
+    """How the kiosk runs (the CLI fills it in).
 
-    staff_pin: str = ""
+    ``staff_pin`` is checked (``shelfwise.WeakSecret`` if too easy to guess) and kept only as
+    its argon2id hash, ``staff_pin_hash``; without either the staff screen stays locked.
+    ``allowed_hosts`` are the names the kiosk answers to (its bind address is added by the
+    CLI); ``kiosk_id`` names this kiosk in lockouts and the audit log (default: its device id).
+    """
+
+    staff_pin: InitVar[str] = ""
     idle_s: float = 90.0
     upstream: str | None = None
     sync_every_s: float = 60.0
     store: dict[str, Any] = field(default_factory=dict)
     demo_cards: tuple[dict[str, Any], ...] = ()
+    staff_pin_hash: str = ""
+    allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS
+    kiosk_id: str = ""
+
+    def __post_init__(self, staff_pin: str) -> None:
+        if staff_pin:
+            shelfwise.check_pin_strength(staff_pin)
+            object.__setattr__(self, "staff_pin_hash", shelfwise.hash_secret(staff_pin))
 
 
 @dataclass
 class _Session:
     shopper_id: str
     last_ms: int
+    verified: bool = False  # the member gave their PIN during this session
 
 
 class Sessions:
@@ -75,10 +95,10 @@ class Sessions:
         self._lock = threading.Lock()
         self._by_token: dict[str, _Session] = {}
 
-    def open(self, shopper_id: str) -> str:
+    def open(self, shopper_id: str, *, verified: bool = False) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._by_token[token] = _Session(shopper_id, now_ms())
+            self._by_token[token] = _Session(shopper_id, now_ms(), verified)
         return token
 
     def touch(self, token: str | None) -> str | None:
@@ -88,6 +108,13 @@ class Sessions:
                 return None
             session.last_ms = now_ms()
             return session.shopper_id
+
+    def verify(self, token: str | None) -> None:
+        """The session's member gave their second factor (until the session ends)."""
+        with self._lock:
+            session = self._by_token.get(token or "")
+            if session is not None:
+                session.verified = True
 
     def peek(self, token: str | None) -> _Session | None:
         with self._lock:
@@ -124,6 +151,11 @@ class Kiosk:
         self.sandbox = False
         self.started_ms = now_ms()
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
+        self.kiosk_id = config.kiosk_id or device_credentials(sw).device_id
+        # Signs the CSRF cookies of this process (a restart asks the page for a new one).
+        self.csrf_key = secrets.token_bytes(32)
+        # Counted in the store: a restart does not reset a lockout.
+        self.staff_throttle = sw.throttle("staff_pin", STAFF_BACKOFF)
 
     # -- sessions -------------------------------------------------------------------------
     def shopper(self, request: Request) -> shelfwise.Shopper:
@@ -138,13 +170,43 @@ class Kiosk:
             raise ApiError(401, "NoSession", "the session ended", "session_ended") from exc
 
     def end_session(self, token: str | None) -> None:
-        """End the cookie's session, if any (an anonymous shopper is forgotten)."""
+        """End the cookie's session, if any (see ``leave``)."""
         shopper_id = self.sessions.close(token)
         if shopper_id:
-            with contextlib.suppress(UnknownShopper):
-                self.sw.shopper(shopper_id).end()
+            self.leave(shopper_id)
 
-    def session_view(self, shopper: shelfwise.Shopper | None) -> dict[str, Any] | None:
+    def leave(self, shopper_id: str) -> None:
+        """The visit is over: a guest is forgotten, a member's cart is emptied.
+
+        The next person who scans the same card starts from nothing of this visit.
+        """
+        with contextlib.suppress(UnknownShopper):
+            shopper = self.sw.shopper(shopper_id)
+            if shopper.is_member:
+                shopper.clear_cart()
+            else:
+                shopper.end()
+
+    def second_factor(self, request: Request) -> shelfwise.Shopper:
+        """The session's shopper, if a member has given their PIN in this session.
+
+        A guest's session is theirs alone (the cookie is the credential); a member signed in
+        with the card alone gets ``ApiError`` 403 ``pin_required``.
+        """
+        shopper = self.shopper(request)
+        session = self.sessions.peek(request.cookies.get(SESSION_COOKIE))
+        if shopper.is_member and not (session and session.verified):
+            raise ApiError(
+                403,
+                "PinRequired",
+                "enter your card's PIN to see or change what the kiosk holds about you",
+                "pin_required",
+            )
+        return shopper
+
+    def session_view(
+        self, shopper: shelfwise.Shopper | None, *, verified: bool = False
+    ) -> dict[str, Any] | None:
         """The session as the page shows it (None when there is none)."""
         if shopper is None:
             return None
@@ -156,18 +218,29 @@ class Kiosk:
             "segment": shopper.segment() if info.is_member else "new",
             "consents": consents,
             "cart_count": sum(line.quantity for line in shopper.cart()),
+            "verified": verified or not info.is_member,
+            "has_pin": shopper.has_pin() if info.is_member else False,
         }
 
     def end_idle(self) -> int:
         """End sessions idle past the timeout (kiosk cookies and stray store sessions)."""
         ended = 0
         for _, shopper_id in self.sessions.idle(self.config.idle_s):
-            with contextlib.suppress(UnknownShopper):
-                self.sw.shopper(shopper_id).end()
+            self.leave(shopper_id)
             ended += 1
         return ended + self.sw.end_idle_sessions(self.config.idle_s)
 
     # -- staff ----------------------------------------------------------------------------
+    def audit(self, token: str | None, action: str, target: str = "", detail: str = "") -> None:
+        """Record a staff action: which unlock of which kiosk did what (never the PIN)."""
+        self.sw.record_audit(
+            actor=staff_tag(token),
+            device=self.kiosk_id,
+            action=action,
+            target=target,
+            detail=detail,
+        )
+
     def staff_ok(self, token: str) -> bool:
         """Whether ``token`` unlocks the staff screen (and is not idle); touches it if so."""
         now = now_ms()
@@ -251,6 +324,8 @@ class Kiosk:
             "funnel": [{"step": step, "count": n} for step, n in report.funnel],
             "rejections": [{"reason": r, "count": n} for r, n in report.rejections],
             "catalog_items": sw.catalog.count(),
+            "kiosk_id": self.kiosk_id,
+            "audit": [e.to_dict() for e in sw.audit_log(limit=20, device=self.kiosk_id)],
         }
 
     # -- sync -----------------------------------------------------------------------------
@@ -286,6 +361,13 @@ class Kiosk:
                 "at_ms": stamp,
                 "message": str(exc),
             }
+
+
+def staff_tag(token: str | None) -> str:
+    """Who did it: one staff unlock, named by a digest of its token ("staff" before one)."""
+    if not token:
+        return "staff"
+    return "staff:" + hashlib.sha256(token.encode()).hexdigest()[:6]
 
 
 def kiosk_of(request: Request) -> Kiosk:

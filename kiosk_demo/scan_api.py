@@ -7,10 +7,9 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from .kiosk import decode_photo, kiosk_of
+from .guard import MAX_UPLOAD_BYTES
+from .kiosk import SESSION_COOKIE, decode_photo, kiosk_of
 from .web import ApiError, endpoint, read_json, text_field
-
-MAX_UPLOAD_BYTES = 8 * 1024 * 1024
 
 
 async def scan(request: Request) -> Any:
@@ -25,7 +24,8 @@ async def scan_image(request: Request) -> Any:
     """The product card for the first barcode decoded in an uploaded photo."""
     kiosk = kiosk_of(request)
     shopper = kiosk.shopper(request)
-    async with request.form(max_files=1) as form:  # closes the spooled upload
+    # One file, a handful of fields; the guard has already capped the body's size.
+    async with request.form(max_files=1, max_fields=4) as form:  # closes the spooled upload
         upload = form.get("image")
         if upload is None or isinstance(upload, str):
             raise ApiError(400, "BadRequest", "send the photo as the 'image' field", "bad_request")
@@ -41,6 +41,8 @@ async def for_you(request: Request) -> Any:
     kiosk = kiosk_of(request)
     shopper = kiosk.shopper(request)
     info = shopper.info()
+    session = kiosk.sessions.peek(request.cookies.get(SESSION_COOKIE))
+    verified = not info.is_member or bool(session and session.verified)
     personal = shopper.has_consent("personalization")
     has_history = bool(shopper.context().history)
     return {
@@ -51,7 +53,8 @@ async def for_you(request: Request) -> Any:
         "cold_start": kiosk.recs(shopper, "trending", k=8),
         # Shoppers with no history of their own see what sells here instead.
         "best_sellers": [] if has_history else kiosk.recs(shopper, "best-sellers", k=4),
-        "recently_viewed": kiosk.recs(shopper, "recently-viewed", k=6),
+        # A list of what the member looked at is history: only once they gave their PIN.
+        "recently_viewed": kiosk.recs(shopper, "recently-viewed", k=6) if verified else [],
         "deals": kiosk.deals(shopper),
         "personal_allowed": personal,
     }

@@ -5,6 +5,7 @@ Each handler is a module-level coroutine taking the request; ``ROUTES`` lists th
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import Any
 
@@ -12,9 +13,11 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from shelfwise import UnknownShopper
+import shelfwise
+from shelfwise import AuthenticationFailed, AuthLocked, UnknownShopper
 
 from .cards import member_of_card
+from .guard import CSRF_COOKIE, csrf_ok, new_csrf_token
 from .kiosk import CONSENT_LABELS, SESSION_COOKIE, STATIC, kiosk_of
 from .web import ApiError, endpoint, jsonable, read_json, text_field
 
@@ -24,13 +27,31 @@ def set_session(response: Response, token: str) -> None:
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict")
 
 
+def csrf_token(request: Request) -> tuple[str, bool]:
+    """The request's valid CSRF cookie token, or a new one (and whether it is new)."""
+    kiosk = kiosk_of(request)
+    cookie = request.cookies.get(CSRF_COOKIE)
+    if csrf_ok(kiosk.csrf_key, cookie, cookie):
+        return str(cookie), False
+    return new_csrf_token(kiosk.csrf_key), True
+
+
+def set_csrf(response: Response, token: str) -> None:
+    # HttpOnly too: the page gets the token from /api/state and sends it back in a header.
+    response.set_cookie(CSRF_COOKIE, token, httponly=True, samesite="strict")
+
+
 async def index(request: Request) -> Response:
     """The kiosk page (never cached: a reset must not come back from the cache)."""
-    return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    response = FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-store"})
+    token, new = csrf_token(request)
+    if new:
+        set_csrf(response, token)
+    return response
 
 
 async def state(request: Request) -> Any:
-    """The store, the session (if any) and what the page needs to start."""
+    """The store, the session (if any), the CSRF token and what the page needs to start."""
     kiosk = kiosk_of(request)
     session = kiosk.sessions.peek(request.cookies.get(SESSION_COOKIE))
     shopper = None
@@ -38,14 +59,24 @@ async def state(request: Request) -> Any:
         with contextlib.suppress(UnknownShopper):
             shopper = kiosk.sw.shopper(session.shopper_id)
     config = kiosk.config
-    return {
-        "session": kiosk.session_view(shopper),
-        "store": {k: config.store.get(k) for k in ("store_id", "name")},
-        "idle_seconds": config.idle_s,
-        "consent_labels": CONSENT_LABELS,
-        "demo_cards": list(config.demo_cards),
-        "model_version": kiosk.sw.model_version,
-    }
+    token, new = csrf_token(request)
+    response = JSONResponse(
+        jsonable(
+            {
+                "session": kiosk.session_view(shopper, verified=bool(session and session.verified)),
+                "store": {k: config.store.get(k) for k in ("store_id", "name")},
+                "idle_seconds": config.idle_s,
+                "consent_labels": CONSENT_LABELS,
+                "demo_cards": list(config.demo_cards),
+                "model_version": kiosk.sw.model_version,
+                "csrf": token,
+            }
+        ),
+        headers={"Cache-Control": "no-store"},
+    )
+    if new:
+        set_csrf(response, token)
+    return response
 
 
 async def start(request: Request) -> Any:
@@ -58,8 +89,27 @@ async def start(request: Request) -> Any:
     return response
 
 
+def pin_error(exc: AuthenticationFailed) -> ApiError:
+    """A refused PIN as the page shows it: 429 with Retry-After during a lockout, else 403."""
+    if isinstance(exc, AuthLocked):
+        return ApiError(
+            429,
+            "PinLocked",
+            f"too many wrong PINs: try again in {exc.retry_after_s:g} s",
+            "pin_locked",
+            headers={"Retry-After": str(int(exc.retry_after_s))},
+        )
+    return ApiError(403, "PinRefused", str(exc), exc.reason)
+
+
 async def member(request: Request) -> Any:
-    """Sign in with a loyalty card (``299`` + member number + check digit)."""
+    """Sign in with a loyalty card (``299`` + member number + check digit), PIN optional.
+
+    The card alone personalises (recommendations, offers) with the member's stored choices;
+    the consents sent are stored only for a card seen for the first time or with the right
+    PIN. Signing in starts a fresh visit: the member's other kiosk sessions end and the cart
+    left by an earlier visit is emptied.
+    """
     kiosk = kiosk_of(request)
     data = await read_json(request)
     card = text_field(data, "card", 64)
@@ -74,11 +124,51 @@ async def member(request: Request) -> Any:
     consents = data.get("consents") or {}
     if not isinstance(consents, dict):
         raise ApiError(400, "BadRequest", "consents must be an object", "bad_request")
+    choices = {str(k): bool(v) for k, v in consents.items()}
+    pin = data.get("pin")
+    try:
+        known: shelfwise.Shopper | None = kiosk.sw.shopper(number)
+    except UnknownShopper:
+        known = None
+    verified = False
+    if pin:
+        if known is None:
+            raise AuthenticationFailed(
+                "this card has no PIN yet: set one in the phone app or at the till",
+                reason="no_pin",
+            )
+        try:
+            await asyncio.to_thread(known.verify_pin, str(pin), device=kiosk.kiosk_id)
+        except AuthenticationFailed as exc:
+            raise pin_error(exc) from exc
+        verified = True
     kiosk.end_session(request.cookies.get(SESSION_COOKIE))
-    shopper = kiosk.sw.member(number, consents={str(k): bool(v) for k, v in consents.items()})
-    response = JSONResponse({"session": kiosk.session_view(shopper)})
-    set_session(response, kiosk.sessions.open(shopper.shopper_id))
+    kiosk.sessions.close_shopper(number)  # the same card on another screen: that visit ends
+    shopper = kiosk.sw.member(number, consents=choices if known is None or verified else None)
+    shopper.clear_cart()
+    response = JSONResponse(
+        {
+            "session": kiosk.session_view(shopper, verified=verified),
+            "consents_applied": known is None or verified,
+        }
+    )
+    set_session(response, kiosk.sessions.open(shopper.shopper_id, verified=verified))
     return response
+
+
+async def verify(request: Request) -> Any:
+    """The member gives their PIN: this session may now read and change their data."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    if not shopper.is_member:
+        raise ApiError(400, "BadRequest", "a guest session has no PIN", "not_a_member")
+    pin = (await read_json(request)).get("pin")
+    try:
+        await asyncio.to_thread(shopper.verify_pin, str(pin or ""), device=kiosk.kiosk_id)
+    except AuthenticationFailed as exc:
+        raise pin_error(exc) from exc
+    kiosk.sessions.verify(request.cookies.get(SESSION_COOKIE))
+    return {"session": kiosk.session_view(shopper, verified=True)}
 
 
 async def end(request: Request) -> Any:
@@ -91,7 +181,7 @@ async def end(request: Request) -> Any:
 
 async def privacy(request: Request) -> Any:
     """What the kiosk holds about the shopper: counts by table and kind, the latest events."""
-    shopper = kiosk_of(request).shopper(request)
+    shopper = kiosk_of(request).second_factor(request)
     data = shopper.export()
     tables = data.pop("tables")
     events = tables.get("events", [])
@@ -114,16 +204,16 @@ async def privacy(request: Request) -> Any:
 async def consent(request: Request) -> Any:
     """Give or withdraw one consent purpose."""
     kiosk = kiosk_of(request)
-    shopper = kiosk.shopper(request)
+    shopper = kiosk.second_factor(request)
     data = await read_json(request)
     shopper.set_consent(text_field(data, "purpose", 40), bool(data.get("granted")))
-    return {"session": kiosk.session_view(shopper)}
+    return {"session": kiosk.session_view(shopper, verified=True)}
 
 
 async def forget(request: Request) -> Any:
     """ "Forget me now": erase the shopper and end the session."""
     kiosk = kiosk_of(request)
-    shopper = kiosk.shopper(request)
+    shopper = kiosk.second_factor(request)
     removed = shopper.forget()
     kiosk.sessions.close_shopper(shopper.shopper_id)
     response = JSONResponse({"removed_rows": removed, "session": None})
@@ -166,6 +256,7 @@ ROUTES = [
     Route("/api/state", endpoint(state)),
     Route("/api/session/start", endpoint(start), methods=["POST"]),
     Route("/api/session/member", endpoint(member), methods=["POST"]),
+    Route("/api/session/verify", endpoint(verify), methods=["POST"]),
     Route("/api/session/end", endpoint(end), methods=["POST"]),
     Route("/api/privacy", endpoint(privacy)),
     Route("/api/privacy/consent", endpoint(consent), methods=["POST"]),

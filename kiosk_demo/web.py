@@ -12,14 +12,18 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from shelfwise import (
+    AuthenticationFailed,
+    AuthLocked,
     ConsentRequired,
     InvalidBarcode,
     InvalidInput,
@@ -72,6 +76,11 @@ def error_response(exc: Exception) -> JSONResponse:
     headers: dict[str, str] = {}
     if isinstance(exc, ApiError):
         status, reason, headers = exc.status, exc.reason, exc.headers
+    elif isinstance(exc, AuthLocked):
+        status, reason = 429, "pin_locked"
+        headers = {"Retry-After": str(int(exc.retry_after_s))}
+    elif isinstance(exc, AuthenticationFailed):
+        status, reason = 403, exc.reason
     elif isinstance(exc, OfferRejected):
         status, reason = 409, exc.reason
     elif isinstance(exc, InvalidBarcode):
@@ -105,6 +114,10 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
             result = await handler(request)
         except (ShelfwiseError, ApiError) as exc:
             return error_response(exc)
+        except HTTPException as exc:  # Starlette's own: a malformed multipart body, too many files
+            return error_response(
+                ApiError(exc.status_code, "BadRequest", exc.detail, "bad_request")
+            )
         except Exception:  # the kiosk keeps running whatever one request did
             logger.exception("kiosk request failed: %s %s", request.method, request.url.path)
             return JSONResponse(
@@ -121,16 +134,60 @@ def endpoint(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The request's JSON object body ({} when empty), or ``ApiError`` 400."""
-    try:
-        data = await request.json()
-    except ValueError:
-        data = None
-    if data is None:
+    """The request's JSON object body ({} when empty), read piece by piece, or ``ApiError``.
+
+    The guard in front of the app cuts the body off past its limit while it streams in
+    (413); here it must parse as JSON and stay small in shape (400).
+    """
+    chunks = []
+    async for chunk in request.stream():
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
         return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        raise ApiError(400, "BadRequest", "the request body is not valid JSON", "bad_json") from exc
     if not isinstance(data, dict):
         raise ApiError(400, "BadRequest", "the request body must be a JSON object", "bad_request")
+    check_json_shape(data)
     return data
+
+
+MAX_JSON_DEPTH = 4
+MAX_JSON_VALUES = 200
+
+
+def check_json_shape(data: Any) -> None:
+    """``ApiError`` 400 when a JSON body nests deeper than 4 or holds more than 200 values.
+
+    Example:
+        >>> check_json_shape({"consents": {"offers": True}})
+        >>> check_json_shape({"a": [[[[[1]]]]]})
+        Traceback (most recent call last):
+        ...
+        shelfwise.kiosk_demo.web.ApiError: the JSON body nests deeper than 4 levels
+    """
+    count = 0
+    stack = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        count += 1
+        if count > MAX_JSON_VALUES:
+            raise ApiError(
+                400, "BadRequest", f"the JSON body holds over {MAX_JSON_VALUES} values", "too_many"
+            )
+        if isinstance(value, dict | list):
+            if depth >= MAX_JSON_DEPTH:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"the JSON body nests deeper than {MAX_JSON_DEPTH} levels",
+                    "too_deep",
+                )
+            children = value.values() if isinstance(value, dict) else value
+            stack.extend((child, depth + 1) for child in children)
 
 
 def text_field(data: dict[str, Any], key: str, limit: int = 200) -> str:

@@ -14,6 +14,8 @@ Example:
 """
 
 from ._errors import (
+    AuthenticationFailed,
+    AuthLocked,
     BundleError,
     BundleVerificationError,
     CollectorConflict,
@@ -43,8 +45,10 @@ from ._errors import (
     UnknownShopper,
     UpdateRefused,
     VersionConflict,
+    WeakSecret,
 )
 from ._facade import Shelfwise, Shopper, open
+from .auth import AuditEntry, Backoff, Throttle, check_pin_strength, hash_secret, verify_secret
 from .barcode.decode import decode_image
 from .barcode.gtin import ParsedBarcode, expand_upce, normalize_gtin, parse_barcode
 from .barcode.layout import InStoreLayout
@@ -77,6 +81,10 @@ from .sync.upload import Credentials, SyncReport
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuditEntry",
+    "AuthLocked",
+    "AuthenticationFailed",
+    "Backoff",
     "BundleError",
     "BundleVerificationError",
     "CartLine",
@@ -141,19 +149,24 @@ __all__ = [
     "SyncReport",
     "SyncRetryable",
     "SyncUnauthorized",
+    "Throttle",
     "UnknownItem",
     "UnknownShopper",
     "UpdateRefused",
     "VersionConflict",
+    "WeakSecret",
     "__version__",
+    "check_pin_strength",
     "circle",
     "decode_image",
     "expand_upce",
+    "hash_secret",
     "normalize_gtin",
     "open",
     "parse_barcode",
     "parse_offer",
     "polygon",
+    "verify_secret",
 ]
 
 # Public names report the package they are imported from (``shelfwise.InvalidBarcode`` in a

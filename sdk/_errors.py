@@ -13,10 +13,13 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   ├── InvalidLocation           impossible coordinates or accuracy
     │   ├── InvalidOffer              an offer definition failed validation
     │   ├── InvalidTrainingData       a training data file has a malformed row (path, line)
+    │   ├── WeakSecret                a PIN or passphrase too easy to guess (reason)
     │   └── EnvelopeError             a summary envelope broke the wire schema
     ├── UnknownItem                   an item id or GTIN is not in the catalog (also a KeyError)
     ├── UnknownShopper                no such shopper or session
     ├── ConsentRequired               the shopper has not consented to this purpose
+    ├── AuthenticationFailed          a PIN was wrong or missing (reason: pin_wrong, no_pin)
+    │   └── AuthLocked                too many failures: wait ``retry_after_s`` (a lockout)
     ├── BundleError                   a model bundle could not be used
     │   ├── BundleVerificationError   checksum, signature, format version or expiry failed
     │   │   └── UpdateRefused         a signed catalog/offers document was refused (reason)
@@ -130,6 +133,34 @@ class ConsentRequired(ShelfwiseError):
     def __init__(self, message: str, *, purpose: str = "") -> None:
         super().__init__(message)
         self.purpose = purpose
+
+
+class WeakSecret(InvalidInput):
+    """A PIN or passphrase was refused as too easy to guess; ``reason`` says which rule.
+
+    ``reason`` is one of ``"type"``, ``"length"``, ``"repeated"``, ``"sequence"``,
+    ``"pattern"``, ``"common"``.
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AuthenticationFailed(ShelfwiseError):
+    """A PIN was wrong or missing; ``reason`` is ``"pin_wrong"`` or ``"no_pin"``."""
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class AuthLocked(AuthenticationFailed):
+    """Too many failed attempts: nothing was checked; try again in ``retry_after_s`` seconds."""
+
+    def __init__(self, message: str, *, retry_after_s: float) -> None:
+        super().__init__(message, reason="locked")
+        self.retry_after_s = retry_after_s
 
 
 class BundleError(ShelfwiseError):

@@ -28,6 +28,7 @@ from ._compat import warn_renamed
 from ._errors import InvalidInput, UnknownShopper
 from ._shopper import Shopper
 from ._time import DAY_MS, now_ms
+from .auth import AuditEntry, Backoff, Throttle, audit_log, record_audit
 from .barcode.layout import InStoreLayout, in_store_layout, set_in_store_layout
 from .catalog import Catalog
 from .geo import GeofenceEvent, Geofences
@@ -530,6 +531,46 @@ class Shelfwise:
         except UnknownShopper:
             return False
         return True
+
+    # -- lockouts and the audit trail (logic in shelfwise.auth) -------------------------------
+    def throttle(self, scope: str, backoff: Backoff | None = None) -> Throttle:
+        """Failures per key of ``scope`` kept in this store (a lockout that survives restarts).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     staff = sw.throttle("staff_pin", shelfwise.Backoff(free=3))
+            ...     staff.attempt("kiosk-1")
+            ...     staff.state("kiosk-1").failures
+            1
+        """
+        return Throttle(self.store, scope, backoff)
+
+    def record_audit(
+        self, *, actor: str, action: str, device: str = "", target: str = "", detail: str = ""
+    ) -> AuditEntry:
+        """Append who did what, where, to the audit log kept in this store.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.record_audit(actor="staff", device="kiosk-1", action="sync").device
+            'kiosk-1'
+        """
+        return record_audit(
+            self.store, actor=actor, action=action, device=device, target=target, detail=detail
+        )
+
+    def audit_log(self, *, limit: int = 50, device: str | None = None) -> list[AuditEntry]:
+        """The latest audit entries, newest first.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.audit_log()
+            []
+        """
+        return audit_log(self.store, limit=limit, device=device)
 
 
 def open(

@@ -15,8 +15,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from . import auth, events, identity
 from . import cart as carts
-from . import events, identity
 from ._compat import warn_renamed
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
 from ._time import now_ms
@@ -428,6 +428,60 @@ class Shopper:
     def export(self) -> dict[str, Any]:
         """Everything held about this shopper as JSON-ready data."""
         return self._sw.export_shopper(self.shopper_id)
+
+    # -- a shared kiosk: the second factor and the visit (logic in shelfwise.auth, cart) ------
+    def set_pin(self, pin: str) -> None:
+        """Set this member's PIN (``WeakSecret`` if too easy); only its argon2id hash is kept.
+
+        The member chooses it where they are already known (the phone app, the till); a
+        kiosk that only saw the card must never set it.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     member = sw.member("L-1")
+            ...     member.set_pin("7391")
+            ...     member.has_pin()
+            True
+        """
+        auth.set_member_pin(self._sw.store, self.shopper_id, pin)
+
+    def has_pin(self) -> bool:
+        """Whether this member has set a PIN."""
+        return auth.has_member_pin(self._sw.store, self.shopper_id)
+
+    def verify_pin(self, pin: str, *, device: str = "") -> None:
+        """Check the member's PIN, throttled per card and per ``device`` (a kiosk id).
+
+        Raises ``AuthLocked`` during a lockout (nothing is checked) and
+        ``AuthenticationFailed`` (reason ``pin_wrong`` or ``no_pin``) otherwise.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     member = sw.member("L-1")
+            ...     member.set_pin("7391")
+            ...     member.verify_pin("7391", device="kiosk-1")
+        """
+        self.info()
+        auth.verify_member_pin(self._sw.store, self.shopper_id, pin, device=device)
+
+    def clear_cart(self) -> None:
+        """Empty the cart without recording removals: a visit at a shared kiosk is over.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     member = sw.member("L-1")
+            ...     _ = member.add_to_cart("tea")
+            ...     member.clear_cart()
+            ...     member.cart()
+            []
+        """
+        self.info()
+        with self._sw.store.write() as db:
+            carts.empty(db, self.shopper_id)
 
 
 __all__ = ["Shopper"]

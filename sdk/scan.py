@@ -110,7 +110,9 @@ def scan(
     """
     if not isinstance(code, str):
         raise InvalidBarcode(
-            f"a barcode is text, not {type(code).__name__}", code=str(code)[:64], reason="characters"
+            f"a barcode is text, not {type(code).__name__}",
+            code=str(code)[:64],
+            reason="characters",
         )
     layout = in_store_layout(store)  # the store's own, so kiosk, CLI and app agree
     try:

@@ -4,24 +4,18 @@ from __future__ import annotations
 
 import json
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-with warnings.catch_warnings():
-    # Starlette 1.x warns at import that its TestClient will move to httpx2 (not installed).
-    warnings.simplefilter("ignore")
-    from starlette.testclient import TestClient
+from kiosk_helpers import MEMBER_PIN, PIN, TestClient, page_client, staff_hash
 
 import shelfwise
-from shelfwise.kiosk_demo.__main__ import demo_cards, open_store
+from shelfwise.kiosk_demo.__main__ import demo_cards, enrol_demo_members, open_store
 from shelfwise.kiosk_demo.app import KioskConfig, create_app
-from shelfwise.kiosk_demo.build_store import card_code
+from shelfwise.kiosk_demo.cards import card_code
 from shelfwise.kiosk_demo.seed import BUNDLE_DIR, STORE_DIR
 
-PIN = "2468"
 YOGURT = "8004983005474"  # Open Food Facts: Latteria sociale Merano yogurt, the store's "yogurt"
 NUTELLA = "3017620422003"  # a real EAN-13 the demo store sells
 WHOLE_MILK = "8001120914460"  # Open Food Facts: Vivi Verde whole milk, the store's "whole-milk"
@@ -38,6 +32,7 @@ def demo_bundle() -> Path:
 def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[shelfwise.Shelfwise, dict]]:
     folder = tmp_path_factory.mktemp("kiosk")
     sw, config = open_store(folder / "store.db", demo_bundle())
+    enrol_demo_members(sw, demo_cards())
     yield sw, config
     sw.close()
 
@@ -46,9 +41,10 @@ def store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[shelfwise.
 def client(store: tuple[shelfwise.Shelfwise, dict]) -> Iterator[TestClient]:
     sw, config = store
     app = create_app(
-        sw, KioskConfig(staff_pin=PIN, idle_s=300, store=config, demo_cards=demo_cards())
+        sw,
+        KioskConfig(staff_pin_hash=staff_hash(), idle_s=300, store=config, demo_cards=demo_cards()),
     )
-    with TestClient(app) as test_client:
+    with page_client(app) as test_client:
         yield test_client
 
 
@@ -56,10 +52,24 @@ def busy_member_card() -> str:
     return demo_cards()[0]["card"]
 
 
+def sign_in(client: TestClient, card: str, consents: dict | None = None, pin: str = MEMBER_PIN):
+    """Sign in with the card and its PIN (the consents sent are stored)."""
+    body = {"card": card, "consents": consents or {}, "pin": pin}
+    response = client.post("/api/session/member", json=body)
+    assert response.status_code == 200, response.json()
+    return response
+
+
+def enrol(sw: shelfwise.Shelfwise, member: str) -> str:
+    """A member who set the test PIN in the phone app; returns their card."""
+    sw.member(member).set_pin(MEMBER_PIN)
+    return card_code(member)
+
+
 def test_new_shopper_scanning_a_real_barcode_sees_the_product_and_suggestions(
     client: TestClient,
 ) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     card = client.post("/api/scan", json={"code": YOGURT}).json()
     assert card["item"]["item_id"] == "yogurt"
     assert card["item"]["brand"] == "Latteria sociale Merano"
@@ -71,7 +81,7 @@ def test_new_shopper_scanning_a_real_barcode_sees_the_product_and_suggestions(
 def test_a_scanned_item_with_an_offer_shows_the_deal_and_one_without_shows_none(
     client: TestClient,
 ) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     milk = client.post("/api/scan", json={"code": WHOLE_MILK}).json()
     assert milk["item"]["item_id"] == "whole-milk"
     assert [d["offer_id"] for d in milk["deals"]] == ["milk-monday"]
@@ -81,10 +91,7 @@ def test_a_scanned_item_with_an_offer_shows_the_deal_and_one_without_shows_none(
 
 
 def test_a_member_scanning_an_item_they_bought_gets_a_personal_note(client: TestClient) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": busy_member_card(), "consents": {"personalization": True, "offers": True}},
-    )
+    sign_in(client, busy_member_card(), {"personalization": True, "offers": True})
     card = client.post("/api/scan", json={"code": WHOLE_MILK}).json()
     assert card["note"].startswith("you bought this")
     assert "loyal-dairy" in {d["offer_id"] for d in card["deals"]}, "a dairy deal for members"
@@ -93,10 +100,7 @@ def test_a_member_scanning_an_item_they_bought_gets_a_personal_note(client: Test
 def test_the_personal_shelf_comes_from_the_trained_bundle_with_its_reasons(
     client: TestClient,
 ) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": busy_member_card(), "consents": {"personalization": True}},
-    )
+    sign_in(client, busy_member_card(), {"personalization": True})
     data = client.get("/api/for-you").json()
     assert data["member"] is True and data["segment"] in {"returning", "loyal"}
     assert any(r["reason"].startswith("because you bought") for r in data["personal"])
@@ -108,7 +112,7 @@ def test_the_personal_shelf_comes_from_the_trained_bundle_with_its_reasons(
 def test_a_new_guest_gets_the_cold_start_shelves_and_unpersonalised_search(
     client: TestClient,
 ) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     data = client.get("/api/for-you").json()
     assert data["segment"] == "new" and data["personal"] == []
     assert data["cold_start"] and all(r["reason"] for r in data["cold_start"])
@@ -119,7 +123,7 @@ def test_a_new_guest_gets_the_cold_start_shelves_and_unpersonalised_search(
 def test_a_wrong_check_digit_is_refused_with_its_reason_and_the_next_scan_works(
     client: TestClient,
 ) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     refused = client.post("/api/scan", json={"code": YOGURT[:-1] + "5"})
     assert refused.status_code == 400
     assert refused.json()["reason"] == "check_digit"
@@ -129,7 +133,7 @@ def test_a_wrong_check_digit_is_refused_with_its_reason_and_the_next_scan_works(
 def test_a_valid_barcode_the_store_does_not_sell_is_a_404_miss(
     client: TestClient, store: tuple
 ) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     before = store[0].store.query("SELECT count(*) AS n FROM events WHERE type = 'scan_miss'")[0][
         "n"
     ]
@@ -142,10 +146,7 @@ def test_a_valid_barcode_the_store_does_not_sell_is_a_404_miss(
 
 
 def test_member_signs_in_with_a_loyalty_card_and_sees_their_own_baskets(client: TestClient) -> None:
-    session = client.post(
-        "/api/session/member",
-        json={"card": busy_member_card(), "consents": {"personalization": True}},
-    ).json()["session"]
+    session = sign_in(client, busy_member_card(), {"personalization": True}).json()["session"]
     assert session["kind"] == "member"
     assert session["segment"] in {"returning", "loyal"}  # dates shifted: recent, not lapsed
     data = client.get("/api/for-you").json()
@@ -157,10 +158,7 @@ def test_member_signs_in_with_a_loyalty_card_and_sees_their_own_baskets(client: 
 def test_without_personalization_consent_a_member_gets_no_personal_shelf(
     client: TestClient,
 ) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": busy_member_card(), "consents": {"personalization": False}},
-    )
+    sign_in(client, busy_member_card(), {"personalization": False})
     data = client.get("/api/for-you").json()
     assert data["personal"] == [] and data["buy_again"] == []
     assert data["cold_start"]
@@ -173,7 +171,7 @@ def test_a_card_that_is_not_a_loyalty_card_is_refused(client: TestClient) -> Non
 
 
 def test_a_refused_code_says_why(client: TestClient) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     client.post("/api/cart/add", json={"item_id": "whole-milk"})
     response = client.post("/api/cart/redeem", json={"code": "NOT-A-REAL-CODE"})
     assert response.status_code == 409
@@ -187,9 +185,7 @@ def test_an_eligible_code_is_accepted_and_a_second_use_is_refused(
 ) -> None:
     sw = store[0]
     [code] = sw.offers.issue_codes("big-basket", 1)
-    client.post(
-        "/api/session/member", json={"card": card_code("5555"), "consents": {"offers": True}}
-    )
+    sign_in(client, enrol(sw, "5555"), {"offers": True})
     client.post("/api/cart/add", json={"item_id": "beef", "quantity": 10})
     accepted = client.post("/api/cart/redeem", json={"code": code})
     assert accepted.status_code == 200, accepted.json()
@@ -198,11 +194,8 @@ def test_an_eligible_code_is_accepted_and_a_second_use_is_refused(
     assert again.status_code == 409 and again.json()["reason"] == "code_used"
 
 
-def test_consent_can_be_changed_on_the_privacy_screen(client: TestClient) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": card_code("6001"), "consents": {"personalization": True}},
-    )
+def test_consent_can_be_changed_on_the_privacy_screen(client: TestClient, store: tuple) -> None:
+    sign_in(client, enrol(store[0], "6001"), {"personalization": True})
     client.post("/api/privacy/consent", json={"purpose": "personalization", "granted": False})
     assert client.get("/api/privacy").json()["consents"]["personalization"] is False
     bad = client.post("/api/privacy/consent", json={"purpose": "mind-reading", "granted": True})
@@ -210,12 +203,9 @@ def test_consent_can_be_changed_on_the_privacy_screen(client: TestClient) -> Non
 
 
 def test_forget_me_erases_the_member_and_ends_the_session(client: TestClient, store: tuple) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": card_code("6002"), "consents": {"personalization": True}},
-    )
+    sign_in(client, enrol(store[0], "6002"), {"personalization": True})
     client.post("/api/scan", json={"code": YOGURT})
-    removed = client.post("/api/privacy/forget").json()["removed_rows"]
+    removed = client.post("/api/privacy/forget", json={}).json()["removed_rows"]
     assert removed >= 2
     assert client.get("/api/for-you").status_code == 401
     with pytest.raises(shelfwise.UnknownShopper):
@@ -224,9 +214,9 @@ def test_forget_me_erases_the_member_and_ends_the_session(client: TestClient, st
 
 def test_an_idle_session_is_ended_server_side_and_its_shopper_forgotten(store: tuple) -> None:
     sw, config = store
-    app = create_app(sw, KioskConfig(staff_pin=PIN, idle_s=0.05, store=config))
-    with TestClient(app) as client:
-        client.post("/api/session/start")
+    app = create_app(sw, KioskConfig(staff_pin_hash=staff_hash(), idle_s=0.05, store=config))
+    with page_client(app) as client:
+        client.post("/api/session/start", json={})
         client.post("/api/scan", json={"code": YOGURT})
         client.post("/api/cart/add", json={"item_id": "yogurt"})
         anonymous = sw.store.query("SELECT shopper_id FROM shoppers WHERE kind = 'anonymous'")
@@ -261,7 +251,7 @@ def test_staff_charts_count_today_in_the_store_time_zone_and_list_refusals(
     from zoneinfo import ZoneInfo
 
     zone = ZoneInfo(store[1]["timezone"])
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     client.post("/api/scan", json={"code": "8004983005474"})
     client.post("/api/cart/redeem", json={"code": "NOT-A-REAL-CODE"})
     client.post("/api/staff/login", json={"pin": PIN})
@@ -287,8 +277,8 @@ def test_the_staff_status_names_the_served_model_and_counts_refusals_in_the_funn
 
 def test_an_unlocked_staff_screen_locks_again_after_the_idle_timeout(store: tuple) -> None:
     sw, config = store
-    app = create_app(sw, KioskConfig(staff_pin=PIN, idle_s=0.05, store=config))
-    with TestClient(app) as client:
+    app = create_app(sw, KioskConfig(staff_pin_hash=staff_hash(), idle_s=0.05, store=config))
+    with page_client(app) as client:
         client.post("/api/staff/login", json={"pin": PIN})
         assert client.get("/api/staff/status").status_code == 200
         time.sleep(0.1)  # older than the idle limit (not a timing assertion)
@@ -307,10 +297,7 @@ def test_staff_can_switch_an_offer_off(client: TestClient) -> None:
 def test_a_location_near_the_store_triggers_a_fence_offer_for_a_consenting_member(
     client: TestClient,
 ) -> None:
-    client.post(
-        "/api/session/member",
-        json={"card": busy_member_card(), "consents": {"location": True, "offers": True}},
-    )
+    sign_in(client, busy_member_card(), {"location": True, "offers": True})
     far = client.post("/api/geo/locate", json={"lat": 45.46, "lon": 9.20, "accuracy_m": 10}).json()
     assert far["inside"] == []
     near = client.post(
@@ -321,7 +308,7 @@ def test_a_location_near_the_store_triggers_a_fence_offer_for_a_consenting_membe
 
 
 def test_location_without_consent_is_refused_with_the_purpose(client: TestClient) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     response = client.post(
         "/api/geo/locate", json={"lat": 45.4781, "lon": 9.2270, "accuracy_m": 10}
     )
@@ -344,16 +331,14 @@ def test_location_without_consent_is_refused_with_the_purpose(client: TestClient
 def test_bad_input_gets_a_json_error_not_a_crash(
     client: TestClient, path: str, body: dict | None
 ) -> None:
-    client.post(
-        "/api/session/member", json={"card": busy_member_card(), "consents": {"location": True}}
-    )
+    sign_in(client, busy_member_card(), {"location": True})
     response = client.get(path) if body is None else client.post(path, json=body)
     assert 400 <= response.status_code < 500
     assert response.json()["message"]
 
 
 def test_a_photo_that_is_not_an_image_is_refused(client: TestClient) -> None:
-    client.post("/api/session/start")
+    client.post("/api/session/start", json={})
     response = client.post("/api/scan/image", files={"image": ("x.png", b"not a png", "image/png")})
     assert response.status_code == 400
 
@@ -366,12 +351,14 @@ def test_without_a_session_the_api_asks_to_start_one(client: TestClient) -> None
 
 def test_the_kiosk_works_when_the_upstream_is_unreachable(store: tuple) -> None:
     sw, config = store
-    app = create_app(sw, KioskConfig(staff_pin=PIN, upstream="http://127.0.0.1:9", store=config))
-    with TestClient(app) as client:
-        client.post("/api/session/start")
+    app = create_app(
+        sw, KioskConfig(staff_pin_hash=staff_hash(), upstream="http://127.0.0.1:9", store=config)
+    )
+    with page_client(app) as client:
+        client.post("/api/session/start", json={})
         assert client.post("/api/scan", json={"code": YOGURT}).status_code == 200
         client.post("/api/staff/login", json={"pin": PIN})
-        status = client.post("/api/staff/sync").json()
+        status = client.post("/api/staff/sync", json={}).json()
         assert status["last_sync"]["state"] == "failed"
         assert client.post("/api/scan", json={"code": NUTELLA}).status_code == 200
 

@@ -130,8 +130,10 @@ def test_the_kiosk_reads_the_store_layout(chain_store: shelfwise.Shelfwise) -> N
     from shelfwise.kiosk_demo.app import KioskConfig, create_app
 
     chain_store.set_barcode_layout(WIDE_PRICE)
-    with TestClient(create_app(chain_store, KioskConfig(staff_pin="2468"))) as client:
-        client.post("/api/session/start")
+    app = create_app(chain_store, KioskConfig())
+    with TestClient(app, base_url="http://localhost") as client:
+        client.headers["X-CSRF-Token"] = client.get("/api/state").json()["csrf"]
+        client.post("/api/session/start", json={})
         card = client.post("/api/scan", json={"code": LABEL}).json()
     assert (card["item"]["item_id"], card["price"]) == ("ham", 123.45)
 

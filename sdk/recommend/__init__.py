@@ -5,4 +5,12 @@ from .recommender import Recommendation, Recommender
 from .search import rerank_search
 from .surfaces import ANCHORED, SURFACES
 
-__all__ = ["ANCHORED", "SURFACES", "Context", "Recommendation", "Recommender", "build_context", "rerank_search"]
+__all__ = [
+    "ANCHORED",
+    "SURFACES",
+    "Context",
+    "Recommendation",
+    "Recommender",
+    "build_context",
+    "rerank_search",
+]

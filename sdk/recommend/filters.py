@@ -29,9 +29,7 @@ def passes_filters(item: Item, context: Context, bought: set[str], anchor: Item 
     return item.repeatable or item.item_id not in bought
 
 
-def pick_diverse(
-    items: Sequence[Item], k: int, per_category: int
-) -> tuple[list[Item], list[Item]]:
+def pick_diverse(items: Sequence[Item], k: int, per_category: int) -> tuple[list[Item], list[Item]]:
     """Best-first items with at most ``per_category`` per category, and those left over."""
     chosen: list[Item] = []
     overflow: list[Item] = []

@@ -34,8 +34,6 @@ logger = logging.getLogger(__name__)
 DEFAULT_BUSY_TIMEOUT_S = 10.0
 
 
-
-
 def _connect(path: str, timeout_s: float, synchronous: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, timeout=timeout_s, check_same_thread=False, isolation_level=None)
     conn.execute(f"PRAGMA busy_timeout = {int(timeout_s * 1000)}")

@@ -2,7 +2,7 @@
 
 Never edit a migration that has shipped: add the next number. Numbers are grouped by owner so
 modules can grow independently: 001-009 core (catalog, shoppers, events), 010-019 offers and
-barcode, 020-029 geofences, 030-039 sync.
+barcode, 020-029 geofences, 030-039 sync, 040-049 auth.
 """
 
 from __future__ import annotations
@@ -465,5 +465,38 @@ def _member_profiles(db: Database) -> None:
             epoch INTEGER NOT NULL,
             updated_ms INTEGER NOT NULL
         );
+
+
+@MIGRATIONS(name="041_auth")
+def _auth(db: Database) -> None:
+    # Secrets, lockouts and the audit trail (shelfwise.auth). Member PINs are argon2id hashes
+    # keyed by member_id (not shopper_id: a hash is never part of a data export), removed with
+    # the member by the foreign key. Throttle keys are pseudonymous (a card key is a digest).
+    run_script(
+        db,
+        """
+        CREATE TABLE member_credentials (
+            member_id TEXT PRIMARY KEY REFERENCES shoppers(shopper_id) ON DELETE CASCADE,
+            pin_hash TEXT NOT NULL,          -- argon2id, salted, encoded with its parameters
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE auth_throttle (
+            scope TEXT NOT NULL,             -- what is guessed: 'staff_pin', 'member_pin', ...
+            key TEXT NOT NULL,               -- who or where: a kiosk id, a card digest
+            failures INTEGER NOT NULL,       -- attempts counted since the last success
+            last_ms INTEGER NOT NULL,
+            locked_until_ms INTEGER NOT NULL,
+            PRIMARY KEY (scope, key)
+        );
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            ts_ms INTEGER NOT NULL,
+            actor TEXT NOT NULL,             -- who: a staff session tag, 'system', ...
+            device TEXT NOT NULL DEFAULT '', -- which kiosk or backend
+            action TEXT NOT NULL,            -- what: offer_on, offer_off, sandbox_on, sync, ...
+            target TEXT NOT NULL DEFAULT '', -- on what: an offer id, ...
+            detail TEXT NOT NULL DEFAULT ''
+        );
+        CREATE INDEX audit_log_device ON audit_log(device, seq);
         """,
     )
