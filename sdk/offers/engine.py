@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import uuid
@@ -49,6 +48,7 @@ from .._errors import InvalidInput, InvalidOffer, OfferRejected
 from .._time import DAY_MS, now_ms
 from ..catalog import Catalog
 from ..store.connection import Store
+from . import experiments
 from .codes import canonical_code, check_code, new_code
 from .definitions import (
     CHANNELS,
@@ -155,24 +155,6 @@ class Decision:
             "amount": self.amount,
             "variant": self.variant,
         }
-
-
-def assign_variant(experiment: Experiment, identity: str) -> tuple[str, bool]:
-    """The variant (and whether it is a holdout) for an identity: the same every time.
-
-    Example:
-        >>> exp = Experiment("e1")
-        >>> assign_variant(exp, "L-1") == assign_variant(exp, "L-1")
-        True
-    """
-    digest = hashlib.sha256(f"{experiment.experiment_id}:{identity}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v[1] for v in experiment.variants)
-    for name, weight, holdout in experiment.variants:
-        if point < weight:
-            return name, holdout
-        point -= weight
-    name, _, holdout = experiment.variants[-1]
-    return name, holdout
 
 
 def discount_base(offer: Offer, ctx: OfferContext) -> float:
@@ -392,7 +374,7 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
             deliver_at = ctx.quiet_until_ms
     variant = None
     if offer.experiment is not None:
-        variant, holdout = assign_variant(offer.experiment, ctx.shopper_id)
+        variant, holdout = experiments.assign_variant(offer.experiment, ctx.shopper_id)
         if holdout:
             return _reject(
                 offer,
@@ -600,40 +582,6 @@ def _event(
             json.dumps(dict(payload), sort_keys=True),
         ],
     )
-
-
-def _converts(targeting: Targeting, item_id: str | None, category: str | None) -> bool:
-    """Does buying this item count as converting on an offer with this targeting?"""
-    if not (targeting.items or targeting.categories):
-        return True
-    return item_id in targeting.items or (category is not None and category in targeting.categories)
-
-
-def _convert(
-    db: Any, shopper_id: str, assignment: Mapping[str, Any], ts: int, store_id: str
-) -> int:
-    """Mark one assignment converted and log it, unless it already was (then 0)."""
-    moved: int = db.execute(
-        "UPDATE experiment_assignments SET converted_ms = ? WHERE shopper_id = ? "
-        "AND experiment_id = ? AND converted_ms IS NULL",
-        [ts, shopper_id, assignment["experiment_id"]],
-    ).rowcount
-    if moved:
-        _event(
-            db,
-            shopper_id,
-            "experiment_conversion",
-            {
-                "experiment_id": assignment["experiment_id"],
-                "variant": assignment["variant"],
-                # The offer id makes the summary cell (offer, variant) line up with the
-                # experiment_exposure cells of the same offer.
-                "offer_id": assignment["offer_id"],
-            },
-            ts,
-            store_id,
-        )
-    return moved
 
 
 def day_bounds(ctx: OfferContext) -> tuple[int, int]:
@@ -1088,38 +1036,13 @@ class Offers:
             if ranked.decision.variant:
                 payload["variant"] = ranked.decision.variant
             _event(db, ctx.shopper_id, "offer_shown", payload, ctx.now_ms, ctx.store_id)
-        for offer, decision in exposures:
-            assert offer.experiment is not None
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO experiment_assignments (shopper_id, experiment_id, variant, offer_id, "
-                "exposed_ms) VALUES (?, ?, ?, ?, ?)",
-                [
-                    ctx.shopper_id,
-                    offer.experiment.experiment_id,
-                    decision.variant,
-                    offer.offer_id,
-                    ctx.now_ms,
-                ],
-            ).rowcount
-            if inserted:
-                _event(
-                    db,
-                    ctx.shopper_id,
-                    "experiment_exposure",
-                    {
-                        "experiment_id": offer.experiment.experiment_id,
-                        "variant": decision.variant,
-                        "offer_id": offer.offer_id,
-                    },
-                    ctx.now_ms,
-                    ctx.store_id,
-                )
-                # Timestamps tie within a millisecond; the event order says what came first.
-                db.execute(
-                    "UPDATE experiment_assignments SET exposed_seq = (SELECT max(seq) FROM events) "
-                    "WHERE shopper_id = ? AND experiment_id = ?",
-                    [ctx.shopper_id, offer.experiment.experiment_id],
-                )
+        experiments.record_exposures(
+            db,
+            ctx.shopper_id,
+            [(offer, decision.variant) for offer, decision in exposures],
+            ts=ctx.now_ms,
+            store_id=ctx.store_id,
+        )
 
     def record_purchase(self, db: Any, shopper_id: str, purchases: Sequence[Any]) -> int:
         """Record experiment conversions for purchases, in the caller's transaction.
@@ -1133,44 +1056,9 @@ class Offers:
 
         Example: ``sw.offers.record_purchase(db, "L-1", events)`` inside ``sw.store.write()``.
         """
-        if not shopper_id or not purchases:
-            return 0
-        open_rows = list(
-            db.query(
-                "SELECT experiment_id, variant, offer_id, exposed_ms FROM experiment_assignments "
-                "WHERE shopper_id = ? AND converted_ms IS NULL",
-                [shopper_id],
-            )
+        return experiments.record_purchase(
+            db, shopper_id, purchases, targeting_of=self._targeting_in, store_id=self.store_id
         )
-        if not open_rows:  # the common case: one indexed lookup per checkout
-            return 0
-        item_ids = sorted({str(p.item_id) for p in purchases if p.item_id})
-        marks = ",".join("?" * len(item_ids))
-        categories = {
-            r["item_id"]: r["category"]
-            for r in db.query(
-                f"SELECT item_id, category FROM items WHERE item_id IN ({marks})", item_ids
-            )
-        }
-        done = 0
-        for assignment in open_rows:
-            targeting = self._targeting_in(db, assignment["offer_id"])
-            if targeting is None:
-                continue
-            for purchase in purchases:
-                if purchase.ts_ms < assignment["exposed_ms"] or not _converts(
-                    targeting, purchase.item_id, categories.get(purchase.item_id)
-                ):
-                    continue
-                done += _convert(
-                    db,
-                    shopper_id,
-                    assignment,
-                    purchase.ts_ms,
-                    getattr(purchase, "store_id", "") or self.store_id,
-                )
-                break
-        return done
 
     def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
         """An offer's targeting read through ``db`` (None once the offer was deleted)."""
@@ -1189,41 +1077,14 @@ class Offers:
         becomes an ``experiment_conversion`` event, which the synced summaries count.
         ``experiment_report`` runs it first.
         """
-        sql = (
-            "SELECT a.shopper_id, a.experiment_id, a.variant, a.offer_id, a.exposed_ms, "
-            "e.item_id, e.ts_ms, e.store_id, i.category FROM experiment_assignments a "
-            "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' "
-            "AND (e.ts_ms > a.exposed_ms OR (e.ts_ms = a.exposed_ms AND e.seq > coalesce(a.exposed_seq, 0))) "
-            "LEFT JOIN items i ON i.item_id = e.item_id WHERE a.converted_ms IS NULL"
-        )
-        params: list[Any] = []
-        if shopper_id is not None:
-            sql += " AND a.shopper_id = ?"
-            params.append(shopper_id)
-        rows = self._store.query(sql + " ORDER BY e.ts_ms, e.seq", params)
+        rows = experiments.pending_conversions(self._store, shopper_id)
         if not rows:
             return 0
-
-        def work(db: Any) -> int:
-            done = 0
-            settled: set[tuple[str, str]] = set()
-            targeting: dict[str, Targeting | None] = {}
-            for row in rows:
-                key = (row["shopper_id"], row["experiment_id"])
-                if key in settled:
-                    continue
-                if row["offer_id"] not in targeting:
-                    targeting[row["offer_id"]] = self._targeting_in(db, row["offer_id"])
-                t = targeting[row["offer_id"]]
-                if t is None or not _converts(t, row["item_id"], row["category"]):
-                    continue
-                settled.add(key)
-                done += _convert(
-                    db, row["shopper_id"], row, row["ts_ms"], row["store_id"] or self.store_id
-                )
-            return done
-
-        result: int = self._transaction(work)
+        result: int = self._transaction(
+            lambda db: experiments.convert_pending(
+                db, rows, targeting_of=self._targeting_in, store_id=self.store_id
+            )
+        )
         return result
 
     def experiment_report(self, experiment_id: str) -> dict[str, Any]:
@@ -1233,22 +1094,7 @@ class Offers:
         same counts the synced summaries carry.
         """
         self.record_conversions()
-        rows = self._store.query(
-            "SELECT type, json_extract(payload, '$.variant') AS variant, count(*) AS n FROM events "
-            "WHERE type IN ('experiment_exposure', 'experiment_conversion') "
-            "AND json_extract(payload, '$.experiment_id') = ? GROUP BY type, variant",
-            [experiment_id],
-        )
-        variants: dict[str, dict[str, float]] = {}
-        for r in rows:
-            v = variants.setdefault(r["variant"], {"exposed": 0, "converted": 0})
-            v["exposed" if r["type"] == "experiment_exposure" else "converted"] += r["n"]
-        for v in variants.values():
-            v["rate"] = v["converted"] / v["exposed"] if v["exposed"] else 0.0
-        control = variants.get("control", {}).get("rate")
-        treatment = variants.get("treatment", {}).get("rate")
-        lift = (treatment / control - 1.0) if control and treatment is not None else None
-        return {"experiment_id": experiment_id, "variants": variants, "lift": lift}
+        return experiments.report(self._store, experiment_id)
 
     # -- redemption ----------------------------------------------------------------------
     def reserve(
@@ -1574,7 +1420,6 @@ __all__ = [
     "Redemption",
     "Reservation",
     "UsageSnapshot",
-    "assign_variant",
     "evaluate",
     "parse_offer",
     "usage_snapshot",
