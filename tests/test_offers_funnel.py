@@ -10,7 +10,8 @@ import msgpack
 import pytest
 
 import shelfwise
-from shelfwise.offers.engine import OfferContext, assign_variant, day_bounds, parse_offer
+from shelfwise.offers.engine import OfferContext, day_bounds, parse_offer
+from shelfwise.offers.experiments import assign_variant
 
 EXPERIMENT_OFFER = {
     "offer_id": "coffee-ab",

@@ -35,7 +35,6 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import uuid
@@ -49,10 +48,10 @@ from .._errors import InvalidInput, InvalidOffer, OfferRejected
 from .._time import DAY_MS, now_ms
 from ..catalog import Catalog
 from ..store.connection import Store
+from . import experiments
 from .codes import canonical_code, check_code, new_code
 from .definitions import (
     CHANNELS,
-    DAYS,
     OFFER_REASONS,
     REASONS,
     Experiment,
@@ -61,6 +60,16 @@ from .definitions import (
     parse_minute,
     parse_offer,
     read_offer_file,
+)
+from .rules import (
+    CartLine,
+    Decision,
+    OfferContext,
+    OfferUsage,
+    day_bounds,
+    evaluate,
+    period_starts,
+    quiet_end,
 )
 
 logger = logging.getLogger(__name__)
@@ -71,354 +80,6 @@ DEFAULT_TIMEZONE = "UTC"
 PRIOR_REDEEMED, PRIOR_SHOWN = 1.0, 10.0
 PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a few hundred)
 IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
-
-
-# -- evaluation ----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class CartLine:
-    """A cart line as the rules see it: item, category, line total."""
-
-    item_id: str
-    category: str = ""
-    amount: float = 0.0
-
-
-@dataclass(frozen=True)
-class OfferContext:
-    """Everything the rules may know about one evaluation. ``local`` is the store's local
-    time (None when the time zone is unknown: every time rule then fails closed)."""
-
-    now_ms: int
-    local: dt.datetime | None
-    shopper_id: str = ""
-    is_member: bool = False
-    consented: bool = False
-    segment: str = "new"
-    days_since_purchase: float | None = None
-    attributes: Mapping[str, Any] = field(default_factory=dict)
-    member_since: dt.date | None = None
-    cart: tuple[CartLine, ...] = ()
-    cart_total: float | None = None
-    store_id: str = ""
-    channel: str | None = None
-    item_id: str | None = None
-    item_category: str | None = None
-    item_price: float | None = None
-    geofence: tuple[str, str] | None = None  # (fence_id, enter|dwell|exit)
-    quiet_until_ms: int | None = None  # set while the store's quiet hours last
-    purpose: str = "show"  # show | redeem
-
-    @property
-    def total(self) -> float:
-        if self.cart_total is not None:
-            return self.cart_total
-        return round(sum(line.amount for line in self.cart), 2)
-
-
-@dataclass(frozen=True)
-class OfferUsage:
-    """The counters the limits read (reserved counts as spent until released)."""
-
-    redemptions: int = 0
-    spent: float = 0.0
-    today: int = 0
-    customer_total: int = 0
-    customer_today: int = 0
-    customer_week: int = 0
-    shown_today: int = 0
-    shown_week: int = 0
-
-
-@dataclass(frozen=True)
-class Decision:
-    """The engine's answer for one offer: eligible or the reason it is not."""
-
-    offer_id: str
-    eligible: bool
-    reason: str
-    message: str
-    amount: float = 0.0
-    variant: str | None = None
-    deliver_at_ms: int | None = None
-
-    def raise_if_rejected(self) -> Decision:
-        if not self.eligible:
-            raise OfferRejected(self.message, reason=self.reason)
-        return self
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "offer_id": self.offer_id,
-            "eligible": self.eligible,
-            "reason": self.reason,
-            "message": self.message,
-            "amount": self.amount,
-            "variant": self.variant,
-        }
-
-
-def assign_variant(experiment: Experiment, identity: str) -> tuple[str, bool]:
-    """The variant (and whether it is a holdout) for an identity: the same every time.
-
-    Example:
-        >>> exp = Experiment("e1")
-        >>> assign_variant(exp, "L-1") == assign_variant(exp, "L-1")
-        True
-    """
-    digest = hashlib.sha256(f"{experiment.experiment_id}:{identity}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2**64 * sum(v[1] for v in experiment.variants)
-    for name, weight, holdout in experiment.variants:
-        if point < weight:
-            return name, holdout
-        point -= weight
-    name, _, holdout = experiment.variants[-1]
-    return name, holdout
-
-
-def discount_base(offer: Offer, ctx: OfferContext) -> float:
-    """The amount the reward applies to: matching cart lines, the whole cart, or the item."""
-    t = offer.targeting
-    if t.items or t.categories:
-        lines = [
-            line.amount
-            for line in ctx.cart
-            if line.item_id in t.items or line.category in t.categories
-        ]
-        if lines:
-            return round(sum(lines), 2)
-        if ctx.item_id and (ctx.item_id in t.items or ctx.item_category in t.categories):
-            return ctx.item_price or 0.0
-        return 0.0
-    if ctx.cart or ctx.cart_total is not None:
-        return ctx.total
-    return ctx.item_price or 0.0
-
-
-def _reject(offer: Offer, reason: str, message: str, variant: str | None = None) -> Decision:
-    return Decision(offer.offer_id, False, reason, message, variant=variant)
-
-
-def _within_days(today: dt.date, month_day: tuple[int, int], window: int) -> bool:
-    for year in (today.year - 1, today.year, today.year + 1):
-        try:
-            day = dt.date(year, *month_day)
-        except ValueError:  # 29 February in a common year: celebrate on the 28th
-            day = dt.date(year, month_day[0], 28)
-        if abs((today - day).days) <= window:
-            return True
-    return False
-
-
-def _calendar_ok(t: Targeting, ctx: OfferContext, today: dt.date) -> bool:
-    window = t.calendar_window_days
-    if "birthday" in t.calendar:
-        raw = str(ctx.attributes.get("birthday") or "")
-        try:
-            born = dt.date.fromisoformat(raw if len(raw) == 10 else f"2000-{raw}")
-        except ValueError:
-            born = None
-        if born and _within_days(today, (born.month, born.day), window):
-            return True
-    if "anniversary" in t.calendar and ctx.member_since is not None:
-        since = ctx.member_since
-        if since.year < today.year and _within_days(today, (since.month, since.day), window):
-            return True
-    if "holiday" in t.calendar:
-        for day in t.holidays:
-            if len(day) == 10:
-                if abs((today - dt.date.fromisoformat(day)).days) <= window:
-                    return True
-            elif _within_days(today, (int(day[:2]), int(day[3:5])), window):
-                return True
-    return False
-
-
-def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) -> Decision:
-    """Run every rule of ``offer`` for ``ctx``; the first failing rule is the reason.
-
-    Pure: reads nothing, writes nothing; the ``Offers`` engine supplies the usage counters.
-
-    Example:
-        >>> offer = parse_offer({"offer_id": "o", "title": "O", "reward": {"type": "amount",
-        ...     "value": 2}, "targeting": {"cart_total_min": 20}})
-        >>> ctx = OfferContext(now_ms=0, local=dt.datetime(2025, 1, 6, 12), cart_total=15.0,
-        ...     consented=True)
-        >>> evaluate(offer, ctx).message
-        'not eligible: cart total 15.00 is below 20.00'
-    """
-    t, s, lim = offer.targeting, offer.schedule, offer.limits
-    showing = ctx.purpose == "show"
-    if not offer.active:
-        return _reject(offer, "inactive", f"offer {offer.offer_id} is switched off")
-    if showing and not ctx.consented:  # targeting needs consent; a code in hand does not
-        return _reject(offer, "consent_required", "the shopper has not consented to offers")
-    if (t.members_only or lim.per_customer_limited or t.calendar) and not ctx.is_member:
-        return _reject(
-            offer,
-            "member_required",
-            "not eligible: this offer is for loyalty members (scan your card)",
-        )
-    if showing and t.channels and ctx.channel not in t.channels:
-        return _reject(offer, "channel", f"not offered on {ctx.channel or 'this channel'}")
-    if t.stores and ctx.store_id not in t.stores:
-        return _reject(offer, "store", f"not offered in store {ctx.store_id or '?'}")
-    needs_time = bool(s.starts or s.ends or s.days or s.start_minute is not None or t.calendar)
-    needs_time = needs_time or any(
-        x is not None for x in (lim.per_day, lim.per_customer_per_day, lim.per_customer_per_week)
-    )
-    if ctx.local is None and (needs_time or (showing and ctx.channel == "app_push")):
-        return _reject(offer, "timezone_unknown", REASONS["timezone_unknown"])
-    if ctx.local is not None:
-        local = ctx.local.replace(tzinfo=None)
-        if s.starts and local < dt.datetime.fromisoformat(s.starts):
-            return _reject(offer, "not_started", f"the offer starts {s.starts.replace('T', ' ')}")
-        if s.ends and local >= dt.datetime.fromisoformat(s.ends):
-            return _reject(offer, "expired", f"the offer ended {s.ends.replace('T', ' ')}")
-        if s.days and local.weekday() not in s.days:
-            names = ", ".join(DAYS[d] for d in sorted(s.days))
-            return _reject(offer, "wrong_day", f"the offer runs on {names} only")
-        if s.start_minute is not None and s.end_minute is not None:
-            minute = local.hour * 60 + local.minute
-            inside = (
-                s.start_minute <= minute < s.end_minute
-                if s.start_minute < s.end_minute
-                else minute >= s.start_minute or minute < s.end_minute
-            )
-            if not inside:
-                window = f"{s.start_minute // 60:02d}:{s.start_minute % 60:02d}-{s.end_minute // 60:02d}:{s.end_minute % 60:02d}"
-                return _reject(offer, "outside_hours", f"the offer runs {window} only")
-    if t.segments and ctx.segment not in t.segments:
-        return _reject(
-            offer,
-            "segment",
-            f"not eligible: the offer is for {', '.join(sorted(t.segments))} shoppers",
-        )
-    if t.min_days_since_purchase is not None and (
-        ctx.days_since_purchase is None or ctx.days_since_purchase < t.min_days_since_purchase
-    ):
-        return _reject(
-            offer,
-            "lapsed_days",
-            f"not eligible: the offer is for members who last bought {t.min_days_since_purchase:g}+ days ago",
-        )
-    for name, allowed in t.attributes.items():
-        if ctx.attributes.get(name) not in allowed:
-            shown = allowed[0] if len(allowed) == 1 else list(allowed)
-            return _reject(
-                offer, "attribute", f"not eligible: member attribute {name} must be {shown}"
-            )
-    if t.calendar and (ctx.local is None or not _calendar_ok(t, ctx, ctx.local.date())):
-        return _reject(
-            offer,
-            "calendar",
-            f"not eligible: only on the shopper's {' / '.join(sorted(t.calendar))}",
-        )
-    total = ctx.total
-    if t.cart_total_min is not None and total < t.cart_total_min:
-        return _reject(
-            offer,
-            "cart_total_below",
-            f"not eligible: cart total {total:.2f} is below {t.cart_total_min:.2f}",
-        )
-    if t.cart_total_max is not None and total > t.cart_total_max:
-        return _reject(
-            offer,
-            "cart_total_above",
-            f"not eligible: cart total {total:.2f} is above {t.cart_total_max:.2f}",
-        )
-    cart_items = {line.item_id for line in ctx.cart}
-    cart_categories = {line.category for line in ctx.cart}
-    if t.cart_items_any and not cart_items & t.cart_items_any:
-        return _reject(
-            offer,
-            "cart_items",
-            f"not eligible: the cart needs one of {', '.join(sorted(t.cart_items_any))}",
-        )
-    if t.cart_categories_any and not cart_categories & t.cart_categories_any:
-        return _reject(
-            offer,
-            "cart_items",
-            f"not eligible: the cart needs something from {', '.join(sorted(t.cart_categories_any))}",
-        )
-    on_item = ctx.item_id in t.items or ctx.item_category in t.categories
-    if showing and ctx.item_id is not None and (t.items or t.categories) and not on_item:
-        return _reject(offer, "item", "the offer is not on this item")
-    if showing and t.geofences:
-        fence = ctx.geofence
-        if fence is None or fence[0] not in t.geofences or fence[1] not in t.geofence_events:
-            return _reject(
-                offer,
-                "geofence",
-                f"not eligible: needs a visit to {', '.join(sorted(t.geofences))}",
-            )
-    amount = offer.reward.discount(discount_base(offer, ctx))
-    if ctx.purpose == "redeem" and amount <= 0:
-        return _reject(offer, "nothing_to_discount", "the cart holds nothing this offer discounts")
-    if lim.total_redemptions is not None and usage.redemptions >= lim.total_redemptions:
-        return _reject(offer, "redemptions_exhausted", "the offer is fully redeemed")
-    if (
-        lim.budget is not None
-        and usage.spent + (amount if ctx.purpose == "redeem" else 0.0) > lim.budget + 1e-9
-    ):
-        remaining = max(0.0, lim.budget - usage.spent)
-        return _reject(
-            offer, "budget_exhausted", f"the offer's budget is used up ({remaining:.2f} left)"
-        )
-    if lim.per_day is not None and usage.today >= lim.per_day:
-        return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
-    if lim.per_customer is not None and usage.customer_total >= lim.per_customer:
-        return _reject(
-            offer,
-            "customer_limit",
-            f"already used {usage.customer_total} of {lim.per_customer} times",
-        )
-    if lim.per_customer_per_day is not None and usage.customer_today >= lim.per_customer_per_day:
-        return _reject(offer, "customer_daily_limit", "already used today")
-    if lim.per_customer_per_week is not None and usage.customer_week >= lim.per_customer_per_week:
-        return _reject(offer, "customer_weekly_limit", "already used this week")
-    deliver_at = None
-    if showing:
-        if lim.impressions_per_day is not None and usage.shown_today >= lim.impressions_per_day:
-            return _reject(offer, "frequency_cap", f"already shown {usage.shown_today} times today")
-        if lim.impressions_per_week is not None and usage.shown_week >= lim.impressions_per_week:
-            return _reject(
-                offer, "frequency_cap", f"already shown {usage.shown_week} times this week"
-            )
-        if ctx.channel == "app_push" and ctx.quiet_until_ms is not None:
-            if offer.perishable:
-                return _reject(
-                    offer, "quiet_hours", "quiet hours: a location offer is dropped, not delayed"
-                )
-            deliver_at = ctx.quiet_until_ms
-    variant = None
-    if offer.experiment is not None:
-        variant, holdout = assign_variant(offer.experiment, ctx.shopper_id)
-        if holdout:
-            return _reject(
-                offer,
-                "experiment_control",
-                f"held out by experiment {offer.experiment.experiment_id}",
-                variant,
-            )
-    return Decision(
-        offer.offer_id,
-        True,
-        "eligible",
-        f"{offer.title}: {amount:.2f} off",
-        amount,
-        variant,
-        deliver_at,
-    )
-
-
-def period_starts(ctx: OfferContext) -> tuple[int, int]:
-    """UTC ms of the store-local midnight and Monday midnight the per-day/week limits count from
-    (the last 24 h / 7 days when the time zone is unknown)."""
-    if ctx.local is None:
-        return ctx.now_ms - DAY_MS, ctx.now_ms - 7 * DAY_MS
-    midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
-    monday = midnight - dt.timedelta(days=midnight.weekday())
-    return int(midnight.timestamp() * 1000), int(monday.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -602,50 +263,6 @@ def _event(
     )
 
 
-def _converts(targeting: Targeting, item_id: str | None, category: str | None) -> bool:
-    """Does buying this item count as converting on an offer with this targeting?"""
-    if not (targeting.items or targeting.categories):
-        return True
-    return item_id in targeting.items or (category is not None and category in targeting.categories)
-
-
-def _convert(
-    db: Any, shopper_id: str, assignment: Mapping[str, Any], ts: int, store_id: str
-) -> int:
-    """Mark one assignment converted and log it, unless it already was (then 0)."""
-    moved: int = db.execute(
-        "UPDATE experiment_assignments SET converted_ms = ? WHERE shopper_id = ? "
-        "AND experiment_id = ? AND converted_ms IS NULL",
-        [ts, shopper_id, assignment["experiment_id"]],
-    ).rowcount
-    if moved:
-        _event(
-            db,
-            shopper_id,
-            "experiment_conversion",
-            {
-                "experiment_id": assignment["experiment_id"],
-                "variant": assignment["variant"],
-                # The offer id makes the summary cell (offer, variant) line up with the
-                # experiment_exposure cells of the same offer.
-                "offer_id": assignment["offer_id"],
-            },
-            ts,
-            store_id,
-        )
-    return moved
-
-
-def day_bounds(ctx: OfferContext) -> tuple[int, int]:
-    """[start, end) UTC ms of the store-local day of ``ctx`` (the last 24 h if the zone is
-    unknown); a DST day is 23 or 25 hours long."""
-    if ctx.local is None:
-        return ctx.now_ms - DAY_MS, ctx.now_ms + 1
-    midnight = ctx.local.replace(hour=0, minute=0, second=0, microsecond=0)
-    tomorrow = midnight + dt.timedelta(days=1)  # wall-clock arithmetic: the next midnight
-    return int(midnight.timestamp() * 1000), int(tomorrow.timestamp() * 1000)
-
-
 def record_rejection(
     db: Any,
     shopper_id: str,
@@ -764,14 +381,7 @@ class Offers:
         if not setting or local is None:
             return None
         start, end = (int(x) for x in setting.split("-"))
-        minute = local.hour * 60 + local.minute
-        quiet = start <= minute < end if start < end else minute >= start or minute < end
-        if not quiet:
-            return None
-        ends = local.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(minutes=end)
-        if ends <= local:
-            ends += dt.timedelta(days=1)
-        return int(ends.timestamp() * 1000)
+        return quiet_end(local, start, end)
 
     # -- definitions ---------------------------------------------------------------------
     def define(self, definition: Mapping[str, Any] | Offer) -> Offer:
@@ -1088,38 +698,13 @@ class Offers:
             if ranked.decision.variant:
                 payload["variant"] = ranked.decision.variant
             _event(db, ctx.shopper_id, "offer_shown", payload, ctx.now_ms, ctx.store_id)
-        for offer, decision in exposures:
-            assert offer.experiment is not None
-            inserted = db.execute(
-                "INSERT OR IGNORE INTO experiment_assignments (shopper_id, experiment_id, variant, offer_id, "
-                "exposed_ms) VALUES (?, ?, ?, ?, ?)",
-                [
-                    ctx.shopper_id,
-                    offer.experiment.experiment_id,
-                    decision.variant,
-                    offer.offer_id,
-                    ctx.now_ms,
-                ],
-            ).rowcount
-            if inserted:
-                _event(
-                    db,
-                    ctx.shopper_id,
-                    "experiment_exposure",
-                    {
-                        "experiment_id": offer.experiment.experiment_id,
-                        "variant": decision.variant,
-                        "offer_id": offer.offer_id,
-                    },
-                    ctx.now_ms,
-                    ctx.store_id,
-                )
-                # Timestamps tie within a millisecond; the event order says what came first.
-                db.execute(
-                    "UPDATE experiment_assignments SET exposed_seq = (SELECT max(seq) FROM events) "
-                    "WHERE shopper_id = ? AND experiment_id = ?",
-                    [ctx.shopper_id, offer.experiment.experiment_id],
-                )
+        experiments.record_exposures(
+            db,
+            ctx.shopper_id,
+            [(offer, decision.variant) for offer, decision in exposures],
+            ts=ctx.now_ms,
+            store_id=ctx.store_id,
+        )
 
     def record_purchase(self, db: Any, shopper_id: str, purchases: Sequence[Any]) -> int:
         """Record experiment conversions for purchases, in the caller's transaction.
@@ -1133,44 +718,9 @@ class Offers:
 
         Example: ``sw.offers.record_purchase(db, "L-1", events)`` inside ``sw.store.write()``.
         """
-        if not shopper_id or not purchases:
-            return 0
-        open_rows = list(
-            db.query(
-                "SELECT experiment_id, variant, offer_id, exposed_ms FROM experiment_assignments "
-                "WHERE shopper_id = ? AND converted_ms IS NULL",
-                [shopper_id],
-            )
+        return experiments.record_purchase(
+            db, shopper_id, purchases, targeting_of=self._targeting_in, store_id=self.store_id
         )
-        if not open_rows:  # the common case: one indexed lookup per checkout
-            return 0
-        item_ids = sorted({str(p.item_id) for p in purchases if p.item_id})
-        marks = ",".join("?" * len(item_ids))
-        categories = {
-            r["item_id"]: r["category"]
-            for r in db.query(
-                f"SELECT item_id, category FROM items WHERE item_id IN ({marks})", item_ids
-            )
-        }
-        done = 0
-        for assignment in open_rows:
-            targeting = self._targeting_in(db, assignment["offer_id"])
-            if targeting is None:
-                continue
-            for purchase in purchases:
-                if purchase.ts_ms < assignment["exposed_ms"] or not _converts(
-                    targeting, purchase.item_id, categories.get(purchase.item_id)
-                ):
-                    continue
-                done += _convert(
-                    db,
-                    shopper_id,
-                    assignment,
-                    purchase.ts_ms,
-                    getattr(purchase, "store_id", "") or self.store_id,
-                )
-                break
-        return done
 
     def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
         """An offer's targeting read through ``db`` (None once the offer was deleted)."""
@@ -1189,41 +739,14 @@ class Offers:
         becomes an ``experiment_conversion`` event, which the synced summaries count.
         ``experiment_report`` runs it first.
         """
-        sql = (
-            "SELECT a.shopper_id, a.experiment_id, a.variant, a.offer_id, a.exposed_ms, "
-            "e.item_id, e.ts_ms, e.store_id, i.category FROM experiment_assignments a "
-            "JOIN events e ON e.shopper_id = a.shopper_id AND e.type = 'purchase' "
-            "AND (e.ts_ms > a.exposed_ms OR (e.ts_ms = a.exposed_ms AND e.seq > coalesce(a.exposed_seq, 0))) "
-            "LEFT JOIN items i ON i.item_id = e.item_id WHERE a.converted_ms IS NULL"
-        )
-        params: list[Any] = []
-        if shopper_id is not None:
-            sql += " AND a.shopper_id = ?"
-            params.append(shopper_id)
-        rows = self._store.query(sql + " ORDER BY e.ts_ms, e.seq", params)
+        rows = experiments.pending_conversions(self._store, shopper_id)
         if not rows:
             return 0
-
-        def work(db: Any) -> int:
-            done = 0
-            settled: set[tuple[str, str]] = set()
-            targeting: dict[str, Targeting | None] = {}
-            for row in rows:
-                key = (row["shopper_id"], row["experiment_id"])
-                if key in settled:
-                    continue
-                if row["offer_id"] not in targeting:
-                    targeting[row["offer_id"]] = self._targeting_in(db, row["offer_id"])
-                t = targeting[row["offer_id"]]
-                if t is None or not _converts(t, row["item_id"], row["category"]):
-                    continue
-                settled.add(key)
-                done += _convert(
-                    db, row["shopper_id"], row, row["ts_ms"], row["store_id"] or self.store_id
-                )
-            return done
-
-        result: int = self._transaction(work)
+        result: int = self._transaction(
+            lambda db: experiments.convert_pending(
+                db, rows, targeting_of=self._targeting_in, store_id=self.store_id
+            )
+        )
         return result
 
     def experiment_report(self, experiment_id: str) -> dict[str, Any]:
@@ -1233,22 +756,7 @@ class Offers:
         same counts the synced summaries carry.
         """
         self.record_conversions()
-        rows = self._store.query(
-            "SELECT type, json_extract(payload, '$.variant') AS variant, count(*) AS n FROM events "
-            "WHERE type IN ('experiment_exposure', 'experiment_conversion') "
-            "AND json_extract(payload, '$.experiment_id') = ? GROUP BY type, variant",
-            [experiment_id],
-        )
-        variants: dict[str, dict[str, float]] = {}
-        for r in rows:
-            v = variants.setdefault(r["variant"], {"exposed": 0, "converted": 0})
-            v["exposed" if r["type"] == "experiment_exposure" else "converted"] += r["n"]
-        for v in variants.values():
-            v["rate"] = v["converted"] / v["exposed"] if v["exposed"] else 0.0
-        control = variants.get("control", {}).get("rate")
-        treatment = variants.get("treatment", {}).get("rate")
-        lift = (treatment / control - 1.0) if control and treatment is not None else None
-        return {"experiment_id": experiment_id, "variants": variants, "lift": lift}
+        return experiments.report(self._store, experiment_id)
 
     # -- redemption ----------------------------------------------------------------------
     def reserve(
@@ -1574,7 +1082,6 @@ __all__ = [
     "Redemption",
     "Reservation",
     "UsageSnapshot",
-    "assign_variant",
     "evaluate",
     "parse_offer",
     "usage_snapshot",
