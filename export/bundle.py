@@ -7,6 +7,10 @@ then ``shelfwise.model.bundle.write_bundle`` with all of it in ``Manifest.traini
 data fingerprint and attribution, the side tables, sha256 of every file, and an ed25519
 signature when a key is given.
 
+A bundle goes to every device and may be published, so its manifest names no path of the
+trainer's machine: input files appear as their name and sha256 (``public_config``), and
+export refuses a training record that still carries an absolute or home-directory path.
+
 Example (needs a trained run)::
 
     report = export_bundle("runs/beauty", "bundles/beauty", quantize="int8")
@@ -17,6 +21,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +36,7 @@ from shelfwise import ExportCheckFailed
 from shelfwise.model.bundle import Manifest, SideTables, write_bundle
 from shelfwise.training.data import EvalCases
 from shelfwise.training.evaluate import evaluate
-from shelfwise.training.train import load_run, model_scorer
+from shelfwise.training.train import load_run, model_scorer, public_config
 
 from .onnx_export import OPSET, check_parity, export_onnx, onnx_scorer
 from .quantize import op_counts, quantize_int8, scorer_is_int8
@@ -47,6 +53,8 @@ ATTRIBUTION = {
     "BreadBasket_DMS.csv": "Kaggle 'Transactions from a bakery' (Edinburgh), prasertcbs/"
     "basic-dataset @ a53613f6; licence not stated",
 }
+# An absolute path (POSIX, Windows drive or share) or a home directory starting a token.
+MACHINE_PATH = re.compile(r"""(?:^|[\s"'=(,;])(?:/[^\s/]|~[/\\]|[A-Za-z]:[/\\]|\\\\[^\s\\])""")
 PARITY_TOLERANCE = 1e-3  # max abs score difference accepted for fp32
 INT8_MAX_RELATIVE_DROP = 0.02  # int8 may cost at most 2% relative validation NDCG@10
 
@@ -68,6 +76,37 @@ def padded(histories: list[list[int]], max_len: int) -> np.ndarray:
         if tail:
             batch[row, max_len - len(tail) :] = tail
     return batch
+
+
+def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str):
+        yield where, value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield f"{where}.{key}", str(key)
+            yield from _strings(item, f"{where}.{key}")
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _strings(item, f"{where}[{index}]")
+
+
+def refuse_machine_paths(training: dict[str, Any]) -> None:
+    """Raise ``ExportCheckFailed`` if the training record names a path of this machine.
+
+    Example:
+        >>> refuse_machine_paths({"data": {"path": "Beauty.txt"}})
+        >>> refuse_machine_paths({"config": {"data": "/home/ann/Beauty.txt"}})
+        Traceback (most recent call last):
+        ...
+        shelfwise.ExportCheckFailed: training.config.data names a path of the trainer's machine ('/home/ann/Beauty.txt'): record a file name and its sha256 instead
+    """
+    home = str(Path.home())
+    for where, text in _strings(training, "training"):
+        if MACHINE_PATH.search(text) or (len(home) > 1 and home in text):
+            raise ExportCheckFailed(
+                f"{where} names a path of the trainer's machine ({text!r}): record a file "
+                "name and its sha256 instead"
+            )
 
 
 def export_bundle(
@@ -142,7 +181,7 @@ def export_bundle(
         "mask_seen": mask_seen,
         "best_epoch": report["best_epoch"],
         "valid_metrics": torch_valid,
-        "config": json.loads((run / "config.json").read_text()),
+        "config": public_config(json.loads((run / "config.json").read_text())),
         "onnx_checker": "passed (full_check)",
         "parity_fp32_vs_torch": parity.to_dict(),
         "quantization": quant,
@@ -150,6 +189,7 @@ def export_bundle(
         "exporter": f"torch {torch.__version__} dynamo, opset {OPSET}",
         "verified_with_onnxruntime": ort.__version__,
     }
+    refuse_machine_paths(training)
     manifest = Manifest(
         model_name=model_name or f"shelfwise-seqrec-{Path(data_name).stem.lower()}",
         model_version=model_version or report["data"]["fingerprint"][:12],

@@ -3,9 +3,14 @@ runtime loads (without torch) and verifies."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import re
+import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +22,7 @@ import onnx
 import torch
 
 import shelfwise
-from shelfwise import BundleVerificationError
+from shelfwise import BundleVerificationError, ExportCheckFailed
 from shelfwise.export.bundle import export_bundle, padded
 from shelfwise.export.onnx_export import check_parity, export_onnx, run_onnx, session
 from shelfwise.export.quantize import quantize_int8, scorer_is_int8
@@ -31,13 +36,18 @@ from test_training import chain_file
 pytestmark = pytest.mark.slow  # every test here needs a (small) trained run
 
 
+DEMO_BUNDLE = Path(__file__).resolve().parents[1] / "kiosk_demo" / "store" / "bundle"
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     folder = tmp_path_factory.mktemp("export")
     data = chain_file(folder / "chains.txt")
+    (folder / "categories.json").write_text(json.dumps({str(i): "c" for i in range(40)}))
     config = TrainConfig(
         data=str(data),
         out=str(folder / "run"),
+        categories=str(folder / "categories.json"),
         dim=16,
         heads=2,
         layers=1,
@@ -163,3 +173,63 @@ def test_signed_bundle_verifies_with_its_key_and_is_refused_with_another(
     _, other = generate_signing_key()
     with pytest.raises(BundleVerificationError):
         read_bundle(out, public_key=other)
+
+
+# -- what a bundle tells the world ----------------------------------------------------------
+def _texts(value: object) -> Iterator[str]:
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
+
+
+def machine_paths(manifest: Path, *machine: str) -> list[str]:
+    """Every string of a manifest that names a path of the machine that wrote it."""
+    found = []
+    for text in _texts(json.loads(manifest.read_text())):
+        tokens = re.split(r"""[\s"'=(),;]+""", text)
+        if (
+            any(os.path.isabs(t) or re.match(r"^(~[/\\]|[A-Za-z]:[/\\]|\\\\)", t) for t in tokens)
+            or any(m in text for m in (str(Path.home()), *machine))
+            or re.search(r"(^|/)(home|Users)/", text)
+        ):
+            found.append(text)
+    return found
+
+
+def test_a_written_manifest_names_files_by_name_and_sha256_never_by_path(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    export_bundle(run_dir, tmp_path / "bundle", quantize="int8")
+    manifest = tmp_path / "bundle" / "manifest.json"
+    assert machine_paths(manifest, str(run_dir.parent), str(tmp_path)) == []
+    train = json.loads(manifest.read_text())["training"]["config"]["train"]
+    data = run_dir.parent / "chains.txt"
+    assert train["data"] == {
+        "name": "chains.txt",
+        "sha256": hashlib.sha256(data.read_bytes()).hexdigest(),
+    }
+    assert train["categories"]["name"] == "categories.json"
+    assert "out" not in train
+    # The run folder keeps the real paths: resuming and evaluating on this machine need them.
+    assert json.loads((run_dir / "config.json").read_text())["train"]["data"] == str(data)
+
+
+def test_export_refuses_a_training_record_that_names_a_path(run_dir: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(run_dir, run)
+    report = json.loads((run / "run.json").read_text())
+    report["protocol"] += f" (cases from {run_dir}/validation.npz)"
+    (run / "run.json").write_text(json.dumps(report))
+    with pytest.raises(ExportCheckFailed, match=r"training\.protocol names a path"):
+        export_bundle(run, tmp_path / "bundle")
+    assert not (tmp_path / "bundle" / "manifest.json").exists()
+
+
+def test_the_committed_demo_bundle_names_no_path_of_the_machine_that_trained_it() -> None:
+    assert machine_paths(DEMO_BUNDLE / "manifest.json") == []

@@ -2,7 +2,7 @@
 
 A run folder holds everything export and evaluate need, so neither re-reads the data::
 
-    config.json          TrainConfig and ModelConfig
+    config.json          TrainConfig and ModelConfig; the input files' names and sha256
     items.json           the item vocabulary (model index = position + 1)
     model.pt             the best weights (by validation NDCG@10)
     checkpoint.pt        the latest epoch, for --resume
@@ -24,11 +24,13 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -303,12 +305,66 @@ def _train_epoch(
     return total / max(count, 1)
 
 
+# The TrainConfig fields that name input files on the trainer's machine (``out`` is the run).
+INPUT_FILES = ("data", "item_features", "categories")
+
+
+def file_fingerprint(path: str | Path) -> dict[str, str]:
+    """A file as a published record may name it: its name and the sha256 of its bytes.
+
+    Example:
+        >>> import pathlib, tempfile
+        >>> folder = pathlib.Path(tempfile.mkdtemp())
+        >>> _ = (folder / "categories.json").write_text("{}")
+        >>> file_fingerprint(folder / "categories.json")["name"]
+        'categories.json'
+    """
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return {"name": Path(path).name, "sha256": digest.hexdigest()}
+
+
+def public_config(saved: Mapping[str, Any]) -> dict[str, Any]:
+    """A run's ``config.json`` as a bundle may publish it: no path of the trainer's machine.
+
+    Each input file becomes its name and sha256 (taken when the run was trained), and the
+    run folder is left out. The run folder's own ``config.json`` keeps the real paths:
+    ``--resume`` and ``evaluate`` on the trainer's machine need them.
+
+    Example:
+        >>> saved = {"train": {"data": "/home/ann/data/Beauty.txt", "out": "/home/ann/runs/b",
+        ...                    "categories": "", "dim": 64}, "model": {"dim": 64}}
+        >>> public_config(saved)["train"]
+        {'data': {'name': 'Beauty.txt'}, 'categories': '', 'dim': 64}
+    """
+    inputs = saved.get("inputs", {})
+    train = {}
+    for key, value in saved["train"].items():
+        if key == "out":
+            continue
+        if key in INPUT_FILES and value:
+            value = inputs.get(key) or {"name": Path(value).name}
+        train[key] = value
+    return {"train": train, "model": dict(saved["model"])}
+
+
 def _write_static(
     out: Path, config: TrainConfig, model: SeqRec, log: EventLog, vocab: Vocabulary, split: Split
 ) -> None:
+    inputs = {
+        key: file_fingerprint(getattr(config, key))
+        for key in INPUT_FILES
+        if getattr(config, key) and Path(getattr(config, key)).is_file()
+    }
     (out / "config.json").write_text(
         json.dumps(
-            {"train": dataclasses.asdict(config), "model": dataclasses.asdict(model.config)},
+            {
+                "train": dataclasses.asdict(config),
+                "model": dataclasses.asdict(model.config),
+                "inputs": inputs,
+            },
             indent=1,
         )
     )
