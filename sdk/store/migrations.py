@@ -465,6 +465,8 @@ def _member_profiles(db: Database) -> None:
             epoch INTEGER NOT NULL,
             updated_ms INTEGER NOT NULL
         );
+        """,
+    )
 
 
 @MIGRATIONS(name="041_auth")
