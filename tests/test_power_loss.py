@@ -32,7 +32,7 @@ from conftest import CATALOG
 from power_loss import Recorder, through_vfs, write_files
 
 import shelfwise
-from shelfwise.sync.privacy import Envelope
+from shelfwise.sync.protocol import Envelope
 from shelfwise.upstream import SqliteStorage
 
 DEVICE = "kiosk-1"
