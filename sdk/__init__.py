@@ -71,7 +71,7 @@ from .offers.engine import (
     parse_offer,
 )
 from .profile import MemberProfile
-from .recommend import SURFACES, Context, Recommendation
+from .recommend import SURFACES, Context, ItemFilter, Recommendation
 from .reports import DayReport
 from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
@@ -112,6 +112,7 @@ __all__ = [
     "InvalidOffer",
     "InvalidTrainingData",
     "Item",
+    "ItemFilter",
     "KeyConflict",
     "LoadedModel",
     "Manifest",

@@ -41,6 +41,7 @@ from .offers.engine import (
 from .profile.local import record_tombstone
 from .profile.sealing import blind_member_id
 from .recommend import Context, Recommendation, Recommender
+from .recommend.filters import ItemFilter
 from .reports import DayReport, day_report
 from .store.connection import Store
 from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status
@@ -313,10 +314,11 @@ class Shelfwise:
         category: str | None = None,
         cart: Sequence[str] = (),
         k: int | None = None,
+        filters: ItemFilter | Mapping[str, Any] | None = None,
     ) -> list[Recommendation]:
         """Recommendations for a given history of item ids (oldest first), no shopper needed.
 
-        ``k`` is the deprecated name of ``limit``.
+        ``filters``: see ``shelfwise.ItemFilter``. ``k`` is the deprecated name of ``limit``.
 
         Example:
             >>> import shelfwise
@@ -339,7 +341,12 @@ class Shelfwise:
             utc_offset_minutes=self.utc_offset_minutes,
         )
         return self.recommender.recommend(
-            surface, context, limit=limit, item=item, category=category
+            surface,
+            context,
+            limit=limit,
+            item=item,
+            category=category,
+            filters=ItemFilter.of(filters),
         )
 
     # -- the store's in-store barcode layout (logic in shelfwise.barcode.layout) ------------

@@ -29,6 +29,7 @@ from .offers.engine import OfferContext, RankedOffer, Redemption, Reservation
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
+from .recommend.filters import NO_FILTER, ItemFilter
 from .scan import ScanCard, scan
 
 if TYPE_CHECKING:
@@ -171,28 +172,44 @@ class Shopper:
             identity.touch(db, self.shopper_id, stamp)
         return purchases
 
-    def search(self, query: str, *, limit: int = 20) -> list[Item]:
-        """Full-text search, re-ranked by this shopper's taste when consented; recorded.
+    def search(
+        self,
+        query: str,
+        *,
+        limit: int = 20,
+        filters: ItemFilter | Mapping[str, Any] | None = None,
+    ) -> list[Item]:
+        """Full-text search, recorded; with consent, the shopper's taste reorders the text
+        matches (it never brings in an item the text did not find in the top ``limit``).
+
+        ``filters``: see ``shelfwise.ItemFilter`` (price range, brand, category, tags, ids).
 
         Example:
             >>> import shelfwise
             >>> with shelfwise.open(":memory:") as sw:
-            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea"}])
-            ...     [item.item_id for item in sw.start_session().search("tea")]
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea", "price": 3.0},
+            ...                                 {"item_id": "teapot", "name": "Tea pot", "price": 20.0}])
+            ...     [item.item_id for item in sw.start_session().search("tea", filters={"max_price": 5})]
             ['tea']
         """
         if not isinstance(query, str) or not query.strip():
             raise InvalidInput("the search query is empty")
-        # Over-fetch so a result the shopper's taste favours can move up from just below.
-        scored = self._sw.catalog.search_scored(query, limit=limit * 2)
-        self.track("search", payload={"query": query[:200], "results": min(len(scored), limit)})
-        ranked = rerank_search(
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
+            raise InvalidInput(f"limit must be an integer between 1 and 200, not {limit!r}")
+        wanted = ItemFilter.of(filters)
+        fetch = limit if wanted == NO_FILTER else limit * 10
+        scored = [
+            (item, relevance)
+            for item, relevance in self._sw.catalog.search_scored(query, limit=fetch)
+            if wanted.allows(item)
+        ][:limit]
+        self.track("search", payload={"query": query[:200], "results": len(scored)})
+        return rerank_search(
             self._sw.recommender.served(),
             self.context(),
             [item for item, _ in scored],
             [relevance for _, relevance in scored],
         )
-        return ranked[:limit]
 
     # -- recommendations (logic in shelfwise.recommend) -------------------------------------
     def context(self, *, now: int | None = None) -> Context:
@@ -219,9 +236,11 @@ class Shopper:
         category: str | None = None,
         now: int | None = None,
         k: int | None = None,
+        filters: ItemFilter | Mapping[str, Any] | None = None,
     ) -> list[Recommendation]:
         """Recommendations on one surface, business filters applied, each with a reason.
 
+        ``filters``: see ``shelfwise.ItemFilter``, e.g. ``{"max_price": 3, "brand": "Acme"}``.
         ``k`` is the deprecated name of ``limit``.
 
         Example:
@@ -234,7 +253,12 @@ class Shopper:
             warn_renamed("recommend(k=...)", "recommend(limit=...)")
             limit = k
         return self._sw.recommender.recommend(
-            surface, self.context(now=now), limit=limit, item=item, category=category
+            surface,
+            self.context(now=now),
+            limit=limit,
+            item=item,
+            category=category,
+            filters=ItemFilter.of(filters),
         )
 
     # -- scan, offers, location (logic in shelfwise.scan, shelfwise.offers, shelfwise.geo) --

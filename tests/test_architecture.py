@@ -55,6 +55,7 @@ PUBLIC_NAMES = {
     "InvalidOffer",
     "InvalidTrainingData",
     "Item",
+    "ItemFilter",
     "KeyConflict",
     "LoadedModel",
     "Manifest",

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from conftest import CATALOG
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import shelfwise
 from shelfwise import SURFACES
@@ -32,7 +37,9 @@ def test_every_surface_obeys_every_business_filter(sw: shelfwise.Shelfwise, surf
         shopper.add_to_cart(item)
     shopper.checkout()
     shopper.add_to_cart("buns")
-    results = shopper.recommend(surface, limit=10, item="sausages" if surface == "similar" else None)
+    results = shopper.recommend(
+        surface, limit=10, item="sausages" if surface == "similar" else None
+    )
     ids = [r.item.item_id for r in results]
     assert "gone" not in ids, "out of stock"
     assert "buns" not in ids, "already in the cart"
@@ -196,3 +203,91 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
         check()
     finally:
         sw.close()
+
+
+_filters = st.fixed_dictionaries(
+    {},
+    optional={
+        "min_price": st.sampled_from([0, 1.0, 2.5, 5]),
+        "max_price": st.sampled_from([2.0, 5.0, 10, 100]),
+        "brand": st.sampled_from(["Acme", ["acme", "Farm"], "nobody"]),
+        "category": st.sampled_from(["dairy", ["meat", "bakery"], "sauces"]),
+        "tags": st.sampled_from(["organic", []]),
+        "exclude_tags": st.sampled_from(["organic", ["sensitive"]]),
+        "include": st.lists(st.sampled_from(["milk", "buns", "ketchup", "coffee"]), max_size=3),
+        "exclude": st.lists(st.sampled_from(["milk", "buns", "cereal"]), max_size=2),
+    },
+)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(filters=_filters, surface=st.sampled_from(sorted(SURFACES)))
+def test_every_surface_and_search_honour_every_caller_filter(
+    sw: shelfwise.Shelfwise, filters: dict[str, Any], surface: str
+) -> None:
+    rows = [
+        {
+            **row,
+            "brand": "Acme" if i % 2 else "Farm",
+            "tags": "organic" if i % 3 == 0 else row.get("tags", ""),
+        }
+        for i, row in enumerate(CATALOG)
+    ]
+    sw.catalog.import_rows(rows)
+    shopper = sw.member("L-1", consents={"personalization": True})
+    if not shopper.cart() and shopper.profile().interactions == ():
+        for item in ["milk", "sausages", "coffee", "buns"]:
+            shopper.view(item)
+        shopper.add_to_cart("milk")
+        shopper.checkout()
+    try:
+        wanted = shelfwise.ItemFilter.of(filters)
+    except shelfwise.InvalidInput:
+        return
+    anchor = "sausages" if surface == "similar" else None
+    got = shopper.recommend(surface, limit=10, item=anchor, filters=filters)
+    assert all(wanted.allows(r.item) for r in got)
+    assert all(wanted.allows(item) for item in shopper.search("acme", filters=filters))
+
+
+@pytest.mark.parametrize(
+    "filters",
+    [
+        {"max_price": "cheap"},
+        {"max_price": float("nan")},
+        {"min_price": -1},
+        {"min_price": 5, "max_price": 1},
+        {"brand": 42},
+        {"include": "milk"},
+        {"colour": "red"},
+        "max_price=3",
+    ],
+)
+def test_a_malformed_filter_is_a_typed_error(sw: shelfwise.Shelfwise, filters: Any) -> None:
+    with pytest.raises(shelfwise.InvalidInput):
+        sw.start_session().recommend("trending", filters=filters)
+
+
+def test_taste_reorders_search_results_but_never_brings_in_another_item(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    sw.catalog.import_rows(
+        [
+            {"item_id": f"choc-{n}", "name": f"Chocolate bar {n}", "category": "sweets"}
+            for n in range(6)
+        ]
+        # a weak text match the meat lover's taste favours strongly (it is in the model)
+        + [{"item_id": "sausages", "name": "Pork sausages, chocolate glaze", "category": "meat"}]
+    )
+    text_top = [i.item_id for i in sw.catalog.search("chocolate", limit=4)]
+    assert "sausages" not in text_top
+    meat_lover = sw.member("L-2", consents={"personalization": True})
+    for item in ["buns", "charcoal", "ketchup"]:
+        meat_lover.view(item)
+    assert {i.item_id for i in meat_lover.search("chocolate", limit=4)} == set(text_top)
+    found = [i.item_id for i in meat_lover.search("chocolate", limit=8)]
+    assert found.index("sausages") < [
+        i.item_id for i in sw.catalog.search("chocolate", limit=8)
+    ].index("sausages"), "taste reorders what the text found"

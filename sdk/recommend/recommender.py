@@ -25,7 +25,7 @@ from ..catalog import Catalog, Item
 from ..model.runtime import LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
-from .filters import diversify, passes_filters, pick_diverse
+from .filters import NO_FILTER, ItemFilter, diversify, passes_filters, pick_diverse
 from .surfaces import ANCHORED, SURFACES, Candidates, Sources
 
 
@@ -68,8 +68,10 @@ class Recommender:
         item: str | None = None,
         category: str | None = None,
         diversity: int | None = None,
+        filters: ItemFilter = NO_FILTER,
     ) -> list[Recommendation]:
-        """Run one surface, then the business filters; at most ``limit`` results."""
+        """Run one surface, then the business filters and the caller's ``filters``; at most
+        ``limit`` results."""
         if surface not in SURFACES:
             raise InvalidInput(f"surface {surface!r} is not one of: {', '.join(SURFACES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
@@ -86,7 +88,9 @@ class Recommender:
         per_category = diversity if diversity is not None else max(2, math.ceil(limit / 3))
         if category or surface in {"recently-viewed", "buy-again"}:
             per_category = limit
-        return self.apply_filters(candidates, context, limit, surface, anchor, per_category)
+        return self.apply_filters(
+            candidates, context, limit, surface, anchor, per_category, filters=filters
+        )
 
     def apply_filters(
         self,
@@ -96,8 +100,10 @@ class Recommender:
         surface: str,
         anchor: Item | None,
         per_category: int,
+        *,
+        filters: ItemFilter = NO_FILTER,
     ) -> list[Recommendation]:
-        """The business filters and diversity over ranked candidates: at most ``limit``."""
+        """The business filters, the caller's filters and diversity over ranked candidates."""
         ranked = candidates.ranked()
         bought = {item for item, _ in context.purchases}
         allowed: list[Item] = []
@@ -109,7 +115,11 @@ class Recommender:
             items = self.catalog.get_many(chunk)
             for item_id in chunk:
                 item = items.get(item_id)
-                if item is not None and passes_filters(item, context, bought, anchor):
+                if (
+                    item is not None
+                    and passes_filters(item, context, bought, anchor)
+                    and filters.allows(item)
+                ):
                     allowed.append(item)
             if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
                 break
