@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_kiosk_api import NUTELLA, PIN, WHOLE_MILK, YOGURT, busy_member_card, demo_bundle
+from kiosk_helpers import MEMBER_PIN, PIN
+from test_kiosk_api import NUTELLA, WHOLE_MILK, YOGURT, busy_member_card, demo_bundle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -140,6 +141,14 @@ def small_targets(page) -> list[str]:  # type: ignore[no-untyped-def]
     )
 
 
+def sign_in(page, card: str, pin: str | None = MEMBER_PIN) -> None:  # type: ignore[no-untyped-def]
+    """Scan the loyalty card (and type its PIN, when given) on the welcome screen."""
+    if pin:
+        page.locator("#signin-pin").fill(pin)
+    page.locator("#card-input").fill(card)
+    page.locator("#card-input").press("Enter")
+
+
 def scan(page, code: str) -> None:  # type: ignore[no-untyped-def]
     """A USB scanner is a keyboard: it types the digits and presses Enter."""
     page.get_by_test_id("who").get_by_text("e").wait_for()  # the session has started
@@ -168,8 +177,7 @@ def test_new_shopper_scans_a_real_barcode_and_sees_suggestions(page, tmp_path: P
 def test_member_signs_in_with_a_loyalty_card_and_sees_personal_results(
     page, tmp_path: Path
 ) -> None:  # type: ignore[no-untyped-def]
-    page.locator("#card-input").fill(busy_member_card())
-    page.locator("#card-input").press("Enter")
+    sign_in(page, busy_member_card())
     page.get_by_test_id("buy-again").wait_for()
     assert "you bought this" in page.get_by_test_id("buy-again").inner_text()
     personal = page.get_by_test_id("personal")
@@ -179,13 +187,15 @@ def test_member_signs_in_with_a_loyalty_card_and_sees_personal_results(
     assert any("because you bought" in r for r in reasons), reasons  # the trained model's picks
     assert "Welcome back" in page.get_by_test_id("greeting").inner_text()
     assert "Member" in page.get_by_test_id("who").inner_text()
+    assert "PIN given" in page.get_by_test_id("who").inner_text()
     page.locator("#search-input").fill("latte")
     page.locator("#search-input").press("Enter")
     page.get_by_test_id("search-results").wait_for()
     page.get_by_test_id("sorted-for-you").wait_for()  # re-ranked by the member's taste
     shot(page, "04-for-you-member", tmp_path)
     page.locator("nav").get_by_role("button", name="Privacy").click()
-    page.get_by_test_id("privacy-summary").wait_for()
+    page.get_by_test_id("privacy-summary").wait_for()  # signed in with the PIN: no prompt
+    assert page.locator("#pin-prompt").is_hidden()
     shot(page, "05-privacy", tmp_path)
 
 
@@ -236,6 +246,8 @@ def test_the_staff_screen_refuses_without_the_pin(page, tmp_path: Path) -> None:
     page.locator("#staff-pin").press("Enter")
     page.get_by_test_id("staff-panel").wait_for()
     page.get_by_test_id("funnel-chart").wait_for()
+    audit = page.get_by_test_id("audit-log").inner_text()
+    assert "unlocked" in audit and "wrong PIN" in audit, audit
     assert page.locator("#staff-login").is_hidden(), "the PIN form goes away once unlocked"
     assert page.locator("#staff-pin").input_value() == ""
     shot(page, "08-staff", tmp_path)
@@ -251,7 +263,7 @@ def test_the_staff_screen_shows_a_sync_status_table_while_upstream_is_unreachabl
     page.get_by_role("button", name="Sync now").click()  # the upstream is 127.0.0.1:9
     table = page.get_by_test_id("sync-status")
     page.wait_for_function(
-        "document.querySelector('[data-testid=sync-status]').innerText.includes('failed')"
+        "() => document.querySelector('[data-testid=sync-status]').innerText.includes('failed')"
     )
     rows = dict(line.split("\t", 1) for line in table.inner_text().splitlines() if "\t" in line)
     for row in ["Queued", "Queued bytes", "Last success", "Last error", "Next attempt"]:
@@ -284,8 +296,7 @@ def test_the_scan_card_shows_the_deal_on_an_item_with_an_offer(page, tmp_path: P
 
 
 def test_every_screen_fits_kiosk_portrait_and_landscape_without_sideways_scroll(page) -> None:  # type: ignore[no-untyped-def]
-    page.locator("#card-input").fill(busy_member_card())
-    page.locator("#card-input").press("Enter")
+    sign_in(page, busy_member_card())
     page.get_by_test_id("personal").wait_for()
     page.locator("nav").get_by_role("button", name="Scan").click()
     scan(page, YOGURT)
@@ -309,8 +320,7 @@ def test_every_screen_fits_kiosk_portrait_and_landscape_without_sideways_scroll(
 def test_the_phone_app_screen_fits_a_phone(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page.set_viewport_size(PHONE)
     page.locator("#signin-location").check()
-    page.locator("#card-input").fill(busy_member_card())
-    page.locator("#card-input").press("Enter")
+    sign_in(page, busy_member_card())
     page.get_by_test_id("personal").wait_for()
     page.locator("nav").get_by_role("button", name="Phone app").click()
     page.locator("#geo-plot circle").first.wait_for()
@@ -322,7 +332,7 @@ def test_the_phone_app_screen_fits_a_phone(page, tmp_path: Path) -> None:  # typ
 def test_a_keyboard_alone_starts_a_session_and_scans(page) -> None:  # type: ignore[no-untyped-def]
     # The loyalty card field has the focus (a card scanner types there); one step back is the
     # guest button, in reading order.
-    page.wait_for_function("document.activeElement.id === 'card-input'")
+    page.wait_for_function("() => document.activeElement.id === 'card-input'")
     page.keyboard.press("Shift+Tab")
     assert page.evaluate("document.activeElement.innerText") == "Start without signing in"
     page.keyboard.press("Enter")
@@ -337,8 +347,7 @@ def test_a_keyboard_alone_starts_a_session_and_scans(page) -> None:  # type: ign
 
 def test_phone_view_triggers_a_geofence_for_a_consenting_member(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     page.locator("#signin-location").check()
-    page.locator("#card-input").fill(busy_member_card())
-    page.locator("#card-input").press("Enter")
+    sign_in(page, busy_member_card())
     page.get_by_test_id("buy-again").wait_for()
     page.locator("nav").get_by_role("button", name="Phone app").click()
     plot = page.locator("#geo-plot")
@@ -350,8 +359,74 @@ def test_phone_view_triggers_a_geofence_for_a_consenting_member(page, tmp_path: 
     page.mouse.click(x, y)
     result = page.get_by_test_id("geo-result")
     page.wait_for_function(
-        "document.querySelector('[data-testid=geo-result]').innerText.length > 0"
+        "() => document.querySelector('[data-testid=geo-result]').innerText.length > 0"
     )
     assert "store-citta-studi" in result.inner_text(), result.inner_text()
     assert "enter" in result.inner_text()
     shot(page, "09-phone-geofence", tmp_path)
+
+
+def test_a_card_alone_personalises_but_privacy_needs_the_member_pin(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, busy_member_card(), pin=None)
+    page.get_by_test_id("personal").wait_for()  # the card alone personalises
+    assert "PIN given" not in page.get_by_test_id("who").inner_text()
+    page.locator("nav").get_by_role("button", name="Privacy").click()
+    prompt = page.locator("#pin-prompt")
+    prompt.wait_for(state="visible")
+    page.locator("#pin-prompt-input").fill("0000")
+    page.locator("#pin-prompt-input").press("Enter")
+    page.locator("#pin-error").get_by_text("wrong PIN").wait_for()
+    assert page.get_by_test_id("privacy-summary").count() == 0, "nothing shown on a wrong PIN"
+    shot(page, "13-pin-refused", tmp_path)
+    page.locator("#pin-cancel").click()
+    page.get_by_test_id("privacy-refused").wait_for()  # the protected action was refused
+    assert page.get_by_test_id("privacy-summary").count() == 0
+    page.locator("#forget").click()  # erasing asks again; the right PIN lets it through
+    prompt.wait_for(state="visible")
+    page.locator("#pin-cancel").click()
+    page.locator("#forget-result").get_by_text("PIN").wait_for()
+    page.locator("nav").get_by_role("button", name="Privacy").click()
+    prompt.wait_for(state="visible")
+    page.locator("#pin-prompt-input").fill(MEMBER_PIN)
+    page.locator("#pin-prompt-input").press("Enter")
+    page.get_by_test_id("privacy-summary").wait_for()
+    assert prompt.is_hidden() and "PIN given" in page.get_by_test_id("who").inner_text()
+
+
+def test_the_next_person_with_the_same_card_finds_an_empty_cart(page) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, busy_member_card())
+    page.get_by_test_id("personal").wait_for()
+    page.locator("nav").get_by_role("button", name="Scan").click()
+    scan(page, YOGURT)
+    page.get_by_test_id("product-card").get_by_role("button", name="Add to cart").click()
+    page.locator("#toast").get_by_text("Added to cart").wait_for()
+    page.get_by_role("button", name="Done, sign out").click()
+    page.locator("#screen-welcome").wait_for(state="visible")
+    sign_in(page, busy_member_card(), pin=None)  # someone else, with the card alone
+    page.get_by_test_id("personal").wait_for()
+    assert page.locator("#cart-count").inner_text() == "0"
+    page.locator("nav").get_by_role("button", name="Cart").click()
+    page.locator("#cart-lines").get_by_text("Your cart is empty").wait_for()
+    assert "Latteria" not in page.locator("#cart-lines").inner_text()
+    assert "PIN given" not in page.get_by_test_id("who").inner_text()
+
+
+def test_the_page_runs_under_its_content_security_policy(browser, server: str) -> None:  # type: ignore[no-untyped-def]
+    context = browser.new_context(viewport=PORTRAIT)
+    page = context.new_page()
+    violations: list[str] = []
+    page.on(
+        "console",
+        lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None,
+    )
+    response = page.goto(server + "/")
+    assert "script-src 'self'" in response.headers["content-security-policy"]
+    page.get_by_role("button", name="Start without signing in").click()
+    scan(page, WHOLE_MILK)
+    page.get_by_test_id("product-card").wait_for()
+    page.get_by_role("button", name="Staff").click()
+    page.locator("#staff-pin").fill(PIN)
+    page.locator("#staff-pin").press("Enter")
+    page.get_by_test_id("funnel-chart").wait_for()  # funnel bars are sized through CSSOM
+    context.close()
+    assert violations == []

@@ -12,6 +12,7 @@ function el(tag, attrs = {}, ...children) {
   for (const [k, v] of Object.entries(attrs)) {
     if (k === "onclick") node.addEventListener("click", v);
     else if (k === "text") node.textContent = v;
+    else if (k === "style") node.style.cssText = v;  // CSSOM: allowed by the CSP, unlike a style attribute
     else node.setAttribute(k, v);
   }
   for (const child of children.flat()) {
@@ -32,14 +33,26 @@ function toast(text) {
   setTimeout(() => t.classList.remove("show"), 2200);
 }
 
-async function api(path, body, method) {
+// Every change carries the CSRF token the server handed out in /api/state (double submit);
+// a server restart hands out a new one: fetch it and try once more.
+async function api(path, body, method, retried) {
   const options = { method: method || (body === undefined ? "GET" : "POST"), headers: {} };
+  if (options.method !== "GET") options.headers["X-CSRF-Token"] = STATE.csrf || "";
   if (body instanceof FormData) options.body = body;
   else if (body !== undefined) {
     options.headers["Content-Type"] = "application/json";
     options.body = JSON.stringify(body);
   }
   const response = await fetch(path, options);
+  if (response.status === 403 && !retried && options.method !== "GET") {
+    const copy = response.clone();
+    let reason = "";
+    try { reason = (await copy.json()).reason; } catch (e) { /* not JSON */ }
+    if (reason === "csrf") {
+      STATE.csrf = (await (await fetch("/api/state")).json()).csrf;
+      return api(path, body, method, true);
+    }
+  }
   let data = {};
   try { data = await response.json(); } catch (e) { data = { message: "no response" }; }
   if (!response.ok) {
@@ -50,6 +63,40 @@ async function api(path, body, method) {
     throw error;
   }
   return data;
+}
+
+// Reading or changing a member's data needs their PIN: ask for it, then try again.
+let pinWaiter = null;
+function askPin() {
+  $("pin-error").textContent = "";
+  $("pin-prompt-input").value = "";
+  $("pin-prompt").hidden = false;
+  $("pin-prompt-input").focus();
+  return new Promise((resolve, reject) => { pinWaiter = { resolve, reject }; });
+}
+function closePin(ok) {
+  $("pin-prompt").hidden = true;
+  $("pin-prompt-input").value = "";
+  const waiter = pinWaiter;
+  pinWaiter = null;
+  if (waiter) (ok ? waiter.resolve : waiter.reject)(Object.assign(new Error("PIN not given"), { reason: "pin_required" }));
+}
+async function confirmPin(event) {
+  if (event) event.preventDefault();
+  const pin = $("pin-prompt-input").value;
+  $("pin-prompt-input").value = "";  // never left on screen, right or wrong
+  try {
+    const data = await api("/api/session/verify", { pin });
+    renderSession(data.session);
+    closePin(true);
+  } catch (e) { $("pin-error").textContent = errorText(e); }
+}
+async function protectedApi(path, body) {
+  try { return await api(path, body); } catch (e) {
+    if (e.reason !== "pin_required") throw e;
+    await askPin();
+    return api(path, body);
+  }
 }
 
 function errorText(error) {
@@ -75,7 +122,7 @@ function renderSession(session) {
   $("nav").hidden = !session;
   if (!session) { $("who").textContent = ""; return; }
   $("who").textContent = session.kind === "member"
-    ? `Member ${session.member} · ${session.segment}` : "Guest (not signed in)";
+    ? `Member ${session.member} · ${session.segment}` + (session.verified ? " · PIN given" : "") : "Guest (not signed in)";
   $("cart-count").textContent = session.cart_count || 0;
 }
 
@@ -83,10 +130,11 @@ function resetKiosk(why) {
   // Wipe everything the last shopper left on any screen, then show the welcome screen.
   for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines",
     "cart-extras", "redeem-result", "checkout-result", "privacy-summary", "privacy-consents",
-    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting"]) {
+    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting", "pin-error"]) {
     $(id).replaceChildren();
   }
-  for (const id of ["scan-input", "search-input", "code-input", "card-input", "staff-pin"]) $(id).value = "";
+  for (const id of ["scan-input", "search-input", "code-input", "card-input", "signin-pin", "staff-pin"]) $(id).value = "";
+  closePin(false);
   renderConsentChoices();
   renderSession(null);
   show("welcome");
@@ -273,7 +321,7 @@ $("redeem").addEventListener("click", async () => {
   out.className = "";
   if (!code) return;
   try {
-    const data = await api("/api/cart/redeem", { code });
+    const data = await protectedApi("/api/cart/redeem", { code });
     out.className = "ok";
     const r = data.redemption || {};
     out.textContent = `Code accepted: ${money(r.amount)} off` + (r.sandbox ? " (sandbox: nothing spent)" : "");
@@ -303,7 +351,7 @@ function consentRow(purpose, label, checked, onchange) {
 
 async function loadPrivacy() {
   try {
-    const data = await api("/api/privacy");
+    const data = await protectedApi("/api/privacy");
     const kinds = Object.entries(data.event_kinds).map(([k, n]) => `${n} ${k}`).join(", ") || "nothing yet";
     $("privacy-summary").replaceChildren(el("div", { class: "panel", "data-testid": "privacy-summary" },
       el("p", { text: data.kind === "member" ? `You are loyalty member ${data.shopper_id} (segment: ${data.segment}).`
@@ -314,16 +362,19 @@ async function loadPrivacy() {
         el("li", { text: `${e.type} ${e.item_id || ""} · ${new Date(e.ts_ms).toLocaleString()}` }))) : null));
     $("privacy-consents").replaceChildren(...Object.entries(data.consent_labels).map(([purpose, label]) =>
       consentRow(purpose, label, data.consents[purpose], async (granted) => {
-        const r = await api("/api/privacy/consent", { purpose, granted });
+        const r = await protectedApi("/api/privacy/consent", { purpose, granted });
         renderSession(r.session);
         toast("Saved");
       })));
-  } catch (e) { $("privacy-summary").textContent = errorText(e); }
+  } catch (e) {
+    $("privacy-consents").replaceChildren();
+    $("privacy-summary").replaceChildren(el("p", { class: "error", "data-testid": "privacy-refused", text: errorText(e) }));
+  }
 }
 
 $("forget").addEventListener("click", async () => {
   try {
-    const data = await api("/api/privacy/forget", {});
+    const data = await protectedApi("/api/privacy/forget", {});
     resetKiosk(`Forgotten: ${data.removed_rows} records erased`);
   } catch (e) { $("forget-result").textContent = errorText(e); }
 });
@@ -589,7 +640,21 @@ function renderStaff(data) {
     el("div", { class: "panel" }, el("h2", { text: "Offers (on/off)" }),
       offerRows.length ? offerRows : el("p", { class: "muted", text: data.offers_available ? "No offers defined." : "Offers module not available." })),
     hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
-    funnel(data)));
+    funnel(data),
+    auditPanel(data)));
+}
+
+// Who did what on this kiosk: every staff action is kept in the store's audit log.
+const AUDIT_LABELS = { staff_login: "unlocked", staff_logout: "locked", staff_login_failed: "wrong PIN",
+  staff_login_locked: "refused (locked out)", offer_on: "switched on", offer_off: "switched off",
+  sandbox_on: "sandbox on", sandbox_off: "sandbox off", sync: "synced" };
+function auditPanel(data) {
+  const rows = (data.audit || []).map((e) => el("tr", {},
+    el("th", { text: new Date(e.ts_ms).toLocaleTimeString() }),
+    el("td", { text: `${e.actor} ${AUDIT_LABELS[e.action] || e.action}${e.target ? " " + e.target : ""}${e.detail ? " (" + e.detail + ")" : ""}` })));
+  return el("div", { class: "panel" }, el("h2", { text: `Staff actions on ${data.kiosk_id}` }),
+    rows.length ? el("table", { class: "status-table", "data-testid": "audit-log" }, ...rows)
+      : el("p", { class: "muted", "data-testid": "audit-log", text: "None yet." }));
 }
 
 $("staff-back").addEventListener("click", () => show(STATE.session ? "scan" : "welcome"));
@@ -613,9 +678,13 @@ async function signIn() {
   if (!card) { $("signin-error").textContent = "Scan or type your card number first."; return; }
   const consents = {};
   $("signin-consents").querySelectorAll("input[data-purpose]").forEach((i) => { consents[i.dataset.purpose] = i.checked; });
+  const pin = $("signin-pin").value;
+  $("signin-pin").value = "";  // never left on screen
+  const body = pin ? { card, consents, pin } : { card, consents };
   try {
-    const data = await api("/api/session/member", { card, consents });
+    const data = await api("/api/session/member", body);
     $("card-input").value = "";
+    if (!data.consents_applied) toast("Your saved choices apply: enter your PIN on Privacy to change them");
     renderSession(data.session);
     armIdle();
     show("foryou");
@@ -623,6 +692,9 @@ async function signIn() {
 }
 
 $("card-input").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
+$("signin-pin").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
+$("pin-form").addEventListener("submit", confirmPin);
+$("pin-cancel").addEventListener("click", () => closePin(false));
 $("sign-in").addEventListener("click", signIn);
 $("start-anon").addEventListener("click", async () => {
   const data = await api("/api/session/start", {});
@@ -644,7 +716,7 @@ async function boot() {
   $("store-name").textContent = state.store.name || "";
   renderConsentChoices();
   $("demo-cards").replaceChildren(...state.demo_cards.map((c) =>
-    el("button", { class: "ghost", "data-card": c.card, onclick: () => { $("card-input").value = c.card; }, text: `${c.card} · ${c.label}` })));
+    el("button", { class: "ghost", "data-card": c.card, onclick: () => { $("card-input").value = c.card; }, text: `${c.card} · ${c.label}` + (c.pin ? ` · PIN ${c.pin}` : "") })));
   renderSession(state.session);
   armIdle();
   show(state.session ? "scan" : "welcome");
