@@ -10,6 +10,7 @@ __all__ = [
     "ANCHORED",
     "SURFACES",
     "Context",
+    "ItemFilter",
     "Recommendation",
     "Recommender",
     "build_context",
