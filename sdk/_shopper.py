@@ -12,7 +12,9 @@ Example:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from . import auth, events, identity
@@ -31,6 +33,8 @@ from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_
 from .recommend import Context, Recommendation, build_context, rerank_search
 from .recommend.filters import NO_FILTER, ItemFilter
 from .scan import ScanCard, scan
+
+MAX_SHOWN_LOGGED = 50  # item ids kept in a recommendation_shown event
 
 if TYPE_CHECKING:
     from ._facade import Shelfwise
@@ -237,10 +241,14 @@ class Shopper:
         now: int | None = None,
         k: int | None = None,
         filters: ItemFilter | Mapping[str, Any] | None = None,
+        record: bool = False,
     ) -> list[Recommendation]:
         """Recommendations on one surface, business filters applied, each with a reason.
 
         ``filters``: see ``shelfwise.ItemFilter``, e.g. ``{"max_price": 3, "brand": "Acme"}``.
+        ``record=True`` records the list as shown (a ``recommendation_shown`` event) and gives
+        each result a ``shown_id`` and ``position``; pass a result to ``clicked`` when the
+        shopper takes it, so click-through per surface is measured (and synced as counts).
         ``k`` is the deprecated name of ``limit``.
 
         Example:
@@ -252,13 +260,54 @@ class Shopper:
         if k is not None:
             warn_renamed("recommend(k=...)", "recommend(limit=...)")
             limit = k
-        return self._sw.recommender.recommend(
+        results = self._sw.recommender.recommend(
             surface,
             self.context(now=now),
             limit=limit,
             item=item,
             category=category,
             filters=ItemFilter.of(filters),
+        )
+        if record and results:
+            results = self._record_shown(surface, results)
+        return results
+
+    def _record_shown(self, surface: str, results: list[Recommendation]) -> list[Recommendation]:
+        shown_id = uuid.uuid4().hex
+        self.track(
+            "recommendation_shown",
+            payload={
+                "surface": surface,
+                "shown_id": shown_id,
+                "items": [r.item.item_id for r in results[:MAX_SHOWN_LOGGED]],
+                "model": self._sw.model_version or "",
+            },
+        )
+        return [replace(r, shown_id=shown_id, position=n) for n, r in enumerate(results, 1)]
+
+    def clicked(self, recommendation: Recommendation) -> Event:
+        """Record that the shopper took a shown recommendation (its surface and position).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     shopper = sw.start_session()
+            ...     _ = shopper.view("tea")
+            ...     [shown] = shopper.recommend("recently-viewed", record=True)
+            ...     shopper.clicked(shown).payload["position"]
+            1
+        """
+        if not isinstance(recommendation, Recommendation) or not recommendation.shown_id:
+            raise InvalidInput("clicked() takes a recommendation returned with record=True")
+        return self.track(
+            "recommendation_clicked",
+            recommendation.item.item_id,
+            payload={
+                "surface": recommendation.surface,
+                "shown_id": recommendation.shown_id,
+                "position": recommendation.position,
+            },
         )
 
     # -- scan, offers, location (logic in shelfwise.scan, shelfwise.offers, shelfwise.geo) --

@@ -7,7 +7,7 @@ Example:
     >>> validate_event({"type": "teleport"})
     Traceback (most recent call last):
     ...
-    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, scan, scan_miss, search, view
+    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, recommendation_clicked, recommendation_shown, scan, scan_miss, search, view
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ from typing import Any
 from ._errors import InvalidEvent
 from ._time import now_ms
 
-ITEM_EVENTS = frozenset({"view", "scan", "cart_add", "cart_remove", "purchase"})
+ITEM_EVENTS = frozenset(
+    {"view", "scan", "cart_add", "cart_remove", "purchase", "recommendation_clicked"}
+)
 # What each non-item event must carry in its payload.
 PAYLOAD_KEYS = {
     "scan_miss": "code",
@@ -37,6 +39,10 @@ PAYLOAD_KEYS = {
     "geofence_enter": "fence_id",
     "geofence_dwell": "fence_id",
     "geofence_exit": "fence_id",
+    # What recommendations were shown on which surface, and which one was taken: the
+    # click-through a store can measure per surface (and per model or experiment arm).
+    "recommendation_shown": "surface",
+    "recommendation_clicked": "surface",
 }
 EVENT_TYPES = frozenset(ITEM_EVENTS | PAYLOAD_KEYS.keys())
 # Events that say what a shopper is interested in, as the model reads them.

@@ -291,3 +291,25 @@ def test_taste_reorders_search_results_but_never_brings_in_another_item(
     assert found.index("sausages") < [
         i.item_id for i in sw.catalog.search("chocolate", limit=8)
     ].index("sausages"), "taste reorders what the text found"
+
+
+def test_a_recorded_list_can_be_clicked_and_both_are_events(sw: shelfwise.Shelfwise) -> None:
+    shopper = sw.start_session()
+    for item in ["milk", "cereal", "coffee"]:
+        shopper.view(item)
+    plain = shopper.recommend("recently-viewed")
+    assert all(r.shown_id == "" for r in plain)
+    shown = shopper.recommend("recently-viewed", record=True)
+    assert [r.position for r in shown] == list(range(1, len(shown) + 1))
+    assert len({r.shown_id for r in shown}) == 1
+    click = shopper.clicked(shown[1])
+    assert (click.type, click.item_id) == ("recommendation_clicked", shown[1].item.item_id)
+    assert click.payload == {
+        "surface": "recently-viewed",
+        "shown_id": shown[0].shown_id,
+        "position": 2,
+    }
+    logged = sw.store.query("SELECT payload FROM events WHERE type = 'recommendation_shown'")
+    assert len(logged) == 1 and shown[0].item.item_id in logged[0]["payload"]
+    with pytest.raises(shelfwise.InvalidInput, match="record=True"):
+        shopper.clicked(plain[0])

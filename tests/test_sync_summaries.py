@@ -134,6 +134,24 @@ def test_offer_funnel_is_counted_by_offer_and_reason_without_free_text(store):
     assert b"private" not in store.store.query("SELECT body FROM sync_outbox")[0]["body"]
 
 
+def test_recommendation_click_through_is_counted_per_surface_without_the_list(store):
+    for n in range(3):
+        shopper = store.start_session()
+        shopper.view(f"i{n}")
+        shown = shopper.recommend("recently-viewed", record=True)
+        if n < 2:
+            shopper.clicked(shown[0])
+    store.summarise(device_id="kiosk-1", k=1, include_open_hour=True)
+    cells = _cells(store)
+    assert [(k[3], v[0]) for k, v in cells.items() if k[0] == "recommendation_shown"] == [
+        ("recently-viewed", 3)
+    ]
+    clicks = {(k[3], k[4]): v[0] for k, v in cells.items() if k[0] == "recommendation_clicked"}
+    assert clicks == {("i0", "recently-viewed"): 1, ("i1", "recently-viewed"): 1}
+    raw = b"".join(r["body"] for r in store.store.query("SELECT body FROM sync_outbox"))
+    assert b"shown_id" not in raw, "the shown list and its id stay on the device"
+
+
 def test_open_hour_waits_until_it_is_complete(store):
     store.start_session().view("i1")
     assert store.summarise(device_id="kiosk-1", k=1) == []

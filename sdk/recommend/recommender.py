@@ -37,6 +37,9 @@ class Recommendation:
     score: float
     reason: str
     surface: str
+    # Set when the list was recorded as shown (``recommend(record=True)``): what a click names.
+    shown_id: str = ""
+    position: int = 0
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -44,6 +47,7 @@ class Recommendation:
             "score": round(self.score, 6),
             "reason": self.reason,
             "surface": self.surface,
+            **({"shown_id": self.shown_id, "position": self.position} if self.shown_id else {}),
         }
 
 

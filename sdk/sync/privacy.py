@@ -50,6 +50,7 @@ from .protocol import Cell, rest_metric
 # Payload keys that are low-cardinality labels, safe to use as cell dimensions (free text
 # such as a search query never leaves the device).
 DIMENSION_KEYS = (
+    "surface",
     "offer_id",
     "experiment",
     "variant",
