@@ -32,10 +32,8 @@ from .catalog import Catalog
 from .geo import GeofenceEvent, Geofences
 from .identity import check_purpose, get_shopper
 from .model.runtime import LoadedModel, ModelHandle
-from .offers.engine import (
-    Offers,
-    release_holds_of,
-)
+from .offers import Offers
+from .offers.redemption import release_holds_of
 from .recommend import Context, Recommendation, Recommender
 from .store.connection import Store
 from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status

@@ -25,7 +25,7 @@ from .catalog import Item
 from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
-from .offers.engine import OfferContext, RankedOffer, Redemption, Reservation
+from .offers import OfferContext, RankedOffer, Redemption, Reservation
 from .recommend import Context, Recommendation, build_context, rerank_search
 from .scan import ScanCard, scan
 

@@ -78,7 +78,7 @@ def publish(storage: Any, args: argparse.Namespace) -> int:
     """Sign ``args.file`` as a document of ``args.kind`` and store it for devices."""
     from shelfwise._errors import ShelfwiseError
     from shelfwise.catalog import read_catalog_file
-    from shelfwise.offers.engine import read_offer_file
+    from shelfwise.offers import read_offer_file
     from shelfwise.sync.downstream import build_document, read_private_key
 
 

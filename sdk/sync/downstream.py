@@ -52,7 +52,7 @@ from .._errors import (
 from .._time import now_ms
 from ..catalog import Catalog, parse_item
 from ..model.bundle import read_private_key, sign_manifest, verify_signature
-from ..offers.engine import Offer, Offers, parse_offer
+from ..offers import Offer, Offers, parse_offer
 from ..store.connection import Store
 from .privacy import EnvelopeError, safe_unpack
 
