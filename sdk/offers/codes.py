@@ -115,13 +115,10 @@ def offer_of_code(store: Any, text: str) -> str | None:
 
 def hold_code(db: Any, code: str) -> bool:
     """Mark an available code reserved; False if it was not available."""
-    return bool(
-        db.execute(
-            "UPDATE offer_codes SET state = 'reserved' WHERE code = ? AND state = 'available'",
-            [code],
-        ).rowcount
-        == 1
-    )
+    moved: int = db.execute(
+        "UPDATE offer_codes SET state = 'reserved' WHERE code = ? AND state = 'available'", [code]
+    ).rowcount
+    return moved == 1
 
 
 def redeem_code(db: Any, code: str, stamp: int) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -49,8 +48,6 @@ from . import codes, context, experiments, redemption, usage
 from .definitions import Offer, Targeting, parse_offer, read_offer_file
 from .redemption import Redemption, Reservation
 from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
-
-logger = logging.getLogger(__name__)
 
 DEFAULT_RESERVATION_S = 300
 # Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
