@@ -24,16 +24,10 @@ import time
 from pathlib import Path
 
 import shelfwise
+from shelfwise import parse_offer
 from shelfwise.geo.shapes import EARTH_RADIUS_M, FenceIndex, circle, inside_brute_force
-from shelfwise.offers.engine import (
-    PRIOR_REDEEMED,
-    PRIOR_SHOWN,
-    OfferContext,
-    OfferUsage,
-    evaluate,
-    parse_offer,
-    period_starts,
-)
+from shelfwise.offers.engine import PRIOR_REDEEMED, PRIOR_SHOWN
+from shelfwise.offers.rules import OfferContext, OfferUsage, evaluate, period_starts
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -59,7 +59,7 @@ from .geo import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
 from .identity import PURPOSES, SEGMENTS, ShopperInfo
 from .model.bundle import Manifest, SideTables
 from .model.runtime import LoadedModel, ModelHandle
-from .offers.engine import (
+from .offers import (
     OFFER_REASONS,
     Decision,
     Offer,

@@ -34,10 +34,8 @@ from .catalog import Catalog
 from .geo import GeofenceEvent, Geofences
 from .identity import check_purpose, get_shopper
 from .model.runtime import LoadedModel, ModelHandle
-from .offers.engine import (
-    Offers,
-    release_holds_of,
-)
+from .offers import Offers
+from .offers.redemption import release_holds_of
 from .profile.local import record_tombstone
 from .profile.sealing import blind_member_id
 from .recommend import Context, Recommendation, Recommender

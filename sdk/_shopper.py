@@ -27,7 +27,7 @@ from .catalog import Item
 from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
-from .offers.engine import OfferContext, RankedOffer, Redemption, Reservation
+from .offers import OfferContext, RankedOffer, Redemption, Reservation
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search

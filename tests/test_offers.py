@@ -11,9 +11,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shelfwise
+from shelfwise.offers import OfferContext, OfferUsage, assign_variant, evaluate, parse_offer
 from shelfwise.offers.codes import ALPHABET, check_code, new_code
-from shelfwise.offers.engine import OfferContext, OfferUsage, evaluate, parse_offer
-from shelfwise.offers.experiments import assign_variant
 
 MONDAY_NOON = dt.datetime(2025, 6, 2, 12, 0, tzinfo=dt.UTC)
 NOW = int(MONDAY_NOON.timestamp() * 1000)

@@ -10,8 +10,9 @@ import msgpack
 import pytest
 
 import shelfwise
-from shelfwise.offers.engine import OfferContext, day_bounds, parse_offer
-from shelfwise.offers.experiments import assign_variant
+from shelfwise.offers import OfferContext, assign_variant, parse_offer
+from shelfwise.offers.context import resolve_zone
+from shelfwise.offers.rules import day_bounds
 
 EXPERIMENT_OFFER = {
     "offer_id": "coffee-ab",
@@ -226,7 +227,7 @@ def test_rejections_by_reason_reach_the_sync_summary(sw: shelfwise.Shelfwise) ->
 
 
 def test_the_rejection_day_follows_the_store_clock_across_dst() -> None:
-    rome = shelfwise.offers.engine.resolve_zone("Europe/Rome")
+    rome = resolve_zone("Europe/Rome")
     spring = dt.datetime(2025, 3, 30, 12, 0, tzinfo=rome)  # clocks go forward at 02:00
     start, end = day_bounds(OfferContext(now_ms=int(spring.timestamp() * 1000), local=spring))
     assert end - start == 23 * 3_600_000

@@ -11,7 +11,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise.offers.engine import OfferContext, OfferUsage, period_starts, usage_snapshot
+from shelfwise.offers import OfferContext, OfferUsage
+from shelfwise.offers.context import resolve_zone
+from shelfwise.offers.rules import period_starts
+from shelfwise.offers.usage import usage_snapshot
 
 WEDNESDAY_NOON = dt.datetime(2025, 6, 4, 12, 0, tzinfo=dt.UTC)
 NOW = int(WEDNESDAY_NOON.timestamp() * 1000)
@@ -108,11 +111,7 @@ def test_batched_usage_counts_exactly_what_per_offer_counting_counts(
                     "VALUES (?, ?, 'kiosk', ?)",
                     [who, o, ts],
                 )
-        local = (
-            None
-            if zone is None
-            else WEDNESDAY_NOON.astimezone(shelfwise.offers.engine.resolve_zone(zone))
-        )
+        local = None if zone is None else WEDNESDAY_NOON.astimezone(resolve_zone(zone))
         for shopper in SHOPPERS:
             ctx = OfferContext(now_ms=NOW, local=local, shopper_id=shopper)
             snapshot = usage_snapshot(sw.store.read(), OFFERS, shopper, ctx)

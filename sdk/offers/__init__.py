@@ -1,1 +1,53 @@
-"""Offers: definitions, pure rule evaluation, the store engine, redemption, codes."""
+"""Offers: definitions, the pure rules, the store engine, redemption, experiments and codes.
+
+One module per concept: ``definitions`` (what an offer is, parsed from JSON/YAML), ``rules``
+(the pure evaluation), ``context`` (the rules' view of a shopper, the store clock), ``usage``
+(counters, impressions, the funnel), ``redemption`` (reserve/commit/release), ``experiments``
+(A/B assignment, exposures, conversions), ``codes`` (one-time codes) and ``engine`` (the
+``Offers`` object a store holds, ``sw.offers``). The public names are re-exported here and,
+for the most used ones, from ``shelfwise`` itself.
+
+Example:
+    >>> from shelfwise.offers import OfferContext, evaluate, parse_offer
+    >>> offer = parse_offer({"offer_id": "o", "title": "O",
+    ...                      "reward": {"type": "percent", "value": 10}})
+    >>> evaluate(offer, OfferContext(now_ms=0, local=None, consented=True, cart_total=20.0)).amount
+    2.0
+"""
+
+from .definitions import (
+    OFFER_REASONS,
+    Experiment,
+    Limits,
+    Offer,
+    Reward,
+    Schedule,
+    Targeting,
+    parse_offer,
+    read_offer_file,
+)
+from .engine import Offers, RankedOffer
+from .experiments import assign_variant
+from .redemption import Redemption, Reservation
+from .rules import Decision, OfferContext, OfferUsage, evaluate
+
+__all__ = [
+    "OFFER_REASONS",
+    "Decision",
+    "Experiment",
+    "Limits",
+    "Offer",
+    "OfferContext",
+    "OfferUsage",
+    "Offers",
+    "RankedOffer",
+    "Redemption",
+    "Reservation",
+    "Reward",
+    "Schedule",
+    "Targeting",
+    "assign_variant",
+    "evaluate",
+    "parse_offer",
+    "read_offer_file",
+]

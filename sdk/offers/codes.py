@@ -1,5 +1,8 @@
 """One-time offer codes: cryptographically random, unambiguous, with a check character.
 
+This module owns the ``offer_codes`` table: a code is ``available``, ``reserved`` by one
+checkout, or ``redeemed`` for good; the state changes inside the redemption's transaction.
+
 Codes use a 30-symbol alphabet without the look-alikes 0/O, 1/I/L and U, so a shopper can
 read one off a receipt and type it. The last character is a Luhn mod N check character
 (python-stdnum's ``luhn`` with our alphabet): it catches every single mistyped character and
@@ -18,6 +21,8 @@ Example:
 from __future__ import annotations
 
 import secrets
+from collections.abc import Sequence
+from typing import Any
 
 from stdnum import luhn
 from stdnum.exceptions import ValidationError
@@ -70,4 +75,78 @@ def looks_like_code(text: str) -> bool:
     return len(code) >= 6 and all(ch in ALPHABET for ch in code)
 
 
-__all__ = ["ALPHABET", "canonical_code", "check_code", "looks_like_code", "new_code"]
+def insert_codes(
+    db: Any,
+    offer_id: str,
+    codes: Sequence[str],
+    *,
+    shopper_id: str | None,
+    expires_ms: int | None,
+    stamp: int,
+) -> None:
+    """Store freshly drawn codes as ``available`` (optionally bound to one member), in the
+    caller's transaction (``Offers.issue_codes`` is the public way)."""
+    db.table("offer_codes").insert_all(
+        [
+            {
+                "code": c,
+                "offer_id": offer_id,
+                "shopper_id": shopper_id,
+                "state": "available",
+                "issued_ms": stamp,
+                "expires_ms": expires_ms,
+            }
+            for c in codes
+        ]
+    )
+
+
+def code_row(db: Any, code: str) -> dict[str, Any] | None:
+    """The stored row of a canonical code, or None when no such code was issued."""
+    found = list(db.query("SELECT * FROM offer_codes WHERE code = ?", [code]))
+    return found[0] if found else None
+
+
+def offer_of_code(store: Any, text: str) -> str | None:
+    """The offer a typed code belongs to, or None (used to file a rejection under its offer)."""
+    rows = store.query("SELECT offer_id FROM offer_codes WHERE code = ?", [canonical_code(text)])
+    return rows[0]["offer_id"] if rows else None
+
+
+def hold_code(db: Any, code: str) -> bool:
+    """Mark an available code reserved; False if it was not available."""
+    moved: int = db.execute(
+        "UPDATE offer_codes SET state = 'reserved' WHERE code = ? AND state = 'available'", [code]
+    ).rowcount
+    return moved == 1
+
+
+def redeem_code(db: Any, code: str, stamp: int) -> None:
+    """The code is used for good (its reservation was committed at ``stamp``)."""
+    db.execute(
+        "UPDATE offer_codes SET state = 'redeemed', redeemed_ms = ? WHERE code = ?",
+        [stamp, code],
+    )
+
+
+def free_code(db: Any, code: str) -> None:
+    """Give a reserved code back (its reservation was released or expired)."""
+    db.execute(
+        "UPDATE offer_codes SET state = 'available' WHERE code = ? AND state = 'reserved'",
+        [code],
+    )
+
+
+__all__ = [
+    "ALPHABET",
+    "canonical_code",
+    "check_code",
+    "code_row",
+    "free_code",
+    "hold_code",
+    "insert_codes",
+    "looks_like_code",
+    "new_code",
+    "offer_of_code",
+    "redeem_code",
+]

@@ -1,15 +1,12 @@
-"""Offers and promotions: validated definitions, targeting rules, budgets, codes, redemption.
+"""The offers engine: one store's offers, from definition to redemption, over the store.
 
-An offer is a frozen ``Offer`` parsed from JSON or YAML (``parse_offer`` says exactly which
-field is wrong). ``evaluate`` is the whole rules engine as one pure function of the offer, an
-``OfferContext`` (who, where, when, cart) and ``OfferUsage`` (the counters): it returns a
-``Decision`` with a stable reason code and a message a person can read.
-
-``Offers`` keeps offers, codes, reservations, redemptions, impressions and experiment
-assignments in the store. Redemption is reserve-with-expiry -> commit -> release; each step
-is one ``BEGIN IMMEDIATE`` transaction that checks the code's state, the limits and the
-budget and moves the counters together, so two checkouts (threads or processes) can never
-spend one single-use code or one budget twice.
+``Offers`` (``sw.offers``) is what a kiosk or app backend holds. It keeps the definitions in
+the store (this module owns the ``offers`` table) and parses each once per process; builds the
+rules' view of a shopper (``context``); ranks the eligible offers for showing and records
+what was shown (``eligible``); says why an offer does or does not apply (``explain``); and runs
+redemption (``reserve`` -> ``commit`` / ``release``, ``redeem`` for both) and experiments. The
+work itself lives beside it: ``definitions`` (parsing), ``rules`` (the pure evaluation),
+``usage`` (counters, impressions, the funnel), ``redemption``, ``experiments`` and ``codes``.
 
 Example:
     >>> import shelfwise
@@ -36,179 +33,28 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import uuid
-import zoneinfo
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
+from .._compat import warn_renamed
 from .._errors import InvalidInput, InvalidOffer, OfferRejected
-from .._time import DAY_MS, now_ms
+from .._time import now_ms
 from ..catalog import Catalog
 from ..store.connection import Store
-from . import experiments
-from .codes import canonical_code, check_code, new_code
-from .definitions import (
-    CHANNELS,
-    OFFER_REASONS,
-    REASONS,
-    Experiment,
-    Offer,
-    Targeting,
-    parse_minute,
-    parse_offer,
-    read_offer_file,
-)
-from .rules import (
-    CartLine,
-    Decision,
-    OfferContext,
-    OfferUsage,
-    day_bounds,
-    evaluate,
-    period_starts,
-    quiet_end,
-)
-
-logger = logging.getLogger(__name__)
+from . import codes, context, experiments, redemption, usage
+from .definitions import Offer, Targeting, parse_offer, read_offer_file
+from .redemption import Redemption, Reservation
+from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
 
 DEFAULT_RESERVATION_S = 300
-DEFAULT_TIMEZONE = "UTC"
 # Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
 PRIOR_REDEEMED, PRIOR_SHOWN = 1.0, 10.0
 PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a few hundred)
-IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
 
-
-@dataclass(frozen=True)
-class UsageSnapshot:
-    """The limit counters of many offers for one shopper at one moment (see ``usage_snapshot``).
-
-    ``offers``: offer id -> (redemptions, money spent), held reservations included;
-    ``today``: offer id -> redemptions + live holds since the store-local midnight;
-    ``customer``: offer id -> this shopper's (all-time, today, this week) uses, holds included;
-    ``shown``: offer id -> impressions to this shopper (today, this week);
-    ``rates``: offer id -> (committed redemptions, impressions), the ranking's evidence.
-    """
-
-    offers: Mapping[str, tuple[int, float]] = field(default_factory=dict)
-    today: Mapping[str, int] = field(default_factory=dict)
-    customer: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
-    shown: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-    rates: Mapping[str, tuple[int, int]] = field(default_factory=dict)
-
-    def usage(self, offer_id: str) -> OfferUsage:
-        """The counters ``evaluate`` reads for one offer (zeros for one never used)."""
-        redemptions, spent = self.offers.get(offer_id, (0, 0.0))
-        total, today, week = self.customer.get(offer_id, (0, 0, 0))
-        shown_today, shown_week = self.shown.get(offer_id, (0, 0))
-        return OfferUsage(
-            redemptions=redemptions,
-            spent=spent,
-            today=self.today.get(offer_id, 0),
-            customer_total=total,
-            customer_today=today,
-            customer_week=week,
-            shown_today=shown_today,
-            shown_week=shown_week,
-        )
-
-
-def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
-    for start in range(0, len(ids), IN_CHUNK):
-        yield list(ids[start : start + IN_CHUNK])
-
-
-def usage_snapshot(
-    db: Any, offer_ids: Sequence[str], shopper_id: str, ctx: OfferContext
-) -> UsageSnapshot:
-    """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
-    counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
-    impressions) instead of six queries per offer.
-
-    ``db`` is the caller's connection: a reader for showing offers, the writer inside the
-    ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
-    """
-    day_start, week_start = period_starts(ctx)
-    live = ctx.now_ms
-    offers: dict[str, tuple[int, float]] = {}
-    rates: dict[str, tuple[int, int]] = {}
-    today: dict[str, int] = {}
-    for ids in _chunks(list(dict.fromkeys(offer_ids))):
-        marks = ",".join("?" * len(ids))
-        for r in db.execute(
-            "SELECT offer_id, redemptions, spent, reserved, reserved_amount, impressions "
-            f"FROM offer_counters WHERE offer_id IN ({marks})",
-            ids,
-        ).fetchall():
-            offers[r[0]] = (int(r[1] + r[3]), float(r[2] + r[4]))
-            rates[r[0]] = (int(r[1]), int(r[5]))
-        for offer_id, n in db.execute(
-            "SELECT offer_id, count(*) FROM ("
-            f"SELECT offer_id FROM redemptions WHERE offer_id IN ({marks}) AND ts_ms >= ? "
-            f"UNION ALL SELECT offer_id FROM reservations WHERE offer_id IN ({marks}) "
-            "AND state = 'held' AND expires_ms > ? AND created_ms >= ?) GROUP BY offer_id",
-            [*ids, day_start, *ids, live, day_start],
-        ).fetchall():
-            today[offer_id] = int(n)
-    customer: dict[str, tuple[int, int, int]] = {}
-    shown: dict[str, tuple[int, int]] = {}
-    if shopper_id:
-        wanted = set(offer_ids)
-        for offer_id, total, on_day, in_week in db.execute(
-            "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?) FROM ("
-            "SELECT offer_id, ts_ms FROM redemptions WHERE shopper_id = ? "
-            "UNION ALL SELECT offer_id, created_ms FROM reservations WHERE shopper_id = ? "
-            "AND state = 'held' AND expires_ms > ?) GROUP BY offer_id",
-            [day_start, week_start, shopper_id, shopper_id, live],
-        ).fetchall():
-            if offer_id in wanted:
-                customer[offer_id] = (int(total), int(on_day), int(in_week))
-        # Impressions older than the week (or the day, if it began earlier) never count.
-        since = min(day_start, week_start)
-        for offer_id, on_day, in_week in db.execute(
-            "SELECT offer_id, total(ts_ms >= ?), total(ts_ms >= ?) FROM impressions "
-            "WHERE shopper_id = ? AND ts_ms >= ? GROUP BY offer_id",
-            [day_start, week_start, shopper_id, since],
-        ).fetchall():
-            if offer_id in wanted:
-                shown[offer_id] = (int(on_day), int(in_week))
-    return UsageSnapshot(offers, today, customer, shown, rates)
-
-
-# -- the engine over the store ---------------------------------------------------------------
-@dataclass(frozen=True)
-class Reservation:
-    """A code (or offer) held for one checkout until ``expires_ms``; commit or release it."""
-
-    reservation_id: str
-    offer_id: str
-    code: str | None
-    shopper_id: str
-    amount: float
-    expires_ms: int
-    sandbox: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
-
-
-@dataclass(frozen=True)
-class Redemption:
-    """A committed redemption: the money off and the offer it came from."""
-
-    redemption_id: str
-    offer_id: str
-    code: str | None
-    shopper_id: str
-    amount: float
-    ts_ms: int
-    sandbox: bool = False
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -237,67 +83,6 @@ class _Rollback(Exception):
     def __init__(self, result: Any) -> None:
         super().__init__("sandbox rollback")
         self.result = result
-
-
-def _event(
-    db: Any,
-    shopper_id: str | None,
-    event_type: str,
-    payload: Mapping[str, Any],
-    ts: int,
-    store_id: str,
-    value: float | None = None,
-) -> None:
-    db.execute(
-        "INSERT INTO events (event_id, shopper_id, type, value, store_id, ts_ms, payload) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [
-            uuid.uuid4().hex,
-            shopper_id,
-            event_type,
-            value,
-            store_id,
-            ts,
-            json.dumps(dict(payload), sort_keys=True),
-        ],
-    )
-
-
-def record_rejection(
-    db: Any,
-    shopper_id: str,
-    offer_id: str,
-    reason: str,
-    ts: int,
-    store_id: str,
-    day: tuple[int, int],
-) -> bool:
-    """Log one ``offer_rejected`` event unless this shopper already has one for this offer
-    and reason on this day; return whether it was written (in the caller's transaction).
-
-    The funnel counts shoppers turned away per offer and reason, not button presses: a
-    shopper retrying a used code five times is one rejection that day.
-    """
-    seen = db.execute(
-        "SELECT 1 FROM events WHERE shopper_id = ? AND ts_ms >= ? AND ts_ms < ? "
-        "AND type = 'offer_rejected' AND json_extract(payload, '$.offer_id') = ? "
-        "AND json_extract(payload, '$.reason') = ? LIMIT 1",
-        [shopper_id, day[0], day[1], offer_id, reason],
-    ).fetchall()
-    if seen:
-        return False
-    _event(db, shopper_id, "offer_rejected", {"offer_id": offer_id, "reason": reason}, ts, store_id)
-    return True
-
-
-def resolve_zone(name: str) -> dt.tzinfo | None:
-    """A time zone by IANA name, or None when unknown (callers then fail closed)."""
-    if name.upper() == "UTC":
-        return dt.UTC
-    try:
-        return zoneinfo.ZoneInfo(name)
-    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        return None
 
 
 class Offers:
@@ -339,7 +124,7 @@ class Offers:
         )
 
     # -- writes that honour the sandbox -------------------------------------------------
-    def _transaction(self, work: Any) -> Any:
+    def _transaction(self, work: Callable[[Any], T]) -> T:
         try:
             with self._store.write() as db:
                 result = work(db)
@@ -347,41 +132,52 @@ class Offers:
                     raise _Rollback(result)
                 return result
         except _Rollback as rollback:
-            return rollback.result
+            return cast(T, rollback.result)
 
-    # -- settings ------------------------------------------------------------------------
+    # -- settings (kept in the store: shelfwise.offers.context) ---------------------------
     def set_timezone(self, name: str) -> None:
         """The store's IANA time zone (schedules, quiet hours, per-day limits use it)."""
-        if resolve_zone(name) is None:
-            raise InvalidInput(f"unknown time zone {name!r}: use an IANA name like Europe/Rome")
-        self._store.set_meta("offers.timezone", name)
+        context.set_timezone(self._store, name)
 
     def timezone(self) -> str:
-        return self._store.get_meta("offers.timezone") or DEFAULT_TIMEZONE
+        """The store's IANA time zone name (UTC until ``set_timezone``)."""
+        return context.timezone(self._store)
 
     def set_quiet_hours(self, start: str | None, end: str | None = None) -> None:
         """No app push between ``start`` and ``end`` (store-local 'HH:MM'); None clears."""
-        if start is None:
-            self._store.set_meta("offers.quiet_hours", "")
-            return
-        a, b = parse_minute(start, "quiet hours"), parse_minute(end, "quiet hours")
-        self._store.set_meta("offers.quiet_hours", f"{a}-{b}")
+        context.set_quiet_hours(self._store, start, end)
 
-    def local_time(self, ts_ms: int) -> dt.datetime | None:
-        """Store-local time for a UTC ms timestamp; None if the time zone is unknown."""
-        zone = resolve_zone(self.timezone())
-        if zone is None:
-            return None
-        return dt.datetime.fromtimestamp(ts_ms / 1000, tz=zone)
+    def local_time(self, now: int | None = None, *, ts_ms: int | None = None) -> dt.datetime | None:
+        """Store-local time at ``now`` (UTC ms; the clock if None); None if the time zone is
+        unknown. ``ts_ms`` is the deprecated name of ``now``.
 
-    def quiet_until(self, ts_ms: int) -> int | None:
-        """When the quiet hours in force at ``ts_ms`` end (UTC ms), or None if not quiet."""
-        setting = self._store.get_meta("offers.quiet_hours") or ""
-        local = self.local_time(ts_ms)
-        if not setting or local is None:
-            return None
-        start, end = (int(x) for x in setting.split("-"))
-        return quiet_end(local, start, end)
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.offers.set_timezone("Asia/Tokyo")
+            ...     sw.offers.local_time(0).isoformat()
+            '1970-01-01T09:00:00+09:00'
+        """
+        if ts_ms is not None:
+            warn_renamed("Offers.local_time(ts_ms=...)", "Offers.local_time(now=...)")
+            now = ts_ms
+        return context.local_time(self._store, now_ms() if now is None else now)
+
+    def quiet_until(self, now: int | None = None, *, ts_ms: int | None = None) -> int | None:
+        """When the quiet hours in force at ``now`` (UTC ms; the clock if None) end, in UTC
+        ms, or None if it is not quiet then. ``ts_ms`` is the deprecated name of ``now``.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.offers.set_quiet_hours("21:00", "08:00")
+            ...     sw.offers.quiet_until(22 * 3_600_000) == 32 * 3_600_000
+            True
+        """
+        if ts_ms is not None:
+            warn_renamed("Offers.quiet_until(ts_ms=...)", "Offers.quiet_until(now=...)")
+            now = ts_ms
+        return context.quiet_until(self._store, now_ms() if now is None else now)
 
     # -- definitions ---------------------------------------------------------------------
     def define(self, definition: Mapping[str, Any] | Offer) -> Offer:
@@ -412,9 +208,7 @@ class Offers:
                     "active = excluded.active, updated_ms = excluded.updated_ms",
                     [offer.offer_id, json.dumps(dict(offer.source)), int(offer.active), stamp],
                 )
-                db.execute(
-                    "INSERT OR IGNORE INTO offer_counters (offer_id) VALUES (?)", [offer.offer_id]
-                )
+                usage.open_counters(db, offer.offer_id)
 
     def get(self, offer_id: str) -> Offer:
         """One offer, or ``OfferRejected(reason="unknown_offer")``."""
@@ -442,6 +236,16 @@ class Offers:
             self._cache[key] = offer
         return offer
 
+    def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
+        """An offer's targeting read through ``db`` (None once the offer was deleted)."""
+        rows = list(
+            db.query("SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id])
+        )
+        return self._parsed(rows[0]["definition"], rows[0]["active"]).targeting if rows else None
+
+    def _exists(self, offer_id: str) -> bool:
+        return bool(self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [offer_id]))
+
     def activate(self, offer_id: str) -> None:
         """Switch an offer on."""
         self._switch(offer_id, True)
@@ -452,12 +256,10 @@ class Offers:
 
     def _switch(self, offer_id: str, on: bool) -> None:
         with self._store.write() as db:
-            if (
-                db.execute(
-                    "UPDATE offers SET active = ? WHERE offer_id = ?", [int(on), offer_id]
-                ).rowcount
-                == 0
-            ):
+            moved = db.execute(
+                "UPDATE offers SET active = ? WHERE offer_id = ?", [int(on), offer_id]
+            ).rowcount
+            if moved == 0:
                 raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
 
     def issue_codes(
@@ -474,29 +276,23 @@ class Offers:
             raise InvalidInput(f"offer {offer_id} is applied without codes (codes: none)")
         if not 1 <= count <= 100_000:
             raise InvalidInput("count must be between 1 and 100000")
-        codes = [new_code() for _ in range(count)]
+        issued = [codes.new_code() for _ in range(count)]
         stamp = now_ms()
 
         def work(db: Any) -> list[str]:
-            db.table("offer_codes").insert_all(
-                [
-                    {
-                        "code": c,
-                        "offer_id": offer_id,
-                        "shopper_id": shopper_id,
-                        "state": "available",
-                        "issued_ms": stamp,
-                        "expires_ms": expires_ms,
-                    }
-                    for c in codes
-                ]
+            codes.insert_codes(
+                db, offer_id, issued, shopper_id=shopper_id, expires_ms=expires_ms, stamp=stamp
             )
-            return codes
+            return issued
 
-        result: list[str] = self._transaction(work)
-        return result
+        return self._transaction(work)
 
-    # -- context & usage ---------------------------------------------------------------
+    def stats(self, offer_id: str) -> dict[str, Any]:
+        """The offer's counters: redemptions, money spent, held reservations, impressions."""
+        self.get(offer_id)
+        return usage.counters(self._store, offer_id)
+
+    # -- context -------------------------------------------------------------------------
     def context(
         self,
         shopper_id: str | None,
@@ -510,93 +306,22 @@ class Offers:
         purpose: str = "show",
     ) -> OfferContext:
         """Build the rules' view of a shopper from the store (cart from the store if None)."""
-        from ..identity import consents_of, get_shopper, segment_of
-
-        stamp = now_ms() if now is None else now
-        if channel is not None and channel not in CHANNELS:
-            raise InvalidInput(f"channel {channel!r} is not one of: {', '.join(sorted(CHANNELS))}")
-        info = get_shopper(self._store, shopper_id) if shopper_id else None
-        lines = self._cart_lines(shopper_id, cart)
-        anchor = self._catalog.get(item_id) if item_id else None
-        last = None
-        if info is not None:
-            rows = self._store.query(
-                "SELECT max(ts_ms) AS last FROM events WHERE shopper_id = ? AND type = 'purchase'",
-                [info.shopper_id],
-            )
-            last = rows[0]["last"]
-        since = info.attributes.get("member_since") if info else None
-        member_since = None
-        if info is not None and info.is_member:
-            try:
-                member_since = (
-                    dt.date.fromisoformat(str(since))
-                    if since
-                    else dt.datetime.fromtimestamp(info.created_ms / 1000, tz=dt.UTC).date()
-                )
-            except ValueError:
-                member_since = None
-        return OfferContext(
-            now_ms=stamp,
-            local=self.local_time(stamp),
-            shopper_id=shopper_id or "",
-            is_member=bool(info and info.is_member),
-            consented=True
-            if info is None
-            else (consents_of(self._store, info)["offers"] or not info.is_member),
-            segment=segment_of(self._store, info, stamp) if info else "new",
-            days_since_purchase=None if last is None else (stamp - last) / DAY_MS,
-            attributes=dict(info.attributes) if info else {},
-            member_since=member_since,
-            cart=lines,
-            cart_total=cart_total,
-            store_id=(info.store_id if info and info.store_id else self.store_id),
+        return context.build_context(
+            self._store,
+            self._catalog,
+            shopper_id,
             channel=channel,
-            item_id=anchor.item_id if anchor else None,
-            item_category=anchor.category if anchor else None,
-            item_price=anchor.price if anchor else None,
+            cart=cart,
+            cart_total=cart_total,
+            item_id=item_id,
             geofence=geofence,
-            quiet_until_ms=self.quiet_until(stamp),
+            now=now,
             purpose=purpose,
-        )
-
-    def _cart_lines(
-        self, shopper_id: str | None, cart: Sequence[Any] | None
-    ) -> tuple[CartLine, ...]:
-        pairs: list[tuple[str, int]] = []
-        if cart is None:
-            if shopper_id:
-                rows = self._store.query(
-                    "SELECT item_id, quantity FROM carts WHERE shopper_id = ?", [shopper_id]
-                )
-                pairs = [(r["item_id"], r["quantity"]) for r in rows]
-        else:
-            for entry in cart:
-                if isinstance(entry, str):
-                    pairs.append((entry, 1))
-                elif isinstance(entry, CartLine):
-                    pairs.append((entry.item_id, 1))
-                else:
-                    pairs.append(
-                        (
-                            str(getattr(entry, "item_id", entry[0])),
-                            int(getattr(entry, "quantity", 1)),
-                        )
-                    )
-        items = self._catalog.get_many([p[0] for p in pairs])
-        return tuple(
-            CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2))
-            if i in items
-            else CartLine(i)
-            for i, q in pairs
+            store_id=self.store_id,
         )
 
     def _usage(self, db: Any, offer_id: str, shopper_id: str, ctx: OfferContext) -> OfferUsage:
-        return usage_snapshot(db, [offer_id], shopper_id, ctx).usage(offer_id)
-
-    @staticmethod
-    def _period_starts(ctx: OfferContext) -> tuple[int, int]:
-        return period_starts(ctx)
+        return usage.usage_snapshot(db, [offer_id], shopper_id, ctx).usage(offer_id)
 
     # -- evaluation ----------------------------------------------------------------------
     def explain(self, offer_id: str, ctx: OfferContext, *, record: bool = False) -> Decision:
@@ -610,12 +335,13 @@ class Offers:
         Example: ``sw.offers.explain("ten-off", shopper.offer_context(), record=True).message``
         """
         offer = self.get(offer_id)
-        db = self._store.read()
-        decision = evaluate(offer, ctx, self._usage(db, offer_id, ctx.shopper_id, ctx))
+        decision = evaluate(
+            offer, ctx, self._usage(self._store.read(), offer_id, ctx.shopper_id, ctx)
+        )
         if record and not decision.eligible and ctx.shopper_id:
             self._transaction(
-                lambda w: record_rejection(
-                    w,
+                lambda db: usage.record_rejection(
+                    db,
                     ctx.shopper_id,
                     offer_id,
                     decision.reason,
@@ -639,20 +365,20 @@ class Offers:
             return []
         # Every counter of every offer for this shopper in four grouped queries, not six
         # small queries an offer (33-80 ms a request at 200 offers; see the benchmark).
-        snapshot = usage_snapshot(
+        snapshot = usage.usage_snapshot(
             self._store.read(), [o.offer_id for o in offers], ctx.shopper_id, ctx
         )
         rates = snapshot.rates
         affinity = self._affinity(ctx.shopper_id)
         ranked: list[RankedOffer] = []
-        exposures: list[tuple[Offer, Decision]] = []
+        exposures: list[tuple[Offer, str | None]] = []
         for offer in offers:
             decision = evaluate(offer, ctx, snapshot.usage(offer.offer_id))
             if offer.experiment is not None and decision.reason in {
                 "eligible",
                 "experiment_control",
             }:
-                exposures.append((offer, decision))
+                exposures.append((offer, decision.variant))
             if not decision.eligible:
                 continue
             redeemed, shown = rates.get(offer.offer_id, (0, 0))
@@ -665,7 +391,7 @@ class Offers:
         ranked.sort(key=lambda r: (-r.expected_value, r.offer.offer_id))
         shown_offers = ranked[:limit]
         if record and (shown_offers or exposures) and ctx.shopper_id:
-            self._transaction(lambda w: self._record_shown(w, ctx, shown_offers, exposures))
+            self._transaction(lambda db: self._record_shown(db, ctx, shown_offers, exposures))
         return shown_offers
 
     def _affinity(self, shopper_id: str) -> set[str]:
@@ -678,34 +404,19 @@ class Offers:
         )
         return {r["item_id"] for r in rows} | {r["category"] for r in rows if r["category"]}
 
+    @staticmethod
     def _record_shown(
-        self,
         db: Any,
         ctx: OfferContext,
         shown: Sequence[RankedOffer],
-        exposures: Sequence[tuple[Offer, Decision]],
+        exposures: Sequence[tuple[Offer, str | None]],
     ) -> None:
-        for ranked in shown:
-            db.execute(
-                "INSERT INTO impressions (shopper_id, offer_id, channel, ts_ms) VALUES (?, ?, ?, ?)",
-                [ctx.shopper_id, ranked.offer.offer_id, ctx.channel or "", ctx.now_ms],
-            )
-            db.execute(
-                "UPDATE offer_counters SET impressions = impressions + 1 WHERE offer_id = ?",
-                [ranked.offer.offer_id],
-            )
-            payload = {"offer_id": ranked.offer.offer_id, "channel": ctx.channel or ""}
-            if ranked.decision.variant:
-                payload["variant"] = ranked.decision.variant
-            _event(db, ctx.shopper_id, "offer_shown", payload, ctx.now_ms, ctx.store_id)
+        usage.record_shown(db, ctx, [(r.offer.offer_id, r.decision.variant) for r in shown])
         experiments.record_exposures(
-            db,
-            ctx.shopper_id,
-            [(offer, decision.variant) for offer, decision in exposures],
-            ts=ctx.now_ms,
-            store_id=ctx.store_id,
+            db, ctx.shopper_id, exposures, ts=ctx.now_ms, store_id=ctx.store_id
         )
 
+    # -- experiments ---------------------------------------------------------------------
     def record_purchase(self, db: Any, shopper_id: str, purchases: Sequence[Any]) -> int:
         """Record experiment conversions for purchases, in the caller's transaction.
 
@@ -722,13 +433,6 @@ class Offers:
             db, shopper_id, purchases, targeting_of=self._targeting_in, store_id=self.store_id
         )
 
-    def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
-        """An offer's targeting read through ``db`` (None once the offer was deleted)."""
-        rows = list(
-            db.query("SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id])
-        )
-        return self._parsed(rows[0]["definition"], rows[0]["active"]).targeting if rows else None
-
     def record_conversions(self, *, shopper_id: str | None = None) -> int:
         """Catch up on conversions from purchases recorded without the checkout hook (e.g.
         written by an older version); return how many were new. Idempotent.
@@ -742,12 +446,11 @@ class Offers:
         rows = experiments.pending_conversions(self._store, shopper_id)
         if not rows:
             return 0
-        result: int = self._transaction(
+        return self._transaction(
             lambda db: experiments.convert_pending(
                 db, rows, targeting_of=self._targeting_in, store_id=self.store_id
             )
         )
-        return result
 
     def experiment_report(self, experiment_id: str) -> dict[str, Any]:
         """Exposed and converted shoppers per variant, conversion rates and the lift.
@@ -786,97 +489,43 @@ class Offers:
     def _reserve(
         self, code_or_offer: str, shopper_id: str, ctx: OfferContext, ttl_ms: int
     ) -> Reservation:
-        stamp = ctx.now_ms
-        rows = self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [code_or_offer])
-        code = None if rows else check_code_or_reject(self, code_or_offer, shopper_id, ctx)
-
-        def work(db: Any) -> Reservation | OfferRejected:
-            _expire(db, stamp)
-            if code is None:
-                offer = self.get(code_or_offer)
-                if offer.codes == "unique":
-                    return OfferRejected(
-                        f"offer {offer.offer_id} needs a code", reason="code_required"
-                    )
-            else:
-                found = list(db.query("SELECT * FROM offer_codes WHERE code = ?", [code]))
-                if not found:
-                    return OfferRejected(f"code {code} does not exist", reason="code_unknown")
-                row = found[0]
-                if row["state"] == "redeemed":
-                    return OfferRejected(f"code {code} was already redeemed", reason="code_used")
-                if row["state"] == "reserved":
-                    return OfferRejected(
-                        f"code {code} is held by another checkout", reason="code_reserved"
-                    )
-                if row["expires_ms"] is not None and row["expires_ms"] <= stamp:
-                    return OfferRejected(f"code {code} expired", reason="code_expired")
-                if row["shopper_id"] and row["shopper_id"] != shopper_id:
-                    return OfferRejected(
-                        f"code {code} belongs to another member", reason="code_other_shopper"
-                    )
-                offer = self.get(row["offer_id"])
-            decision = evaluate(offer, ctx, self._usage(db, offer.offer_id, shopper_id, ctx))
-            if not decision.eligible:
-                return OfferRejected(decision.message, reason=decision.reason)
-            if code is not None:
-                moved = db.execute(
-                    "UPDATE offer_codes SET state = 'reserved' WHERE code = ? AND state = 'available'",
-                    [code],
-                ).rowcount
-                if moved != 1:  # pragma: no cover - the write lock makes this impossible
-                    return OfferRejected(
-                        f"code {code} is held by another checkout", reason="code_reserved"
-                    )
-            reservation = Reservation(
-                uuid.uuid4().hex,
-                offer.offer_id,
-                code,
-                shopper_id,
-                decision.amount,
-                stamp + ttl_ms,
-                self.sandboxed,
+        code = (
+            None if self._exists(code_or_offer) else self._checked(code_or_offer, shopper_id, ctx)
+        )
+        result = self._transaction(
+            lambda db: redemption.reserve(
+                db,
+                code=code,
+                offer_id=code_or_offer,
+                shopper_id=shopper_id,
+                ctx=ctx,
+                ttl_ms=ttl_ms,
+                offer_of=self.get,
+                sandbox=self.sandboxed,
             )
-            db.execute(
-                "INSERT INTO reservations (reservation_id, offer_id, code, shopper_id, amount, created_ms, "
-                "expires_ms, state) VALUES (?, ?, ?, ?, ?, ?, ?, 'held')",
-                [
-                    reservation.reservation_id,
-                    offer.offer_id,
-                    code,
-                    shopper_id,
-                    decision.amount,
-                    stamp,
-                    reservation.expires_ms,
-                ],
-            )
-            db.execute(
-                "UPDATE offer_counters SET reserved = reserved + 1, reserved_amount = reserved_amount + ? "
-                "WHERE offer_id = ?",
-                [decision.amount, offer.offer_id],
-            )
-            return reservation
-
-        result = self._transaction(work)
+        )
         if isinstance(result, OfferRejected):
             self._log_rejection(shopper_id, code_or_offer, result, ctx)
             raise result
-        assert isinstance(result, Reservation)
         return result
+
+    def _checked(self, text: str, shopper_id: str, ctx: OfferContext) -> str:
+        """``check_code`` that also logs the rejection (a mistyped code is a rejection too)."""
+        try:
+            return codes.check_code(text)
+        except OfferRejected as exc:
+            self._log_rejection(shopper_id, "?", exc, ctx)
+            raise
 
     def _log_rejection(
         self, shopper_id: str, code_or_offer: str, error: OfferRejected, ctx: OfferContext
     ) -> None:
-        offer_id = code_or_offer
-        rows = self._store.query(
-            "SELECT offer_id FROM offer_codes WHERE code = ?", [canonical_code(code_or_offer)]
-        )
-        if rows:
-            offer_id = rows[0]["offer_id"]
-        elif not self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [code_or_offer]):
-            offer_id = "?"  # never log what a shopper typed: it may be someone else's code
+        offer_id = codes.offer_of_code(self._store, code_or_offer)
+        if offer_id is None:
+            # Never log what a shopper typed: it may be someone else's code.
+            offer_id = code_or_offer if self._exists(code_or_offer) else "?"
         self._transaction(
-            lambda db: record_rejection(
+            lambda db: usage.record_rejection(
                 db, shopper_id, offer_id, error.reason, ctx.now_ms, ctx.store_id, day_bounds(ctx)
             )
         )
@@ -884,92 +533,25 @@ class Offers:
     def commit(self, reservation_id: str, *, now: int | None = None) -> Redemption:
         """Spend a held reservation (payment went through): the code is used for good."""
         stamp = now_ms() if now is None else now
-
-        def work(db: Any) -> Redemption | OfferRejected:
-            row = _held(db, reservation_id)
-            if isinstance(row, OfferRejected):
-                return row
-            if row["expires_ms"] <= stamp:
-                _release(db, row, "expired")
-                local = self.local_time(stamp)
-                record_rejection(
-                    db,
-                    row["shopper_id"],
-                    row["offer_id"],
-                    "reservation_expired",
-                    stamp,
-                    self.store_id,
-                    day_bounds(OfferContext(now_ms=stamp, local=local)),
-                )
-                return OfferRejected(
-                    "the reservation expired and was released: reserve again",
-                    reason="reservation_expired",
-                )
-            db.execute(
-                "UPDATE reservations SET state = 'committed' WHERE reservation_id = ?",
-                [reservation_id],
-            )
-            if row["code"]:
-                db.execute(
-                    "UPDATE offer_codes SET state = 'redeemed', redeemed_ms = ? WHERE code = ?",
-                    [stamp, row["code"]],
-                )
-            db.execute(
-                "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ?, "
-                "redemptions = redemptions + 1, spent = spent + ? WHERE offer_id = ?",
-                [row["amount"], row["amount"], row["offer_id"]],
-            )
-            redemption = Redemption(
-                uuid.uuid4().hex,
-                row["offer_id"],
-                row["code"],
-                row["shopper_id"],
-                row["amount"],
-                stamp,
-                self.sandboxed,
-            )
-            db.execute(
-                "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                [
-                    redemption.redemption_id,
-                    row["offer_id"],
-                    row["code"],
-                    row["shopper_id"],
-                    row["amount"],
-                    stamp,
-                ],
-            )
-            _event(
+        result = self._transaction(
+            lambda db: redemption.commit(
                 db,
-                row["shopper_id"],
-                "offer_redeemed",
-                {"offer_id": row["offer_id"]},
-                stamp,
-                self.store_id,
-                row["amount"],
+                reservation_id,
+                stamp=stamp,
+                store_id=self.store_id,
+                local_time=self.local_time,
+                sandbox=self.sandboxed,
             )
-            return redemption
-
-        result = self._transaction(work)
+        )
         if isinstance(result, OfferRejected):
             raise result
-        assert isinstance(result, Redemption)
         return result
 
     def release(self, reservation_id: str) -> None:
         """Give a held code back (payment failed or the cart changed)."""
-
-        def work(db: Any) -> OfferRejected | None:
-            row = _held(db, reservation_id)
-            if isinstance(row, OfferRejected):
-                return row
-            _release(db, row, "released")
-            return None
-
-        result = self._transaction(work)
-        if isinstance(result, OfferRejected):
-            raise result
+        refused = self._transaction(lambda db: redemption.release(db, reservation_id))
+        if refused is not None:
+            raise refused
 
     def redeem(
         self,
@@ -996,93 +578,13 @@ class Offers:
     def sweep(self, *, now: int | None = None) -> int:
         """Release every expired reservation; return how many (reserve does this too)."""
         stamp = now_ms() if now is None else now
-        result: int = self._transaction(lambda db: _expire(db, stamp))
-        return result
-
-    def stats(self, offer_id: str) -> dict[str, Any]:
-        """The offer's counters: redemptions, money spent, held reservations, impressions."""
-        self.get(offer_id)
-        row = self._store.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id])[0]
-        return dict(row)
-
-
-def check_code_or_reject(offers: Offers, text: str, shopper_id: str, ctx: OfferContext) -> str:
-    """``check_code`` that also logs the rejection (a mistyped code is a rejection too)."""
-    try:
-        return check_code(text)
-    except OfferRejected as exc:
-        offers._log_rejection(shopper_id, "?", exc, ctx)
-        raise
-
-
-def _held(db: Any, reservation_id: str) -> dict[str, Any] | OfferRejected:
-    rows = list(db.query("SELECT * FROM reservations WHERE reservation_id = ?", [reservation_id]))
-    if not rows:
-        return OfferRejected(f"no reservation {reservation_id!r}", reason="reservation_unknown")
-    row: dict[str, Any] = rows[0]
-    if row["state"] == "expired":
-        return OfferRejected(
-            "the reservation expired and was released: reserve again", reason="reservation_expired"
-        )
-    if row["state"] != "held":
-        return OfferRejected(
-            f"the reservation was already {row['state']}", reason="reservation_closed"
-        )
-    return row
-
-
-def _release(db: Any, row: Mapping[str, Any], state: str) -> None:
-    db.execute(
-        "UPDATE reservations SET state = ? WHERE reservation_id = ?", [state, row["reservation_id"]]
-    )
-    if row["code"]:
-        db.execute(
-            "UPDATE offer_codes SET state = 'available' WHERE code = ? AND state = 'reserved'",
-            [row["code"]],
-        )
-    db.execute(
-        "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ? WHERE offer_id = ?",
-        [row["amount"], row["offer_id"]],
-    )
-
-
-def release_holds_of(db: Any, shopper_id: str) -> int:
-    """Release every live hold of a shopper who is being forgotten; return how many.
-
-    Deleting the rows instead would leave the offer's reserved counters and codes stuck.
-    """
-    rows = list(
-        db.query("SELECT * FROM reservations WHERE shopper_id = ? AND state = 'held'", [shopper_id])
-    )
-    for row in rows:
-        _release(db, row, "released")
-    return len(rows)
-
-
-def _expire(db: Any, stamp: int) -> int:
-    rows = list(
-        db.query("SELECT * FROM reservations WHERE state = 'held' AND expires_ms <= ?", [stamp])
-    )
-    for row in rows:
-        _release(db, row, "expired")
-    return len(rows)
+        return self._transaction(lambda db: redemption.expire(db, stamp))
 
 
 __all__ = [
-    "OFFER_REASONS",
-    "REASONS",
-    "CartLine",
-    "Decision",
-    "Experiment",
-    "Offer",
-    "OfferContext",
-    "OfferUsage",
+    "DEFAULT_RESERVATION_S",
+    "PRIOR_REDEEMED",
+    "PRIOR_SHOWN",
     "Offers",
     "RankedOffer",
-    "Redemption",
-    "Reservation",
-    "UsageSnapshot",
-    "evaluate",
-    "parse_offer",
-    "usage_snapshot",
 ]

@@ -333,7 +333,7 @@ def _geofences(db: Database) -> None:
 @MIGRATIONS(name="011_offer_usage_indexes")
 def _offer_usage_indexes(db: Database) -> None:
     # Showing offers reads one shopper's redemptions, holds and impressions across every
-    # offer in one grouped query each (shelfwise.offers.engine.usage_snapshot): index by shopper.
+    # offer in one grouped query each (shelfwise.offers.usage.usage_snapshot): index by shopper.
     run_script(
         db,
         """

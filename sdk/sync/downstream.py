@@ -59,7 +59,7 @@ from .._time import now_ms
 from ..catalog import Catalog, parse_item
 from ..model.bundle import read_bundle
 from ..model.runtime import LoadedModel, ModelHandle
-from ..offers.engine import Offer, Offers, parse_offer
+from ..offers import Offer, Offers, parse_offer
 from ..store.connection import Store
 from .protocol import (
     BUNDLE_PATH,

@@ -1,0 +1,249 @@
+"""Usage: the counters an offer's limits read, and what the funnel counts (shown, refused).
+
+This module owns ``offer_counters`` (per offer: redemptions, money spent, live holds and their
+amount, impressions) and ``impressions`` (one row per offer shown to a shopper, which the
+frequency caps count). ``usage_snapshot`` reads every limit counter of many offers for one
+shopper in four grouped queries; the write helpers move the counters inside the caller's
+transaction, so a counter never disagrees with the code or reservation it counts.
+``offer_shown``, ``offer_redeemed`` and ``offer_rejected`` events (the synced funnel) are
+written here too, through ``shelfwise.events``.
+
+Example:
+    >>> import shelfwise
+    >>> with shelfwise.open(":memory:") as sw:
+    ...     _ = sw.offers.define({"offer_id": "o", "title": "O",
+    ...                            "reward": {"type": "amount", "value": 1}})
+    ...     _ = sw.member("L-1").redeem("o", cart_total=5)
+    ...     ctx = sw.offers.context("L-1")
+    ...     usage_snapshot(sw.store.read(), ["o"], "L-1", ctx).usage("o").customer_total
+    1
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..events import Event, insert_event
+from .rules import OfferContext, OfferUsage, period_starts
+
+IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
+
+
+@dataclass(frozen=True)
+class UsageSnapshot:
+    """The limit counters of many offers for one shopper at one moment (see ``usage_snapshot``).
+
+    ``offers``: offer id -> (redemptions, money spent), held reservations included;
+    ``today``: offer id -> redemptions + live holds since the store-local midnight;
+    ``customer``: offer id -> this shopper's (all-time, today, this week) uses, holds included;
+    ``shown``: offer id -> impressions to this shopper (today, this week);
+    ``rates``: offer id -> (committed redemptions, impressions), the ranking's evidence.
+    """
+
+    offers: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+    today: Mapping[str, int] = field(default_factory=dict)
+    customer: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
+    shown: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    rates: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+
+    def usage(self, offer_id: str) -> OfferUsage:
+        """The counters ``evaluate`` reads for one offer (zeros for one never used)."""
+        redemptions, spent = self.offers.get(offer_id, (0, 0.0))
+        total, today, week = self.customer.get(offer_id, (0, 0, 0))
+        shown_today, shown_week = self.shown.get(offer_id, (0, 0))
+        return OfferUsage(
+            redemptions=redemptions,
+            spent=spent,
+            today=self.today.get(offer_id, 0),
+            customer_total=total,
+            customer_today=today,
+            customer_week=week,
+            shown_today=shown_today,
+            shown_week=shown_week,
+        )
+
+
+def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
+    for start in range(0, len(ids), IN_CHUNK):
+        yield list(ids[start : start + IN_CHUNK])
+
+
+def usage_snapshot(
+    db: Any, offer_ids: Sequence[str], shopper_id: str, ctx: OfferContext
+) -> UsageSnapshot:
+    """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
+    counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
+    impressions) instead of six queries per offer.
+
+    ``db`` is the caller's connection: a reader for showing offers, the writer inside the
+    ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
+    """
+    day_start, week_start = period_starts(ctx)
+    live = ctx.now_ms
+    offers: dict[str, tuple[int, float]] = {}
+    rates: dict[str, tuple[int, int]] = {}
+    today: dict[str, int] = {}
+    for ids in _chunks(list(dict.fromkeys(offer_ids))):
+        marks = ",".join("?" * len(ids))
+        for r in db.execute(
+            "SELECT offer_id, redemptions, spent, reserved, reserved_amount, impressions "
+            f"FROM offer_counters WHERE offer_id IN ({marks})",
+            ids,
+        ).fetchall():
+            offers[r[0]] = (int(r[1] + r[3]), float(r[2] + r[4]))
+            rates[r[0]] = (int(r[1]), int(r[5]))
+        for offer_id, n in db.execute(
+            "SELECT offer_id, count(*) FROM ("
+            f"SELECT offer_id FROM redemptions WHERE offer_id IN ({marks}) AND ts_ms >= ? "
+            f"UNION ALL SELECT offer_id FROM reservations WHERE offer_id IN ({marks}) "
+            "AND state = 'held' AND expires_ms > ? AND created_ms >= ?) GROUP BY offer_id",
+            [*ids, day_start, *ids, live, day_start],
+        ).fetchall():
+            today[offer_id] = int(n)
+    customer: dict[str, tuple[int, int, int]] = {}
+    shown: dict[str, tuple[int, int]] = {}
+    if shopper_id:
+        wanted = set(offer_ids)
+        for offer_id, total, on_day, in_week in db.execute(
+            "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?) FROM ("
+            "SELECT offer_id, ts_ms FROM redemptions WHERE shopper_id = ? "
+            "UNION ALL SELECT offer_id, created_ms FROM reservations WHERE shopper_id = ? "
+            "AND state = 'held' AND expires_ms > ?) GROUP BY offer_id",
+            [day_start, week_start, shopper_id, shopper_id, live],
+        ).fetchall():
+            if offer_id in wanted:
+                customer[offer_id] = (int(total), int(on_day), int(in_week))
+        # Impressions older than the week (or the day, if it began earlier) never count.
+        since = min(day_start, week_start)
+        for offer_id, on_day, in_week in db.execute(
+            "SELECT offer_id, total(ts_ms >= ?), total(ts_ms >= ?) FROM impressions "
+            "WHERE shopper_id = ? AND ts_ms >= ? GROUP BY offer_id",
+            [day_start, week_start, shopper_id, since],
+        ).fetchall():
+            if offer_id in wanted:
+                shown[offer_id] = (int(on_day), int(in_week))
+    return UsageSnapshot(offers, today, customer, shown, rates)
+
+
+def open_counters(db: Any, offer_id: str) -> None:
+    """Give a new offer its counter row (an existing one keeps its counts)."""
+    db.execute("INSERT OR IGNORE INTO offer_counters (offer_id) VALUES (?)", [offer_id])
+
+
+def counters(store: Any, offer_id: str) -> dict[str, Any]:
+    """The offer's counter row: redemptions, spent, reserved, reserved_amount, impressions."""
+    rows = store.query("SELECT * FROM offer_counters WHERE offer_id = ?", [offer_id])
+    return dict(rows[0])
+
+
+def hold(db: Any, offer_id: str, amount: float) -> None:
+    """A reservation now holds ``amount`` of the offer (it counts as spent until released)."""
+    db.execute(
+        "UPDATE offer_counters SET reserved = reserved + 1, reserved_amount = reserved_amount + ? "
+        "WHERE offer_id = ?",
+        [amount, offer_id],
+    )
+
+
+def unhold(db: Any, offer_id: str, amount: float) -> None:
+    """A hold of ``amount`` was released or expired."""
+    db.execute(
+        "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ? WHERE offer_id = ?",
+        [amount, offer_id],
+    )
+
+
+def spend(db: Any, offer_id: str, amount: float) -> None:
+    """A hold of ``amount`` was committed: it moves from reserved to redeemed and spent."""
+    db.execute(
+        "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ?, "
+        "redemptions = redemptions + 1, spent = spent + ? WHERE offer_id = ?",
+        [amount, amount, offer_id],
+    )
+
+
+def log_event(
+    db: Any,
+    shopper_id: str | None,
+    event_type: str,
+    payload: Mapping[str, Any],
+    ts: int,
+    store_id: str,
+    value: float | None = None,
+) -> None:
+    """Write one funnel event (``offer_shown``, ``offer_redeemed``, ``offer_rejected``) in the
+    caller's transaction."""
+    event = Event(
+        event_type,
+        ts,
+        value=value,
+        store_id=store_id,
+        event_id=uuid.uuid4().hex,
+        payload=dict(payload),
+    )
+    insert_event(db, shopper_id, event)
+
+
+def record_shown(db: Any, ctx: OfferContext, shown: Sequence[tuple[str, str | None]]) -> None:
+    """Record (offer id, experiment variant) pairs as shown to ``ctx``'s shopper: an impression
+    (the frequency caps count them), the offer's impression counter, an ``offer_shown`` event."""
+    for offer_id, variant in shown:
+        db.execute(
+            "INSERT INTO impressions (shopper_id, offer_id, channel, ts_ms) VALUES (?, ?, ?, ?)",
+            [ctx.shopper_id, offer_id, ctx.channel or "", ctx.now_ms],
+        )
+        db.execute(
+            "UPDATE offer_counters SET impressions = impressions + 1 WHERE offer_id = ?",
+            [offer_id],
+        )
+        payload = {"offer_id": offer_id, "channel": ctx.channel or ""}
+        if variant:
+            payload["variant"] = variant
+        log_event(db, ctx.shopper_id, "offer_shown", payload, ctx.now_ms, ctx.store_id)
+
+
+def record_rejection(
+    db: Any,
+    shopper_id: str,
+    offer_id: str,
+    reason: str,
+    ts: int,
+    store_id: str,
+    day: tuple[int, int],
+) -> bool:
+    """Log one ``offer_rejected`` event unless this shopper already has one for this offer
+    and reason on this day; return whether it was written (in the caller's transaction).
+
+    The funnel counts shoppers turned away per offer and reason, not button presses: a
+    shopper retrying a used code five times is one rejection that day.
+    """
+    seen = db.execute(
+        "SELECT 1 FROM events WHERE shopper_id = ? AND ts_ms >= ? AND ts_ms < ? "
+        "AND type = 'offer_rejected' AND json_extract(payload, '$.offer_id') = ? "
+        "AND json_extract(payload, '$.reason') = ? LIMIT 1",
+        [shopper_id, day[0], day[1], offer_id, reason],
+    ).fetchall()
+    if seen:
+        return False
+    log_event(
+        db, shopper_id, "offer_rejected", {"offer_id": offer_id, "reason": reason}, ts, store_id
+    )
+    return True
+
+
+__all__ = [
+    "IN_CHUNK",
+    "UsageSnapshot",
+    "counters",
+    "hold",
+    "log_event",
+    "open_counters",
+    "record_rejection",
+    "record_shown",
+    "spend",
+    "unhold",
+    "usage_snapshot",
+]
