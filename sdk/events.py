@@ -31,7 +31,7 @@ PAYLOAD_KEYS = {
     "search": "query",
     "offer_shown": "offer_id",
     "offer_redeemed": "offer_id",
-    # Offers and geofences (shelfwise.offers.engine, shelfwise.geo.tracker). Geofence events carry the
+    # Offers and geofences (shelfwise.offers, shelfwise.geo.tracker). Geofence events carry the
     # fence id only, never a coordinate; rejections carry the stable reason code too.
     "offer_rejected": "offer_id",
     "experiment_exposure": "experiment_id",

@@ -27,7 +27,7 @@ from .barcode.gtin import ParsedBarcode, parse_barcode
 from .barcode.layout import in_store_layout
 from .catalog import Catalog, Item
 from .identity import get_shopper
-from .offers.engine import Offers, RankedOffer
+from .offers import Offers, RankedOffer
 from .recommend.context import Context
 from .recommend.recommender import Recommendation, Recommender
 from .recommend.surfaces import ago

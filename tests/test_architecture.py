@@ -257,7 +257,6 @@ def test_the_runtime_never_imports_the_back_office_or_torch() -> None:
             ), f"{path.relative_to(ROOT)}:{line} imports {target}"
 
 
-@pytest.mark.xfail(reason="offers/engine.py is mid-split on its branch", strict=True)
 def test_no_runtime_module_is_longer_than_a_reader_can_hold() -> None:
     long = {
         str(path.relative_to(ROOT)): n

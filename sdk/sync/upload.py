@@ -44,7 +44,7 @@ from .._errors import (
 from .._time import now_ms
 from ..catalog import Catalog
 from ..model.runtime import ModelHandle
-from ..offers.engine import Offers
+from ..offers import Offers
 from ..store.connection import Store
 from .downstream import KINDS, pull_bundle, pull_document, pull_fleet
 from .outbox import (
