@@ -29,8 +29,8 @@ from .catalog import Catalog, Item
 from .identity import get_shopper
 from .offers import Offers, RankedOffer
 from .recommend.context import Context
+from .recommend.reasons import reason, when_code
 from .recommend.recommender import Recommendation, Recommender
-from .recommend.surfaces import ago
 from .store.connection import Store
 
 logger = logging.getLogger(__name__)
@@ -154,17 +154,15 @@ def _alternatives(similar: list[Recommendation], item: Item) -> list[Recommendat
             item.price is None or other.price is None or other.price >= item.price
         ):
             continue
-        saving = (
-            f", {item.price - other.price:.2f} cheaper"
-            if item.price is not None and other.price is not None and other.price < item.price
-            else ""
-        )
-        reason = (
-            f"similar to {item.name}{saving}"
-            if item.in_stock
-            else f"{item.name} is sold out: similar"
-        )
-        chosen.append(replace(rec, reason=reason, surface="alternatives"))
+        if not item.in_stock:
+            why = reason("sold_out_alternative", item=item.name)
+        elif item.price is not None and other.price is not None and other.price < item.price:
+            why = reason(
+                "cheaper_alternative", item=item.name, saving=f"{item.price - other.price:.2f}"
+            )
+        else:
+            why = reason("similar_alternative", item=item.name)
+        chosen.append(replace(rec, reason=why.text(), why=why, surface="alternatives"))
         if len(chosen) == ALTERNATIVES:
             break
     return chosen
@@ -178,7 +176,7 @@ def _note(store: Store, shopper_id: str, item: Item, stamp: int) -> str | None:
     )
     if not rows or rows[0]["last"] is None:
         return None
-    return f"you bought this {ago(stamp, rows[0]['last'])}"
+    return reason("bought_ago", when=when_code(stamp, rows[0]["last"])).text()
 
 
 __all__ = ["ScanCard", "ScanShopper", "find_item", "scan"]

@@ -165,6 +165,7 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
 
     from shelfwise import Context
     from shelfwise.recommend.filters import diversify, passes_filters
+    from shelfwise.recommend.reasons import reason
     from shelfwise.recommend.surfaces import Candidates
 
     rows = [
@@ -190,7 +191,7 @@ def test_filters_read_in_batches_give_the_same_results_as_reading_everything(
     def check(order: list[str], k: int, per_category: int, in_cart: set[str]) -> None:
         candidates = Candidates()
         for rank, item_id in enumerate(order):
-            candidates.add(item_id, float(len(order) - rank), "r")
+            candidates.add(item_id, float(len(order) - rank), reason("best_seller"))
         context = Context(cart=frozenset(in_cart))
         got = sw.recommender.apply_filters(candidates, context, k, "trending", None, per_category)
         items = sw.catalog.get_many(order)
@@ -313,3 +314,34 @@ def test_a_recorded_list_can_be_clicked_and_both_are_events(sw: shelfwise.Shelfw
     assert len(logged) == 1 and shown[0].item.item_id in logged[0]["payload"]
     with pytest.raises(shelfwise.InvalidInput, match="record=True"):
         shopper.clicked(plain[0])
+
+
+def test_every_reason_code_reads_in_every_shipped_language_with_the_same_parameters() -> None:
+    import string
+
+    from shelfwise.recommend.reasons import LANGUAGES, MESSAGES
+
+    for code, english in MESSAGES["en"].items():
+        wanted = {f for _, f, _, _ in string.Formatter().parse(english) if f}
+        for language in LANGUAGES:
+            assert code in MESSAGES[language], f"{code} has no {language} text"
+            got = {f for _, f, _, _ in string.Formatter().parse(MESSAGES[language][code]) if f}
+            assert got == wanted, f"{code} in {language} takes {got}, English takes {wanted}"
+
+
+@pytest.mark.parametrize("surface", sorted(SURFACES))
+def test_every_surface_explains_itself_with_a_code_in_english_and_italian(
+    sw: shelfwise.Shelfwise, surface: str
+) -> None:
+    shopper = sw.member("L-1", consents={"personalization": True})
+    for item in ["milk", "sausages", "coffee"]:
+        shopper.view(item)
+    shopper.add_to_cart("milk")
+    shopper.checkout()
+    shopper.add_to_cart("buns")
+    results = shopper.recommend(surface, item="sausages" if surface == "similar" else None)
+    assert results
+    for r in results:
+        assert r.why is not None and r.reason == r.why.text("en") == r.reason_in("en")
+        assert r.reason_in("it") and r.reason_in("it") != r.reason
+        assert r.reason_in("fr") == r.reason, "an unknown language falls back to English"

@@ -26,6 +26,7 @@ from ..model.runtime import LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
 from .filters import NO_FILTER, ItemFilter, diversify, passes_filters, pick_diverse
+from .reasons import Reason
 from .surfaces import ANCHORED, SURFACES, Candidates, Sources
 
 
@@ -40,6 +41,21 @@ class Recommendation:
     # Set when the list was recorded as shown (``recommend(record=True)``): what a click names.
     shown_id: str = ""
     position: int = 0
+    # The reason as a code with parameters (``reason`` is its English text): see ``reason_in``.
+    why: Reason | None = None
+
+    def reason_in(self, language: str) -> str:
+        """The reason in ``language`` (``"en"``, ``"it"``; English for any other).
+
+        Example:
+            >>> from shelfwise.catalog import Item
+            >>> from shelfwise.recommend.reasons import reason
+            >>> r = Recommendation(Item("m", "Milk"), 1.0, "a best seller here", "trending",
+            ...                    why=reason("best_seller"))
+            >>> r.reason_in("it")
+            'tra i più venduti qui'
+        """
+        return self.why.text(language) if self.why is not None else self.reason
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -48,6 +64,7 @@ class Recommendation:
             "reason": self.reason,
             "surface": self.surface,
             **({"shown_id": self.shown_id, "position": self.position} if self.shown_id else {}),
+            **({"reason_code": self.why.to_dict()} if self.why is not None else {}),
         }
 
 
@@ -128,9 +145,9 @@ class Recommender:
             if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
                 break
         chosen = diversify(allowed, limit, per_category)
-        return [
-            Recommendation(
-                item, candidates.scores[item.item_id], candidates.reason(item.item_id), surface
-            )
-            for item in chosen
-        ]
+        results = []
+        for item in chosen:
+            why = candidates.reason(item.item_id)
+            score = candidates.scores[item.item_id]
+            results.append(Recommendation(item, score, why.text(), surface, why=why))
+        return results

@@ -25,11 +25,13 @@ from ..model.encoding import daypart, hour_bucket
 from ..model.runtime import LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
+from .reasons import Reason, reason, when_code
 
 TRENDING_WINDOW_DAYS = 7
 # How much each kind of event says about an item's popularity in this store.
 POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
 RECENT_EXCLUDED = 20
+# The action a history event names in a reason ("because you scanned ...").
 VERBS = {"view": "viewed", "scan": "scanned", "cart_add": "added", "purchase": "bought"}
 
 
@@ -39,16 +41,16 @@ class Candidates:
 
     scores: dict[str, float] = field(default_factory=dict)
     # A reason may be a callable: it is only worked out for the items that are shown.
-    reasons: dict[str, str | Callable[[], str]] = field(default_factory=dict)
+    reasons: dict[str, Reason | Callable[[], Reason]] = field(default_factory=dict)
 
-    def add(self, item_id: str, score: float, reason: str | Callable[[], str]) -> None:
+    def add(self, item_id: str, score: float, reason: Reason | Callable[[], Reason]) -> None:
         if item_id not in self.scores:
             self.scores[item_id] = score
             self.reasons[item_id] = reason
 
-    def reason(self, item_id: str) -> str:
-        reason = self.reasons[item_id]
-        return reason if isinstance(reason, str) else reason()
+    def reason(self, item_id: str) -> Reason:
+        why = self.reasons[item_id]
+        return why if isinstance(why, Reason) else why()
 
     def ranked(self) -> list[str]:
         return sorted(self.scores, key=lambda i: -self.scores[i])
@@ -73,17 +75,6 @@ SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 
 
 # -- surfaces ---------------------------------------------------------------------------
-def ago(now_ms: int, ts_ms: int) -> str:
-    days = max(0, (now_ms - ts_ms) // DAY_MS)
-    if days == 0:
-        return "today"
-    if days == 1:
-        return "yesterday"
-    if days < 14:
-        return f"{days} days ago"
-    return f"{days // 7} weeks ago"
-
-
 def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
     model = rec.served()
     history = ctx.history_items() if ctx.personal else []
@@ -93,7 +84,7 @@ def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
     out = Candidates()
     if ctx.segment == "lapsed":  # welcome back with what they used to buy
         for item_id, score in _buy_again_scores(rec, ctx)[:3]:
-            out.add(item_id, 1e6 + score, "welcome back: you used to buy this")
+            out.add(item_id, 1e6 + score, reason("welcome_back"))
     scored = model.score([known], k=n)[0]
     explain = _explainer(model, ctx, rec)
     just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
@@ -103,7 +94,7 @@ def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
     return out
 
 
-def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str], str]:
+def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str], Reason]:
     """ "because you scanned X": X is the history item closest to the suggestion."""
     recent = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
     recent = [i for i in recent if i in model.vocab]
@@ -113,12 +104,14 @@ def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str]
     # The recent items' vectors, gathered once per request rather than once per shown item.
     rows = vectors[[model.vocab.index(i) for i in recent]] if vectors is not None else None
 
-    def explain(item_id: str) -> str:
+    def explain(item_id: str) -> Reason:
         anchor = recent[0]
         if vectors is not None and rows is not None and len(recent) > 1 and item_id in model.vocab:
             target = vectors[model.vocab.index(item_id)]
             anchor = recent[int(np.argmax(rows @ target))]
-        return f"because you {verbs.get(anchor, 'viewed')} {names.get(anchor, anchor)}"
+        return reason(
+            "because_you", action=verbs.get(anchor, "viewed"), item=names.get(anchor, anchor)
+        )
 
     return explain
 
@@ -135,10 +128,14 @@ def similar(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
         for index in top[np.argsort(-sims[top])]:
             if index == 0:
                 continue
-            out.add(model.vocab.item(int(index)), float(sims[index]), f"similar to {anchor.name}")
+            out.add(
+                model.vocab.item(int(index)),
+                float(sims[index]),
+                reason("similar_to", item=anchor.name),
+            )
     else:
         for other, lift, _ in _pairs(model, anchor.item_id)[:n]:
-            out.add(other, lift, f"shoppers who look at {anchor.name} also pick this")
+            out.add(other, lift, reason("also_pick", item=anchor.name))
     return out
 
 
@@ -156,7 +153,9 @@ def complements(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Cand
     for source in sources:
         for other, lift, count in _pairs(model, source)[:n]:
             out.add(
-                other, lift * math.log1p(count), f"often bought with {names.get(source, source)}"
+                other,
+                lift * math.log1p(count),
+                reason("bought_with", item=names.get(source, source)),
             )
     return out
 
@@ -165,16 +164,16 @@ def checkout(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candida
     model = rec.served()
     names = rec.names(sorted(ctx.cart))
     totals: dict[str, float] = {}
-    reason: dict[str, str] = {}
+    why: dict[str, Reason] = {}
     for source in sorted(ctx.cart):
         for other, lift, count in _pairs(model, source)[:n]:
             score = lift * math.log1p(count)
             totals[other] = totals.get(other, 0.0) + score
             if score >= max(totals[other] - score, 0.0):
-                reason[other] = f"goes with the {names.get(source, source)} in your cart"
+                why[other] = reason("goes_with_cart", item=names.get(source, source))
     out = Candidates()
     for other in sorted(totals, key=lambda i: -totals[i]):
-        out.add(other, totals[other], reason[other])
+        out.add(other, totals[other], why[other])
     if not out.scores:
         return best_sellers(rec, ctx, n, anchor)
     return out
@@ -206,11 +205,13 @@ def buy_again(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candid
     last = {item_id: ts for item_id, ts in sorted(ctx.purchases, key=lambda p: p[1])}
     for item_id, score in _buy_again_scores(rec, ctx)[:n]:
         cycle = repeat.get(item_id)
-        when = ago(ctx.now_ms, last[item_id])
-        reason = f"you bought this {when}"
-        if cycle:
-            reason += f"; you usually buy it every {round(float(cycle))} days"
-        out.add(item_id, score, reason)
+        when = when_code(ctx.now_ms, last[item_id])
+        because = (
+            reason("buy_again_cycle", when=when, days=round(float(cycle)))
+            if cycle
+            else reason("bought_ago", when=when)
+        )
+        out.add(item_id, score, because)
     return out
 
 
@@ -220,7 +221,11 @@ def recently_viewed(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> 
         return out
     for item_id, kind, ts in reversed(ctx.history):
         if kind in {"view", "scan"}:
-            out.add(item_id, float(ts), f"you {VERBS[kind]} this {ago(ctx.now_ms, ts)}")
+            out.add(
+                item_id,
+                float(ts),
+                reason("seen_ago", action=VERBS[kind], when=when_code(ctx.now_ms, ts)),
+            )
     return out
 
 
@@ -238,7 +243,7 @@ def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candida
         local[row["item_id"]] += POPULARITY_WEIGHTS[row["type"]] * 0.5 ** (age_days / 2)
     out = Candidates()
     for item_id, score in local.most_common(n):
-        out.add(item_id, 1000.0 + score, "trending in this store this week")
+        out.add(item_id, 1000.0 + score, reason("trending_store"))
     # Fleet tables synced down from upstream (shelfwise.sync.upload.pull_fleet): below this store's
     # own signal, above the bundle's prior.
     fleet = rec.store.query(
@@ -246,10 +251,10 @@ def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candida
     )
     top = max((row["score"] for row in fleet), default=0.0) or 1.0
     for row in fleet:
-        out.add(row["item_id"], 500.0 + row["score"] / top, "trending in stores near you")
+        out.add(row["item_id"], 500.0 + row["score"] / top, reason("trending_fleet"))
     hour = hour_bucket(ctx.now_ms, ctx.utc_offset_minutes)
     for item_id, share in _popular(rec.served(), f"hour:{hour:02d}", n):
-        out.add(item_id, share, f"popular in this store in the {daypart(hour)}")
+        out.add(item_id, share, reason("popular_daypart", daypart=daypart(hour)))
     return out if out.scores else best_sellers(rec, ctx, n, anchor)
 
 
@@ -266,7 +271,9 @@ def best_sellers(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Can
     out = Candidates()
     scope = f"category:{anchor.category}" if anchor and anchor.category else "all"
     label = (
-        f"a best seller in {anchor.category}" if scope != "all" and anchor else "a best seller here"
+        reason("best_seller_in", category=anchor.category)
+        if scope != "all" and anchor
+        else reason("best_seller")
     )
     for item_id, share in _popular(rec.served(), scope, n):
         out.add(item_id, share, label)
@@ -276,7 +283,7 @@ def best_sellers(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Can
             "GROUP BY item_id ORDER BY n DESC LIMIT ?",
             [n],
         ):
-            out.add(row["item_id"], float(row["n"]), "a best seller here")
+            out.add(row["item_id"], float(row["n"]), reason("best_seller"))
     return out
 
 
