@@ -24,6 +24,7 @@ import hmac
 import logging
 import secrets
 import threading
+from contextvars import ContextVar
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,16 @@ CONSENT_LABELS = {
 
 STAFF_BACKOFF = shelfwise.Backoff(free=3, base_s=2.0, max_s=900.0)
 DEFAULT_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+
+
+LANGUAGE: ContextVar[str] = ContextVar("kiosk_language", default="en")
+
+
+def rec_row(recommendation: shelfwise.Recommendation) -> dict[str, Any]:
+    """A recommendation as the page shows it, its reason in the request's language."""
+    row = recommendation.to_dict()
+    row["reason"] = recommendation.reason_in(LANGUAGE.get())
+    return row
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,8 @@ class Kiosk:
     # -- sessions -------------------------------------------------------------------------
     def shopper(self, request: Request) -> shelfwise.Shopper:
         """The shopper of the request's session cookie, or ``ApiError`` 401."""
+        # Reasons are shown in the browser's language (English and Italian ship).
+        LANGUAGE.set(shelfwise.best_language(request.headers.get("accept-language")))
         shopper_id = self.sessions.touch(request.cookies.get(SESSION_COOKIE))
         if shopper_id is None:
             raise ApiError(401, "NoSession", "no shopper session: start one", "session_ended")
@@ -258,7 +271,7 @@ class Kiosk:
     def recs(self, shopper: shelfwise.Shopper, surface: str, k: int = 6, **kw: Any) -> list[Any]:
         """One surface's recommendations as JSON-ready rows ([] for an unknown item)."""
         try:
-            return [r.to_dict() for r in shopper.recommend(surface, limit=k, **kw)]
+            return [rec_row(r) for r in shopper.recommend(surface, limit=k, **kw)]
         except UnknownItem:
             return []
 
@@ -274,7 +287,10 @@ class Kiosk:
 
         ``Shopper.scan`` records the scan (or the miss, with its reason) and builds the card.
         """
-        card: dict[str, Any] = jsonable(shopper.scan(code, channel="kiosk"))
+        scanned = shopper.scan(code, channel="kiosk")
+        card: dict[str, Any] = jsonable(scanned)
+        card["goes_with"] = [rec_row(r) for r in scanned.goes_with]
+        card["alternatives"] = [rec_row(r) for r in scanned.alternatives]
         return card
 
     def cart_view(self, shopper: shelfwise.Shopper) -> dict[str, Any]:

@@ -72,6 +72,7 @@ from .offers import (
 )
 from .profile import MemberProfile
 from .recommend import SURFACES, Context, ItemFilter, Recommendation
+from .recommend.reasons import Reason, best_language
 from .reports import DayReport
 from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
@@ -130,6 +131,7 @@ __all__ = [
     "PrivacyPolicy",
     "ProfileSealError",
     "RankedOffer",
+    "Reason",
     "Recommendation",
     "Redemption",
     "ReleaseInfo",
@@ -157,6 +159,7 @@ __all__ = [
     "VersionConflict",
     "WeakSecret",
     "__version__",
+    "best_language",
     "check_pin_strength",
     "circle",
     "decode_image",

@@ -78,6 +78,22 @@ def test_new_shopper_scanning_a_real_barcode_sees_the_product_and_suggestions(
     assert all(s["reason"] for s in suggestions)
 
 
+def test_reasons_follow_the_browsers_language(client: TestClient) -> None:
+    client.post("/api/session/start", json={})
+    english = client.post("/api/scan", json={"code": YOGURT}).json()
+    italian = client.post(
+        "/api/scan", json={"code": YOGURT}, headers={"Accept-Language": "it-IT,it;q=0.9"}
+    ).json()
+    pairs = [
+        (en["reason"], it["reason"])
+        for key in ("goes_with", "alternatives")
+        for en, it in zip(english[key], italian[key], strict=True)
+    ]
+    assert pairs, "the yogurt card comes with suggestions"
+    assert all(en != it for en, it in pairs), "every reason is translated"
+    assert all(r["reason_code"]["code"] for r in italian["goes_with"] + italian["alternatives"])
+
+
 def test_a_scanned_item_with_an_offer_shows_the_deal_and_one_without_shows_none(
     client: TestClient,
 ) -> None:
