@@ -121,13 +121,18 @@ def test_every_readme_back_office_command_runs_as_written(tmp_path: Path) -> Non
     assert (work / "runs" / "bundle_beauty_int8" / "manifest.json").is_file()
 
 
-# -- every command line in README.md and docs/*.md names real commands and options ----------
+# -- every command line in the docs names real commands and options ----------------------------
 
 
 def documented_lines() -> list[tuple[str, str]]:
-    """(file, command line) for each ``shelfwise ...`` in a code span or block of the docs."""
+    """(file, command line) for each ``shelfwise ...`` in a code span or block of the docs
+    (README.md, benchmarks/README.md, docs/*.md)."""
     found: list[tuple[str, str]] = []
-    for path in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+    for path in [
+        ROOT / "README.md",
+        ROOT / "benchmarks" / "README.md",
+        *sorted((ROOT / "docs").glob("*.md")),
+    ]:
         text = path.read_text().replace("\\\n", " ")
         spans = re.findall(r"`([^`\n]+)`", text) + re.findall(r"^ {4}(.+)$", text, flags=re.M)
         spans += [line for line in text.splitlines() if line.startswith("shelfwise ")]

@@ -23,7 +23,7 @@ import click
 import numpy as np
 
 from shelfwise import InvalidInput, ShelfwiseError
-from shelfwise.cli.output import emit, json_option, show_log_lines
+from shelfwise.cli.output import emit, json_flag, json_option, show_log_lines
 from shelfwise.cli.params import POSITIVE, FiniteFloat, Folder, InputFile
 
 from .data import FORMATS, make_split
@@ -268,12 +268,9 @@ def evaluate_run(
 @click.option("--sampled", is_flag=True, help="Also the sampled-100-negatives protocol.")
 @click.option("--no-baselines", is_flag=True, help="Only the trained model.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bars.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the results as JSON on stdout instead of the tables "
-    "(it used to take a file name: that is --output now).",
+@json_flag(
+    "Print the results as JSON on stdout instead of the tables "
+    "(it used to take a file name: that is --output now)."
 )
 def evaluate_command(
     run: str,

@@ -14,13 +14,14 @@ Example:
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from .. import __version__
+from .. import ShelfwiseError, __version__
 from . import catalog, model, offers, scan, shopper, sync
 from .exit_codes import HELP_TABLE, ExitCode
 from .output import command_logging, one_line, report_error, show_log_lines, silence_stdout
@@ -94,13 +95,7 @@ class ShelfwiseGroup(click.Group):
 
 def _expected(exc: BaseException) -> bool:
     """Errors a command may meet on bad input or a bad day (anything else is a bug)."""
-    from .._errors import ShelfwiseError
-
-    if isinstance(exc, ShelfwiseError | OSError | UnicodeError):
-        return True
-    import sqlite3
-
-    return isinstance(exc, sqlite3.Error)
+    return isinstance(exc, ShelfwiseError | OSError | UnicodeError | sqlite3.Error)
 
 
 @click.group(cls=ShelfwiseGroup, context_settings=CONTEXT, epilog=HELP_TABLE)

@@ -49,33 +49,29 @@ def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     return value
 
 
-def json_option(func: F) -> F:
-    """The ``--json`` flag every command has (the value arrives as ``as_json``)."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        expose_value=True,
-        callback=_remember_json,
-        help="Print JSON on stdout instead of text.",
-    )(func)
+def json_flag(help_text: str = "Print JSON on stdout instead of text.") -> Callable[[F], F]:
+    """The ``--json`` flag (its value arrives as ``as_json``), with its own help text."""
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json, help=help_text)
+
+
+json_option = json_flag()  # the ``--json`` flag every command has
 
 
 def _default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):  # the documented JSON shape of our result types
+        return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if isinstance(value, Path):
-        return str(value)
     if isinstance(value, Mapping):
         return dict(value)
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, set | frozenset):
         return sorted(value)
     if isinstance(value, bytes):
         return value.hex()
-    if hasattr(value, "item"):  # numpy scalars
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # numpy scalars
         return value.item()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     raise TypeError(f"cannot print {type(value).__name__} as JSON")
 
 
@@ -234,6 +230,7 @@ __all__ = [
     "describe",
     "dumps",
     "emit",
+    "json_flag",
     "json_option",
     "key_values",
     "one_line",
