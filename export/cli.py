@@ -11,10 +11,10 @@ import time
 
 import click
 
-from shelfwise.cli.output import emit, json_option
+from shelfwise.cli.output import emit, json_option, show_log_lines
 from shelfwise.cli.params import POSITIVE, Folder, InputFile
 from shelfwise.model.bundle import read_private_key
-from shelfwise.training.cli import bad_values_are_bad_input, log_to_stderr
+from shelfwise.training.cli import bad_values_are_bad_input
 
 from .bundle import ExportReport, export_bundle
 
@@ -77,7 +77,7 @@ def export_command(
       shelfwise export runs/beauty --out bundles/beauty --quantize int8
       shelfwise export runs/groceries --out kiosk_demo/store/bundle --quantize int8 --sign-key k.key
     """
-    log_to_stderr()
+    show_log_lines()
     with bad_values_are_bad_input():
         key = read_private_key(sign_key) if sign_key else None
         expires = int((time.time() + expires_days * 86400) * 1000) if expires_days else None

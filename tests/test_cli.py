@@ -1,17 +1,21 @@
-"""The operator CLI: recommend, inspect, forget, import-catalog, export-shopper, purge (--json)."""
+"""The ``shelfwise`` command line: the Python API's verbs, --json, one exit-code table."""
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import pytest
+from click.testing import CliRunner
 from conftest import CATALOG
 
 import shelfwise
-from shelfwise.cli import main
+from shelfwise.cli import cli, main
+from shelfwise.cli.model import BackOfficeCommand
 
 
 @pytest.fixture
@@ -146,3 +150,116 @@ def test_the_installed_command_runs(bundle_path: Path) -> None:
         check=True,
     )
     assert json.loads(out.stdout)["verified"] is True
+
+
+# -- one command line: help, --json, the exit-code table, groups, the back office ------------
+
+
+def _leaves(group: click.Group, path: tuple[str, ...] = ()) -> list[tuple[str, click.Command]]:
+    ctx = click.Context(group, info_name="shelfwise")
+    found = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None
+        if isinstance(command, click.Group):
+            found += _leaves(command, (*path, name))
+        else:
+            found.append((" ".join((*path, name)), command))
+    return found
+
+
+def test_help_lists_every_command_and_documents_the_exit_codes() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for line in ["0  ok", "1  runtime or store error", "2  bad input", "3  refused", "4  upstream"]:
+        assert line in result.stdout
+    for name in ["recommend", "catalog", "offers", "scan", "sync", "train", "evaluate", "export"]:
+        assert f"  {name} " in result.stdout
+
+
+def test_every_command_has_an_example_and_a_json_flag() -> None:
+    runtime = [(n, c) for n, c in _leaves(cli) if not isinstance(c, BackOfficeCommand)]
+    assert len(runtime) >= 20
+    for name, command in runtime:
+        assert "Example" in (command.help or ""), name
+        assert f"shelfwise {name}" in (command.help or ""), name
+        flags = [p for p in command.params if "--json" in p.opts]
+        assert len(flags) == 1 and getattr(flags[0], "is_flag", False), name
+
+
+def test_the_offers_group_loads_lists_switches_and_issues_codes(db: Path, tmp_path: Path) -> None:
+    offers = tmp_path / "offers.yaml"
+    offers.write_text(
+        "offers:\n  - offer_id: tea5\n    title: Tea\n    reward: {type: amount, value: 1}\n"
+        "    codes: unique\n"
+    )
+    run = CliRunner().invoke
+    result = run(cli, ["offers", "load", "--db", str(db), str(offers)])
+    assert (result.exit_code, result.stdout) == (0, "loaded 1 offers\n")
+    assert run(cli, ["offers", "deactivate", "--db", str(db), "tea5"]).exit_code == 0
+    listed = json.loads(run(cli, ["offers", "list", "--db", str(db), "--json"]).stdout)
+    assert [(o["offer_id"], o["active"]) for o in listed] == [("tea5", False)]
+    codes = run(cli, ["offers", "codes", "--db", str(db), "tea5", "--count", "3"]).stdout
+    assert len(codes.split()) == 3
+    refused = run(cli, ["offers", "activate", "--db", str(db), "nope"])
+    assert refused.exit_code == 3 and refused.stderr == "error: no offer 'nope'\n"
+
+
+def test_the_catalog_group_mirrors_sw_catalog(db: Path) -> None:
+    run = CliRunner().invoke
+    item = json.loads(
+        run(cli, ["catalog", "get", "--db", str(db), "036000291452", "--json"]).stdout
+    )
+    assert item["item_id"] == "milk"
+    found = run(cli, ["catalog", "search", "--db", str(db), "corn", "--limit", "1", "--json"])
+    assert [i["item_id"] for i in json.loads(found.stdout)] == ["cereal"]
+    listed = run(cli, ["catalog", "list", "--db", str(db), "--limit", "2"])
+    assert listed.exit_code == 0 and "Whole milk" in listed.stdout
+    missing = run(cli, ["catalog", "get", "--db", str(db), "unicorn"])
+    assert missing.exit_code == 2 and "unicorn" in missing.stderr
+
+
+def test_recommend_takes_limit_and_still_the_old_k(db: Path, bundle_path: Path) -> None:
+    args = ["recommend", "--db", str(db), "--bundle", str(bundle_path), "--history", "sausages"]
+    new = CliRunner().invoke(cli, [*args, "--limit", "2", "--json"])
+    old = CliRunner().invoke(cli, [*args, "--k", "2", "--json"])
+    assert json.loads(new.stdout) == json.loads(old.stdout)
+    assert len(json.loads(new.stdout)["recommendations"]) == 2
+    assert "--k is now --limit" in old.stderr
+
+
+def test_a_store_file_that_is_not_a_store_is_refused_and_left_alone(tmp_path: Path) -> None:
+    notes = tmp_path / "notes.db"
+    with sqlite3.connect(notes) as conn:
+        conn.execute("CREATE TABLE notes (body TEXT)")
+    conn.close()
+    before = notes.read_bytes()
+    result = CliRunner().invoke(cli, ["import-catalog", "--db", str(notes), str(notes)])
+    assert result.exit_code == 2 and "not a shelfwise store" in result.stderr
+    assert notes.read_bytes() == before
+    missing = CliRunner().invoke(cli, ["sync-status", "--db", str(tmp_path / "nope.db")])
+    assert missing.exit_code == 2 and "no store at" in missing.stderr
+    assert not (tmp_path / "nope.db").exists()
+
+
+def test_evaluate_json_is_a_flag_and_the_file_is_output() -> None:
+    pytest.importorskip("torch")
+    ctx = click.Context(cli, info_name="shelfwise")
+    evaluate = cli.get_command(ctx, "evaluate")
+    assert isinstance(evaluate, BackOfficeCommand)
+    params = {p.name: p for p in evaluate.load().params}
+    assert getattr(params["as_json"], "is_flag", False) and "--output" in params["output"].opts
+
+
+def test_back_office_commands_without_the_train_extra_say_so_in_one_line() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # as if torch were not installed
+        "from shelfwise.cli import main\n"
+        "sys.exit(main(sys.argv[1:]))\n"
+    )
+    for command in (["train", "--help"], ["evaluate", "run"], ["export", "run", "--out", "b"]):
+        done = subprocess.run(
+            [sys.executable, "-c", code, *command], capture_output=True, text=True
+        )
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.count("\n") == 1 and "pip install 'shelfwise[train]'" in done.stderr

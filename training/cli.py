@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,7 +23,7 @@ import click
 import numpy as np
 
 from shelfwise import InvalidInput, ShelfwiseError
-from shelfwise.cli.output import emit, json_option
+from shelfwise.cli.output import emit, json_flag, json_option, show_log_lines
 from shelfwise.cli.params import POSITIVE, FiniteFloat, Folder, InputFile
 
 from .data import FORMATS, make_split
@@ -33,12 +32,6 @@ from .train import TrainConfig, load_run, model_scorer, read_config_log, train
 
 logger = logging.getLogger(__name__)
 DEFAULTS = TrainConfig(data="", out="")
-
-
-def log_to_stderr() -> None:
-    """INFO lines on stderr when the caller configured no logging (a command line run)."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
 
 
 @contextlib.contextmanager
@@ -52,10 +45,10 @@ def bad_values_are_bad_input() -> Iterator[None]:
         raise InvalidInput(str(exc)) from exc
 
 
-def _int(name: str, minimum: int, help_text: str) -> Any:
+def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
     return click.option(
         f"--{name.replace('_', '-')}",
-        type=click.IntRange(min=minimum),
+        type=click.IntRange(minimum, maximum),
         default=getattr(DEFAULTS, name),
         show_default=True,
         help=help_text,
@@ -79,17 +72,17 @@ def _int(name: str, minimum: int, help_text: str) -> Any:
 )
 @click.option("--categories", type=InputFile(), help="JSON {item: category} for popularity.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip and count malformed rows.")
-@_int("seed", 0, "Random seed.")
-@_int("max_len", 1, "History length the model sees.")
-@_int("dim", 1, "Embedding size (a multiple of --heads).")
-@_int("heads", 1, "Attention heads.")
-@_int("layers", 1, "Transformer blocks.")
-@_int("batch_size", 1, "Sequences per step.")
-@_int("epochs", 1, "At most this many epochs.")
-@_int("patience", 1, "Stop after this many epochs without a better validation NDCG@10.")
-@_int("threads", 0, "Torch threads (0: let torch decide).")
+@_int("seed", 0, 2**32 - 1, "Random seed.")
+@_int("max_len", 1, 10_000, "History length the model sees.")
+@_int("dim", 1, 4096, "Embedding size (a multiple of --heads).")
+@_int("heads", 1, 64, "Attention heads.")
+@_int("layers", 1, 64, "Transformer blocks.")
+@_int("batch_size", 1, 100_000, "Sequences per step.")
+@_int("epochs", 1, 100_000, "At most this many epochs.")
+@_int("patience", 1, 100_000, "Stop after this many epochs without a better validation NDCG@10.")
+@_int("threads", 0, 1024, "Torch threads (0: let torch decide).")
 @click.option(
-    "--dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.dropout,
+    "--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.dropout,
     show_default=True, help="Dropout rate.",
 )  # fmt: skip
 @click.option("--lr", type=POSITIVE, default=DEFAULTS.lr, show_default=True, help="Learning rate.")
@@ -140,7 +133,7 @@ def train_command(
     """
     if dim % heads:
         raise click.BadParameter(f"--dim {dim} must be a multiple of --heads {heads}")
-    log_to_stderr()
+    show_log_lines()
     config = TrainConfig(
         data=data,
         out=out,
@@ -275,12 +268,9 @@ def evaluate_run(
 @click.option("--sampled", is_flag=True, help="Also the sampled-100-negatives protocol.")
 @click.option("--no-baselines", is_flag=True, help="Only the trained model.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bars.")
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="Print the results as JSON on stdout instead of the tables "
-    "(it used to take a file name: that is --output now).",
+@json_flag(
+    "Print the results as JSON on stdout instead of the tables "
+    "(it used to take a file name: that is --output now)."
 )
 def evaluate_command(
     run: str,
@@ -304,7 +294,7 @@ def evaluate_command(
     Example:
       shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --output quality.json
     """
-    log_to_stderr()
+    show_log_lines()
     with bad_values_are_bad_input():
         results = evaluate_run(
             run,

@@ -14,16 +14,17 @@ Example:
 from __future__ import annotations
 
 import os
+import sqlite3
 import sys
 from collections.abc import Sequence
 from typing import Any
 
 import click
 
-from .. import __version__
+from .. import ShelfwiseError, __version__
 from . import catalog, model, offers, scan, shopper, sync
 from .exit_codes import HELP_TABLE, ExitCode
-from .output import one_line, report_error, silence_stdout
+from .output import command_logging, one_line, report_error, show_log_lines, silence_stdout
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
@@ -33,6 +34,19 @@ class ShelfwiseGroup(click.Group):
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return list(self.commands)  # in the order registered (runtime first, back office last)
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        try:  # ``shelfwise --help | head -1``: the help is printed while parsing
+            return super().make_context(info_name, args, parent, **extra)
+        except BrokenPipeError:
+            silence_stdout()
+            raise click.exceptions.Exit(ExitCode.OK) from None
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -59,9 +73,10 @@ class ShelfwiseGroup(click.Group):
     ) -> Any:
         """Run the command; returns its exit code (``standalone_mode=False``) or exits."""
         try:
-            result = super().main(
-                args, prog_name or "shelfwise", complete_var, standalone_mode=False, **extra
-            )
+            with command_logging():
+                result = super().main(
+                    args, prog_name or "shelfwise", complete_var, standalone_mode=False, **extra
+                )
             code = result if isinstance(result, int) else ExitCode.OK
         except click.UsageError as exc:
             hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
@@ -80,17 +95,20 @@ class ShelfwiseGroup(click.Group):
 
 def _expected(exc: BaseException) -> bool:
     """Errors a command may meet on bad input or a bad day (anything else is a bug)."""
-    from .._errors import ShelfwiseError
-
-    if isinstance(exc, ShelfwiseError | OSError | UnicodeError):
-        return True
-    import sqlite3
-
-    return isinstance(exc, sqlite3.Error)
+    return isinstance(exc, ShelfwiseError | OSError | UnicodeError | sqlite3.Error)
 
 
 @click.group(cls=ShelfwiseGroup, context_settings=CONTEXT, epilog=HELP_TABLE)
 @click.version_option(__version__, "--version", prog_name="shelfwise")
+@click.option(
+    "-v",
+    "--verbose",
+    is_flag=True,
+    expose_value=False,
+    is_eager=True,
+    callback=lambda _ctx, _param, on: show_log_lines() if on else None,
+    help="Also print shelfwise's log lines (warnings, progress) on stderr.",
+)
 def cli() -> None:
     """Private, offline personalization for retail edge devices.
 

@@ -34,12 +34,12 @@ Python: sw.catalog.import_file(file, replace=...)
 
 \b
 Example:
-  shelfwise {name} --db store.db catalog.csv --json
+  shelfwise {path} --db store.db catalog.csv --json
 """
 
 
-def _import_command(name: str) -> click.Command:
-    @click.command(name, help=_IMPORT_HELP.format(name=name))
+def _import_command(name: str, path: str) -> click.Command:
+    @click.command(name, help=_IMPORT_HELP.format(path=path))
     @db_option(create=True)
     @click.argument("file", type=InputFile())
     @click.option("--replace", is_flag=True, help="Remove items that are not in the file.")
@@ -50,7 +50,7 @@ def _import_command(name: str) -> click.Command:
     return command
 
 
-import_catalog = _import_command("import-catalog")
+import_catalog = _import_command("import-catalog", "import-catalog")
 
 
 @click.group()
@@ -63,7 +63,7 @@ def catalog() -> None:
     """
 
 
-catalog.add_command(_import_command("import"))
+catalog.add_command(_import_command("import", "catalog import"))
 
 
 @catalog.command("list")

@@ -68,7 +68,15 @@ _BAD_PATH_ERRNOS = {
     errno.EPERM,
     errno.ENAMETOOLONG,
     errno.ELOOP,
+    errno.EEXIST,
 }
+_BAD_PATH_ERRORS = (
+    FileNotFoundError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+    PermissionError,
+)
 # sqlite3 messages that mean "--db is not a store file", whatever the command.
 _NOT_A_STORE = ("file is not a database", "unable to open database file", "malformed")
 
@@ -103,7 +111,9 @@ def exit_code_for(exc: BaseException) -> ExitCode:
         return ExitCode.BAD_INPUT
     if isinstance(exc, ShelfwiseError | sqlite3.Error):
         return ExitCode.ERROR
-    if isinstance(exc, OSError) and exc.errno in _BAD_PATH_ERRNOS:
+    if isinstance(exc, _BAD_PATH_ERRORS) or (
+        isinstance(exc, OSError) and exc.errno in _BAD_PATH_ERRNOS
+    ):
         return ExitCode.BAD_INPUT
     return ExitCode.ERROR
 

@@ -9,7 +9,7 @@ import click
 
 from .. import open as open_store
 from .output import dumps, emit, json_option, key_values, table
-from .params import COUNT, InputFile, db_option
+from .params import COUNT, EPOCH_MS, InputFile, db_option
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -128,7 +128,7 @@ offers.add_command(_switch(False))
     "--count", type=click.IntRange(1, 100_000), default=1, show_default=True, help="How many."
 )
 @click.option("--shopper", help="Bind the codes to this loyalty member.")
-@click.option("--expires", type=click.IntRange(min=0), help="Expiry, ms since 1970 (UTC).")
+@click.option("--expires", type=EPOCH_MS, help="Expiry, ms since 1970 (UTC).")
 @_store_option
 @json_option
 def codes(

@@ -21,11 +21,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,33 +49,29 @@ def _remember_json(ctx: click.Context, _param: click.Parameter, value: bool) -> 
     return value
 
 
-def json_option(func: F) -> F:
-    """The ``--json`` flag every command has (the value arrives as ``as_json``)."""
-    return click.option(
-        "--json",
-        "as_json",
-        is_flag=True,
-        expose_value=True,
-        callback=_remember_json,
-        help="Print JSON on stdout instead of text.",
-    )(func)
+def json_flag(help_text: str = "Print JSON on stdout instead of text.") -> Callable[[F], F]:
+    """The ``--json`` flag (its value arrives as ``as_json``), with its own help text."""
+    return click.option("--json", "as_json", is_flag=True, callback=_remember_json, help=help_text)
+
+
+json_option = json_flag()  # the ``--json`` flag every command has
 
 
 def _default(value: Any) -> Any:
+    if hasattr(value, "to_dict"):  # the documented JSON shape of our result types
+        return value.to_dict()
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return dataclasses.asdict(value)
-    if isinstance(value, Path):
-        return str(value)
     if isinstance(value, Mapping):
         return dict(value)
+    if isinstance(value, Path):
+        return str(value)
     if isinstance(value, set | frozenset):
         return sorted(value)
     if isinstance(value, bytes):
         return value.hex()
-    if hasattr(value, "item"):  # numpy scalars
+    if hasattr(value, "dtype") and hasattr(value, "item"):  # numpy scalars
         return value.item()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
     raise TypeError(f"cannot print {type(value).__name__} as JSON")
 
 
@@ -106,6 +104,51 @@ def key_values(data: Mapping[str, Any]) -> str:
     return "\n".join(f"{key}: {shown(value)}" for key, value in sorted(data.items()))
 
 
+# -- log lines -------------------------------------------------------------------------------
+
+
+class _StderrLines(logging.Handler):
+    """shelfwise's log records as lines on the current stderr (``warning: ...`` above INFO)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = record.getMessage()
+            if record.levelno >= logging.WARNING:
+                text = f"{record.levelname.lower()}: {text}"
+            click.echo(one_line(text) if record.levelno >= logging.WARNING else text, err=True)
+        except Exception:  # a log line must never break the command
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def command_logging(level: int = logging.ERROR) -> Iterator[None]:
+    """While one command runs, shelfwise's log lines at ``level`` and above go to stderr.
+
+    By default only errors: a failure is reported once, as the command's ``error:`` line.
+    Everything is put back afterwards (the command may run inside a larger program).
+    """
+    logger = logging.getLogger("shelfwise")
+    saved = logger.level, logger.propagate
+    handler = _StderrLines()
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def show_log_lines(level: int = logging.INFO) -> None:
+    """Show shelfwise's log lines from ``level`` up for the rest of this command (``-v``; the
+    back office's epochs and parity checks are the progress its user watches)."""
+    logger = logging.getLogger("shelfwise")
+    if logger.getEffectiveLevel() > level:
+        logger.setLevel(level)
+
+
 # -- errors ----------------------------------------------------------------------------------
 
 
@@ -130,14 +173,20 @@ def describe(exc: BaseException, meta: Mapping[str, Any]) -> str:
             f"{inputs}: not UTF-8 text ({exc.reason} at byte {exc.start}); "
             "save the file as UTF-8 and try again"
         )
+    if isinstance(exc, UnicodeEncodeError):
+        return f"an argument is not valid text ({exc.reason}); use UTF-8 characters only"
+    if isinstance(exc, OSError) and exc.filename is None:
+        return str(exc)  # raised by our code with a message of its own
     if isinstance(exc, FileNotFoundError):
-        return f"no such file or folder: {exc.filename or exc}"
+        return f"no such file or folder: {exc.filename}"
+    if isinstance(exc, FileExistsError):
+        return f"{exc.filename} already exists and is not a folder"
     if isinstance(exc, IsADirectoryError):
         return f"{exc.filename} is a folder; give a file"
     if isinstance(exc, NotADirectoryError):
-        return f"{exc.filename} is not a folder"
+        return f"{exc.filename}: a part of this path is a file, not a folder"
     if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
+        return f"permission denied: {exc.filename}"
     if isinstance(exc, OSError) and exc.strerror:
         return f"{exc.strerror}: {exc.filename}" if exc.filename else exc.strerror
     return str(exc) or type(exc).__name__
@@ -174,11 +223,14 @@ def silence_stdout() -> None:
 
 __all__ = [
     "DB_PATH",
+    "command_logging",
+    "show_log_lines",
     "INPUT_FILES",
     "JSON_MODE",
     "describe",
     "dumps",
     "emit",
+    "json_flag",
     "json_option",
     "key_values",
     "one_line",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,34 +33,46 @@ SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 class FiniteFloat(click.ParamType):
-    """A float that is a real number (``nan`` and ``inf`` are refused), optionally bounded."""
+    """A float that is a real number (``nan`` and ``inf`` are refused), optionally bounded.
+
+    (``click.FloatRange`` lets ``nan`` through: every comparison with it is false.)
+    """
 
     name = "NUMBER"
 
-    def __init__(self, *, min: float | None = None, min_open: bool = False) -> None:
-        self.min = min
-        self.min_open = min_open
+    def __init__(
+        self,
+        *,
+        min: float | None = None,
+        max: float | None = None,
+        min_open: bool = False,
+        max_open: bool = False,
+    ) -> None:
+        self.min, self.max = min, max
+        self.min_open, self.max_open = min_open, max_open
 
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, float) and math.isfinite(value):
-            number = value
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                self.fail(f"{value!r} is not a number.", param, ctx)
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number.", param, ctx)
         if not math.isfinite(number):
             self.fail(f"{value!r} is not a finite number.", param, ctx)
         if self.min is not None and (number <= self.min if self.min_open else number < self.min):
             bound = "above" if self.min_open else "at least"
             self.fail(f"{value!r} must be {bound} {self.min:g}.", param, ctx)
+        if self.max is not None and (number >= self.max if self.max_open else number > self.max):
+            bound = "below" if self.max_open else "at most"
+            self.fail(f"{value!r} must be {bound} {self.max:g}.", param, ctx)
         return number
 
 
 FINITE = FiniteFloat()
 POSITIVE = FiniteFloat(min=0, min_open=True)
 NON_NEGATIVE = FiniteFloat(min=0)
-COUNT = click.IntRange(min=1)
+COUNT = click.IntRange(1, 1_000_000)
+# Milliseconds since 1970 (UTC) that SQLite and every clock in shelfwise can hold.
+EPOCH_MS = click.IntRange(0, 2**53)
 
 
 def check_store_file(path: str, *, must_exist: bool) -> str | None:
@@ -152,6 +165,28 @@ class PublicKey(click.ParamType):
         return key
 
 
+class CollectorUrl(click.ParamType):
+    """``http(s)://host[:port][/prefix]`` of a collector.
+
+    Example:
+        >>> CollectorUrl().convert("http://127.0.0.1:8421", None, None)
+        'http://127.0.0.1:8421'
+    """
+
+    name = "URL"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        try:
+            parts = urllib.parse.urlsplit(text)
+            _ = parts.port  # a port that is not a number in 0-65535 raises here
+        except ValueError as exc:
+            self.fail(f"{text!r} is not a URL ({exc}).", param, ctx)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            self.fail(f"{text!r} is not http(s)://host[:port].", param, ctx)
+        return text
+
+
 class InputFile(click.Path):
     """A file the command reads: it must exist and be readable (remembered for error lines)."""
 
@@ -174,6 +209,8 @@ class Folder(click.Path):
 
 __all__ = [
     "COUNT",
+    "CollectorUrl",
+    "EPOCH_MS",
     "FINITE",
     "NON_NEGATIVE",
     "POSITIVE",

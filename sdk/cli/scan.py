@@ -41,11 +41,11 @@ def scan(
       shelfwise scan --db store.db --bundle bundle/ --code 036000291452 --json
     """
     with open_store(db, bundle=bundle, store_id=store) as sw:
-        who = sw.shopper(shopper) if shopper else sw.start_session()
+        who = sw.shopper(shopper) if shopper is not None else sw.start_session()
         try:
             card = who.scan(code, symbology=symbology)
         finally:
-            if not shopper:
+            if shopper is None:
                 who.end()
     price = card.price if card.price is not None else "-"
     lines = [f"{card.item.name} ({card.item.item_id})  {price}"]

@@ -12,7 +12,7 @@ from .. import SURFACES
 from .. import open as open_store
 from . import compat
 from .output import emit, json_option, table
-from .params import COUNT, POSITIVE, Folder, db_option
+from .params import COUNT, EPOCH_MS, POSITIVE, Folder, db_option
 
 
 def _ids(text: str) -> list[str]:
@@ -141,7 +141,7 @@ def export_shopper(db: str, shopper: str, as_json: bool) -> None:
     required=True,
     help="Delete raw events older than this many days.",
 )
-@click.option("--now", type=click.IntRange(min=0), help="Clock override, ms since 1970 (UTC).")
+@click.option("--now", type=EPOCH_MS, help="Clock override, ms since 1970 (UTC).")
 @json_option
 def purge(db: str, days: float, now: int | None, as_json: bool) -> None:
     """Retention: delete raw events older than the given age.

@@ -13,8 +13,8 @@ from .. import Credentials, PrivacyPolicy
 from .. import open as open_store
 from ..sync.downstream import applied_documents
 from .exit_codes import ExitCode
-from .output import emit, json_option
-from .params import COUNT, POSITIVE, InputFile, PublicKey, db_option
+from .output import emit, json_option, one_line
+from .params import COUNT, NON_NEGATIVE, POSITIVE, CollectorUrl, InputFile, PublicKey, db_option
 
 PROGRESS_FROM = 20  # releases: below this a progress bar is noise
 
@@ -54,7 +54,12 @@ def _when(ms: int | None) -> str:
 
 @click.command()
 @db_option()
-@click.option("--url", required=True, help="Collector base URL, e.g. http://127.0.0.1:8421.")
+@click.option(
+    "--url",
+    required=True,
+    type=CollectorUrl(),
+    help="Collector base URL, e.g. http://127.0.0.1:8421.",
+)
 @click.option("--key-file", required=True, type=InputFile(), help="Device key file (add-device).")
 @click.option("--device-id", help="Device id (default: the key file's).")
 @click.option(
@@ -76,7 +81,7 @@ def _when(ms: int | None) -> str:
 )
 @click.option(
     "--timeout",
-    type=click.FloatRange(min=0),
+    type=NON_NEGATIVE,
     default=300.0,
     show_default=True,
     help="Stop retrying after this many seconds.",
@@ -130,10 +135,14 @@ def sync(
             f"acked {report.acked} summaries in {report.requests} requests "
             f"({report.retries} retries, {report.quarantined} quarantined); "
             f"{report.remaining} still queued"
-            + (f"; error: {report.error}" if report.error else "")
         ),
     )
     if report.error is not None:
+        click.echo(
+            f"error: sync stopped: {one_line(report.error)} "
+            f"({report.remaining} summaries stay queued for the next run)",
+            err=True,
+        )
         raise click.exceptions.Exit(ExitCode.UNAVAILABLE)
 
 
