@@ -39,6 +39,7 @@ from shelfwise.sync.protocol import (
     Envelope,
     check_signature,
     pack_acks,
+    pack_bundle_reply,
     pack_fleet,
     parse_auth_headers,
     unpack_envelope,
@@ -183,7 +184,7 @@ class Collector:
         if folder is None:
             return _msgpack({"error": "no bundle published"}, 404)
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        return _msgpack({"name": folder.name, "files": files})
+        return Response(pack_bundle_reply(folder.name, files), media_type="application/msgpack")
 
     async def document(self, request: Request, kind: str) -> Response:
         try:

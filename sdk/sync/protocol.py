@@ -39,6 +39,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +76,8 @@ MAX_CELLS = 200_000
 MAX_COUNT = 1 << 40
 MAX_INT = 1 << 62
 MAX_FLEET_ITEMS = 1000
+MAX_FLEET_BYTES = 1 << 20
+MAX_SCORE = 1e15
 MAX_DOCUMENT = 256 << 20
 DEFAULT_TTL_MS = 30 * DAY_MS
 DEVICE_RE = r"\A[A-Za-z0-9._\-]{1,64}\Z"
@@ -376,15 +379,55 @@ def pack_fleet(scope: str, generated_ms: int, items: Sequence[tuple[str, float]]
     )
 
 
+class _Fleet(msgspec.Struct):
+    scope: Annotated[str, msgspec.Meta(max_length=100)]
+    generated_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+    items: Annotated[
+        list[
+            tuple[
+                Annotated[str, msgspec.Meta(min_length=1, max_length=200)],
+                Annotated[float, msgspec.Meta(ge=0, le=MAX_SCORE)],
+            ]
+        ],
+        msgspec.Meta(max_length=MAX_FLEET_ITEMS),
+    ]
+
+
 def unpack_fleet(raw: bytes) -> tuple[str, list[tuple[str, float]]]:
-    """The scope and the (item, score) rows of a fleet table, bounded."""
+    """The scope and the (item, score) rows of a fleet table, checked like any input:
+    ``UpdateRefused(reason="malformed")`` for a wrong type, a score that is negative, NaN or
+    infinite, an item listed twice, or more than ``MAX_FLEET_ITEMS`` rows.
+
+    Example:
+        >>> unpack_fleet(pack_fleet("region:north", 1, [("tea", 2.5)]))
+        ('region:north', [('tea', 2.5)])
+    """
     try:
-        data = safe_unpack(raw)
-        scope = str(data["scope"])[:100]
-        items = [(str(i)[:200], float(s)) for i, s in data["items"]][:MAX_FLEET_ITEMS]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EnvelopeError(f"a malformed fleet table: {exc}") from exc
-    return scope, items
+        fleet: _Fleet = _decode(raw, _Fleet, "fleet table", MAX_FLEET_BYTES)
+    except EnvelopeError as exc:
+        raise _refused("malformed", f"upstream sent an unusable fleet table: {exc}") from exc
+    if any(math.isnan(score) for _, score in fleet.items):
+        raise _refused("malformed", "upstream sent a fleet table with a NaN score")
+    if len({item for item, _ in fleet.items}) != len(fleet.items):
+        raise _refused("malformed", "upstream sent a fleet table listing an item twice")
+    return fleet.scope, fleet.items
+
+
+class _BundleReply(msgspec.Struct):
+    name: str
+    files: Annotated[dict[str, bytes], msgspec.Meta(max_length=64)]
+
+
+def pack_bundle_reply(name: str, files: Mapping[str, bytes]) -> bytes:
+    """``GET /v1/bundle``: a bundle folder's files by name (verified by the device)."""
+    return msgspec.msgpack.encode({"name": name, "files": dict(files)})
+
+
+def unpack_bundle_reply(raw: bytes, *, max_len: int) -> dict[str, bytes]:
+    """The files of a bundle answer; ``EnvelopeError`` if off-schema (names are checked
+    by the device when it stages them)."""
+    reply: _BundleReply = _decode(raw, _BundleReply, "bundle", max_len)
+    return reply.files
 
 
 # -- signed documents (catalog, offers) ---------------------------------------------------------
@@ -471,7 +514,10 @@ def sign_document(
     expires = issued + DEFAULT_TTL_MS if expires_ms is None else expires_ms
     if expires <= issued:
         raise InvalidInput("a document must expire after it is issued")
-    payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
+    try:
+        payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"the {kind} rows cannot be sent as msgpack: {exc}") from exc
     manifest = DocumentManifest(
         kind=kind,
         version=version,
@@ -561,6 +607,7 @@ __all__ = [
     "HEADER_TIME",
     "KINDS",
     "PROTOCOL",
+    "REST_SUFFIX",
     "ROWS_KEY",
     "SUMMARIES_PATH",
     "AuthHeaders",
@@ -573,6 +620,7 @@ __all__ = [
     "document_manifest",
     "generate_signing_key",
     "pack_acks",
+    "pack_bundle_reply",
     "pack_fleet",
     "pack_upload",
     "parse_auth_headers",
@@ -584,6 +632,7 @@ __all__ = [
     "sign_request",
     "signing_message",
     "unpack_acks",
+    "unpack_bundle_reply",
     "unpack_envelope",
     "unpack_fleet",
     "unpack_upload",
