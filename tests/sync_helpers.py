@@ -67,12 +67,27 @@ def upstream_cmd(*args: str) -> list[str]:
 
 
 def backend_args(tmp_path: Path, pg_dsn: str | None) -> list[str]:
-    return ["--pg", pg_dsn] if pg_dsn else ["--db", str(tmp_path / "collector.db")]
+    """Collector storage arguments: SQLite in ``tmp_path`` (its key file beside it), or
+    PostgreSQL with a server key file in ``tmp_path``."""
+    if pg_dsn:
+        return ["--pg", pg_dsn, "--server-key", str(tmp_path / "server.key")]
+    return ["--db", str(tmp_path / "collector.db")]
 
 
-def register(backend: list[str], device: str, region: str = "north") -> Credentials:
+def open_backend(backend: list[str]):
+    """The storage ``backend_args`` names, opened in this process."""
+    from shelfwise.upstream import open_storage
+
+    args = dict(zip(backend[::2], backend[1::2], strict=True))
+    return open_storage(db=args.get("--db"), pg=args.get("--pg"), key_file=args.get("--server-key"))
+
+
+def register(
+    backend: list[str], device: str, region: str = "north", stores: tuple[str, ...] = ("s1",)
+) -> Credentials:
+    store_args = [arg for store in stores for arg in ("--store", store)]
     out = subprocess.run(
-        upstream_cmd("add-device", *backend, "--device", device, "--region", region),
+        upstream_cmd("add-device", *backend, "--device", device, "--region", region, *store_args),
         check=True,
         capture_output=True,
         text=True,

@@ -599,6 +599,7 @@ def verify_document(
 
 __all__ = [
     "BUNDLE_PATH",
+    "DEVICE_RE",
     "DOCUMENT_PATHS",
     "FLEET_PATH",
     "HEADER_DEVICE",
