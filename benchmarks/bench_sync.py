@@ -145,16 +145,18 @@ def upload_all(url: str, stores: list[Path], creds: list[Credentials], threads: 
 
 def naive(url: str, creds: list[Credentials], events: int, threads: int) -> dict:
     """Baseline: one signed request per raw event (a one-cell release each)."""
+    hour = int(time.time() * 1000) // 3_600_000 * 3_600_000
 
     def one(index: int) -> None:
-        cred = creds[index % len(creds)]
+        d = index % len(creds)
+        cred = creds[d]
         env = Envelope(
             cred.device_id,
             index + 1,
             f"{cred.device_id}:naive{RUN}{index:08d}",
             1,
-            0,
-            [["purchase", "s", 0, f"i{index % 167}", "", 1, 1]],
+            hour,
+            [["purchase", f"store-{d}", hour, f"i{index % 167}", "", 1, 1]],
         )
         body = pack_upload(cred.device_id, [env.pack()])
         transport = HttpTransport(url)
@@ -201,12 +203,18 @@ def main() -> None:
         out["summaries"] = sizes
         backends = [("sqlite", ["--db", str(folder / "collector.db")])]
         if os.environ.get("SHELFWISE_PG_DSN"):
-            backends.append(("postgres", ["--pg", os.environ["SHELFWISE_PG_DSN"]]))
+            pg = ["--pg", os.environ["SHELFWISE_PG_DSN"], "--server-key", str(folder / "pg.key")]
+            backends.append(("postgres", pg))
+        # The groceries data is from 2014-2015: accept buckets that old, and no rate limit
+        # (the baseline sends thousands of requests per device as fast as it can).
+        serve_args = ["--max-age-days", "10000", "--rate", "0"]
         out["ingest"] = {}
         for name, backend in backends:
-            creds = [register(backend, f"bench-{d}") for d in range(args.devices)]
+            creds = [
+                register(backend, f"bench-{d}", stores=(f"store-{d}",)) for d in range(args.devices)
+            ]
             stores = [clone(p.with_name(f"{p.stem}-k1.db"), name) for p in paths]
-            with collector(backend) as url:
+            with collector(backend, *serve_args) as url:
                 ours = upload_all(url, stores, creds, args.threads)
                 base = naive(url, creds, args.naive_events, args.threads)
             ours_events_s = events / ours["seconds"]

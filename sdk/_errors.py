@@ -176,7 +176,8 @@ class UpdateRefused(BundleVerificationError):
 
     ``reason`` is a stable code: ``malformed``, ``signature``, ``checksum``, ``kind``,
     ``expired``, ``stale`` (older than what is applied), ``replayed`` (same version, other
-    content) or ``invalid`` (signed, but its rows fail validation).
+    content), ``invalid`` (signed, but its rows fail validation) or ``too_large``. Unsigned
+    fleet tables that are unusable (NaN or negative scores, wrong types) are ``malformed``.
     """
 
     def __init__(self, message: str, *, reason: str) -> None:

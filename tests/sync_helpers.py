@@ -67,12 +67,27 @@ def upstream_cmd(*args: str) -> list[str]:
 
 
 def backend_args(tmp_path: Path, pg_dsn: str | None) -> list[str]:
-    return ["--pg", pg_dsn] if pg_dsn else ["--db", str(tmp_path / "collector.db")]
+    """Collector storage arguments: SQLite in ``tmp_path`` (its key file beside it), or
+    PostgreSQL with a server key file in ``tmp_path``."""
+    if pg_dsn:
+        return ["--pg", pg_dsn, "--server-key", str(tmp_path / "server.key")]
+    return ["--db", str(tmp_path / "collector.db")]
 
 
-def register(backend: list[str], device: str, region: str = "north") -> Credentials:
+def open_backend(backend: list[str]):
+    """The storage ``backend_args`` names, opened in this process."""
+    from shelfwise.upstream import open_storage
+
+    args = dict(zip(backend[::2], backend[1::2], strict=True))
+    return open_storage(db=args.get("--db"), pg=args.get("--pg"), key_file=args.get("--server-key"))
+
+
+def register(
+    backend: list[str], device: str, region: str = "north", stores: tuple[str, ...] = ("s1",)
+) -> Credentials:
+    store_args = [arg for store in stores for arg in ("--store", store)]
     out = subprocess.run(
-        upstream_cmd("add-device", *backend, "--device", device, "--region", region),
+        upstream_cmd("add-device", *backend, "--device", device, "--region", region, *store_args),
         check=True,
         capture_output=True,
         text=True,
@@ -289,3 +304,55 @@ def serve_in_thread(app: object) -> Iterator[LiveClient]:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+class FakeCollector:
+    """A collector that acknowledges every upload and answers downstream calls with whatever
+    a test sets in ``replies`` (path -> (status, headers, body)): a hostile or broken
+    upstream, for the device's side of the trust boundary."""
+
+    def __init__(self) -> None:
+        from shelfwise.sync.protocol import pack_acks, unpack_envelope, unpack_upload
+
+        self.replies: dict[str, tuple[int, dict[str, str], bytes]] = {}
+        self.uploads = 0
+        fake = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _answer(self, status: int, headers: dict[str, str], body: bytes) -> None:
+                self.send_response(status)
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                if self.path in fake.replies:
+                    self._answer(*fake.replies[self.path])
+                    return
+                envelopes = [unpack_envelope(raw) for raw in unpack_upload(body).summaries]
+                fake.uploads += 1
+                self._answer(200, {}, pack_acks([(e.key, e.rev) for e in envelopes]))
+
+            def do_GET(self) -> None:
+                self._answer(*fake.replies.get(self.path, (404, {}, b"")))
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> FakeCollector:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()

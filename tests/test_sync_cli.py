@@ -21,7 +21,16 @@ def test_sync_command_sends_the_backlog_and_status_reports_it(tmp_path):
     backend = backend_args(tmp_path, None)
     key_file = tmp_path / "kiosk.key"
     subprocess.run(
-        upstream_cmd("add-device", *backend, "--device", "kiosk-9", "--key-file", str(key_file)),
+        upstream_cmd(
+            "add-device",
+            *backend,
+            "--device",
+            "kiosk-9",
+            "--store",
+            "s1",
+            "--key-file",
+            str(key_file),
+        ),
         check=True,
     )
     db = tmp_path / "kiosk.db"

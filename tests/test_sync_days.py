@@ -17,13 +17,12 @@ import msgpack
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sync_helpers import backend_args, collector, register, view_row
+from sync_helpers import backend_args, collector, open_backend, register, view_row
 
 import shelfwise
 from shelfwise._time import now_ms
 from shelfwise.sync.outbox import released_totals, summarise
 from shelfwise.sync.privacy import DAY_MS, HOUR_MS, PrivacyPolicy, aggregate, aggregate_day
-from shelfwise.upstream import open_storage
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}"} for n in range(4)]
 DAY = (now_ms() // DAY_MS - 3) * DAY_MS  # a closed day, three days ago
@@ -132,7 +131,7 @@ def test_day_cells_reach_the_collector_and_its_totals_match_the_device(tmp_path,
     summarise(sw.store, device_id="kiosk-d", k=5, now=DAY + DAY_MS)
     with collector(backend) as url:
         assert shelfwise.sync.upload.upload(sw.store, url, creds).complete
-    storage = open_storage(db=backend[1])
+    storage = open_backend(backend)
     totals = storage.totals("kiosk-d")
     storage.close()
     assert totals == released_totals(sw.store)

@@ -145,7 +145,7 @@ def test_rollback_returns_to_the_bundle_served_before(tmp_path, kiosk, published
 
 def test_fleet_trending_comes_down_and_feeds_the_trending_surface(tmp_path, kiosk):
     backend = backend_args(tmp_path, None)
-    busy_creds = register(backend, "kiosk-busy", region="north")
+    busy_creds = register(backend, "kiosk-busy", region="north", stores=("s1", "s2"))
     quiet_creds = register(backend, "kiosk-quiet", region="north")
     with shelfwise.open(tmp_path / "busy.db", store_id="s2") as busy:
         busy.catalog.import_rows(CATALOG)

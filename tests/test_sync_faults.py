@@ -15,6 +15,7 @@ from sync_helpers import (
     backend_args,
     collector,
     fresh_pg_database,
+    open_backend,
     random_faults,
     register,
 )
@@ -23,7 +24,6 @@ import shelfwise
 from shelfwise.sync.outbox import outbox_status, released_totals, summarise
 from shelfwise.sync.protocol import Credentials
 from shelfwise.sync.upload import upload
-from shelfwise.upstream import open_storage
 
 ITEMS = [{"item_id": f"i{n}", "name": f"Item {n}", "price": 1.0} for n in range(12)]
 
@@ -33,17 +33,16 @@ def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[list[str
     if request.param == "sqlite":
         yield backend_args(tmp_path, None)
     else:
-        yield from fresh_pg_database_as_args()
+        yield from fresh_pg_database_as_args(tmp_path)
 
 
-def fresh_pg_database_as_args() -> Iterator[list[str]]:
+def fresh_pg_database_as_args(tmp_path: Path) -> Iterator[list[str]]:
     for dsn in fresh_pg_database():
-        yield ["--pg", dsn]
+        yield backend_args(tmp_path, dsn)
 
 
 def _storage(backend: list[str]):
-    flag, value = backend
-    return open_storage(db=value) if flag == "--db" else open_storage(pg=value)
+    return open_backend(backend)
 
 
 def _shop(sw: shelfwise.Shelfwise, rng: random.Random, sessions: int) -> None:
@@ -92,7 +91,7 @@ def test_totals_upstream_equal_device_totals_through_a_faulty_network(tmp_path, 
     }
     devices = []
     for d in range(3):
-        creds = register(backend, f"kiosk-{d}", region="north")
+        creds = register(backend, f"kiosk-{d}", region="north", stores=(f"store-{d % 2}",))
         sw = shelfwise.open(tmp_path / f"device-{d}.db", store_id=f"store-{d % 2}")
         sw.catalog.import_rows(ITEMS)
         devices.append((sw, creds))

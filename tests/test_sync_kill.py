@@ -10,14 +10,14 @@ import time
 from pathlib import Path
 
 import pytest
-from sync_helpers import backend_args, collector, register
+from sync_helpers import backend_args, collector, open_backend, register
 
 import shelfwise
+from shelfwise._time import DAY_MS, HOUR_MS, now_ms
 from shelfwise.sync.outbox import outbox_status, released_totals
-from shelfwise.upstream import open_storage
 
 WORKER = str(Path(__file__).parent / "sync_worker.py")
-BASE_MS = 1_700_000_000_000
+BASE_MS = (now_ms() - 60 * DAY_MS) // HOUR_MS * HOUR_MS  # within the accepted backlog
 
 
 def _fill(path: Path, events: int) -> dict[str, int]:
@@ -95,7 +95,7 @@ def test_sigkill_while_summarising_and_while_syncing_still_gives_exact_totals(tm
         kills += _run_killed(sync_args, rng, kills=4)
         _finish(sync_args)
     assert kills == 8  # every kill landed mid-work
-    storage = open_storage(db=backend[1])
+    storage = open_backend(backend)
     assert storage.totals("kiosk-k") == released
     storage.close()
     with shelfwise.open(db) as sw:

@@ -201,6 +201,13 @@ def test_noise_records_the_epsilon_spent_per_release(store):
     assert _bodies(store)[0]["privacy"]["epsilon"] == pytest.approx(0.5)
 
 
+def test_noisy_counts_are_never_negative_so_the_collector_accepts_them():
+    rows = [view_row(seq, seq, seq % 40, 1_700_000_000_000) for seq in range(40)]
+    release = aggregate(rows, PrivacyPolicy(k=1, epsilon=0.01))  # noise scale 100 per count
+    assert len(release.cells) == 40
+    assert all(cell[5] >= 0 and cell[6] >= 0 for cell in release.cells)
+
+
 def test_a_large_backlog_becomes_a_few_compact_releases(store):
     session = store.start_session()
     base = 1_700_000_000_000

@@ -5,6 +5,12 @@ The same tests run on SQLite and (marked ``postgres``) on a real PostgreSQL serv
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
+import sqlite3
+import stat
+import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,8 +20,10 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread
+from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread, upstream_cmd
 
+import shelfwise
+from shelfwise._time import DAY_MS, HOUR_MS, now_ms
 from shelfwise.sync.protocol import HEADER_SERVER_TIME, Credentials, Envelope, sign_request
 from shelfwise.upstream import SqliteStorage, create_app, open_storage
 
@@ -32,24 +40,28 @@ def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
         opened.close()
     else:
         for dsn in fresh_pg_database():
-            opened = open_storage(pg=dsn)
+            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
             yield opened
             opened.close()
 
 
+HOUR = now_ms() // HOUR_MS * HOUR_MS - HOUR_MS  # the last closed hour
+
+
 @pytest.fixture
 def client(storage) -> Iterator[LiveClient]:
-    with serve_in_thread(create_app(storage, max_body=64 * 1024)) as live:
+    # no rate limit here: the fuzz tests send hundreds of requests (rate tests set their own)
+    with serve_in_thread(create_app(storage, max_body=64 * 1024, rate_per_s=0)) as live:
         yield live
 
 
-def _creds(storage, device: str = "kiosk-1") -> Credentials:
-    return Credentials(device, storage.add_device(device, region="north"))
+def _creds(storage, device: str = "kiosk-1", stores=("s1",)) -> Credentials:
+    return Credentials(device, storage.add_device(device, region="north", stores=stores))
 
 
 def _envelope(device: str, key: str, rev: int = 1, cells=None) -> bytes:
-    cells = cells if cells is not None else [["view", "s1", 1_699_999_200_000, "i1", "", 20, 21]]
-    return Envelope(device, 1, key, rev, 1_700_000_000_000, cells).pack()
+    cells = cells if cells is not None else [["view", "s1", HOUR, "i1", "", 20, 21]]
+    return Envelope(device, 1, key, rev, HOUR + 1, cells).pack()
 
 
 def _post(client, creds, body: bytes, *, ts: int | None = None, path="/v1/summaries"):
@@ -79,7 +91,7 @@ def test_a_valid_upload_is_acknowledged_and_counted(storage, client):
     reply = _post(client, creds, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:aaaaaaaa")]))
     assert reply.status_code == 200
     assert msgpack.unpackb(reply.content) == {"acked": [["kiosk-1:aaaaaaaa", 1]]}
-    assert storage.totals() == {("view", "s1", 1_699_999_200_000, "i1", ""): (20, 21)}
+    assert storage.totals() == {("view", "s1", HOUR, "i1", ""): (20, 21)}
 
 
 def test_the_same_release_sent_twice_counts_once_and_a_higher_rev_replaces_it(storage, client):
@@ -88,11 +100,11 @@ def test_the_same_release_sent_twice_counts_once_and_a_higher_rev_replaces_it(st
     assert _post(client, creds, first).status_code == 200
     assert _post(client, creds, first).status_code == 200
     rebuilt = _envelope(
-        "kiosk-1", "kiosk-1:bbbbbbbb", rev=2, cells=[["view", "s1", 0, "i1", "", 5, 5]]
+        "kiosk-1", "kiosk-1:bbbbbbbb", rev=2, cells=[["view", "s1", HOUR, "i1", "", 5, 5]]
     )
     assert _post(client, creds, _request("kiosk-1", [rebuilt])).status_code == 200
     assert _post(client, creds, first).status_code == 200  # a stale duplicate arriving late
-    assert storage.totals() == {("view", "s1", 0, "i1", ""): (5, 5)}
+    assert storage.totals() == {("view", "s1", HOUR, "i1", ""): (5, 5)}
 
 
 def _hostile(storage, creds, other):
@@ -220,7 +232,7 @@ def test_fuzzed_signed_payloads_never_crash_the_collector_or_corrupt_totals(stor
             ],
         )
     reply = _post(client, creds, body)
-    assert reply.status_code in {200, 400, 409, 413}
+    assert reply.status_code in {200, 400, 409, 413, 422}
     _consistent(storage)
 
 
@@ -314,3 +326,240 @@ def test_a_malformed_header_answers_4xx_never_500(storage, client, name, value):
     reply = client.post("/v1/summaries", content=body, headers=headers)
     assert reply.status_code in {400, 401}, (name, value, reply.status_code)
     assert storage.stats()["releases"] == 0
+
+
+# -- a signed device is not trusted blindly ------------------------------------------------
+
+IMPLAUSIBLE = [
+    (
+        "a store it is not registered for",
+        ["view", "s9", HOUR, "i1", "", 20, 20],
+        "store_not_registered",
+    ),
+    ("a negative count", ["view", "s1", HOUR, "i1", "", -20, 0], "negative_count"),
+    ("a negative quantity", ["view", "s1", HOUR, "i1", "", 1, -5], "negative_count"),
+    ("an absurd magnitude", ["view", "s1", HOUR, "i1", "", 10**9, 10**9], "implausible_count"),
+    (
+        "a bucket far in the future",
+        ["view", "s1", HOUR + 30 * DAY_MS, "i1", "", 1, 1],
+        "bucket_out_of_window",
+    ),
+    (
+        "a bucket years ago",
+        ["view", "s1", HOUR - 3 * 365 * DAY_MS, "i1", "", 1, 1],
+        "bucket_out_of_window",
+    ),
+    ("a bucket off the hour", ["view", "s1", HOUR + 1234, "i1", "", 1, 1], "bucket_misaligned"),
+    (
+        "a day metric off the day",
+        ["segment", "s1", HOUR + HOUR_MS // 2, "loyal", "", 3, 0],
+        "bucket_misaligned",
+    ),
+]
+
+
+@pytest.mark.parametrize(("name", "cell", "reason"), IMPLAUSIBLE, ids=[c[0] for c in IMPLAUSIBLE])
+def test_an_implausible_summary_is_refused_with_422_quarantined_and_never_counted(
+    storage, client, name, cell, reason
+):
+    creds = _creds(storage)
+    good = _envelope("kiosk-1", "kiosk-1:kkkkkkkk")
+    assert _post(client, creds, _request("kiosk-1", [good])).status_code == 200
+    before = (storage.totals(), storage.trending("north", 0, 10))
+    bad = _envelope(
+        "kiosk-1", "kiosk-1:llllllll", cells=[["view", "s1", HOUR, "i2", "", 1, 1], cell]
+    )
+    for _ in range(2):  # sent again (a device bisecting its batch): kept and counted once
+        reply = _post(client, creds, _request("kiosk-1", [bad]))
+        assert reply.status_code == 422, name
+        assert msgpack.unpackb(reply.content)["reason"] == reason
+    assert (storage.totals(), storage.trending("north", 0, 10)) == before
+    [kept] = storage.quarantined("kiosk-1")
+    assert (kept.key, kept.rev, kept.reason, kept.body) == ("kiosk-1:llllllll", 1, reason, bad)
+    assert storage.refusals() == {"kiosk-1": {reason: 1}}
+
+
+def test_a_refused_summary_in_a_batch_refuses_the_request_and_the_device_bisects(storage, client):
+    creds = _creds(storage)
+    good = [_envelope("kiosk-1", f"kiosk-1:good{n:04d}") for n in range(3)]
+    bad = _envelope("kiosk-1", "kiosk-1:badd0001", cells=[["view", "s9", HOUR, "i1", "", 1, 1]])
+    assert _post(client, creds, _request("kiosk-1", [*good, bad])).status_code == 422
+    assert storage.totals() == {}  # nothing of a refused request is applied
+    assert _post(client, creds, _request("kiosk-1", good)).status_code == 200
+    assert storage.totals() == {("view", "s1", HOUR, "i1", ""): (60, 63)}
+
+
+def test_refused_requests_are_counted_per_device_and_reason(storage, client):
+    creds = _creds(storage)
+    _post(client, creds, b"\xc1")
+    _post(client, creds, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-2:mmmmmmmm")]))
+    _creds(storage, "kiosk-2")
+    _post(client, creds, _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:nnnnnnnn")]))
+    assert storage.refusals("kiosk-1") == {"kiosk-1": {"malformed": 1}}
+
+
+def test_a_device_over_its_rate_gets_429_with_retry_after(storage):
+    creds = _creds(storage)
+    with serve_in_thread(create_app(storage, rate_per_s=0.5, burst=3)) as live:
+        body = _request("kiosk-1", [_envelope("kiosk-1", "kiosk-1:oooooooo")])
+        codes = [_post(live, creds, body).status_code for _ in range(5)]
+        assert codes[:3] == [200, 200, 200] and codes[3:] == [429, 429]
+        reply = _post(live, creds, body)
+        assert reply.status_code == 429 and 1 <= int(reply.headers["retry-after"]) <= 2
+        other = _creds(storage, "kiosk-2")  # one device's rate never throttles another
+        headers = sign_request(other, "GET", "/v1/fleet/trending", b"", now_ms())
+        assert live.get("/v1/fleet/trending", headers=headers).status_code == 200
+
+
+# -- device secrets are sealed at rest -----------------------------------------------------
+
+
+def _secret_column(path: Path) -> list[str]:
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        return [row[0] for row in db.execute("SELECT secret FROM devices ORDER BY device_id")]
+
+
+def test_device_secrets_are_sealed_under_a_0600_server_key_file(tmp_path):
+    path = tmp_path / "collector.db"
+    storage = SqliteStorage(str(path))
+    secret = storage.add_device("kiosk-1", stores=["s1"])
+    storage.close()
+    [stored] = _secret_column(path)
+    assert secret.hex() not in stored and stored.startswith("enc1:")
+    assert stat.S_IMODE(os.stat(f"{path}.key").st_mode) == 0o600
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
+    reopened = SqliteStorage(str(path))
+    assert reopened.device("kiosk-1").secret == secret
+    reopened.close()
+    os.chmod(f"{path}.key", 0o644)
+    with pytest.raises(shelfwise.InvalidInput, match="chmod 600"):
+        SqliteStorage(str(path))
+
+
+def test_plaintext_secrets_of_an_older_collector_are_sealed_on_open(tmp_path):
+    path = tmp_path / "collector.db"
+    SqliteStorage(str(path)).close()
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO devices (device_id, secret, region, created_ms) VALUES ('old', ?, '', 0)",
+            ["ab" * 32],
+        )
+    storage = SqliteStorage(str(path))
+    assert storage.device("old").secret == bytes.fromhex("ab" * 32)
+    storage.close()
+    assert _secret_column(path)[0].startswith("enc1:")
+
+
+def test_key_rotation_reseals_every_secret_and_drops_the_old_key(tmp_path, storage):
+    secrets = {d: storage.add_device(d, stores=["s1"]) for d in ("kiosk-1", "kiosk-2")}
+    old_file = storage.keys.path.read_text()
+    assert storage.rotate_key() == 2
+    assert storage.keys.path.read_text() != old_file
+    assert len(json.loads(storage.keys.path.read_text())["keys"]) == 1
+    assert {d: storage.device(d).secret for d in secrets} == secrets
+    assert stat.S_IMODE(os.stat(storage.keys.path).st_mode) == 0o600
+
+
+# -- the command line never shows a traceback ------------------------------------------------
+
+
+def _sweep(tmp_path: Path) -> list[tuple[list[str], set[int]]]:
+    db = str(tmp_path / "c.db")
+    not_db = tmp_path / "not.db"
+    not_db.write_text("this is not sqlite")
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"item_id": "tea", "name": "Tea"}\n')
+    latin1 = tmp_path / "latin1.jsonl"
+    latin1.write_bytes('{"item_id": "t", "name": "Th\xe9"}\n'.encode("latin-1"))
+    offers = tmp_path / "offers.json"
+    offers.write_text(
+        '[{"offer_id": "x", "title": "X", "reward": {"type": "percent", "value": 500}}]'
+    )
+    key = tmp_path / "docs.key"
+    key.write_text("11" * 32)
+    bad_key = tmp_path / "bad.key"
+    bad_key.write_text("not a key")
+    open_key = tmp_path / "open.key"
+    open_key.write_text("{}")
+    open_key.chmod(0o644)
+    server_key = str(tmp_path / "server.key")
+    dead_pg = "postgresql://nobody@127.0.0.1:1/none?connect_timeout=2"
+    return [
+        (["--port", "abc"], {2}),
+        (["--port", "70000"], {2}),
+        (["--max-body", "-5"], {2}),
+        (["serve", "--db", str(tmp_path / "missing" / "c.db")], {2}),
+        (["nosuchcommand"], {2}),
+        (["totals", "--db", str(tmp_path)], {2}),
+        (["totals", "--db", str(not_db)], {2}),
+        (["totals", "--db", db, "--server-key", str(open_key)], {2}),
+        (["totals", "--db", db, "--server-key", str(tmp_path)], {2}),
+        (["totals", "--pg", dead_pg], {2}),
+        (["totals", "--pg", dead_pg, "--server-key", server_key], {4}),
+        (
+            [
+                "serve",
+                "--pg",
+                "host=127.0.0.1 port=1 connect_timeout=2",
+                "--server-key",
+                server_key,
+            ],
+            {4},
+        ),
+        (["add-device", "--db", db], {2}),
+        (["add-device", "--db", db, "--device", "bad id!"], {2}),
+        (["set-stores", "--db", db, "--device", "ghost", "--store", "s1"], {2}),
+        (["quarantined", "--db", db, "--limit", "0"], {2}),
+        (["publish-catalog", "--db", db, "--sign-key", str(tmp_path / "nokey"), str(catalog)], {2}),
+        (
+            ["publish-catalog", "--db", db, "--sign-key", str(key), str(tmp_path / "none.jsonl")],
+            {2},
+        ),
+        (["publish-catalog", "--db", db, "--sign-key", str(bad_key), str(catalog)], {2}),
+        (["publish-catalog", "--db", db, "--sign-key", str(key), str(latin1)], {2}),
+        (["publish-offers", "--db", db, "--sign-key", str(key), str(offers)], {2}),
+        (
+            [
+                "publish-offers",
+                "--db",
+                db,
+                "--sign-key",
+                str(key),
+                str(catalog),
+                "--expires-days",
+                "0",
+            ],
+            {2},
+        ),
+    ]
+
+
+def test_every_upstream_command_fails_on_bad_input_with_one_line_and_its_exit_code(tmp_path):
+    for args, codes in _sweep(tmp_path):
+        out = subprocess.run(
+            upstream_cmd(*args), capture_output=True, text=True, timeout=60, cwd=tmp_path
+        )
+        assert out.returncode in codes, (args, out.returncode, out.stderr)
+        assert "Traceback" not in out.stderr, (args, out.stderr)
+        assert len(out.stderr.strip().splitlines()) == 1, (args, out.stderr)
+    assert not list(tmp_path.glob("*.key.*"))  # no half-written key file left behind
+
+
+def test_upstream_commands_work_end_to_end(tmp_path):
+    db = str(tmp_path / "c.db")
+
+    def run(*args: str) -> str:
+        out = subprocess.run(upstream_cmd(*args), capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, (args, out.stderr)
+        return out.stdout
+
+    key = json.loads(run("add-device", "--db", db, "--device", "kiosk-7", "--store", "s7"))
+    run("set-stores", "--db", db, "--device", "kiosk-7", "--store", "s7", "--store", "s8")
+    [device] = json.loads(run("devices", "--db", db, "--json"))
+    assert device == {"device_id": "kiosk-7", "region": "", "stores": ["s7", "s8"], "refusals": {}}
+    assert json.loads(run("rotate-key", "--db", db)) == {"resealed": 1}
+    storage = SqliteStorage(db)
+    assert storage.device("kiosk-7").secret.hex() == key["secret"]
+    storage.close()
+    assert json.loads(run("quarantined", "--db", db, "--json")) == []
+    assert run("totals", "--db", db) == ""

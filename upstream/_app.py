@@ -13,8 +13,12 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
 Every /v1 call but health is HMAC-signed by the device with its own secret
 (``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
 written: a body over the size limit is 413, a bad signature or clock 401 (with the
-collector's time, so the device can re-sign), anything off-schema 400, a key owned by
-another device 409. None of those change the totals.
+collector's time, so the device can re-sign), a device over its rate 429 (with
+Retry-After), anything off-schema 400, a key owned by another device 409, and a summary
+breaking a rule of ``shelfwise.upstream._rules`` (a store the device is not registered
+for, a negative or implausible count, a bucket outside the accepted window) 422 with its
+``reason``: that summary is quarantined, never counted. None of those change the totals;
+every refusal of a known device is counted (``Storage.refusals``).
 """
 
 from __future__ import annotations
@@ -39,12 +43,14 @@ from shelfwise.sync.protocol import (
     Envelope,
     check_signature,
     pack_acks,
+    pack_bundle_reply,
     pack_fleet,
     parse_auth_headers,
     unpack_envelope,
     unpack_upload,
 )
 
+from ._rules import DEFAULT_LIMITS, CellLimits, RateLimiter, check_envelope, retry_after
 from ._storage import Device, Storage
 
 logger = logging.getLogger(__name__)
@@ -55,10 +61,25 @@ MAX_SKEW_MS = 5 * 60_000
 TRENDING_DAYS = 7
 
 
+RATE_PER_S = 5.0
+BURST = 120
+
+
 class _Refused(Exception):
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        reason: str = "",
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.reason = reason
+        self.headers = headers or {}
+        self.body = body or {}
 
 
 def _msgpack(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -80,11 +101,16 @@ class Collector:
         bundles_dir: str | Path | None = None,
         max_body: int = MAX_BODY,
         clock: Callable[[], int] = now_ms,
+        limits: CellLimits = DEFAULT_LIMITS,
+        rate_per_s: float = RATE_PER_S,
+        burst: int = BURST,
     ) -> None:
         self.storage = storage
         self.bundles_dir = bundles_dir
         self.max_body = max_body
         self.clock = clock
+        self.limits = limits
+        self.limiter = RateLimiter(rate_per_s, burst)
 
     # -- checks every signed request passes ---------------------------------------------
     async def read_body(self, request: Request) -> bytes:
@@ -117,15 +143,23 @@ class Collector:
         return device
 
     async def signed(self, request: Request) -> tuple[Device, bytes]:
-        """The authenticated device and the body of a signed request."""
+        """The authenticated device and the body of a signed request, within its rate."""
         body = await self.read_body(request)
-        return await self.authenticate(request, body), body
+        device = await self.authenticate(request, body)
+        wait = self.limiter.wait_s(device.device_id)
+        if wait > 0:
+            raise _Refused(
+                429, "too many requests", reason="rate", headers={"Retry-After": retry_after(wait)}
+            )
+        return device, body
 
     def refused(self, exc: _Refused) -> Response:
-        headers = {HEADER_SERVER_TIME: str(self.clock())} if exc.status == 401 else None
-        return _msgpack({"error": str(exc)}, exc.status, headers)
+        headers = dict(exc.headers)
+        if exc.status == 401:
+            headers[HEADER_SERVER_TIME] = str(self.clock())
+        return _msgpack({"error": str(exc), **exc.body}, exc.status, headers)
 
-    def parse(self, body: bytes, device: Device) -> list[Envelope]:
+    def parse(self, body: bytes, device: Device) -> list[tuple[Envelope, bytes]]:
         """The envelopes of an upload body, all valid, or ``_Refused`` saying why not."""
         try:
             upload = unpack_upload(body, max_len=self.max_body)
@@ -145,22 +179,60 @@ class Collector:
                 raise _Refused(400, f"malformed summary: {exc}") from exc
             if envelope.device != device.device_id:
                 raise _Refused(400, "a summary names a device other than the signer")
-            envelopes.append(envelope)
-        if len({e.key for e in envelopes}) != len(envelopes):
+            envelopes.append((envelope, raw))
+        if len({e.key for e, _ in envelopes}) != len(envelopes):
             raise _Refused(400, "an idempotency key appears twice in one request")
         return envelopes
 
     # -- the endpoints -------------------------------------------------------------------
+    async def check(self, device: Device, envelopes: list[tuple[Envelope, bytes]]) -> None:
+        """Refuse (422) the request if a summary breaks a rule; quarantine each that does."""
+        now = self.clock()
+        broken = [
+            (envelope, raw, refusal)
+            for envelope, raw in envelopes
+            if (
+                refusal := check_envelope(
+                    envelope, stores=device.stores, now=now, limits=self.limits
+                )
+            )
+        ]
+        for envelope, raw, refusal in broken:
+            await run_in_threadpool(
+                self.storage.quarantine,
+                device.device_id,
+                envelope,
+                raw,
+                refusal.reason,
+                refusal.detail,
+            )
+        if broken:
+            envelope, _, refusal = broken[0]
+            raise _Refused(
+                422,
+                f"summary {envelope.key} refused ({refusal.reason}): {refusal.detail}",
+                reason=refusal.reason,
+                body={"reason": refusal.reason, "key": envelope.key, "rev": envelope.rev},
+            )
+
     async def summaries(self, request: Request) -> Response:
+        device: Device | None = None
         try:
             device, body = await self.signed(request)
             envelopes = self.parse(body, device)
+            await self.check(device, envelopes)
             try:
-                acks = await run_in_threadpool(self.storage.apply, device.device_id, envelopes)
+                acks = await run_in_threadpool(
+                    self.storage.apply, device.device_id, [e for e, _ in envelopes]
+                )
             except KeyConflict as exc:
-                raise _Refused(409, str(exc)) from exc
+                raise _Refused(409, str(exc), reason="key_conflict") from exc
         except _Refused as exc:
             logger.info("refused a summary upload: %s %s", exc.status, exc)
+            if device is not None and exc.status in (400, 409, 413):
+                # 422s are counted per quarantined summary (once, however often re-sent).
+                reason = exc.reason or ("too_large" if exc.status == 413 else "malformed")
+                await run_in_threadpool(self.storage.count_refusal, device.device_id, reason)
             return self.refused(exc)
         return Response(pack_acks(acks), media_type="application/msgpack")
 
@@ -183,7 +255,7 @@ class Collector:
         if folder is None:
             return _msgpack({"error": "no bundle published"}, 404)
         files = {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
-        return _msgpack({"name": folder.name, "files": files})
+        return Response(pack_bundle_reply(folder.name, files), media_type="application/msgpack")
 
     async def document(self, request: Request, kind: str) -> Response:
         try:
@@ -222,8 +294,14 @@ def create_app(
     bundles_dir: str | Path | None = None,
     max_body: int = MAX_BODY,
     clock: Callable[[], int] = now_ms,
+    limits: CellLimits = DEFAULT_LIMITS,
+    rate_per_s: float = RATE_PER_S,
+    burst: int = BURST,
 ) -> Starlette:
     """The collector application over a storage backend.
+
+    ``limits`` bound what a cell may claim; each device may send ``burst`` requests at once
+    and ``rate_per_s`` after that (0: no rate limit).
 
     Example:
         >>> from shelfwise.upstream import SqliteStorage, create_app
@@ -231,7 +309,15 @@ def create_app(
         >>> print(*sorted(route.path for route in app.routes))
         /v1/bundle /v1/catalog /v1/fleet/trending /v1/health /v1/offers /v1/summaries
     """
-    collector = Collector(storage, bundles_dir=bundles_dir, max_body=max_body, clock=clock)
+    collector = Collector(
+        storage,
+        bundles_dir=bundles_dir,
+        max_body=max_body,
+        clock=clock,
+        limits=limits,
+        rate_per_s=rate_per_s,
+        burst=burst,
+    )
     return Starlette(routes=collector.routes())
 
 

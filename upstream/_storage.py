@@ -20,15 +20,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import sqlite_utils
 
-from shelfwise import KeyConflict, VersionConflict
+from shelfwise import InvalidInput, KeyConflict, VersionConflict
 from shelfwise.sync.protocol import DocumentManifest, Envelope, document_manifest, rest_metric
+
+from ._devices import Device, DeviceRegistry, Quarantined
+from ._keys import ServerKeys
 
 CellKey = tuple[str, str, int, str, str]
 
@@ -85,6 +88,28 @@ CREATE TABLE IF NOT EXISTS totals (
     PRIMARY KEY (region, metric, store_id, bucket_ms, a, b)
 );
 CREATE INDEX IF NOT EXISTS totals_trending ON totals(region, metric, bucket_ms);
+CREATE TABLE IF NOT EXISTS device_stores (
+    device_id TEXT NOT NULL REFERENCES devices(device_id),
+    store_id TEXT NOT NULL,
+    PRIMARY KEY (device_id, store_id)
+);
+CREATE TABLE IF NOT EXISTS quarantine (
+    device_id TEXT NOT NULL,
+    key TEXT NOT NULL,
+    rev BIGINT NOT NULL,
+    reason TEXT NOT NULL,
+    detail TEXT NOT NULL,
+    received_ms BIGINT NOT NULL,
+    body TEXT,
+    PRIMARY KEY (device_id, key, rev)
+);
+CREATE TABLE IF NOT EXISTS refusals (
+    device_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    n BIGINT NOT NULL,
+    last_ms BIGINT NOT NULL,
+    PRIMARY KEY (device_id, reason)
+);
 CREATE TABLE IF NOT EXISTS documents (
     kind TEXT NOT NULL,
     version BIGINT NOT NULL,
@@ -108,18 +133,22 @@ _ADD_CELLS = (
 )
 
 
-@dataclass(frozen=True)
-class Device:
-    device_id: str
-    secret: bytes
-    region: str
-
-
 class Storage(Protocol):
     """What the collector needs from a database."""
 
-    def add_device(self, device_id: str, *, region: str = "") -> bytes: ...
+    def add_device(
+        self, device_id: str, *, region: str = "", stores: Iterable[str] = ()
+    ) -> bytes: ...
+    def set_stores(self, device_id: str, stores: Iterable[str]) -> None: ...
     def device(self, device_id: str) -> Device | None: ...
+    def devices(self) -> list[Device]: ...
+    def rotate_key(self) -> int: ...
+    def quarantine(
+        self, device_id: str, envelope: Envelope, raw: bytes, reason: str, detail: str
+    ) -> bool: ...
+    def quarantined(self, device_id: str | None = None, limit: int = 100) -> list[Quarantined]: ...
+    def count_refusal(self, device_id: str, reason: str) -> None: ...
+    def refusals(self, device_id: str | None = None) -> dict[str, dict[str, int]]: ...
     def apply(self, device_id: str, envelopes: Sequence[Envelope]) -> list[tuple[str, int]]: ...
     def totals(self, device_id: str | None = None) -> dict[CellKey, tuple[int, int]]: ...
     def trending(self, region: str, since_ms: int, limit: int) -> list[tuple[str, float]]: ...
@@ -130,13 +159,14 @@ class Storage(Protocol):
     def close(self) -> None: ...
 
 
-class _SqlStorage:
+class _SqlStorage(DeviceRegistry):
     """The shared logic; subclasses provide a connection, placeholders and row locking."""
 
     lock_suffix = ""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: ServerKeys) -> None:
         self._lock = threading.Lock()
+        self.keys = keys
 
     # -- driver hooks ---------------------------------------------------------------------
     @contextmanager
@@ -150,31 +180,13 @@ class _SqlStorage:
         cur.execute(self._sql(sql), list(params))
         return list(cur.fetchall())
 
-    # -- devices --------------------------------------------------------------------------
-    def add_device(self, device_id: str, *, region: str = "") -> bytes:
-        """Register a device and return its new secret (each device has its own)."""
-        secret = os.urandom(32)
-        with self._tx() as cur:
-            cur.execute(
-                self._sql(
-                    "INSERT INTO devices (device_id, secret, region, created_ms) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT (device_id) DO UPDATE SET secret = excluded.secret, "
-                    "region = excluded.region"
-                ),
-                [device_id, secret.hex(), region, int(time.time() * 1000)],
-            )
-        return secret
+    def _lock_rows(self) -> str:
+        return self.lock_suffix
 
-    def device(self, device_id: str) -> Device | None:
-        with self._tx() as cur:
-            rows = self._rows(
-                cur,
-                "SELECT device_id, secret, region FROM devices WHERE device_id = ?",
-                [device_id],
-            )
-        if not rows:
-            return None
-        return Device(rows[0][0], bytes.fromhex(rows[0][1]), rows[0][2])
+    def _create(self, cur: Any) -> None:
+        for statement in SCHEMA.split(";"):
+            if statement.strip():
+                cur.execute(statement)
 
     # -- ingest ---------------------------------------------------------------------------
     def apply(self, device_id: str, envelopes: Sequence[Envelope]) -> list[tuple[str, int]]:
@@ -374,10 +386,17 @@ def _float(value: Any) -> float | None:
 
 
 class SqliteStorage(_SqlStorage):
-    """SQLite through sqlite-utils: one connection, WAL, one writer at a time."""
+    """SQLite through sqlite-utils: one connection, WAL, one writer at a time.
 
-    def __init__(self, path: str) -> None:
-        super().__init__()
+    Device secrets are sealed with the key file ``key_file`` (default: ``<path>.key``,
+    created 0600 when missing; an in-memory key for ``:memory:``). A new database file is
+    created 0600 too.
+    """
+
+    def __init__(self, path: str, *, key_file: str | Path | None = None) -> None:
+        super().__init__(ServerKeys.ephemeral())
+        if path != ":memory:" and not os.path.exists(path):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         self._conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db = sqlite_utils.Database(self._conn)
         self._conn.execute("PRAGMA busy_timeout = 10000")
@@ -385,9 +404,11 @@ class SqliteStorage(_SqlStorage):
             self._conn.execute("PRAGMA journal_mode = WAL")
         self._conn.execute("PRAGMA synchronous = FULL")
         with self._tx() as cur:
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    cur.execute(statement)
+            self._create(cur)
+        # The key file only once the database proved usable (no stray key on bad input).
+        if path != ":memory:" or key_file is not None:
+            self.keys = ServerKeys.open(key_file or f"{path}.key")
+        self._seal_plaintext()
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:
@@ -407,12 +428,17 @@ class SqliteStorage(_SqlStorage):
 
 
 class PostgresStorage(_SqlStorage):
-    """PostgreSQL through psycopg 3 (the ``upstream`` extra): the production backend."""
+    """PostgreSQL through psycopg 3 (the ``upstream`` extra): the production backend.
+
+    ``key_file`` (required) seals the device secrets, as for SQLite.
+    """
 
     lock_suffix = " FOR UPDATE"
 
-    def __init__(self, dsn: str) -> None:
-        super().__init__()
+    def __init__(self, dsn: str, *, key_file: str | Path | None = None) -> None:
+        if key_file is None:
+            raise InvalidInput("a PostgreSQL collector needs a server key file (--server-key)")
+        super().__init__(ServerKeys.open(key_file))
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -422,9 +448,8 @@ class PostgresStorage(_SqlStorage):
         self._conn = psycopg.connect(dsn, autocommit=True)
         with self._tx() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(84210001)")  # one schema creator at a time
-            for statement in SCHEMA.split(";"):
-                if statement.strip():
-                    cur.execute(statement)
+            self._create(cur)
+        self._seal_plaintext()
 
     def _sql(self, sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
@@ -439,15 +464,18 @@ class PostgresStorage(_SqlStorage):
             self._conn.close()
 
 
-def open_storage(*, db: str | None = None, pg: str | None = None) -> Storage:
+def open_storage(
+    *, db: str | None = None, pg: str | None = None, key_file: str | Path | None = None
+) -> Storage:
     """The storage named on the command line: ``--pg DSN`` wins over ``--db FILE``."""
     if pg:
-        return PostgresStorage(pg)
-    return SqliteStorage(db or "collector.db")
+        return PostgresStorage(pg, key_file=key_file)
+    return SqliteStorage(db or "collector.db", key_file=key_file)
 
 
 __all__ = [
     "Device",
+    "Quarantined",
     "KeyConflict",
     "PostgresStorage",
     "SqliteStorage",

@@ -52,7 +52,6 @@ from .._errors import (
     InvalidInput,
     InvalidOffer,
     OfferRejected,
-    SyncRetryable,
     UpdateRefused,
 )
 from .._time import now_ms
@@ -66,18 +65,22 @@ from .protocol import (
     DOCUMENT_PATHS,
     FLEET_PATH,
     KINDS,
+    MAX_DOCUMENT,
+    MAX_FLEET_BYTES,
     ROWS_KEY,
     Credentials,
     DocumentManifest,
     read_private_key,
-    safe_unpack,
     sign_document,
+    unpack_bundle_reply,
     unpack_fleet,
     verify_document,
 )
 from .transport import HttpTransport, SignedClient, transport_for
 
 logger = logging.getLogger(__name__)
+
+MAX_BUNDLE_BYTES = 1 << 30  # the largest bundle answer read (model, items, vectors, tables)
 
 
 @dataclass(frozen=True)
@@ -283,16 +286,15 @@ def pull_fleet(
 ) -> int:
     """Fetch trending-in-this-region from upstream into ``fleet_trending``; return rows kept.
 
-    Raises ``SyncError`` when upstream is unreachable; what was stored before stays.
+    Raises ``SyncError`` when upstream is unreachable and ``UpdateRefused`` when what it
+    sent is unusable (a NaN, negative or infinite score, wrong types, too large); either
+    way what was stored before stays.
     """
     client = SignedClient(store, transport_for(url, timeout_s), credentials)
-    response = client.get(FLEET_PATH)
+    response = client.get(FLEET_PATH, max_bytes=MAX_FLEET_BYTES)
     if response is None:
         return 0
-    try:
-        scope, items = unpack_fleet(response.body)
-    except EnvelopeError as exc:
-        raise SyncRetryable(f"upstream sent a malformed fleet table: {exc}") from exc
+    scope, items = unpack_fleet(response.body)  # UpdateRefused: the old table stays
     stamp = now_ms()
     with store.write() as db:
         db.execute("DELETE FROM fleet_trending WHERE scope = ?", [scope])
@@ -323,7 +325,7 @@ def pull_document(
     if kind not in KINDS:
         raise InvalidInput(f"document kind must be one of {KINDS}")
     client = SignedClient(store, transport_for(url, timeout_s), credentials)
-    response = client.get(DOCUMENT_PATHS[kind])
+    response = client.get(DOCUMENT_PATHS[kind], max_bytes=MAX_DOCUMENT)
     if response is None:
         return None
     if now is None:
@@ -409,13 +411,12 @@ def pull_bundle(
     if key is None:
         raise BundleVerificationError("bundles from upstream need a pinned public key")
     client = SignedClient(store, transport_for(url, timeout_s), credentials)
-    response = client.get(BUNDLE_PATH)
+    response = client.get(BUNDLE_PATH, max_bytes=MAX_BUNDLE_BYTES)
     if response is None:
         return None
     try:
-        data = safe_unpack(response.body, max_len=2 << 30)
-        files = {str(k): bytes(v) for k, v in data["files"].items()}
-    except (EnvelopeError, KeyError, TypeError, ValueError, AttributeError) as exc:
+        files = unpack_bundle_reply(response.body, max_len=MAX_BUNDLE_BYTES)
+    except EnvelopeError as exc:
         raise BundleVerificationError(f"upstream sent a malformed bundle: {exc}") from exc
     folder = Path(bundles_dir)
     folder.mkdir(parents=True, exist_ok=True)

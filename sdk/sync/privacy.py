@@ -324,7 +324,8 @@ def _suppress(
 
 
 def add_noise(cells: list[Cell], epsilon: float) -> tuple[list[Cell], dict[str, Any]]:
-    """Integer (discrete Laplace) noise on every count through OpenDP; returns the epsilon.
+    """Integer (discrete Laplace) noise on every count through OpenDP, clamped at 0;
+    returns the noisy cells and the epsilon spent.
 
     Needs the ``privacy`` extra (``pip install 'shelfwise[privacy]'``).
     """
@@ -340,7 +341,12 @@ def add_noise(cells: list[Cell], epsilon: float) -> tuple[list[Cell], dict[str, 
     )
     flat = [int(v) for cell in cells for v in (cell[5], cell[6])]
     noisy = measurement(flat)
-    out = [[*cell[:5], int(noisy[2 * i]), int(noisy[2 * i + 1])] for i, cell in enumerate(cells)]
+    # Clamped at 0 (post-processing: no privacy cost): a count is never negative, and the
+    # collector refuses negative cells from any device.
+    out = [
+        [*cell[:5], max(0, int(noisy[2 * i])), max(0, int(noisy[2 * i + 1]))]
+        for i, cell in enumerate(cells)
+    ]
     spent = float(measurement.map(1))
     return out, {"mechanism": "opendp.discrete_laplace", "scale": 1.0 / epsilon, "epsilon": spent}
 

@@ -1,24 +1,17 @@
 """The wire protocol between a device and its collector: the one module both sides import.
 
-Everything that crosses the network is defined, packed and checked here, and nothing else
-is imported by the collector from the device side (it uses public ``shelfwise`` names only):
-
 - **requests**: every ``/v1`` call but health is HMAC-SHA256-signed with the device's own
-  secret over method, path, timestamp and the body's sha256 (``sign_request``), in the
-  ``X-Shelfwise-Device / -Time / -Signature`` headers; a 401 carries
+  secret over method, path, timestamp and body sha256 (``sign_request``); a 401 carries
   ``X-Shelfwise-Server-Time`` so a device with a wrong clock can sign again;
-- **up**: ``POST /v1/summaries`` with msgpack ``{"v": 1, "device": id, "summaries": [envelope
-  bytes]}`` (``pack_upload``), each envelope one versioned summary release (``Envelope``);
-  the answer is ``{"acked": [[key, rev], ...]}`` (``pack_acks`` / ``unpack_acks``);
-- **down**: the region's trending table (``pack_fleet`` / ``unpack_fleet``) and signed
-  catalog and offer documents (``sign_document`` / ``verify_document``): canonical JSON
-  manifest, ed25519 signature over it, payload checksummed by the manifest. Bundles use the
-  same ed25519 keys (``sign_manifest``, ``verify_signature``, ``read_private_key``, from
-  ``shelfwise.model.bundle``, where their folder format lives).
+- **up**: ``POST /v1/summaries`` (``pack_upload``), each summary a versioned ``Envelope``,
+  answered ``{"acked": [[key, rev], ...]}`` (``pack_acks`` / ``unpack_acks``);
+- **down**: the region's trending table (``pack_fleet`` / ``unpack_fleet``), bundles
+  (``pack_bundle_reply``) and signed catalog/offer documents (``sign_document`` /
+  ``verify_document``), signed with the bundles' ed25519 keys (``shelfwise.model.bundle``).
 
-msgpack bodies have string keys only (integer map keys are refused) and integer millisecond
-UTC timestamps. Every decoder here is bounded and raises a typed error: ``EnvelopeError``
-for summaries and upload bodies, ``UpdateRefused`` (with a reason) for documents.
+msgpack bodies have string keys and integer millisecond UTC timestamps. Every decoder is
+bounded and raises a typed error: ``EnvelopeError`` for what devices send,
+``UpdateRefused`` (with a reason) for what comes down.
 
 Example:
     >>> creds = Credentials("kiosk-1", b"s" * 32)
@@ -39,6 +32,7 @@ import dataclasses
 import hashlib
 import hmac
 import json
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -75,6 +69,8 @@ MAX_CELLS = 200_000
 MAX_COUNT = 1 << 40
 MAX_INT = 1 << 62
 MAX_FLEET_ITEMS = 1000
+MAX_FLEET_BYTES = 1 << 20
+MAX_SCORE = 1e15
 MAX_DOCUMENT = 256 << 20
 DEFAULT_TTL_MS = 30 * DAY_MS
 DEVICE_RE = r"\A[A-Za-z0-9._\-]{1,64}\Z"
@@ -190,12 +186,7 @@ def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
 
 
 def safe_unpack(raw: bytes, *, max_len: int = 64 << 20) -> Any:
-    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile.
-
-    Example:
-        >>> safe_unpack(msgpack.packb({"a": 1}))
-        {'a': 1}
-    """
+    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile."""
     if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
         raise EnvelopeError(f"a msgpack document must be bytes of at most {max_len}")
     try:
@@ -221,7 +212,7 @@ def _decode(raw: Any, schema: type[Any], what: str, max_len: int) -> Any:
         return msgspec.msgpack.decode(raw, type=schema)
     except msgspec.ValidationError as exc:
         raise EnvelopeError(f"malformed {what}: {exc}") from exc
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise EnvelopeError(f"{what} is not a valid msgpack document: {exc}") from exc
 
 
@@ -287,19 +278,6 @@ class Envelope:
     privacy: Mapping[str, Any] = field(default_factory=dict)
     v: int = ENVELOPE_VERSION
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "v": self.v,
-            "device": self.device,
-            "seq": self.seq,
-            "key": self.key,
-            "rev": self.rev,
-            "created_ms": self.created_ms,
-            "model": dict(self.model),
-            "privacy": dict(self.privacy),
-            "cells": self.cells,
-        }
-
     def pack(self) -> bytes:
         """The msgpack bytes of this envelope.
 
@@ -308,7 +286,10 @@ class Envelope:
             >>> unpack_envelope(e.pack()) == e
             True
         """
-        return msgpack.packb(self.to_dict(), use_bin_type=True)
+        wire = {f: getattr(self, f) for f in _WireEnvelope.__struct_fields__}  # wire order
+        return msgspec.msgpack.encode(
+            {**wire, "model": dict(self.model), "privacy": dict(self.privacy)}
+        )
 
 
 def unpack_envelope(raw: bytes) -> Envelope:
@@ -351,8 +332,7 @@ def pack_upload(device_id: str, summaries: Sequence[bytes]) -> bytes:
 
 def unpack_upload(raw: bytes, *, max_len: int = 64 << 20) -> Upload:
     """Decode an upload body (the collector's side); ``EnvelopeError`` if off-schema."""
-    upload: Upload = _decode(raw, Upload, "upload body", max_len)
-    return upload
+    return _decode(raw, Upload, "upload body", max_len)
 
 
 def pack_acks(acks: Sequence[tuple[str, int]]) -> bytes:
@@ -376,23 +356,58 @@ def pack_fleet(scope: str, generated_ms: int, items: Sequence[tuple[str, float]]
     )
 
 
+_FleetRow = tuple[
+    Annotated[str, msgspec.Meta(min_length=1, max_length=200)],
+    Annotated[float, msgspec.Meta(ge=0, le=MAX_SCORE)],
+]
+
+
+class _Fleet(msgspec.Struct):
+    scope: Annotated[str, msgspec.Meta(max_length=100)]
+    generated_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+    items: Annotated[list[_FleetRow], msgspec.Meta(max_length=MAX_FLEET_ITEMS)]
+
+
 def unpack_fleet(raw: bytes) -> tuple[str, list[tuple[str, float]]]:
-    """The scope and the (item, score) rows of a fleet table, bounded."""
+    """The scope and the (item, score) rows of a fleet table, checked like any input:
+    ``UpdateRefused(reason="malformed")`` for a wrong type, a score that is negative, NaN or
+    infinite, an item listed twice, or more than ``MAX_FLEET_ITEMS`` rows.
+
+    Example:
+        >>> unpack_fleet(pack_fleet("region:north", 1, [("tea", 2.5)]))
+        ('region:north', [('tea', 2.5)])
+    """
     try:
-        data = safe_unpack(raw)
-        scope = str(data["scope"])[:100]
-        items = [(str(i)[:200], float(s)) for i, s in data["items"]][:MAX_FLEET_ITEMS]
-    except (KeyError, TypeError, ValueError) as exc:
-        raise EnvelopeError(f"a malformed fleet table: {exc}") from exc
-    return scope, items
+        fleet: _Fleet = _decode(raw, _Fleet, "fleet table", MAX_FLEET_BYTES)
+    except EnvelopeError as exc:
+        raise _refused("malformed", f"upstream sent an unusable fleet table: {exc}") from exc
+    if any(math.isnan(score) for _, score in fleet.items):
+        raise _refused("malformed", "upstream sent a fleet table with a NaN score")
+    if len({item for item, _ in fleet.items}) != len(fleet.items):
+        raise _refused("malformed", "upstream sent a fleet table listing an item twice")
+    return fleet.scope, fleet.items
+
+
+class _BundleReply(msgspec.Struct):
+    name: str
+    files: Annotated[dict[str, bytes], msgspec.Meta(max_length=64)]
+
+
+def pack_bundle_reply(name: str, files: Mapping[str, bytes]) -> bytes:
+    """``GET /v1/bundle``: a bundle folder's files by name (verified by the device)."""
+    return msgspec.msgpack.encode({"name": name, "files": dict(files)})
+
+
+def unpack_bundle_reply(raw: bytes, *, max_len: int) -> dict[str, bytes]:
+    """The files of a bundle answer; ``EnvelopeError`` if off-schema (names are checked
+    by the device when it stages them)."""
+    reply: _BundleReply = _decode(raw, _BundleReply, "bundle", max_len)
+    return reply.files
 
 
 # -- signed documents (catalog, offers) ---------------------------------------------------------
 
 ROWS_KEY = {"catalog": "items", "offers": "offers"}
-_MANIFEST_FIELDS = frozenset(
-    {"format", "kind", "version", "issued_ms", "expires_ms", "sha256", "size"}
-)
 FORMAT = 1
 
 
@@ -416,23 +431,30 @@ class DocumentManifest:
     def from_json(cls, raw: bytes) -> DocumentManifest:
         """Strictly parse manifest bytes; ``UpdateRefused(reason="malformed")`` if off-schema."""
         try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise _refused("malformed", f"the manifest is not JSON: {exc}") from exc
-        if not isinstance(data, dict) or set(data) != _MANIFEST_FIELDS:
-            raise _refused("malformed", f"manifest fields must be {sorted(_MANIFEST_FIELDS)}")
-        if data["format"] != FORMAT or isinstance(data["format"], bool):
-            raise _refused("malformed", f"document format {data['format']!r} is not supported")
-        for name in ("version", "issued_ms", "expires_ms", "size"):
-            value = data[name]
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise _refused("malformed", f"manifest {name} must be a non-negative integer")
-        digest = data["sha256"]
-        if not isinstance(digest, str) or not re.fullmatch(r"[0-9a-fA-F]{64}", digest):
-            raise _refused("malformed", "manifest sha256 must be 64 hex characters")
-        if data["kind"] not in KINDS:
-            raise _refused("malformed", f"document kind {data['kind']!r} is not one of {KINDS}")
-        return cls(**data)
+            wire = msgspec.json.decode(raw, type=_ManifestWire)
+        except msgspec.MsgspecError as exc:
+            raise _refused("malformed", f"the document manifest is malformed: {exc}") from exc
+        return cls(**msgspec.structs.asdict(wire))
+
+
+_Size = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+
+
+class _ManifestWire(msgspec.Struct, forbid_unknown_fields=True):
+    format: Literal[1]
+    kind: Literal["catalog", "offers"]
+    version: _Size
+    issued_ms: _Size
+    expires_ms: _Size
+    sha256: Annotated[str, msgspec.Meta(pattern=r"\A[0-9a-fA-F]{64}\Z")]
+    size: _Size
+
+
+class _Document(msgspec.Struct, forbid_unknown_fields=True):
+    v: Literal[1]
+    manifest: bytes
+    signature: bytes
+    payload: bytes
 
 
 def _refused(reason: str, message: str) -> UpdateRefused:
@@ -471,7 +493,10 @@ def sign_document(
     expires = issued + DEFAULT_TTL_MS if expires_ms is None else expires_ms
     if expires <= issued:
         raise InvalidInput("a document must expire after it is issued")
-    payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
+    try:
+        payload = msgpack.packb({ROWS_KEY[kind]: rows, "replace": replace}, use_bin_type=True)
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise InvalidInput(f"the {kind} rows cannot be sent as msgpack: {exc}") from exc
     manifest = DocumentManifest(
         kind=kind,
         version=version,
@@ -491,23 +516,17 @@ def sign_document(
     )
 
 
-def _unpack_document(raw: bytes) -> dict[str, Any]:
+def _unpack_document(raw: bytes) -> _Document:
     try:
-        data = safe_unpack(raw, max_len=MAX_DOCUMENT)
+        document: _Document = _decode(raw, _Document, "signed document", MAX_DOCUMENT)
     except EnvelopeError as exc:
         raise _refused("malformed", f"not a signed document: {exc}") from exc
-    if not isinstance(data, dict) or set(data) != {"v", "manifest", "signature", "payload"}:
-        raise _refused("malformed", "a document is {v, manifest, signature, payload}")
-    if data["v"] != FORMAT or not all(
-        isinstance(data[k], bytes) for k in ("manifest", "signature", "payload")
-    ):
-        raise _refused("malformed", "unsupported document version or non-binary fields")
-    return data
+    return document
 
 
 def document_manifest(raw: bytes) -> DocumentManifest:
     """The manifest of document bytes, unverified (the collector indexes what it serves)."""
-    return DocumentManifest.from_json(_unpack_document(raw)["manifest"])
+    return DocumentManifest.from_json(_unpack_document(raw).manifest)
 
 
 def verify_document(
@@ -520,15 +539,15 @@ def verify_document(
     """
     data = _unpack_document(raw)
     try:
-        verify_signature(data["manifest"], data["signature"], public_key)
+        verify_signature(data.manifest, data.signature, public_key)
     except BundleVerificationError as exc:
         raise _refused(
             "signature", f"the {kind} document is not signed by the pinned public key"
         ) from exc
-    manifest = DocumentManifest.from_json(data["manifest"])
+    manifest = DocumentManifest.from_json(data.manifest)
     if manifest.kind != kind:
         raise _refused("kind", f"expected a {kind} document, got a {manifest.kind} document")
-    payload = data["payload"]
+    payload = data.payload
     if len(payload) != manifest.size or hashlib.sha256(payload).hexdigest() != manifest.sha256:
         raise _refused("checksum", f"the {kind} document's payload does not match its sha256")
     stamp = now_ms() if now is None else now
@@ -552,17 +571,6 @@ def verify_document(
 
 
 __all__ = [
-    "BUNDLE_PATH",
-    "DOCUMENT_PATHS",
-    "FLEET_PATH",
-    "HEADER_DEVICE",
-    "HEADER_SERVER_TIME",
-    "HEADER_SIGNATURE",
-    "HEADER_TIME",
-    "KINDS",
-    "PROTOCOL",
-    "ROWS_KEY",
-    "SUMMARIES_PATH",
     "AuthHeaders",
     "Credentials",
     "DocumentManifest",
@@ -573,6 +581,7 @@ __all__ = [
     "document_manifest",
     "generate_signing_key",
     "pack_acks",
+    "pack_bundle_reply",
     "pack_fleet",
     "pack_upload",
     "parse_auth_headers",
@@ -584,6 +593,7 @@ __all__ = [
     "sign_request",
     "signing_message",
     "unpack_acks",
+    "unpack_bundle_reply",
     "unpack_envelope",
     "unpack_fleet",
     "unpack_upload",

@@ -26,12 +26,19 @@ from __future__ import annotations
 import email.utils
 import http.client
 import random
+import re
 import time
 import urllib.parse
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from .._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
+from .._errors import (
+    InvalidInput,
+    SyncRejected,
+    SyncRetryable,
+    SyncUnauthorized,
+    UpdateRefused,
+)
 from .._time import now_ms
 from ..store.connection import Store
 from .protocol import HEADER_SERVER_TIME, Credentials, sign_request
@@ -39,6 +46,8 @@ from .protocol import HEADER_SERVER_TIME, Credentials, sign_request
 BACKOFF_BASE_S = 1.0
 BACKOFF_CAP_S = 300.0
 MAX_RETRY_AFTER_S = 3600.0
+MAX_RESPONSE = 16 << 20  # bytes of an answer read by default (documents and bundles say more)
+_MS = re.compile(r"[0-9]{1,15}")
 CLOCK_OFFSET_KEY = "sync.clock_offset_ms"
 
 
@@ -66,8 +75,15 @@ class HttpTransport:
         self.timeout_s = timeout_s
 
     def request(
-        self, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        headers: Mapping[str, str] | None = None,
+        *,
+        max_bytes: int = MAX_RESPONSE,
     ) -> Response:
+        """One request; ``UpdateRefused(reason="too_large")`` past ``max_bytes`` of answer."""
         cls = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
         conn = cls(self.host, self.port, timeout=self.timeout_s)
         try:
@@ -78,7 +94,12 @@ class HttpTransport:
                 headers={"Content-Type": "application/msgpack", **(headers or {})},
             )
             reply = conn.getresponse()
-            data = reply.read()
+            data = reply.read(max_bytes + 1)
+            if len(data) > max_bytes:
+                raise UpdateRefused(
+                    f"upstream answered {method} {path} with more than {max_bytes} bytes",
+                    reason="too_large",
+                )
             return Response(reply.status, {k.lower(): v for k, v in reply.getheaders()}, data)
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
             raise SyncRetryable(f"network error talking to upstream: {exc!r}") from exc
@@ -103,8 +124,8 @@ def retry_after_s(value: str | None, *, now_s: float | None = None) -> float | N
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return min(float(value), MAX_RETRY_AFTER_S)
+    if re.fullmatch(r"[0-9]+", value):  # ASCII only: "²".isdigit() is True
+        return MAX_RETRY_AFTER_S if len(value) > 8 else min(float(value), MAX_RETRY_AFTER_S)
     try:
         when = email.utils.parsedate_to_datetime(value).timestamp()
     except (TypeError, ValueError, IndexError):
@@ -174,16 +195,18 @@ class SignedClient:
         """Milliseconds to add to our clock to match the collector's (0 until a 401 said)."""
         return int(self.store.get_meta(CLOCK_OFFSET_KEY, "0") or 0)
 
-    def request(self, method: str, path: str, body: bytes = b"") -> Response:
+    def request(
+        self, method: str, path: str, body: bytes = b"", *, max_bytes: int = MAX_RESPONSE
+    ) -> Response:
         """A signed request; on 401/403 re-sign once with the collector's clock."""
         for attempt in (0, 1):
             ts = self.clock() + self.offset()
             headers = sign_request(self.credentials, method, path, body, ts)
             self.requests += 1
             self.bytes_sent += len(body)
-            response = self.transport.request(method, path, body, headers)
+            response = self.transport.request(method, path, body, headers, max_bytes=max_bytes)
             server_time = response.headers.get(HEADER_SERVER_TIME.lower(), "")
-            if response.status in (401, 403) and attempt == 0 and server_time.isdigit():
+            if response.status in (401, 403) and attempt == 0 and _MS.fullmatch(server_time):
                 # Re-authenticate: our clock may be off; sign again on the collector's time.
                 self.store.set_meta(CLOCK_OFFSET_KEY, str(int(server_time) - self.clock()))
                 continue
@@ -191,10 +214,10 @@ class SignedClient:
             return response
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def get(self, path: str) -> Response | None:
+    def get(self, path: str, *, max_bytes: int = MAX_RESPONSE) -> Response | None:
         """A signed GET; None when upstream has nothing there (404)."""
         try:
-            return self.request("GET", path)
+            return self.request("GET", path, max_bytes=max_bytes)
         except SyncRejected as exc:
             if exc.status == 404:
                 return None

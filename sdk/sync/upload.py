@@ -34,12 +34,12 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import (
-    BundleError,
     EnvelopeError,
-    SyncError,
+    ShelfwiseError,
     SyncRejected,
     SyncRetryable,
     SyncUnauthorized,
+    UpdateRefused,
 )
 from .._time import now_ms
 from ..catalog import Catalog
@@ -139,6 +139,8 @@ class Uploader:
         body = pack_upload(self.credentials.device_id, [r.body for r in batch])
         try:
             response = self.client.request("POST", SUMMARIES_PATH, body)
+        except UpdateRefused as exc:  # an absurd answer: the release may still have landed
+            raise SyncRetryable(f"upstream sent an unreadable acknowledgement: {exc}") from exc
         except SyncUnauthorized:
             raise
         except SyncRejected as exc:
@@ -313,12 +315,15 @@ def sync_store(
     report = upload(
         store, url, credentials, deadline_s=deadline_s, progress=progress, timeout_s=timeout_s
     )
+    # Everything below is input from upstream: any refusal or failure lands in the report
+    # (the upload is already acknowledged) and the device keeps serving what it has.
     error = report.error
     if error is None and fleet:
         try:
             pull_fleet(store, url, credentials, timeout_s=timeout_s)
-        except SyncError as exc:
+        except ShelfwiseError as exc:
             error = f"fleet tables: {exc}"
+            logger.warning("kept the fleet tables: %s", exc)
     key = public_key or handle.public_key
     for kind in documents if error is None else ():
         if key is None:
@@ -328,14 +333,14 @@ def sync_store(
             pull_document(
                 store, url, credentials, kind, public_key=key, catalog=catalog, offers=offers
             )
-        except (SyncError, BundleError) as exc:
+        except ShelfwiseError as exc:
             error = f"{kind}: {exc}"
             logger.warning("kept the applied %s: %s", kind, exc)
             break
     if error is None and bundles_dir is not None:
         try:
             pull_bundle(handle, url, credentials, bundles_dir, store=store, public_key=public_key)
-        except (SyncError, BundleError) as exc:
+        except ShelfwiseError as exc:
             error = f"bundle: {exc}"
             logger.warning("kept the served bundle: %s", exc)
     if error != report.error:
