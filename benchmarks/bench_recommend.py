@@ -152,9 +152,18 @@ class Source:
 
 
 def _run_of(manifest: Manifest) -> Path | None:
-    run = Path(str(manifest.training.get("config", {}).get("train", {}).get("out", "")))
-    run = run if run.is_absolute() else ROOT / run
-    return run if (run / "model.pt").is_file() else None
+    """The run folder under runs/ that trained this bundle: same data fingerprint and model
+    config (a manifest names no path of the trainer's machine, so it is found, not read)."""
+    fingerprint = manifest.training.get("data", {}).get("fingerprint")
+    model = manifest.training.get("config", {}).get("model")
+    for run in sorted((ROOT / "runs").glob("*")):
+        if not (run / "model.pt").is_file() or not (run / "run.json").is_file():
+            continue
+        data = json.loads((run / "run.json").read_text())["data"]
+        config = json.loads((run / "config.json").read_text())
+        if data["fingerprint"] == fingerprint and config["model"] == model:
+            return run
+    return None
 
 
 def find_source(int8_bundle: Path, fp32_bundle: Path) -> Source:
