@@ -134,10 +134,19 @@ def documented_lines() -> list[tuple[str, str]]:
         *sorted((ROOT / "docs").glob("*.md")),
     ]:
         text = path.read_text().replace("\\\n", " ")
-        spans = re.findall(r"`([^`\n]+)`", text) + re.findall(r"^ {4}(.+)$", text, flags=re.M)
-        spans += [line for line in text.splitlines() if line.startswith("shelfwise ")]
+        fenced = [
+            body
+            for language, body in re.findall(r"^```([a-z]*)\n(.*?)^```", text, flags=re.S | re.M)
+            if language not in {"python", "pycon"}
+        ]
+        text = re.sub(r"^```[a-z]*\n(.*?)^```", "", text, flags=re.S | re.M)
+        # Code spans, indented code blocks (after a blank line) and fenced blocks; not prose.
+        spans = re.findall(r"`([^`\n]+)`", text)
+        for block in re.findall(r"(?<=\n\n)((?: {4}.+\n?)+)", text):
+            spans += block.splitlines()
+        spans += [line for block in fenced for line in block.splitlines()]
         for span in spans:
-            for match in re.finditer(r"(?:^|\s|\|\s)(shelfwise [a-z][^|#]*)", span):
+            for match in re.finditer(r"(?:^|\s|\|\s)(shelfwise [a-z][^|#\n]*)", span):
                 line = match.group(1).strip()
                 words = line.split()
                 if len(words) > 1 and re.fullmatch(r"[a-z][a-z-]*", words[1]):
