@@ -163,3 +163,15 @@ def test_signed_bundle_verifies_with_its_key_and_is_refused_with_another(
     _, other = generate_signing_key()
     with pytest.raises(BundleVerificationError):
         read_bundle(out, public_key=other)
+
+
+def test_default_export_chooses_its_quantization_and_says_why(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    report = export_bundle(run_dir, tmp_path / "bundle")  # quantize="auto"
+    quant = report.manifest.training["quantization"]
+    assert quant["policy"] == "auto" and quant["why"].startswith(("fp32", "int8 scorer"))
+    graph = (tmp_path / "bundle" / "model.onnx").read_bytes()
+    shipped = "int8" if scorer_is_int8(graph) else "none"
+    assert report.manifest.quantization == shipped == quant["chosen"]
+    assert "128000" in quant["measured"]["head_p50_ms_by_items"]
