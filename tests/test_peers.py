@@ -207,8 +207,14 @@ def test_a_litert_bundle_answers_like_onnxruntime_behind_the_same_handle(
 
 
 @pytest.mark.slow
-# ExecuTorch's own modules warn on import (importlib.resources.read_text, pytree): not ours.
-@pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore::FutureWarning")
+# Not ours: ExecuTorch's modules warn on import (importlib.resources.read_text, pytree), and
+# OpenVINO's converter forks while JAX (loaded by litert-torch earlier in the session) runs.
+@pytest.mark.filterwarnings(
+    "ignore::DeprecationWarning",
+    "ignore::FutureWarning",
+    "ignore:os.fork:RuntimeWarning",
+    "ignore::pytest.PytestUnraisableExceptionWarning",
+)
 def test_executorch_and_openvino_exports_agree_with_pytorch(run_dir: Path, tmp_path: Path) -> None:
     _needs("executorch", "openvino")
     sys.path.insert(0, str(BENCHMARKS))
