@@ -23,7 +23,12 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from shelfwise.export.quantize import quantize_int8, scorer_is_int8, scorer_matmul
+from shelfwise.export.quantize import (
+    quantize_int8,
+    scorer_is_int8,
+    scorer_matmul,
+    scoring_head_model,
+)
 
 NEG = -1e9
 
@@ -104,31 +109,9 @@ def user_model(model_bytes: bytes) -> bytes:
 
 
 def head_model(table: np.ndarray, opset: int = 18) -> bytes:
-    """The scoring head alone: ``user`` [B, d] @ W[d, N+1] + pad bias -> TopK(k)."""
-    nodes = [
-        helper.make_node("MatMul", ["user", "W"], ["matmul"], name="scorer"),
-        helper.make_node("Add", ["matmul", "pad_bias"], ["all_scores"]),
-        helper.make_node("TopK", ["all_scores", "k"], ["scores", "items"], axis=1, name="topk"),
-    ]
-    graph = helper.make_graph(
-        nodes,
-        "scoring_head",
-        [
-            helper.make_tensor_value_info("user", TensorProto.FLOAT, ["batch", table.shape[1]]),
-            helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
-        ],
-        [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "topk"]),
-            helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "topk"]),
-        ],
-        initializer=[
-            numpy_helper.from_array(np.ascontiguousarray(table.T), "W"),
-            numpy_helper.from_array(_pad_bias(len(table)), "pad_bias"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-    model.ir_version = 8
-    return model.SerializeToString()
+    """The scoring head alone: ``user`` [B, d] @ W[d, N+1] + pad bias -> TopK(k) (the same
+    graph export times to find the catalog size from which int8 pays)."""
+    return scoring_head_model(table, opset)
 
 
 def int8(model_bytes: bytes) -> bytes:

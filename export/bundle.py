@@ -2,7 +2,9 @@
 
 Steps: export the ONNX graph, ``onnx.checker``, parity with PyTorch on the run's real
 validation histories (max abs diff, top-10 agreement; batch sizes >= 2 and a shorter history
-length), optionally quantize to int8 and measure its metric change on the validation split,
+length), quantization (``auto``, the default: int8 for the scorer only where this machine
+measures it worth it, else fp32 -- ``quantize.choose_quantization`` -- or ``int8``/``none`` as
+asked) with its metric change on the validation split,
 then ``shelfwise.model.bundle.write_bundle`` with all of it in ``Manifest.training``: the training
 data fingerprint and attribution, the side tables, sha256 of every file, and an ed25519
 signature when a key is given.
@@ -13,8 +15,9 @@ export refuses a training record that still carries an absolute or home-director
 
 Example (needs a trained run)::
 
-    report = export_bundle("runs/beauty", "bundles/beauty", quantize="int8")
-    report.manifest.quantization   # 'int8'
+    report = export_bundle("runs/beauty", "bundles/beauty")  # quantize="auto"
+    report.manifest.quantization   # 'none' or 'int8', whichever measured worth it
+    report.manifest.training["quantization"]["why"]
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from shelfwise.training.evaluate import evaluate
 from shelfwise.training.train import load_run, model_scorer, public_config
 
 from .onnx_export import OPSET, check_parity, export_onnx, onnx_scorer
-from .quantize import op_counts, quantize_int8, scorer_is_int8
+from .quantize import choose_quantization, op_counts, quantize_int8, scorer_is_int8
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,7 @@ def export_bundle(
     run_dir: str | Path,
     out: str | Path,
     *,
-    quantize: str = "none",
+    quantize: str = "auto",
     sign_key: bytes | None = None,
     model_name: str = "",
     model_version: str = "",
@@ -168,8 +171,25 @@ def export_bundle(
             raise ExportCheckFailed("int8 graph does not score with MatMulInteger")
         if not quant["within_budget"]:
             logger.warning("int8 costs %.1f%% relative NDCG@10", 100 * drop)
+    elif quantize == "auto":  # int8 for the scorer only where it measures faster (quantize.py)
+
+        def int8_drop(graph: bytes) -> float:
+            metrics = evaluate(
+                onnx_scorer(graph, len(vocab), max_len), valid, mask_seen=mask_seen, progress=False
+            ).metrics
+            return (torch_valid["ndcg@10"] - metrics["ndcg@10"]) / max(torch_valid["ndcg@10"], 1e-9)
+
+        choice = choose_quantization(
+            fp32, histories[:200], len(vocab), model.config.dim,
+            relative_drop=int8_drop, max_relative_drop=INT8_MAX_RELATIVE_DROP,
+        )  # fmt: skip
+        onnx_bytes, quant = choice.model, choice.to_dict()
+        if choice.mode == "int8":
+            quant["parity_vs_torch"] = check_parity(model, onnx_bytes, histories).to_dict()
+            quant["scorer_runs_matmulinteger"] = scorer_is_int8(onnx_bytes)
+        logger.info("quantization: %s", choice.why)
     elif quantize != "none":
-        raise ValueError(f"unknown quantization {quantize!r}: use none or int8")
+        raise ValueError(f"unknown quantization {quantize!r}: use auto, none or int8")
 
     side_path = run / "side_tables.msgpack"
     side = SideTables.from_msgpack(side_path.read_bytes()) if side_path.is_file() else SideTables()
@@ -198,7 +218,7 @@ def export_bundle(
         embedding_dim=model.config.dim,
         opset=OPSET,
         min_onnxruntime="1.17",
-        quantization="int8" if quantize == "int8" else "none",
+        quantization="int8" if scorer_is_int8(onnx_bytes) else "none",
         expires_ms=expires_ms,
         training=training,
     )

@@ -233,3 +233,15 @@ def test_export_refuses_a_training_record_that_names_a_path(run_dir: Path, tmp_p
 
 def test_the_committed_demo_bundle_names_no_path_of_the_machine_that_trained_it() -> None:
     assert machine_paths(DEMO_BUNDLE / "manifest.json") == []
+
+
+def test_default_export_chooses_its_quantization_and_says_why(
+    run_dir: Path, tmp_path: Path
+) -> None:
+    report = export_bundle(run_dir, tmp_path / "bundle")  # quantize="auto"
+    quant = report.manifest.training["quantization"]
+    assert quant["policy"] == "auto" and quant["why"].startswith(("fp32", "int8 scorer"))
+    graph = (tmp_path / "bundle" / "model.onnx").read_bytes()
+    shipped = "int8" if scorer_is_int8(graph) else "none"
+    assert report.manifest.quantization == shipped == quant["chosen"]
+    assert "128000" in quant["measured"]["head_p50_ms_by_items"]

@@ -210,11 +210,14 @@ def write_bundle(
     item_vectors: np.ndarray | None = None,
     side_tables: SideTables | None = None,
     sign_key: bytes | None = None,
+    extra_files: Mapping[str, bytes] | None = None,
 ) -> Manifest:
     """Write a complete bundle atomically (into a temp folder, then renamed into place).
 
     ``sign_key`` is a raw 32-byte ed25519 private key; the signature covers manifest.json,
-    which holds every other file's sha256. Returns the manifest as written.
+    which holds every other file's sha256. ``extra_files`` (name -> bytes) are written and
+    checksummed beside the others (e.g. ``model.tflite`` for the LiteRT backend). Returns the
+    manifest as written.
 
     Example: see the module docstring.
     """
@@ -227,6 +230,14 @@ def write_bundle(
         if item_vectors is not None:
             np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float32))
         (staging / SIDE_TABLES).write_bytes((side_tables or SideTables()).to_msgpack())
+        for name, data in (extra_files or {}).items():
+            if (
+                Path(name).name != name
+                or (staging / name).exists()
+                or name in (MANIFEST, SIGNATURE)
+            ):
+                raise InvalidInput(f"extra bundle file name {name!r} is not a free plain name")
+            (staging / name).write_bytes(data)
         files = {p.name: sha256_file(p) for p in sorted(staging.iterdir())}
         final = dataclasses.replace(
             manifest,

@@ -4,6 +4,12 @@ One ``InferenceSession`` per bundle, created once and shared by every thread (co
 ``run`` is safe). ``ModelHandle.swap`` loads, verifies and health-checks a new bundle before
 replacing the old one in a single reference assignment, so a bad bundle never serves.
 
+Backends: onnxruntime serves every bundle. A bundle that also carries the network for LiteRT
+(``Manifest.training["backends"]["litert"]``, see ``shelfwise.model.litert``) is served with
+LiteRT when the device asks for it (``backend="litert"`` or ``SHELFWISE_MODEL_BACKEND=litert``)
+or, with ``auto`` (the default), when the bundle prefers it and ``ai-edge-litert`` is
+installed; ``onnxruntime`` forces onnxruntime. onnxruntime itself is imported on first use.
+
 Example:
     >>> from shelfwise.model.runtime import ModelHandle
     >>> handle = ModelHandle()
@@ -19,13 +25,17 @@ import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import onnxruntime as ort
 
-from .._errors import BundleError, ModelRuntimeError
+from .._errors import BundleError, BundleVerificationError, InvalidInput, ModelRuntimeError
+from . import litert
 from .bundle import BundleFiles, Manifest, SideTables, read_bundle
 from .encoding import Vocabulary, encode_histories
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 logger = logging.getLogger(__name__)
 
@@ -37,10 +47,14 @@ TWO_THREADS_FROM_ITEMS = 50_000
 # (per-tensor weights: 0.21 vs 0.24 ms). fp32 graphs have nothing to fuse, so this costs them
 # nothing (benchmarks/bench_recommend.py).
 DISABLED_OPTIMIZERS = ["MatMulIntegerToFloatFusion", "DynamicQuantizeMatMulFusion"]
+BACKENDS = ("auto", "onnxruntime", litert.BACKEND)
+BACKEND_ENV = "SHELFWISE_MODEL_BACKEND"  # the device's choice, e.g. set in a kiosk image
 
 
 def session_options(num_items: int, threads: int | None = None) -> ort.SessionOptions:
     """Options for a small edge device: few threads, no spinning so an idle kiosk sleeps."""
+    import onnxruntime as ort
+
     options = ort.SessionOptions()
     wanted = threads or (2 if num_items >= TWO_THREADS_FROM_ITEMS else 1)
     options.intra_op_num_threads = max(1, min(wanted, os.cpu_count() or 1))
@@ -60,22 +74,82 @@ class ScoredItems:
     scores: list[float]
 
 
-class LoadedModel:
-    """A verified bundle with its live onnxruntime session."""
+def choose_backend(manifest: Manifest, wanted: str | None = None) -> str:
+    """The backend that serves a bundle: ``wanted`` (else ``SHELFWISE_MODEL_BACKEND``, else
+    ``auto``), checked against what the bundle carries and what is installed.
 
-    def __init__(self, files: BundleFiles, *, threads: int | None = None) -> None:
+    Example:
+        >>> from shelfwise.model.bundle import Manifest
+        >>> choose_backend(Manifest(model_name="m", model_version="1", max_history=4), "auto")
+        'onnxruntime'
+    """
+    wanted = wanted or os.environ.get(BACKEND_ENV) or "auto"
+    if wanted not in BACKENDS:
+        raise InvalidInput(f"unknown model backend {wanted!r}: use one of {', '.join(BACKENDS)}")
+    declared = manifest.training.get("backends", {})
+    offered = isinstance(declared, dict) and isinstance(declared.get(litert.BACKEND), dict)
+    if wanted == litert.BACKEND:
+        if not offered:
+            raise ModelRuntimeError(
+                f"bundle {manifest.model_name} has no LiteRT model; serve it with onnxruntime "
+                "or add one with shelfwise.export.litert.add_litert_model"
+            )
+        if not litert.available():
+            raise ModelRuntimeError(
+                "LiteRT was asked for but ai-edge-litert is not installed: "
+                "pip install 'shelfwise[litert]'"
+            )
+        return litert.BACKEND
+    if wanted == "auto" and offered and declared[litert.BACKEND].get("preferred") is True:
+        if litert.available():
+            return litert.BACKEND
+        logger.info("bundle prefers LiteRT but ai-edge-litert is not installed: onnxruntime")
+    return "onnxruntime"
+
+
+def _litert_scorer(files: BundleFiles, threads: int | None) -> litert.LiteRtScorer:
+    import hashlib
+
+    spec = files.manifest.training["backends"][litert.BACKEND]
+    name = spec.get("file", litert.FILE)
+    expected = files.manifest.files.get(name)
+    if expected is None:
+        raise BundleVerificationError(f"manifest lists no checksum for {name}")
+    model = (files.path / name).read_bytes()
+    if hashlib.sha256(model).hexdigest() != expected:  # the very bytes LiteRT will load
+        raise BundleVerificationError(f"bundle file {name} changed after it was verified")
+    threads = threads or (2 if len(files.items) >= TWO_THREADS_FROM_ITEMS else 1)
+    return litert.LiteRtScorer(model, threads=threads, history_length=int(spec["history_length"]))
+
+
+class LoadedModel:
+    """A verified bundle with its live onnxruntime session (or LiteRT interpreter)."""
+
+    def __init__(
+        self, files: BundleFiles, *, threads: int | None = None, backend: str | None = None
+    ) -> None:
         self.manifest: Manifest = files.manifest
         self.vocab = Vocabulary(files.items)
         self.side_tables: SideTables = files.side_tables
+        self.backend = choose_backend(files.manifest, backend)
+        self.session: ort.InferenceSession | None = None
+        self._litert: litert.LiteRtScorer | None = None
         try:
-            self.session = ort.InferenceSession(
-                files.model_bytes,
-                sess_options=session_options(len(self.vocab), threads),
-                providers=["CPUExecutionProvider"],
-                disabled_optimizers=DISABLED_OPTIMIZERS,
-            )
+            if self.backend == litert.BACKEND:
+                self._litert = _litert_scorer(files, threads)
+            else:
+                import onnxruntime as ort
+
+                self.session = ort.InferenceSession(
+                    files.model_bytes,
+                    sess_options=session_options(len(self.vocab), threads),
+                    providers=["CPUExecutionProvider"],
+                    disabled_optimizers=DISABLED_OPTIMIZERS,
+                )
+        except BundleError:
+            raise
         except Exception as exc:  # onnxruntime errors subclass Exception only
-            raise ModelRuntimeError(f"onnxruntime could not load {files.path}: {exc}") from exc
+            raise ModelRuntimeError(f"{self.backend} could not load {files.path}: {exc}") from exc
         # The session holds the graph now, and only unit-length vectors are ever read:
         # keeping the serialized model and the raw vectors would double the footprint.
         self.files = dataclasses.replace(files, model_bytes=b"", item_vectors=None)
@@ -86,9 +160,10 @@ class LoadedModel:
         # max_history) is fed only the columns that hold items: the encoder's cost grows with
         # L, and a shopper's history is usually far shorter than max_history. A graph with a
         # fixed length (the legacy exporter bakes it in) always gets the padded max_history.
-        shapes = [
-            i.shape for i in self.session.get_inputs() if i.name == self.manifest.input_history
-        ]
+        shapes: list[Any] = []
+        if self.session is not None:
+            inputs = self.session.get_inputs()
+            shapes = [i.shape for i in inputs if i.name == self.manifest.input_history]
         self._dynamic_length = (
             bool(shapes) and len(shapes[0]) == 2 and not isinstance(shapes[0][1], int)
         )
@@ -110,13 +185,17 @@ class LoadedModel:
             batch = np.ascontiguousarray(batch[:, filled[0] if len(filled) else -1 :])
         k_eff = max(1, min(k + 1, len(self.vocab) + 1))  # +1: the padding row may rank
         try:
-            scores, indices = self.session.run(
-                [self.manifest.output_scores, self.manifest.output_items],
-                {
-                    self.manifest.input_history: batch,
-                    self.manifest.input_k: np.array([k_eff], dtype=np.int64),
-                },
-            )
+            if self._litert is not None:
+                scores, indices = self._litert.run(batch, k_eff)
+            else:
+                assert self.session is not None
+                scores, indices = self.session.run(
+                    [self.manifest.output_scores, self.manifest.output_items],
+                    {
+                        self.manifest.input_history: batch,
+                        self.manifest.input_k: np.array([k_eff], dtype=np.int64),
+                    },
+                )
         except Exception as exc:
             raise ModelRuntimeError(f"model {self.version} failed to run: {exc}") from exc
         if (
@@ -162,9 +241,13 @@ class LoadedModel:
 
 
 def load_model(
-    path: str | Path, *, public_key: bytes | None = None, threads: int | None = None
+    path: str | Path,
+    *,
+    public_key: bytes | None = None,
+    threads: int | None = None,
+    backend: str | None = None,
 ) -> LoadedModel:
-    """Read, verify, load and health-check a bundle.
+    """Read, verify, load and health-check a bundle (``backend``: see ``choose_backend``).
 
     Example:
         >>> load_model("/nonexistent")  # doctest: +ELLIPSIS
@@ -174,17 +257,18 @@ def load_model(
     """
     files = read_bundle(path, public_key=public_key)
     try:
-        model = LoadedModel(files, threads=threads)
+        model = LoadedModel(files, threads=threads, backend=backend)
         model.health_check()
-    except BundleError:
+    except (BundleError, InvalidInput):
         raise
     except Exception as exc:  # anything else a broken model can do must not escape untyped
         raise ModelRuntimeError(f"bundle {path} failed its health check: {exc}") from exc
     logger.info(
-        "loaded bundle %s (%d items, %s)",
+        "loaded bundle %s (%d items, %s, %s)",
         model.version,
         len(model.vocab),
         model.manifest.quantization,
+        model.backend,
     )
     return model
 
@@ -192,9 +276,15 @@ def load_model(
 class ModelHandle:
     """The currently served model; swapped atomically, never left half-loaded."""
 
-    def __init__(self, public_key: bytes | None = None, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        public_key: bytes | None = None,
+        threads: int | None = None,
+        backend: str | None = None,
+    ) -> None:
         self.public_key = public_key
         self.threads = threads
+        self.backend = backend  # None: SHELFWISE_MODEL_BACKEND, else auto (choose_backend)
         self._current: LoadedModel | None = None
         self._swap_lock = threading.Lock()
 
@@ -206,7 +296,9 @@ class ModelHandle:
         """Load ``path`` and serve it; on any failure keep serving the old model and raise."""
         with self._swap_lock:
             try:
-                model = load_model(path, public_key=self.public_key, threads=self.threads)
+                model = load_model(
+                    path, public_key=self.public_key, threads=self.threads, backend=self.backend
+                )
             except BundleError:
                 logger.warning("kept %s: new bundle was refused", self.version)
                 raise
