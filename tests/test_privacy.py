@@ -21,6 +21,7 @@ SHOPPER_TABLES = [
     "geofence_state",
     "impressions",
     "offer_codes",
+    "orders",
     "profile_counters",
     "profile_epochs",
     "redemptions",

@@ -179,9 +179,9 @@ def _cart_lines(
                 )
     items = catalog.get_many([p[0] for p in pairs])
     return tuple(
-        CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2))
+        CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2), q)
         if i in items
-        else CartLine(i)
+        else CartLine(i, quantity=q)
         for i, q in pairs
     )
 

@@ -29,6 +29,8 @@ from typing import Any
 
 from .._errors import InvalidOffer
 from ..identity import SEGMENTS
+from .rewards import Reward, parse_reward
+from .stacking import Stacking, parse_stacking
 
 CHANNELS = frozenset({"kiosk", "app_push", "app_inbox", "pos", "scan"})
 CALENDAR = frozenset({"birthday", "anniversary", "holiday"})
@@ -78,26 +80,21 @@ REASONS: dict[str, str] = {
     "reservation_unknown": "no such reservation",
     "reservation_expired": "the reservation expired and was released",
     "reservation_closed": "the reservation was already committed or released",
+    # Orders: an order applies the best allowed combination (shelfwise.offers.stacking).
+    "stacking_exclusive": "an offer applied alone leaves no room for this one (or the reverse)",
+    "stacking_category": "the promotion categories of this offer and an applied one do not combine",
+    "stacking_limit": "the order already applies the most offers allowed",
+    "per_order_limit": "the offer already applies as many times as one order allows",
+    "order_discount_cap": "the order's discount is at its cap",
+    "stacking_better": "a better combination of offers leaves this one out",
+    "order_required": "the offer is redeemed as part of an order (price_order / redeem_order)",
+    "order_unknown": "no such order",
+    "order_conflict": "the order id was already used for a different order",
+    "points_insufficient": "the member has too few points",
 }
 
 
 OFFER_REASONS = REASONS  # the public name
-
-
-@dataclass(frozen=True)
-class Reward:
-    """What the offer gives: ``percent`` off, a fixed ``amount`` off (capped by ``max_discount``)."""
-
-    type: str = "percent"
-    value: float = 0.0
-    max_discount: float | None = None
-
-    def discount(self, base: float) -> float:
-        """The money off a base amount (never more than the base)."""
-        raw = base * self.value / 100 if self.type == "percent" else self.value
-        if self.max_discount is not None:
-            raw = min(raw, self.max_discount)
-        return round(max(0.0, min(raw, base)), 2)
 
 
 @dataclass(frozen=True)
@@ -181,6 +178,8 @@ class Offer:
     perishable: bool = False
     active: bool = True
     experiment: Experiment | None = None
+    stacking: Stacking = field(default_factory=Stacking)
+    points_cost: int = 0  # loyalty points a member spends to get the reward (a burn)
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,6 +200,8 @@ _OFFER_KEYS = {
     "perishable",
     "active",
     "experiment",
+    "stacking",
+    "points_cost",
 }
 _TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
@@ -295,22 +296,7 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     title = str(data.get("title") or "").strip()
     if not title:
         raise _fail(oid, "title is missing")
-    raw_reward = data.get("reward")
-    if not isinstance(raw_reward, Mapping):
-        raise _fail(oid, "reward must be a mapping like {type: percent, value: 10}")
-    _unknown_keys(raw_reward, {"type", "value", "max_discount"}, "reward", oid)
-    if raw_reward.get("type") not in {"percent", "amount"}:
-        raise _fail(oid, "reward.type must be 'percent' or 'amount'")
-    value = _number(raw_reward.get("value"), "reward.value", oid)
-    if value is None or value == 0:
-        raise _fail(oid, "reward.value must be a positive number")
-    if raw_reward["type"] == "percent" and value > 100:
-        raise _fail(oid, "reward.value must be between 0 and 100 for a percent reward")
-    reward = Reward(
-        raw_reward["type"],
-        value,
-        _number(raw_reward.get("max_discount"), "reward.max_discount", oid),
-    )
+    reward = parse_reward(data.get("reward"), oid)
     targeting = _parse_targeting(data.get("targeting") or {}, oid)
     schedule = _parse_schedule(data.get("schedule") or {}, oid)
     raw_limits = data.get("limits") or {}
@@ -330,6 +316,9 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     active = data.get("active", True)
     if not isinstance(perishable, bool) or not isinstance(active, bool):
         raise _fail(oid, "perishable and active must be true or false")
+    points_cost = _number(data.get("points_cost", 0), "points_cost", oid, integer=True)
+    if points_cost and reward.type == "points":
+        raise _fail(oid, "a points reward earns points; it cannot cost points too")
     return Offer(
         offer_id=oid,
         title=title,
@@ -342,6 +331,8 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         perishable=perishable,
         active=active,
         experiment=_parse_experiment(data.get("experiment"), oid),
+        stacking=parse_stacking(data.get("stacking"), oid),
+        points_cost=points_cost or 0,
         source=json.loads(json.dumps(dict(data), default=str)),
     )
 

@@ -26,15 +26,18 @@ from .._errors import OfferRejected
 from .._time import DAY_MS
 from .definitions import DAYS, REASONS, Offer, Targeting
 from .experiments import assign_variant
+from .rewards import Basket, applications, apply, reward_lines
+from .stacking import targeted_lines
 
 
 @dataclass(frozen=True)
 class CartLine:
-    """A cart line as the rules see it: item, category, line total."""
+    """A cart line as the rules see it: item, category, line total, units."""
 
     item_id: str
     category: str = ""
     amount: float = 0.0
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,29 @@ class OfferContext:
     item_price: float | None = None
     geofence: tuple[str, str] | None = None  # (fence_id, enter|dwell|exit)
     quiet_until_ms: int | None = None  # set while the store's quiet hours last
-    purpose: str = "show"  # show | redeem
+    purpose: str = "show"  # show | redeem (one offer) | order (an order's candidates)
+    points: int | None = None  # the member's loyalty points, when read (orders read them)
 
     @property
     def total(self) -> float:
         if self.cart_total is not None:
             return self.cart_total
         return round(sum(line.amount for line in self.cart), 2)
+
+    def basket(self) -> Basket:
+        """The cart as rewards price it (the item in hand alone when there is no cart)."""
+        if self.cart:
+            return Basket(
+                tuple(line.item_id for line in self.cart),
+                tuple(line.category for line in self.cart),
+                tuple(line.quantity for line in self.cart),
+                tuple(line.amount for line in self.cart),
+            )
+        if self.item_id is not None:
+            return Basket(
+                (self.item_id,), (self.item_category or "",), (1,), (self.item_price or 0.0,)
+            )
+        return Basket((), (), (), ())
 
 
 @dataclass(frozen=True)
@@ -130,6 +149,40 @@ def discount_base(offer: Offer, ctx: OfferContext) -> float:
     return ctx.item_price or 0.0
 
 
+def reward_amount(offer: Offer, ctx: OfferContext) -> float:
+    """The offer's money off on its own for ``ctx``: percent and amount rewards on the
+    ``discount_base``, other rewards on the cart's units (as often as ``per_order`` allows)."""
+    reward = offer.reward
+    if reward.type in {"percent", "amount"}:
+        return reward.discount(discount_base(offer, ctx))
+    if not reward.gives_money:
+        return 0.0
+    basket = ctx.basket()
+    lines = reward_lines(reward, basket, targeted_lines(offer, basket))
+    times = min(offer.stacking.per_order, applications(reward, basket, lines))
+    return round(sum(apply(reward, basket, lines, basket.amounts, times)), 2)
+
+
+def personal(offer: Offer) -> bool:
+    """Does the offer pick shoppers by who they are (so applying it unasked needs consent)?
+
+    Example:
+        >>> from shelfwise.offers.definitions import parse_offer
+        >>> personal(parse_offer({"offer_id": "o", "title": "O", "reward": {"type": "amount",
+        ...     "value": 1}, "targeting": {"segments": ["lapsed"]}}))
+        True
+    """
+    t = offer.targeting
+    return bool(
+        t.segments
+        or t.members_only
+        or t.min_days_since_purchase is not None
+        or t.attributes
+        or t.calendar
+        or t.geofences
+    )
+
+
 def _reject(offer: Offer, reason: str, message: str, variant: str | None = None) -> Decision:
     return Decision(offer.offer_id, False, reason, message, variant=variant)
 
@@ -184,12 +237,16 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         'not eligible: cart total 15.00 is below 20.00'
     """
     t, s, lim = offer.targeting, offer.schedule, offer.limits
-    showing = ctx.purpose == "show"
+    showing, paying = ctx.purpose == "show", ctx.purpose in {"redeem", "order"}
+    loyalty = offer.reward.type == "points" or bool(offer.points_cost)
     if not offer.active:
         return _reject(offer, "inactive", f"offer {offer.offer_id} is switched off")
-    if showing and not ctx.consented:  # targeting needs consent; a code in hand does not
+    # Targeting needs consent; a code in hand does not, nor a store-wide deal on an order.
+    if (showing or (ctx.purpose == "order" and personal(offer))) and not ctx.consented:
         return _reject(offer, "consent_required", "the shopper has not consented to offers")
-    if (t.members_only or lim.per_customer_limited or t.calendar) and not ctx.is_member:
+    if ctx.purpose == "redeem" and loyalty:
+        return _reject(offer, "order_required", "points are earned and spent with an order")
+    if (t.members_only or lim.per_customer_limited or t.calendar or loyalty) and not ctx.is_member:
         return _reject(
             offer,
             "member_required",
@@ -286,15 +343,16 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
                 "geofence",
                 f"not eligible: needs a visit to {', '.join(sorted(t.geofences))}",
             )
-    amount = offer.reward.discount(discount_base(offer, ctx))
-    if ctx.purpose == "redeem" and amount <= 0:
+    amount = reward_amount(offer, ctx)
+    if paying and amount <= 0 and offer.reward.gives_money:
         return _reject(offer, "nothing_to_discount", "the cart holds nothing this offer discounts")
+    if offer.points_cost and ctx.points is not None and ctx.points < offer.points_cost:
+        return _reject(
+            offer, "points_insufficient", f"needs {offer.points_cost} points ({ctx.points} held)"
+        )
     if lim.total_redemptions is not None and usage.redemptions >= lim.total_redemptions:
         return _reject(offer, "redemptions_exhausted", "the offer is fully redeemed")
-    if (
-        lim.budget is not None
-        and usage.spent + (amount if ctx.purpose == "redeem" else 0.0) > lim.budget + 1e-9
-    ):
+    if lim.budget is not None and usage.spent + (amount if paying else 0.0) > lim.budget + 1e-9:
         remaining = max(0.0, lim.budget - usage.spent)
         return _reject(
             offer, "budget_exhausted", f"the offer's budget is used up ({remaining:.2f} left)"
@@ -406,5 +464,7 @@ __all__ = [
     "evaluate",
     "in_window",
     "period_starts",
+    "personal",
     "quiet_end",
+    "reward_amount",
 ]

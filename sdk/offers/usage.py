@@ -165,6 +165,16 @@ def spend(db: Any, offer_id: str, amount: float) -> None:
     )
 
 
+def count_spent(db: Any, offer_id: str, amount: float, redemptions: int) -> None:
+    """Redemptions and money spent that never were a hold (an order's offers; negative when
+    a voided order gives them back)."""
+    db.execute(
+        "UPDATE offer_counters SET redemptions = redemptions + ?, spent = spent + ? "
+        "WHERE offer_id = ?",
+        [redemptions, amount, offer_id],
+    )
+
+
 def log_event(
     db: Any,
     shopper_id: str | None,
@@ -237,6 +247,7 @@ def record_rejection(
 __all__ = [
     "IN_CHUNK",
     "UsageSnapshot",
+    "count_spent",
     "counters",
     "hold",
     "log_event",

@@ -502,3 +502,30 @@ def _auth(db: Database) -> None:
         CREATE INDEX audit_log_device ON audit_log(device, seq);
         """,
     )
+
+
+@MIGRATIONS(name="013_orders")
+def _orders(db: Database) -> None:
+    # Orders priced and redeemed as a whole (shelfwise.offers.orders): one row per order id
+    # (idempotent: a retried order finds its row), what it applied and left out as JSON, and
+    # the member's profile counters it moved (points, per-customer uses) so a void moves them
+    # back. Its offers are ordinary ledger rows in ``redemptions``, tagged with the order id.
+    run_script(
+        db,
+        """
+        CREATE TABLE orders (
+            order_id TEXT PRIMARY KEY,
+            shopper_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,      -- what was asked (lines, codes, offers), hashed
+            state TEXT NOT NULL CHECK (state IN ('redeemed', 'voided')),
+            priced TEXT NOT NULL,           -- the OrderPrice as JSON
+            discount REAL NOT NULL,
+            counters TEXT NOT NULL DEFAULT '[]', -- [[profile counter, change], ...]
+            created_ms INTEGER NOT NULL,
+            voided_ms INTEGER
+        );
+        CREATE INDEX orders_by_shopper ON orders(shopper_id, created_ms);
+        ALTER TABLE redemptions ADD COLUMN order_id TEXT;
+        CREATE INDEX redemptions_by_order ON redemptions(order_id) WHERE order_id IS NOT NULL;
+        """,
+    )
