@@ -29,6 +29,7 @@ from ..cart import cart_lines
 from ..catalog import Catalog
 from ..identity import consents_of, get_shopper, segment_of
 from ..store.connection import Store
+from . import loyalty
 from .definitions import CHANNELS, parse_minute
 from .rules import CartLine, OfferContext, quiet_end
 
@@ -140,7 +141,7 @@ def build_context(
         else (consents_of(store, info)["offers"] or not info.is_member),
         segment=segment_of(store, info, stamp) if info else "new",
         days_since_purchase=None if last is None else (stamp - last) / DAY_MS,
-        attributes=dict(info.attributes) if info else {},
+        attributes=_attributes(store, info, stamp),
         member_since=member_since,
         cart=lines,
         cart_total=cart_total,
@@ -153,6 +154,20 @@ def build_context(
         quiet_until_ms=quiet_until(store, stamp),
         purpose=purpose,
     )
+
+
+def _attributes(store: Store, info: Any, stamp: int) -> dict[str, Any]:
+    """The member's attributes, with their points tier when the store's program has tiers
+    (so offers can target ``attributes: {tier: gold}``)."""
+    attributes = dict(info.attributes) if info else {}
+    if (
+        info is not None
+        and info.is_member
+        and "tier" not in attributes
+        and loyalty.program(store).tiers
+    ):
+        attributes["tier"] = loyalty.read_points(store, info.shopper_id, stamp).tier
+    return attributes
 
 
 def _cart_lines(
@@ -169,14 +184,11 @@ def _cart_lines(
             if isinstance(entry, str):
                 pairs.append((entry, 1))
             elif isinstance(entry, CartLine):
-                pairs.append((entry.item_id, 1))
-            else:
-                pairs.append(
-                    (
-                        str(getattr(entry, "item_id", entry[0])),
-                        int(getattr(entry, "quantity", 1)),
-                    )
-                )
+                pairs.append((entry.item_id, entry.quantity))
+            elif isinstance(entry, tuple | list):  # (item id, quantity)
+                pairs.append((str(entry[0]), int(entry[1]) if len(entry) > 1 else 1))
+            else:  # a cart line: item_id and quantity attributes
+                pairs.append((str(entry.item_id), int(getattr(entry, "quantity", 1))))
     items = catalog.get_many([p[0] for p in pairs])
     return tuple(
         CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2), q)

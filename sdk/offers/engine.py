@@ -33,15 +33,17 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
-from . import codes, context, experiments, orders, redemption, usage
+from ..profile.local import count
+from . import codes, context, experiments, loyalty, orders, redemption, usage
 from .book import OfferBook
 from .definitions import Offer
+from .loyalty import LoyaltyProgram, Points
 from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
 from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
@@ -381,7 +383,13 @@ class Offers(OfferBook):
         request = orders.check_request(order_id, codes, offers)
         ctx = self._order_context(shopper_id, cart, now)
         live = [o for o in self.all() if o.active]
-        return orders.price(self._store.read(), request, ctx, active=live, offer_of=self.get)
+        held = self._points(ctx)
+        if held is not None:
+            ctx = replace(ctx, points=held.balance)
+        multiplier = held.multiplier if held is not None else 1.0
+        return orders.price(
+            self._store.read(), request, ctx, active=live, offer_of=self.get, multiplier=multiplier
+        )
 
     def redeem_order(
         self,
@@ -421,6 +429,8 @@ class Offers(OfferBook):
                 offer_of=self.get,
                 store_id=self.store_id,
                 sandbox=self.sandboxed,
+                points=None if not ctx.is_member else lambda: self._member_points(ctx),
+                move=self._move,
             )
         )
         if isinstance(result, OfferRejected):
@@ -432,7 +442,9 @@ class Offers(OfferBook):
         again returns the voided order. Example: ``sw.offers.void_order("till-7-0042")``"""
         stamp = now_ms() if now is None else now
         result = self._transaction(
-            lambda db: orders.void(db, order_id, stamp=stamp, sandbox=self.sandboxed)
+            lambda db: orders.void(
+                db, order_id, stamp=stamp, move=self._move, sandbox=self.sandboxed
+            )
         )
         if isinstance(result, OfferRejected):
             raise result
@@ -444,6 +456,49 @@ class Offers(OfferBook):
         if found is None:
             raise OfferRejected(f"no order {order_id!r}", reason="order_unknown")
         return found
+
+    def _points(self, ctx: OfferContext) -> Points | None:
+        return self._member_points(ctx) if ctx.is_member else None
+
+    def _member_points(self, ctx: OfferContext) -> Points:
+        return loyalty.read_points(self._store, ctx.shopper_id, ctx.now_ms)
+
+    def _move(self, shopper_id: str, moves: Sequence[tuple[str, int]]) -> None:
+        """Change the member's travelling counters (inside the caller's transaction)."""
+        for name, change in moves:
+            count(self._store, shopper_id, name, change)
+
+    # -- loyalty points (logic in shelfwise.offers.loyalty) ---------------------------------
+    def set_loyalty(self, program: Mapping[str, Any] | None) -> LoyaltyProgram:
+        """The store's points program: tiers and expiry (earn and burn rules are offers).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.offers.set_loyalty({"tiers": [{"name": "gold", "points": 5000,
+            ...         "multiplier": 2}], "expiry_months": 24}).expiry_months
+            24
+        """
+        return loyalty.set_program(self._store, program)
+
+    def loyalty(self) -> LoyaltyProgram:
+        """The store's points program (no tiers, no expiry until set)."""
+        return loyalty.program(self._store)
+
+    def points(self, shopper_id: str, *, now: int | None = None) -> Points:
+        """A member's points as this device holds them: balance, tier, live months.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 12.0}])
+            ...     _ = sw.offers.define({"offer_id": "earn", "title": "1 point per 1.00",
+            ...                            "reward": {"type": "points", "points": 1}})
+            ...     _ = sw.member("L-1").redeem_order("t-1", cart=["tea"])
+            ...     sw.offers.points("L-1").balance
+            12
+        """
+        return loyalty.read_points(self._store, shopper_id, now_ms() if now is None else now)
 
     def _order_context(
         self, shopper_id: str, cart: Sequence[Any] | None, now: int | None

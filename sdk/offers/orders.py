@@ -38,6 +38,7 @@ from .._errors import InvalidInput, OfferRejected
 from . import redemption, usage
 from .codes import canonical_code, check_code, code_row
 from .definitions import Offer
+from .loyalty import Points, burn_moves, earn_moves
 from .rewards import EPS, points_earned
 from .rules import OfferContext, day_bounds, evaluate
 from .stacking import Candidate, best_combination, targeted_lines
@@ -341,14 +342,14 @@ def redeem(
     offer_of: Callable[[str], Offer],
     store_id: str,
     sandbox: bool = False,
-    multiplier: float = 1.0,
-    move_counters: Callable[[Sequence[tuple[str, int]]], None] | None = None,
-    counters_for: Callable[[OrderPrice], list[tuple[str, int]]] | None = None,
+    points: Callable[[], Points] | None = None,
+    move: Callable[[str, Sequence[tuple[str, int]]], None] | None = None,
 ) -> Order | OfferRejected:
     """Price and redeem the order in the caller's transaction (see the module docstring).
 
-    ``counters_for`` names the member's profile counters the order moves (points, uses) and
-    ``move_counters`` moves them; a void moves them back."""
+    ``points`` reads the member's points inside the transaction (so two orders at once can
+    never spend one balance twice on this device); ``move(shopper_id, changes)`` moves the
+    member's profile counters (points earned and spent); a void moves them back."""
     fingerprint = request.fingerprint(ctx)
     rows = list(db.query("SELECT fingerprint FROM orders WHERE order_id = ?", [request.order_id]))
     if rows:
@@ -360,6 +361,10 @@ def redeem(
             )
         return stored(db, request.order_id)  # type: ignore[return-value]
     redemption.expire(db, ctx.now_ms)  # holds past their time no longer count
+    held = points() if points is not None else None
+    if held is not None:
+        ctx = replace(ctx, points=held.balance)
+    multiplier = held.multiplier if held is not None else 1.0
     priced = price(db, request, ctx, active=active, offer_of=offer_of, multiplier=multiplier)
     for a in priced.applied:
         redemption.record(
@@ -372,9 +377,12 @@ def redeem(
             order_id=request.order_id,
             store_id=store_id,
         )
-    moves = counters_for(priced) if counters_for is not None else []
-    if moves and move_counters is not None:
-        move_counters(moves)
+    moves: list[tuple[str, int]] = []
+    if held is not None:
+        moves += earn_moves(priced.points_earned, ctx.now_ms)
+        moves += burn_moves(held, priced.points_spent)
+    if moves and move is not None:
+        move(ctx.shopper_id, moves)
     db.execute(
         "INSERT INTO orders (order_id, shopper_id, fingerprint, state, priced, discount, counters, "
         "created_ms) VALUES (?, ?, ?, 'redeemed', ?, ?, ?, ?)",
@@ -402,7 +410,7 @@ def void(
     order_id: str,
     *,
     stamp: int,
-    move_counters: Callable[[Sequence[tuple[str, int]]], None] | None = None,
+    move: Callable[[str, Sequence[tuple[str, int]]], None] | None = None,
     sandbox: bool = False,
 ) -> Order | OfferRejected:
     """Void (refund) a redeemed order in the caller's transaction: its ledger rows go, their
@@ -416,8 +424,8 @@ def void(
     redemption.undo_order(db, order_id)
     rows = list(db.query("SELECT counters FROM orders WHERE order_id = ?", [order_id]))
     moves = [(name, -change) for name, change in json.loads(rows[0]["counters"])]
-    if moves and move_counters is not None:
-        move_counters(moves)
+    if moves and move is not None:
+        move(order.shopper_id, moves)
     db.execute(
         "UPDATE orders SET state = 'voided', voided_ms = ? WHERE order_id = ?", [stamp, order_id]
     )
