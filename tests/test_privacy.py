@@ -27,6 +27,7 @@ SHOPPER_TABLES = [
     "redemptions",
     "reservations",
     "sync_tokens",
+    "trigger_fires",
 ]
 
 

@@ -29,7 +29,7 @@ from ..cart import cart_lines
 from ..catalog import Catalog
 from ..identity import consents_of, get_shopper, segment_of
 from ..store.connection import Store
-from . import loyalty
+from . import firing, loyalty
 from .definitions import CHANNELS, parse_minute
 from .rules import CartLine, OfferContext, quiet_end
 
@@ -153,6 +153,9 @@ def build_context(
         geofence=geofence,
         quiet_until_ms=quiet_until(store, stamp),
         purpose=purpose,
+        triggered=firing.live_offers(store.read(), info.shopper_id, stamp)
+        if info is not None and info.is_member
+        else frozenset(),
     )
 
 

@@ -31,6 +31,7 @@ from .._errors import InvalidOffer
 from ..identity import SEGMENTS
 from .rewards import Reward, parse_reward
 from .stacking import Stacking, parse_stacking
+from .triggers import Trigger, parse_trigger
 
 CHANNELS = frozenset({"kiosk", "app_push", "app_inbox", "pos", "scan"})
 CALENDAR = frozenset({"birthday", "anniversary", "holiday"})
@@ -91,6 +92,7 @@ REASONS: dict[str, str] = {
     "order_unknown": "no such order",
     "order_conflict": "the order id was already used for a different order",
     "points_insufficient": "the member has too few points",
+    "not_triggered": "the offer opens only when a trigger fires for the shopper",
 }
 
 
@@ -180,6 +182,7 @@ class Offer:
     experiment: Experiment | None = None
     stacking: Stacking = field(default_factory=Stacking)
     points_cost: int = 0  # loyalty points a member spends to get the reward (a burn)
+    trigger: Trigger | None = None  # opened to one shopper by their events (triggers)
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -202,6 +205,7 @@ _OFFER_KEYS = {
     "experiment",
     "stacking",
     "points_cost",
+    "trigger",
 }
 _TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
@@ -333,6 +337,7 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         experiment=_parse_experiment(data.get("experiment"), oid),
         stacking=parse_stacking(data.get("stacking"), oid),
         points_cost=points_cost or 0,
+        trigger=parse_trigger(data.get("trigger"), oid),
         source=json.loads(json.dumps(dict(data), default=str)),
     )
 

@@ -40,9 +40,10 @@ from typing import Any
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
 from ..profile.local import count
-from . import codes, context, experiments, loyalty, orders, redemption, usage
+from . import codes, context, experiments, firing, loyalty, orders, redemption, usage
 from .book import OfferBook
 from .definitions import Offer
+from .firing import TriggerFire
 from .loyalty import LoyaltyProgram, Points
 from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
@@ -148,6 +149,12 @@ class Offers(OfferBook):
         offers = [o for o in self.all() if o.active]
         if not offers:
             return []
+        if record and ctx.is_member and any(o.trigger is not None for o in offers):
+            # The shopper's next visit: a trigger their events set off opens its offer now.
+            fired = self._transaction(
+                lambda db: firing.run(db, offers, [ctx.shopper_id], lambda _: ctx)
+            )
+            ctx = replace(ctx, triggered=ctx.triggered | {f.offer_id for f in fired})
         # Every counter of every offer for this shopper in four grouped queries, not six
         # small queries an offer (33-80 ms a request at 200 offers; see the benchmark).
         snapshot = usage.usage_snapshot(
@@ -178,6 +185,24 @@ class Offers(OfferBook):
         if record and (shown_offers or exposures) and ctx.shopper_id:
             self._transaction(lambda db: self._record_shown(db, ctx, shown_offers, exposures))
         return shown_offers
+
+    def run_triggers(
+        self, *, shopper_id: str | None = None, channel: str = "app_push", now: int | None = None
+    ) -> list[TriggerFire]:
+        """Fire the offers' triggers for one member (or every member with history), for
+        ``channel``; each fire opens its offer to the member and is returned to push once
+        (``deliver_at_ms`` set in quiet hours). Run it from a timer, like ``tick_geofences``.
+        Example: see ``shelfwise.offers.firing``."""
+        stamp = now_ms() if now is None else now
+        offers = [o for o in self.all() if o.active and o.trigger is not None]
+        if not offers:
+            return []
+        who = [shopper_id] if shopper_id else firing.members_with_history(self._store.read())
+        return self._transaction(
+            lambda db: firing.run(
+                db, offers, who, lambda s: self.context(s, channel=channel, now=stamp)
+            )
+        )
 
     def _affinity(self, shopper_id: str) -> set[str]:
         if not shopper_id:

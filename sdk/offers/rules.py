@@ -65,6 +65,7 @@ class OfferContext:
     quiet_until_ms: int | None = None  # set while the store's quiet hours last
     purpose: str = "show"  # show | redeem (one offer) | order (an order's candidates)
     points: int | None = None  # the member's loyalty points, when read (orders read them)
+    triggered: frozenset[str] = frozenset()  # offers a trigger opened to this shopper
 
     @property
     def total(self) -> float:
@@ -180,6 +181,7 @@ def personal(offer: Offer) -> bool:
         or t.attributes
         or t.calendar
         or t.geofences
+        or offer.trigger is not None
     )
 
 
@@ -246,12 +248,15 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         return _reject(offer, "consent_required", "the shopper has not consented to offers")
     if ctx.purpose == "redeem" and loyalty:
         return _reject(offer, "order_required", "points are earned and spent with an order")
-    if (t.members_only or lim.per_customer_limited or t.calendar or loyalty) and not ctx.is_member:
+    members = t.members_only or lim.per_customer_limited or t.calendar or offer.trigger
+    if (members or loyalty) and not ctx.is_member:
         return _reject(
             offer,
             "member_required",
             "not eligible: this offer is for loyalty members (scan your card)",
         )
+    if offer.trigger is not None and offer.offer_id not in ctx.triggered:
+        return _reject(offer, "not_triggered", f"opens only after a {offer.trigger.type} trigger")
     if showing and t.channels and ctx.channel not in t.channels:
         return _reject(offer, "channel", f"not offered on {ctx.channel or 'this channel'}")
     if t.stores and ctx.store_id not in t.stores:

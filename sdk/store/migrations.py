@@ -529,3 +529,24 @@ def _orders(db: Database) -> None:
         CREATE INDEX redemptions_by_order ON redemptions(order_id) WHERE order_id IS NOT NULL;
         """,
     )
+
+
+@MIGRATIONS(name="014_trigger_fires")
+def _trigger_fires(db: Database) -> None:
+    # Triggers that fired for a shopper (shelfwise.offers.firing): the offer is open to them
+    # until until_ms, and the trigger does not fire again for them within its window.
+    run_script(
+        db,
+        """
+        CREATE TABLE trigger_fires (
+            shopper_id TEXT NOT NULL,
+            offer_id TEXT NOT NULL,
+            item_id TEXT,                    -- the item viewed, for repeated views
+            channel TEXT NOT NULL DEFAULT '',
+            fired_ms INTEGER NOT NULL,
+            until_ms INTEGER NOT NULL,
+            PRIMARY KEY (shopper_id, offer_id, fired_ms)
+        );
+        CREATE INDEX trigger_fires_open ON trigger_fires(shopper_id, until_ms);
+        """,
+    )
