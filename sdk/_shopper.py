@@ -489,6 +489,7 @@ class Shopper:
         copies = [MemberProfile.from_dict(unseal(blob, key, blinded_id=blinded)) for blob in sealed]
         merged = merge_all(copies).erase(tombstone_of(self._sw.store, blinded))
         apply_profile(self._sw.store, self.shopper_id, merged)
+        self._sw.offers.confirm_member(self.shopper_id)  # its uses elsewhere are known now
         return self.profile()
 
     # -- signing in and leaving ----------------------------------------------------------

@@ -17,6 +17,7 @@ SHOPPER_TABLES = [
     "consents",
     "events",
     "experiment_assignments",
+    "fleet_confirmations",
     "geofence_clock",
     "geofence_state",
     "impressions",

@@ -32,6 +32,7 @@ from ..store.connection import Store
 from . import firing, loyalty
 from .definitions import CHANNELS, parse_minute
 from .rules import CartLine, OfferContext, quiet_end
+from .usage import confirmed_at
 
 DEFAULT_TIMEZONE = "UTC"
 TIMEZONE_KEY, QUIET_HOURS_KEY = "offers.timezone", "offers.quiet_hours"
@@ -156,6 +157,7 @@ def build_context(
         triggered=firing.live_offers(store.read(), info.shopper_id, stamp)
         if info is not None and info.is_member
         else frozenset(),
+        confirmed_ms=confirmed_at(store.read(), info.shopper_id) if info else None,
     )
 
 

@@ -93,6 +93,7 @@ REASONS: dict[str, str] = {
     "order_conflict": "the order id was already used for a different order",
     "points_insufficient": "the member has too few points",
     "not_triggered": "the offer opens only when a trigger fires for the shopper",
+    "customer_unconfirmed": "the device cannot confirm the member's uses on other devices now",
 }
 
 
@@ -145,6 +146,12 @@ class Limits:
     per_customer_per_week: int | None = None
     impressions_per_day: int | None = None
     impressions_per_week: int | None = None
+    # When the device cannot confirm the member's uses on other devices (their profile was not
+    # merged from the fleet in the last confirm_within_s): allow (what it knows), deny, or
+    # allow while the uses it knows stay below offline_uses (``offline: {allow_up_to: N}``).
+    offline: str = "allow"
+    offline_uses: int | None = None
+    confirm_within_s: int = 3600
 
     @property
     def per_customer_limited(self) -> bool:
@@ -208,7 +215,8 @@ _OFFER_KEYS = {
     "trigger",
 }
 _TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
-_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
+_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__} - {"offline_uses"}
+_NUMBER_LIMITS = _LIMIT_KEYS - {"offline", "confirm_within_s"}
 _SCHEDULE_KEYS = {"starts", "ends", "days", "hours"}
 
 
@@ -310,8 +318,9 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     limits = Limits(
         **{
             key: _number(raw_limits.get(key), f"limits.{key}", oid, integer=key != "budget")
-            for key in _LIMIT_KEYS
-        }
+            for key in _NUMBER_LIMITS
+        },
+        **_offline_policy(raw_limits, oid),
     )
     codes = data.get("codes", "none")
     if codes not in {"none", "unique"}:
@@ -340,6 +349,26 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         trigger=parse_trigger(data.get("trigger"), oid),
         source=json.loads(json.dumps(dict(data), default=str)),
     )
+
+
+def _offline_policy(raw: Mapping[str, Any], oid: str) -> dict[str, Any]:
+    """``offline: deny | allow | {allow_up_to: N}`` and ``confirm_within_s``."""
+    policy, within = raw.get("offline", "allow"), raw.get("confirm_within_s", 3600)
+    if isinstance(within, bool) or not isinstance(within, int) or not 0 < within <= 90 * 86400:
+        raise _fail(oid, "limits.confirm_within_s must be a number of seconds up to 90 days")
+    uses = None
+    if isinstance(policy, Mapping) and set(policy) == {"allow_up_to"}:
+        uses = _number(policy["allow_up_to"], "limits.offline.allow_up_to", oid, integer=True)
+        policy = "allow_up_to"
+    elif policy not in {"allow", "deny"}:
+        raise _fail(oid, "limits.offline must be deny, allow or {allow_up_to: N}")
+    per_customer = any(
+        raw.get(k) is not None
+        for k in ("per_customer", "per_customer_per_day", "per_customer_per_week")
+    )
+    if policy != "allow" and not per_customer:
+        raise _fail(oid, "limits.offline applies to per-customer limits: set one")
+    return {"offline": policy, "offline_uses": uses, "confirm_within_s": within}
 
 
 def _parse_targeting(raw: Any, oid: str) -> Targeting:

@@ -343,8 +343,9 @@ class Offers(OfferBook):
     def commit(self, reservation_id: str, *, now: int | None = None) -> Redemption:
         """Spend a held reservation (payment went through): the code is used for good."""
         stamp = now_ms() if now is None else now
-        result = self._transaction(
-            lambda db: redemption.commit(
+
+        def work(db: Any) -> Redemption | OfferRejected:
+            done = redemption.commit(
                 db,
                 reservation_id,
                 stamp=stamp,
@@ -352,7 +353,11 @@ class Offers(OfferBook):
                 local_time=self.local_time,
                 sandbox=self.sandboxed,
             )
-        )
+            if isinstance(done, Redemption) and self.get(done.offer_id).limits.per_customer_limited:
+                self._move(done.shopper_id, [(usage.USES + done.offer_id, 1)])  # fleet-wide
+            return done
+
+        result = self._transaction(work)
         if isinstance(result, OfferRejected):
             raise result
         return result
@@ -492,6 +497,14 @@ class Offers(OfferBook):
         """Change the member's travelling counters (inside the caller's transaction)."""
         for name, change in moves:
             count(self._store, shopper_id, name, change)
+
+    def confirm_member(self, shopper_id: str, *, now: int | None = None) -> None:
+        """The member's uses on other devices are confirmed now: their profile was just
+        merged from the collector (``Shopper.open_profiles`` calls this) or a central check
+        answered. Offers with an ``offline`` policy apply it when the last confirmation is
+        older than their ``confirm_within_s``. Example: ``sw.offers.confirm_member("L-1")``"""
+        stamp = now_ms() if now is None else now
+        self._transaction(lambda db: usage.confirm_member(db, shopper_id, stamp))
 
     # -- loyalty points (logic in shelfwise.offers.loyalty) ---------------------------------
     def set_loyalty(self, program: Mapping[str, Any] | None) -> LoyaltyProgram:

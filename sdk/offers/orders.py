@@ -377,7 +377,11 @@ def redeem(
             order_id=request.order_id,
             store_id=store_id,
         )
-    moves: list[tuple[str, int]] = []
+    moves: list[tuple[str, int]] = [
+        (usage.USES + a.offer_id, 1)  # the member's uses, counted where every device sees them
+        for a in priced.applied
+        if offer_of(a.offer_id).limits.per_customer_limited
+    ]
     if held is not None:
         moves += earn_moves(priced.points_earned, ctx.now_ms)
         moves += burn_moves(held, priced.points_spent)

@@ -66,6 +66,7 @@ class OfferContext:
     purpose: str = "show"  # show | redeem (one offer) | order (an order's candidates)
     points: int | None = None  # the member's loyalty points, when read (orders read them)
     triggered: frozenset[str] = frozenset()  # offers a trigger opened to this shopper
+    confirmed_ms: int | None = None  # when the member's uses elsewhere were last confirmed
 
     @property
     def total(self) -> float:
@@ -364,6 +365,13 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         )
     if lim.per_day is not None and usage.today >= lim.per_day:
         return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
+    unsure = lim.per_customer_limited and lim.offline != "allow" and not _confirmed(lim, ctx)
+    if unsure and (lim.offline == "deny" or usage.customer_total >= (lim.offline_uses or 0)):
+        return _reject(
+            offer,
+            "customer_unconfirmed",
+            "this device cannot confirm the member's uses on other devices: sync first",
+        )
     if lim.per_customer is not None and usage.customer_total >= lim.per_customer:
         return _reject(
             offer,
@@ -407,6 +415,12 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         variant,
         deliver_at,
     )
+
+
+def _confirmed(lim: Any, ctx: OfferContext) -> bool:
+    """Were the member's uses on other devices confirmed recently enough for these limits?"""
+    seen = ctx.confirmed_ms
+    return seen is not None and ctx.now_ms - seen <= lim.confirm_within_s * 1000
 
 
 def period_starts(ctx: OfferContext) -> tuple[int, int]:

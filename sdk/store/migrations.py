@@ -550,3 +550,18 @@ def _trigger_fires(db: Database) -> None:
         CREATE INDEX trigger_fires_open ON trigger_fires(shopper_id, until_ms);
         """,
     )
+
+
+@MIGRATIONS(name="015_fleet_confirmations")
+def _fleet_confirmations(db: Database) -> None:
+    # When each member's uses on other devices were last confirmed (their profile merged from
+    # the collector): per-customer limits apply their offline policy when it is too long ago.
+    run_script(
+        db,
+        """
+        CREATE TABLE fleet_confirmations (
+            shopper_id TEXT PRIMARY KEY,
+            confirmed_ms INTEGER NOT NULL
+        );
+        """,
+    )
