@@ -155,9 +155,10 @@ class Limits:
 
     @property
     def per_customer_limited(self) -> bool:
-        return any(
-            x is not None
-            for x in (self.per_customer, self.per_customer_per_day, self.per_customer_per_week)
+        return (
+            self.per_customer is not None
+            or self.per_customer_per_day is not None
+            or self.per_customer_per_week is not None
         )
 
 

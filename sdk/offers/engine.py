@@ -158,7 +158,11 @@ class Offers(OfferBook):
         # Every counter of every offer for this shopper in four grouped queries, not six
         # small queries an offer (33-80 ms a request at 200 offers; see the benchmark).
         snapshot = usage.usage_snapshot(
-            self._store.read(), [o.offer_id for o in offers], ctx.shopper_id, ctx
+            self._store.read(),
+            [o.offer_id for o in offers],
+            ctx.shopper_id,
+            ctx,
+            fleet_uses=any(o.limits.per_customer_limited for o in offers),
         )
         rates = snapshot.rates
         affinity = self._affinity(ctx.shopper_id)

@@ -6,7 +6,7 @@ fire of that offer within its ``window_days``. Each fire is evaluated like the o
 the channel asked for (schedule, limits, frequency caps, quiet hours: a perishable push offer
 is dropped in quiet hours and tried again later, others get ``deliver_at_ms``) and kept in
 ``trigger_fires`` (this module owns the table) with the time it stays open. The rules read the
-open fires from ``OfferContext.triggered``.
+open fires from ``OfferContext.triggered`` (filled by ``context.build_context``).
 
 It runs at the shopper's next visit (``sw.offers.eligible`` fires for the shopper before
 ranking) and from a timer for app push (``sw.offers.run_triggers()``).
@@ -87,16 +87,6 @@ def facts(db: Any, shopper_id: str, now: int, lookback_ms: int = 0) -> Facts:
     return Facts(last, added - moved.get("cart_remove", (0, None))[0], latest_add, views, bought)
 
 
-def live_offers(db: Any, shopper_id: str, now: int) -> frozenset[str]:
-    """Offers a trigger opened to the shopper that are still open at ``now``."""
-    rows = db.execute(
-        "SELECT DISTINCT offer_id FROM trigger_fires WHERE shopper_id = ? AND until_ms > ? "
-        "AND fired_ms <= ?",
-        [shopper_id, now, now],
-    ).fetchall()
-    return frozenset(r[0] for r in rows)
-
-
 def members_with_history(db: Any) -> list[str]:
     """Members whose events could fire a trigger (a sweep's candidates)."""
     rows = db.execute(
@@ -162,4 +152,4 @@ def run(
     return out
 
 
-__all__ = ["TriggerFire", "facts", "live_offers", "members_with_history", "run"]
+__all__ = ["TriggerFire", "facts", "members_with_history", "run"]

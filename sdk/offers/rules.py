@@ -240,8 +240,9 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         'not eligible: cart total 15.00 is below 20.00'
     """
     t, s, lim = offer.targeting, offer.schedule, offer.limits
-    showing, paying = ctx.purpose == "show", ctx.purpose in {"redeem", "order"}
-    loyalty = offer.reward.type == "points" or bool(offer.points_cost)
+    showing = ctx.purpose == "show"
+    paying = not showing
+    loyalty = bool(offer.points_cost) or offer.reward.type == "points"
     if not offer.active:
         return _reject(offer, "inactive", f"offer {offer.offer_id} is switched off")
     # Targeting needs consent; a code in hand does not, nor a store-wide deal on an order.
@@ -349,7 +350,9 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
                 "geofence",
                 f"not eligible: needs a visit to {', '.join(sorted(t.geofences))}",
             )
-    amount = reward_amount(offer, ctx)
+    reward = offer.reward
+    linear = reward.type == "percent" or reward.type == "amount"
+    amount = reward.discount(discount_base(offer, ctx)) if linear else reward_amount(offer, ctx)
     if paying and amount <= 0 and offer.reward.gives_money:
         return _reject(offer, "nothing_to_discount", "the cart holds nothing this offer discounts")
     if offer.points_cost and ctx.points is not None and ctx.points < offer.points_cost:
@@ -365,7 +368,7 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         )
     if lim.per_day is not None and usage.today >= lim.per_day:
         return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
-    unsure = lim.per_customer_limited and lim.offline != "allow" and not _confirmed(lim, ctx)
+    unsure = lim.offline != "allow" and lim.per_customer_limited and not _confirmed(lim, ctx)
     if unsure and (lim.offline == "deny" or usage.customer_total >= (lim.offline_uses or 0)):
         return _reject(
             offer,

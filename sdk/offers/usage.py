@@ -75,7 +75,12 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
 
 
 def usage_snapshot(
-    db: Any, offer_ids: Sequence[str], shopper_id: str, ctx: OfferContext
+    db: Any,
+    offer_ids: Sequence[str],
+    shopper_id: str,
+    ctx: OfferContext,
+    *,
+    fleet_uses: bool = True,
 ) -> UsageSnapshot:
     """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
     counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
@@ -83,6 +88,8 @@ def usage_snapshot(
 
     ``db`` is the caller's connection: a reader for showing offers, the writer inside the
     ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
+    ``fleet_uses=False`` skips the member's profile counters (no offer asked for has a
+    per-customer limit).
     """
     day_start, week_start = period_starts(ctx)
     live = ctx.now_ms
@@ -113,14 +120,18 @@ def usage_snapshot(
         # Uses on other devices arrive in the member's profile counters (``USES`` + offer id,
         # counted on every device that redeems): all-time uses are the larger of what this
         # device's ledger and the fleet's counter say, plus the holds here.
-        fleet = {
-            name[len(USES) :]: int(value)
-            for name, value in db.execute(
-                "SELECT name, total(up) - total(down) FROM profile_counters "
-                "WHERE shopper_id = ? AND name >= ? AND name < ? GROUP BY name",
-                [shopper_id, USES, USES[:-1] + chr(ord(USES[-1]) + 1)],
-            ).fetchall()
-        }
+        fleet = (
+            {}
+            if not fleet_uses
+            else {
+                name[len(USES) :]: int(value)
+                for name, value in db.execute(
+                    "SELECT name, total(up) - total(down) FROM profile_counters "
+                    "WHERE shopper_id = ? AND name >= ? AND name < ? GROUP BY name",
+                    [shopper_id, USES, USES[:-1] + chr(ord(USES[-1]) + 1)],
+                ).fetchall()
+            }
+        )
         for offer_id, total, on_day, in_week, held in db.execute(
             "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?), total(held) FROM ("
             "SELECT offer_id, ts_ms, 0 AS held FROM redemptions WHERE shopper_id = ? "
@@ -154,14 +165,6 @@ def confirm_member(db: Any, shopper_id: str, stamp: int) -> None:
         "ON CONFLICT(shopper_id) DO UPDATE SET confirmed_ms = max(confirmed_ms, excluded.confirmed_ms)",
         [shopper_id, stamp],
     )
-
-
-def confirmed_at(db: Any, shopper_id: str) -> int | None:
-    """When the member's uses on other devices were last confirmed (None: never)."""
-    row = db.execute(
-        "SELECT confirmed_ms FROM fleet_confirmations WHERE shopper_id = ?", [shopper_id]
-    ).fetchone()
-    return None if row is None else int(row[0])
 
 
 def open_counters(db: Any, offer_id: str) -> None:
@@ -284,7 +287,6 @@ __all__ = [
     "IN_CHUNK",
     "USES",
     "confirm_member",
-    "confirmed_at",
     "UsageSnapshot",
     "count_spent",
     "counters",
