@@ -27,7 +27,7 @@ from .catalog import Item
 from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
-from .offers import OfferContext, RankedOffer, Redemption, Reservation
+from .offers import OfferContext, Order, OrderPrice, RankedOffer, Redemption, Reservation
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
@@ -392,6 +392,45 @@ class Shopper:
             code_or_offer, shopper_id=self.shopper_id, cart_total=cart_total
         )
 
+    def price_order(
+        self,
+        order_id: str,
+        *,
+        cart: Sequence[Any] | None = None,
+        codes: Sequence[str] = (),
+        offers: Sequence[str] = (),
+    ) -> OrderPrice:
+        """Price an order (this cart if ``cart`` is None) with the best allowed offers.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 2.0}])
+            ...     _ = sw.offers.define({"offer_id": "3for5", "title": "3 for 5.00",
+            ...         "reward": {"type": "bundle_price", "quantity": 3, "price": 5}})
+            ...     sw.start_session().price_order("till-1", cart=[("tea", 3)]).total
+            5.0
+        """
+        self.info()
+        return self._sw.offers.price_order(
+            order_id, shopper_id=self.shopper_id, cart=cart, codes=codes, offers=offers
+        )
+
+    def redeem_order(
+        self,
+        order_id: str,
+        *,
+        cart: Sequence[Any] | None = None,
+        codes: Sequence[str] = (),
+        offers: Sequence[str] = (),
+    ) -> Order:
+        """Price and redeem an order, idempotent on ``order_id`` (``sw.offers.void_order``
+        gives it back). Example: ``shopper.redeem_order("till-7-0042", codes=["7KQ2..."])``"""
+        self.info()
+        return self._sw.offers.redeem_order(
+            order_id, shopper_id=self.shopper_id, cart=cart, codes=codes, offers=offers
+        )
+
     def locate(
         self, lat: float, lon: float, accuracy_m: float, *, ts_ms: int | None = None
     ) -> list[GeofenceEvent]:
@@ -450,6 +489,7 @@ class Shopper:
         copies = [MemberProfile.from_dict(unseal(blob, key, blinded_id=blinded)) for blob in sealed]
         merged = merge_all(copies).erase(tombstone_of(self._sw.store, blinded))
         apply_profile(self._sw.store, self.shopper_id, merged)
+        self._sw.offers.confirm_member(self.shopper_id)  # its uses elsewhere are known now
         return self.profile()
 
     # -- signing in and leaving ----------------------------------------------------------

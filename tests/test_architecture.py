@@ -134,6 +134,8 @@ BENCHMARK_INTERNALS = {
     "shelfwise.sync.transport",
     "shelfwise.offers.rules",
     "shelfwise.offers.engine",
+    "shelfwise.offers.rewards",
+    "shelfwise.offers.stacking",
     "shelfwise.geo.shapes",
 }
 MAX_RUNTIME_MODULE_LINES = 650

@@ -17,15 +17,18 @@ SHOPPER_TABLES = [
     "consents",
     "events",
     "experiment_assignments",
+    "fleet_confirmations",
     "geofence_clock",
     "geofence_state",
     "impressions",
     "offer_codes",
+    "orders",
     "profile_counters",
     "profile_epochs",
     "redemptions",
     "reservations",
     "sync_tokens",
+    "trigger_fires",
 ]
 
 

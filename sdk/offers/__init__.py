@@ -1,10 +1,13 @@
 """Offers: definitions, the pure rules, the store engine, redemption, experiments and codes.
 
 One module per concept: ``definitions`` (what an offer is, parsed from JSON/YAML), ``rules``
-(the pure evaluation), ``context`` (the rules' view of a shopper, the store clock), ``usage``
-(counters, impressions, the funnel), ``redemption`` (reserve/commit/release), ``experiments``
-(A/B assignment, exposures, conversions), ``codes`` (one-time codes) and ``engine`` (the
-``Offers`` object a store holds, ``sw.offers``). The public names are re-exported here and,
+(the pure evaluation), ``rewards`` and ``stacking`` (pure pricing of an order: what each reward
+takes off which lines, the best allowed combination), ``context`` (the rules' view of a
+shopper, the store clock), ``usage`` (counters, impressions, the funnel), ``redemption``
+(reserve/commit/release, the ledger), ``orders`` (orders priced, redeemed and voided as a
+whole), ``experiments`` (A/B assignment, exposures, conversions), ``codes`` (one-time codes),
+``book`` (the stored definitions and settings) and ``engine`` (the ``Offers`` object a store
+holds, ``sw.offers``). The public names are re-exported here and,
 for the most used ones, from ``shelfwise`` itself.
 
 Example:
@@ -20,7 +23,6 @@ from .definitions import (
     Experiment,
     Limits,
     Offer,
-    Reward,
     Schedule,
     Targeting,
     parse_offer,
@@ -28,24 +30,34 @@ from .definitions import (
 )
 from .engine import Offers, RankedOffer
 from .experiments import assign_variant
+from .orders import AppliedOffer, LeftOutOffer, Order, OrderLine, OrderPrice
 from .redemption import Redemption, Reservation
+from .rewards import Reward, Tier
 from .rules import Decision, OfferContext, OfferUsage, evaluate
+from .stacking import Stacking
 
 __all__ = [
     "OFFER_REASONS",
+    "AppliedOffer",
     "Decision",
     "Experiment",
+    "LeftOutOffer",
     "Limits",
     "Offer",
     "OfferContext",
     "OfferUsage",
     "Offers",
+    "Order",
+    "OrderLine",
+    "OrderPrice",
     "RankedOffer",
     "Redemption",
     "Reservation",
     "Reward",
     "Schedule",
+    "Stacking",
     "Targeting",
+    "Tier",
     "assign_variant",
     "evaluate",
     "parse_offer",

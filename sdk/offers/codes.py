@@ -129,6 +129,15 @@ def redeem_code(db: Any, code: str, stamp: int) -> None:
     )
 
 
+def unredeem_code(db: Any, code: str) -> None:
+    """A redeemed code comes back (the order it paid for was voided)."""
+    db.execute(
+        "UPDATE offer_codes SET state = 'available', redeemed_ms = NULL "
+        "WHERE code = ? AND state = 'redeemed'",
+        [code],
+    )
+
+
 def free_code(db: Any, code: str) -> None:
     """Give a reserved code back (its reservation was released or expired)."""
     db.execute(
@@ -149,4 +158,5 @@ __all__ = [
     "new_code",
     "offer_of_code",
     "redeem_code",
+    "unredeem_code",
 ]

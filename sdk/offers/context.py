@@ -19,6 +19,7 @@ Example:
 from __future__ import annotations
 
 import datetime as dt
+import json
 import zoneinfo
 from collections.abc import Sequence
 from typing import Any
@@ -29,6 +30,7 @@ from ..cart import cart_lines
 from ..catalog import Catalog
 from ..identity import consents_of, get_shopper, segment_of
 from ..store.connection import Store
+from . import loyalty
 from .definitions import CHANNELS, parse_minute
 from .rules import CartLine, OfferContext, quiet_end
 
@@ -107,6 +109,8 @@ def build_context(
     """The rules' view of a shopper from the store (the stored cart when ``cart`` is None);
     ``store_id`` is the store's own id, used when the shopper has none."""
     stamp = now_ms() if now is None else now
+    settings = _settings(store)
+    local, quiet = _clock(settings, stamp)
     if channel is not None and channel not in CHANNELS:
         raise InvalidInput(f"channel {channel!r} is not one of: {', '.join(sorted(CHANNELS))}")
     info = get_shopper(store, shopper_id) if shopper_id else None
@@ -119,6 +123,11 @@ def build_context(
             [info.shopper_id],
         )
         last = rows[0]["last"]
+    triggered, confirmed = (
+        _member_state(store, info.shopper_id, stamp)
+        if info is not None and info.is_member
+        else (frozenset[str](), None)
+    )
     since = info.attributes.get("member_since") if info else None
     member_since = None
     if info is not None and info.is_member:
@@ -132,7 +141,7 @@ def build_context(
             member_since = None
     return OfferContext(
         now_ms=stamp,
-        local=local_time(store, stamp),
+        local=local,
         shopper_id=shopper_id or "",
         is_member=bool(info and info.is_member),
         consented=True
@@ -140,7 +149,7 @@ def build_context(
         else (consents_of(store, info)["offers"] or not info.is_member),
         segment=segment_of(store, info, stamp) if info else "new",
         days_since_purchase=None if last is None else (stamp - last) / DAY_MS,
-        attributes=dict(info.attributes) if info else {},
+        attributes=_attributes(store, info, stamp, settings.get(loyalty.PROGRAM_KEY)),
         member_since=member_since,
         cart=lines,
         cart_total=cart_total,
@@ -150,9 +159,54 @@ def build_context(
         item_category=anchor.category if anchor else None,
         item_price=anchor.price if anchor else None,
         geofence=geofence,
-        quiet_until_ms=quiet_until(store, stamp),
+        quiet_until_ms=quiet,
         purpose=purpose,
+        triggered=triggered,
+        confirmed_ms=confirmed,
     )
+
+
+def _settings(store: Store) -> dict[str, str]:
+    """The offer settings a context needs, in one read: time zone, quiet hours, points program."""
+    keys = [TIMEZONE_KEY, QUIET_HOURS_KEY, loyalty.PROGRAM_KEY]
+    return dict(store.rows("SELECT key, value FROM meta WHERE key IN (?, ?, ?)", keys))
+
+
+def _clock(settings: dict[str, str], now: int) -> tuple[dt.datetime | None, int | None]:
+    """Store-local time at ``now`` and when the quiet hours in force then end (see
+    ``local_time`` and ``quiet_until``, which read the settings themselves)."""
+    zone = resolve_zone(settings.get(TIMEZONE_KEY) or DEFAULT_TIMEZONE)
+    if zone is None:
+        return None, None
+    local = dt.datetime.fromtimestamp(now / 1000, tz=zone)
+    quiet = settings.get(QUIET_HOURS_KEY) or ""
+    if not quiet:
+        return local, None
+    start, end = (int(x) for x in quiet.split("-"))
+    return local, quiet_end(local, start, end)
+
+
+def _member_state(store: Store, shopper_id: str, now: int) -> tuple[frozenset[str], int | None]:
+    """The offers triggers opened to a member (``firing`` owns the fires) and when their uses
+    elsewhere were last confirmed (``usage`` owns that), in one read."""
+    row = store.rows(
+        "SELECT (SELECT group_concat(offer_id, char(31)) FROM trigger_fires WHERE shopper_id = ? "
+        "AND until_ms > ? AND fired_ms <= ?), "
+        "(SELECT confirmed_ms FROM fleet_confirmations WHERE shopper_id = ?)",
+        [shopper_id, now, now, shopper_id],
+    )[0]
+    return frozenset(row[0].split(chr(31)) if row[0] else ()), row[1]
+
+
+def _attributes(store: Store, info: Any, stamp: int, program: str | None) -> dict[str, Any]:
+    """The member's attributes, with their points tier when the store's program has tiers
+    (so offers can target ``attributes: {tier: gold}``)."""
+    attributes = dict(info.attributes) if info else {}
+    if info is None or not info.is_member or "tier" in attributes or not program:
+        return attributes
+    if loyalty.parse_program(json.loads(program)).tiers:
+        attributes["tier"] = loyalty.read_points(store, info.shopper_id, stamp).tier
+    return attributes
 
 
 def _cart_lines(
@@ -169,19 +223,16 @@ def _cart_lines(
             if isinstance(entry, str):
                 pairs.append((entry, 1))
             elif isinstance(entry, CartLine):
-                pairs.append((entry.item_id, 1))
-            else:
-                pairs.append(
-                    (
-                        str(getattr(entry, "item_id", entry[0])),
-                        int(getattr(entry, "quantity", 1)),
-                    )
-                )
+                pairs.append((entry.item_id, entry.quantity))
+            elif isinstance(entry, tuple | list):  # (item id, quantity)
+                pairs.append((str(entry[0]), int(entry[1]) if len(entry) > 1 else 1))
+            else:  # a cart line: item_id and quantity attributes
+                pairs.append((str(entry.item_id), int(getattr(entry, "quantity", 1))))
     items = catalog.get_many([p[0] for p in pairs])
     return tuple(
-        CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2))
+        CartLine(i, items[i].category, round((items[i].price or 0.0) * q, 2), q)
         if i in items
-        else CartLine(i)
+        else CartLine(i, quantity=q)
         for i, q in pairs
     )
 

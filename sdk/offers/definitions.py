@@ -29,6 +29,9 @@ from typing import Any
 
 from .._errors import InvalidOffer
 from ..identity import SEGMENTS
+from .rewards import Reward, parse_reward
+from .stacking import Stacking, parse_stacking
+from .triggers import Trigger, parse_trigger
 
 CHANNELS = frozenset({"kiosk", "app_push", "app_inbox", "pos", "scan"})
 CALENDAR = frozenset({"birthday", "anniversary", "holiday"})
@@ -78,26 +81,23 @@ REASONS: dict[str, str] = {
     "reservation_unknown": "no such reservation",
     "reservation_expired": "the reservation expired and was released",
     "reservation_closed": "the reservation was already committed or released",
+    # Orders: an order applies the best allowed combination (shelfwise.offers.stacking).
+    "stacking_exclusive": "an offer applied alone leaves no room for this one (or the reverse)",
+    "stacking_category": "the promotion categories of this offer and an applied one do not combine",
+    "stacking_limit": "the order already applies the most offers allowed",
+    "per_order_limit": "the offer already applies as many times as one order allows",
+    "order_discount_cap": "the order's discount is at its cap",
+    "stacking_better": "a better combination of offers leaves this one out",
+    "order_required": "the offer is redeemed as part of an order (price_order / redeem_order)",
+    "order_unknown": "no such order",
+    "order_conflict": "the order id was already used for a different order",
+    "points_insufficient": "the member has too few points",
+    "not_triggered": "the offer opens only when a trigger fires for the shopper",
+    "customer_unconfirmed": "the device cannot confirm the member's uses on other devices now",
 }
 
 
 OFFER_REASONS = REASONS  # the public name
-
-
-@dataclass(frozen=True)
-class Reward:
-    """What the offer gives: ``percent`` off, a fixed ``amount`` off (capped by ``max_discount``)."""
-
-    type: str = "percent"
-    value: float = 0.0
-    max_discount: float | None = None
-
-    def discount(self, base: float) -> float:
-        """The money off a base amount (never more than the base)."""
-        raw = base * self.value / 100 if self.type == "percent" else self.value
-        if self.max_discount is not None:
-            raw = min(raw, self.max_discount)
-        return round(max(0.0, min(raw, base)), 2)
 
 
 @dataclass(frozen=True)
@@ -146,12 +146,19 @@ class Limits:
     per_customer_per_week: int | None = None
     impressions_per_day: int | None = None
     impressions_per_week: int | None = None
+    # When the device cannot confirm the member's uses on other devices (their profile was not
+    # merged from the fleet in the last confirm_within_s): allow (what it knows), deny, or
+    # allow while the uses it knows stay below offline_uses (``offline: {allow_up_to: N}``).
+    offline: str = "allow"
+    offline_uses: int | None = None
+    confirm_within_s: int = 3600
 
     @property
     def per_customer_limited(self) -> bool:
-        return any(
-            x is not None
-            for x in (self.per_customer, self.per_customer_per_day, self.per_customer_per_week)
+        return (
+            self.per_customer is not None
+            or self.per_customer_per_day is not None
+            or self.per_customer_per_week is not None
         )
 
 
@@ -181,6 +188,9 @@ class Offer:
     perishable: bool = False
     active: bool = True
     experiment: Experiment | None = None
+    stacking: Stacking = field(default_factory=Stacking)
+    points_cost: int = 0  # loyalty points a member spends to get the reward (a burn)
+    trigger: Trigger | None = None  # opened to one shopper by their events (triggers)
     source: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
@@ -201,9 +211,13 @@ _OFFER_KEYS = {
     "perishable",
     "active",
     "experiment",
+    "stacking",
+    "points_cost",
+    "trigger",
 }
 _TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
-_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__}
+_LIMIT_KEYS = {f for f in Limits.__dataclass_fields__} - {"offline_uses"}
+_NUMBER_LIMITS = _LIMIT_KEYS - {"offline", "confirm_within_s"}
 _SCHEDULE_KEYS = {"starts", "ends", "days", "hours"}
 
 
@@ -295,22 +309,7 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     title = str(data.get("title") or "").strip()
     if not title:
         raise _fail(oid, "title is missing")
-    raw_reward = data.get("reward")
-    if not isinstance(raw_reward, Mapping):
-        raise _fail(oid, "reward must be a mapping like {type: percent, value: 10}")
-    _unknown_keys(raw_reward, {"type", "value", "max_discount"}, "reward", oid)
-    if raw_reward.get("type") not in {"percent", "amount"}:
-        raise _fail(oid, "reward.type must be 'percent' or 'amount'")
-    value = _number(raw_reward.get("value"), "reward.value", oid)
-    if value is None or value == 0:
-        raise _fail(oid, "reward.value must be a positive number")
-    if raw_reward["type"] == "percent" and value > 100:
-        raise _fail(oid, "reward.value must be between 0 and 100 for a percent reward")
-    reward = Reward(
-        raw_reward["type"],
-        value,
-        _number(raw_reward.get("max_discount"), "reward.max_discount", oid),
-    )
+    reward = parse_reward(data.get("reward"), oid)
     targeting = _parse_targeting(data.get("targeting") or {}, oid)
     schedule = _parse_schedule(data.get("schedule") or {}, oid)
     raw_limits = data.get("limits") or {}
@@ -320,8 +319,9 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     limits = Limits(
         **{
             key: _number(raw_limits.get(key), f"limits.{key}", oid, integer=key != "budget")
-            for key in _LIMIT_KEYS
-        }
+            for key in _NUMBER_LIMITS
+        },
+        **_offline_policy(raw_limits, oid),
     )
     codes = data.get("codes", "none")
     if codes not in {"none", "unique"}:
@@ -330,6 +330,9 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
     active = data.get("active", True)
     if not isinstance(perishable, bool) or not isinstance(active, bool):
         raise _fail(oid, "perishable and active must be true or false")
+    points_cost = _number(data.get("points_cost", 0), "points_cost", oid, integer=True)
+    if points_cost and reward.type == "points":
+        raise _fail(oid, "a points reward earns points; it cannot cost points too")
     return Offer(
         offer_id=oid,
         title=title,
@@ -342,8 +345,31 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         perishable=perishable,
         active=active,
         experiment=_parse_experiment(data.get("experiment"), oid),
+        stacking=parse_stacking(data.get("stacking"), oid),
+        points_cost=points_cost or 0,
+        trigger=parse_trigger(data.get("trigger"), oid),
         source=json.loads(json.dumps(dict(data), default=str)),
     )
+
+
+def _offline_policy(raw: Mapping[str, Any], oid: str) -> dict[str, Any]:
+    """``offline: deny | allow | {allow_up_to: N}`` and ``confirm_within_s``."""
+    policy, within = raw.get("offline", "allow"), raw.get("confirm_within_s", 3600)
+    if isinstance(within, bool) or not isinstance(within, int) or not 0 < within <= 90 * 86400:
+        raise _fail(oid, "limits.confirm_within_s must be a number of seconds up to 90 days")
+    uses = None
+    if isinstance(policy, Mapping) and set(policy) == {"allow_up_to"}:
+        uses = _number(policy["allow_up_to"], "limits.offline.allow_up_to", oid, integer=True)
+        policy = "allow_up_to"
+    elif policy not in {"allow", "deny"}:
+        raise _fail(oid, "limits.offline must be deny, allow or {allow_up_to: N}")
+    per_customer = any(
+        raw.get(k) is not None
+        for k in ("per_customer", "per_customer_per_day", "per_customer_per_week")
+    )
+    if policy != "allow" and not per_customer:
+        raise _fail(oid, "limits.offline applies to per-customer limits: set one")
+    return {"offline": policy, "offline_uses": uses, "confirm_within_s": within}
 
 
 def _parse_targeting(raw: Any, oid: str) -> Targeting:

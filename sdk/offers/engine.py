@@ -1,12 +1,13 @@
 """The offers engine: one store's offers, from definition to redemption, over the store.
 
-``Offers`` (``sw.offers``) is what a kiosk or app backend holds. It keeps the definitions in
-the store (this module owns the ``offers`` table) and parses each once per process; builds the
-rules' view of a shopper (``context``); ranks the eligible offers for showing and records
-what was shown (``eligible``); says why an offer does or does not apply (``explain``); and runs
-redemption (``reserve`` -> ``commit`` / ``release``, ``redeem`` for both) and experiments. The
-work itself lives beside it: ``definitions`` (parsing), ``rules`` (the pure evaluation),
-``usage`` (counters, impressions, the funnel), ``redemption``, ``experiments`` and ``codes``.
+``Offers`` (``sw.offers``) is what a kiosk or app backend holds. On the definitions and
+settings of ``book.OfferBook`` it builds the rules' view of a shopper (``context``); ranks the
+eligible offers for showing and records what was shown (``eligible``); says why an offer does
+or does not apply (``explain``); runs redemption (``reserve`` -> ``commit`` / ``release``,
+``redeem`` for both), orders (``price_order``, ``redeem_order``, ``void_order``) and
+experiments. The work itself lives beside it: ``definitions`` (parsing), ``rules`` (the pure
+evaluation), ``rewards`` and ``stacking`` (pure pricing of an order), ``orders``, ``usage``
+(counters, impressions, the funnel), ``redemption``, ``experiments`` and ``codes``.
 
 Example:
     >>> import shelfwise
@@ -31,30 +32,26 @@ Example:
 
 from __future__ import annotations
 
-import datetime as dt
-import json
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any
 
-from .._compat import warn_renamed
-from .._errors import InvalidInput, InvalidOffer, OfferRejected
+from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
-from ..catalog import Catalog
-from ..store.connection import Store
-from . import codes, context, experiments, redemption, usage
-from .definitions import Offer, Targeting, parse_offer, read_offer_file
+from ..profile.local import count
+from . import codes, context, experiments, firing, loyalty, orders, redemption, usage
+from .book import OfferBook
+from .definitions import Offer
+from .firing import TriggerFire
+from .loyalty import LoyaltyProgram, Points
+from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
 from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
 
 DEFAULT_RESERVATION_S = 300
 # Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
 PRIOR_REDEEMED, PRIOR_SHOWN = 1.0, 10.0
-PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a few hundred)
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -77,220 +74,9 @@ class RankedOffer:
         }
 
 
-class _Rollback(Exception):
-    """Raised inside a sandbox transaction so nothing it did is kept."""
-
-    def __init__(self, result: Any) -> None:
-        super().__init__("sandbox rollback")
-        self.result = result
-
-
-class Offers:
-    """The offers of one store file: define, switch, issue codes, evaluate, redeem.
-
-    ``sandbox=True`` (see ``Offers.sandbox()``) runs every step for real inside its
-    transaction and then rolls it back: operators test offers without spending anything.
-    """
-
-    def __init__(
-        self,
-        store: Store,
-        catalog: Catalog,
-        *,
-        store_id: str = "",
-        sandbox: bool = False,
-        cache: dict[tuple[str, bool], Offer] | None = None,
-    ) -> None:
-        self._store = store
-        self._catalog = catalog
-        self.store_id = store_id
-        self.sandboxed = sandbox
-        self._cache: dict[tuple[str, bool], Offer] = {} if cache is None else cache
-
-    def sandbox(self) -> Offers:
-        """The same offers in sandbox mode: evaluations and redemptions spend nothing.
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     _ = sw.offers.define({"offer_id": "o", "title": "O",
-            ...                            "reward": {"type": "amount", "value": 1}})
-            ...     _ = sw.member("L-1")
-            ...     sw.offers.sandbox().redeem("o", shopper_id="L-1", cart_total=5).sandbox
-            True
-        """
-        return Offers(
-            self._store, self._catalog, store_id=self.store_id, sandbox=True, cache=self._cache
-        )
-
-    # -- writes that honour the sandbox -------------------------------------------------
-    def _transaction(self, work: Callable[[Any], T]) -> T:
-        try:
-            with self._store.write() as db:
-                result = work(db)
-                if self.sandboxed:
-                    raise _Rollback(result)
-                return result
-        except _Rollback as rollback:
-            return cast(T, rollback.result)
-
-    # -- settings (kept in the store: shelfwise.offers.context) ---------------------------
-    def set_timezone(self, name: str) -> None:
-        """The store's IANA time zone (schedules, quiet hours, per-day limits use it)."""
-        context.set_timezone(self._store, name)
-
-    def timezone(self) -> str:
-        """The store's IANA time zone name (UTC until ``set_timezone``)."""
-        return context.timezone(self._store)
-
-    def set_quiet_hours(self, start: str | None, end: str | None = None) -> None:
-        """No app push between ``start`` and ``end`` (store-local 'HH:MM'); None clears."""
-        context.set_quiet_hours(self._store, start, end)
-
-    def local_time(self, now: int | None = None, *, ts_ms: int | None = None) -> dt.datetime | None:
-        """Store-local time at ``now`` (UTC ms; the clock if None); None if the time zone is
-        unknown. ``ts_ms`` is the deprecated name of ``now``.
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.offers.set_timezone("Asia/Tokyo")
-            ...     sw.offers.local_time(0).isoformat()
-            '1970-01-01T09:00:00+09:00'
-        """
-        if ts_ms is not None:
-            warn_renamed("Offers.local_time(ts_ms=...)", "Offers.local_time(now=...)")
-            now = ts_ms
-        return context.local_time(self._store, now_ms() if now is None else now)
-
-    def quiet_until(self, now: int | None = None, *, ts_ms: int | None = None) -> int | None:
-        """When the quiet hours in force at ``now`` (UTC ms; the clock if None) end, in UTC
-        ms, or None if it is not quiet then. ``ts_ms`` is the deprecated name of ``now``.
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.offers.set_quiet_hours("21:00", "08:00")
-            ...     sw.offers.quiet_until(22 * 3_600_000) == 32 * 3_600_000
-            True
-        """
-        if ts_ms is not None:
-            warn_renamed("Offers.quiet_until(ts_ms=...)", "Offers.quiet_until(now=...)")
-            now = ts_ms
-        return context.quiet_until(self._store, now_ms() if now is None else now)
-
-    # -- definitions ---------------------------------------------------------------------
-    def define(self, definition: Mapping[str, Any] | Offer) -> Offer:
-        """Add or replace one offer (validated first; a bad one changes nothing)."""
-        offer = definition if isinstance(definition, Offer) else parse_offer(definition)
-        self._save([offer])
-        return offer
-
-    def load(self, path: str | Path) -> list[Offer]:
-        """Add or replace every offer in a JSON/YAML file, all or nothing.
-
-        Example: ``sw.offers.load("offers.yaml")``
-        """
-        offers = [parse_offer(d) for d in read_offer_file(path)]
-        ids = [o.offer_id for o in offers]
-        if len(set(ids)) != len(ids):
-            raise InvalidOffer(f"{Path(path).name}: an offer_id appears twice")
-        self._save(offers)
-        return offers
-
-    def _save(self, offers: Sequence[Offer]) -> None:
-        stamp = now_ms()
-        with self._store.write() as db:
-            for offer in offers:
-                db.execute(
-                    "INSERT INTO offers (offer_id, definition, active, updated_ms) VALUES (?, ?, ?, ?) "
-                    "ON CONFLICT(offer_id) DO UPDATE SET definition = excluded.definition, "
-                    "active = excluded.active, updated_ms = excluded.updated_ms",
-                    [offer.offer_id, json.dumps(dict(offer.source)), int(offer.active), stamp],
-                )
-                usage.open_counters(db, offer.offer_id)
-
-    def get(self, offer_id: str) -> Offer:
-        """One offer, or ``OfferRejected(reason="unknown_offer")``."""
-        rows = self._store.query(
-            "SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id]
-        )
-        if not rows:
-            raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
-        return self._parsed(rows[0]["definition"], rows[0]["active"])
-
-    def all(self) -> list[Offer]:
-        """Every offer, active or not, by id."""
-        rows = self._store.query("SELECT definition, active FROM offers ORDER BY offer_id")
-        return [self._parsed(r["definition"], r["active"]) for r in rows]
-
-    def _parsed(self, definition: str, active: Any) -> Offer:
-        """The stored definition parsed once per process (parsing is ~70 us an offer, the
-        rules ~5 us): keyed by the exact JSON text, so an edit in any process is a new key."""
-        key = (definition, bool(active))
-        offer = self._cache.get(key)
-        if offer is None:
-            offer = replace(parse_offer(json.loads(definition)), active=key[1])
-            if len(self._cache) >= PARSE_CACHE_SIZE:
-                self._cache.clear()
-            self._cache[key] = offer
-        return offer
-
-    def _targeting_in(self, db: Any, offer_id: str) -> Targeting | None:
-        """An offer's targeting read through ``db`` (None once the offer was deleted)."""
-        rows = list(
-            db.query("SELECT definition, active FROM offers WHERE offer_id = ?", [offer_id])
-        )
-        return self._parsed(rows[0]["definition"], rows[0]["active"]).targeting if rows else None
-
-    def _exists(self, offer_id: str) -> bool:
-        return bool(self._store.query("SELECT 1 FROM offers WHERE offer_id = ?", [offer_id]))
-
-    def activate(self, offer_id: str) -> None:
-        """Switch an offer on."""
-        self._switch(offer_id, True)
-
-    def deactivate(self, offer_id: str) -> None:
-        """Switch an offer off: it is neither shown nor redeemable (reason ``inactive``)."""
-        self._switch(offer_id, False)
-
-    def _switch(self, offer_id: str, on: bool) -> None:
-        with self._store.write() as db:
-            moved = db.execute(
-                "UPDATE offers SET active = ? WHERE offer_id = ?", [int(on), offer_id]
-            ).rowcount
-            if moved == 0:
-                raise OfferRejected(f"no offer {offer_id!r}", reason="unknown_offer")
-
-    def issue_codes(
-        self,
-        offer_id: str,
-        count: int,
-        *,
-        shopper_id: str | None = None,
-        expires_ms: int | None = None,
-    ) -> list[str]:
-        """Create ``count`` single-use codes for an offer (optionally bound to one member)."""
-        offer = self.get(offer_id)
-        if offer.codes != "unique":
-            raise InvalidInput(f"offer {offer_id} is applied without codes (codes: none)")
-        if not 1 <= count <= 100_000:
-            raise InvalidInput("count must be between 1 and 100000")
-        issued = [codes.new_code() for _ in range(count)]
-        stamp = now_ms()
-
-        def work(db: Any) -> list[str]:
-            codes.insert_codes(
-                db, offer_id, issued, shopper_id=shopper_id, expires_ms=expires_ms, stamp=stamp
-            )
-            return issued
-
-        return self._transaction(work)
-
-    def stats(self, offer_id: str) -> dict[str, Any]:
-        """The offer's counters: redemptions, money spent, held reservations, impressions."""
-        self.get(offer_id)
-        return usage.counters(self._store, offer_id)
+class Offers(OfferBook):
+    """The offers of one store file: define, switch, issue codes, evaluate, redeem, price and
+    redeem orders (definitions and settings come from ``OfferBook``)."""
 
     # -- context -------------------------------------------------------------------------
     def context(
@@ -363,10 +149,20 @@ class Offers:
         offers = [o for o in self.all() if o.active]
         if not offers:
             return []
+        if record and ctx.is_member and any(o.trigger is not None for o in offers):
+            # The shopper's next visit: a trigger their events set off opens its offer now.
+            fired = self._transaction(
+                lambda db: firing.run(db, offers, [ctx.shopper_id], lambda _: ctx)
+            )
+            ctx = replace(ctx, triggered=ctx.triggered | {f.offer_id for f in fired})
         # Every counter of every offer for this shopper in four grouped queries, not six
         # small queries an offer (33-80 ms a request at 200 offers; see the benchmark).
         snapshot = usage.usage_snapshot(
-            self._store.read(), [o.offer_id for o in offers], ctx.shopper_id, ctx
+            self._store.read(),
+            [o.offer_id for o in offers],
+            ctx.shopper_id,
+            ctx,
+            fleet_uses=any(o.limits.per_customer_limited for o in offers),
         )
         rates = snapshot.rates
         affinity = self._affinity(ctx.shopper_id)
@@ -393,6 +189,24 @@ class Offers:
         if record and (shown_offers or exposures) and ctx.shopper_id:
             self._transaction(lambda db: self._record_shown(db, ctx, shown_offers, exposures))
         return shown_offers
+
+    def run_triggers(
+        self, *, shopper_id: str | None = None, channel: str = "app_push", now: int | None = None
+    ) -> list[TriggerFire]:
+        """Fire the offers' triggers for one member (or every member with history), for
+        ``channel``; each fire opens its offer to the member and is returned to push once
+        (``deliver_at_ms`` set in quiet hours). Run it from a timer, like ``tick_geofences``.
+        Example: see ``shelfwise.offers.firing``."""
+        stamp = now_ms() if now is None else now
+        offers = [o for o in self.all() if o.active and o.trigger is not None]
+        if not offers:
+            return []
+        who = [shopper_id] if shopper_id else firing.members_with_history(self._store.read())
+        return self._transaction(
+            lambda db: firing.run(
+                db, offers, who, lambda s: self.context(s, channel=channel, now=stamp)
+            )
+        )
 
     def _affinity(self, shopper_id: str) -> set[str]:
         if not shopper_id:
@@ -533,8 +347,9 @@ class Offers:
     def commit(self, reservation_id: str, *, now: int | None = None) -> Redemption:
         """Spend a held reservation (payment went through): the code is used for good."""
         stamp = now_ms() if now is None else now
-        result = self._transaction(
-            lambda db: redemption.commit(
+
+        def work(db: Any) -> Redemption | OfferRejected:
+            done = redemption.commit(
                 db,
                 reservation_id,
                 stamp=stamp,
@@ -542,7 +357,11 @@ class Offers:
                 local_time=self.local_time,
                 sandbox=self.sandboxed,
             )
-        )
+            if isinstance(done, Redemption) and self.get(done.offer_id).limits.per_customer_limited:
+                self._move(done.shopper_id, [(usage.USES + done.offer_id, 1)])  # fleet-wide
+            return done
+
+        result = self._transaction(work)
         if isinstance(result, OfferRejected):
             raise result
         return result
@@ -579,6 +398,161 @@ class Offers:
         """Release every expired reservation; return how many (reserve does this too)."""
         stamp = now_ms() if now is None else now
         return self._transaction(lambda db: redemption.expire(db, stamp))
+
+    # -- orders (logic in shelfwise.offers.orders, .stacking, .rewards) ----------------------
+    def price_order(
+        self,
+        order_id: str,
+        *,
+        shopper_id: str,
+        cart: Sequence[Any] | None = None,
+        codes: Sequence[str] = (),
+        offers: Sequence[str] = (),
+        now: int | None = None,
+    ) -> OrderPrice:
+        """Price an order as a whole (reads only): the best allowed combination of the offers
+        that apply unasked, the ``offers`` named and the ``codes`` given, and why each other
+        one was left out. ``cart``: item ids or (item id, quantity) pairs (the shopper's cart
+        if None). Example: see ``shelfwise.offers.orders``."""
+        request = orders.check_request(order_id, codes, offers)
+        ctx = self._order_context(shopper_id, cart, now)
+        live = [o for o in self.all() if o.active]
+        held = self._points(ctx)
+        if held is not None:
+            ctx = replace(ctx, points=held.balance)
+        multiplier = held.multiplier if held is not None else 1.0
+        return orders.price(
+            self._store.read(), request, ctx, active=live, offer_of=self.get, multiplier=multiplier
+        )
+
+    def redeem_order(
+        self,
+        order_id: str,
+        *,
+        shopper_id: str,
+        cart: Sequence[Any] | None = None,
+        codes: Sequence[str] = (),
+        offers: Sequence[str] = (),
+        now: int | None = None,
+    ) -> Order:
+        """Price and redeem an order in one transaction; the same order id again returns the
+        stored order (a till's retry), other contents under it raise ``order_conflict``.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 4.0}])
+            ...     _ = sw.offers.define({"offer_id": "o", "title": "1.00 off",
+            ...         "reward": {"type": "amount", "value": 1}, "limits": {"total_redemptions": 1}})
+            ...     _ = sw.member("L-1")
+            ...     first = sw.offers.redeem_order("t-1", shopper_id="L-1", cart=["tea"])
+            ...     again = sw.offers.redeem_order("t-1", shopper_id="L-1", cart=["tea"])
+            ...     _ = sw.offers.void_order("t-1")
+            ...     first.price.total, again == first, sw.offers.stats("o")["redemptions"]
+            (3.0, True, 0)
+        """
+        request = orders.check_request(order_id, codes, offers)
+        ctx = self._order_context(shopper_id, cart, now)
+        live = [o for o in self.all() if o.active]
+        result = self._transaction(
+            lambda db: orders.redeem(
+                db,
+                request,
+                ctx,
+                active=live,
+                offer_of=self.get,
+                store_id=self.store_id,
+                sandbox=self.sandboxed,
+                points=None if not ctx.is_member else lambda: self._member_points(ctx),
+                move=self._move,
+            )
+        )
+        if isinstance(result, OfferRejected):
+            raise result
+        return result
+
+    def void_order(self, order_id: str, *, now: int | None = None) -> Order:
+        """Void (refund) a redeemed order: its offers' uses, budget, codes come back. Voiding
+        again returns the voided order. Example: ``sw.offers.void_order("till-7-0042")``"""
+        stamp = now_ms() if now is None else now
+        result = self._transaction(
+            lambda db: orders.void(
+                db, order_id, stamp=stamp, move=self._move, sandbox=self.sandboxed
+            )
+        )
+        if isinstance(result, OfferRejected):
+            raise result
+        return result
+
+    def order(self, order_id: str) -> Order:
+        """A redeemed or voided order as stored (``OfferRejected(reason="order_unknown")``)."""
+        found = orders.stored(self._store.read(), order_id)
+        if found is None:
+            raise OfferRejected(f"no order {order_id!r}", reason="order_unknown")
+        return found
+
+    def _points(self, ctx: OfferContext) -> Points | None:
+        return self._member_points(ctx) if ctx.is_member else None
+
+    def _member_points(self, ctx: OfferContext) -> Points:
+        return loyalty.read_points(self._store, ctx.shopper_id, ctx.now_ms)
+
+    def _move(self, shopper_id: str, moves: Sequence[tuple[str, int]]) -> None:
+        """Change the member's travelling counters (inside the caller's transaction)."""
+        for name, change in moves:
+            count(self._store, shopper_id, name, change)
+
+    def confirm_member(self, shopper_id: str, *, now: int | None = None) -> None:
+        """The member's uses on other devices are confirmed now: their profile was just
+        merged from the collector (``Shopper.open_profiles`` calls this) or a central check
+        answered. Offers with an ``offline`` policy apply it when the last confirmation is
+        older than their ``confirm_within_s``. Example: ``sw.offers.confirm_member("L-1")``"""
+        stamp = now_ms() if now is None else now
+        self._transaction(lambda db: usage.confirm_member(db, shopper_id, stamp))
+
+    # -- loyalty points (logic in shelfwise.offers.loyalty) ---------------------------------
+    def set_loyalty(self, program: Mapping[str, Any] | None) -> LoyaltyProgram:
+        """The store's points program: tiers and expiry (earn and burn rules are offers).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.offers.set_loyalty({"tiers": [{"name": "gold", "points": 5000,
+            ...         "multiplier": 2}], "expiry_months": 24}).expiry_months
+            24
+        """
+        return loyalty.set_program(self._store, program)
+
+    def loyalty(self) -> LoyaltyProgram:
+        """The store's points program (no tiers, no expiry until set)."""
+        return loyalty.program(self._store)
+
+    def points(self, shopper_id: str, *, now: int | None = None) -> Points:
+        """A member's points as this device holds them: balance, tier, live months.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 12.0}])
+            ...     _ = sw.offers.define({"offer_id": "earn", "title": "1 point per 1.00",
+            ...                            "reward": {"type": "points", "points": 1}})
+            ...     _ = sw.member("L-1").redeem_order("t-1", cart=["tea"])
+            ...     sw.offers.points("L-1").balance
+            12
+        """
+        return loyalty.read_points(self._store, shopper_id, now_ms() if now is None else now)
+
+    def _order_context(
+        self, shopper_id: str, cart: Sequence[Any] | None, now: int | None
+    ) -> OfferContext:
+        ctx = self.context(shopper_id, cart=cart, now=now, purpose="order")
+        if not ctx.cart:
+            raise InvalidInput("the order has no lines: pass cart=[...] or fill the cart first")
+        known = self._catalog.get_many([line.item_id for line in ctx.cart])
+        for line in ctx.cart:
+            if line.item_id not in known:
+                raise UnknownItem(f"item {line.item_id!r} is not in the catalog", item=line.item_id)
+        return ctx
 
 
 __all__ = [

@@ -6,7 +6,9 @@ evaluates the offer with counters read inside the same ``BEGIN IMMEDIATE`` trans
 moves the code, the reservation and the counters together, so two checkouts (threads or
 processes) can never spend one single-use code or one budget twice. ``commit`` spends a hold,
 ``release`` gives it back, ``expire`` releases every hold past its time (``reserve`` runs it
-first), ``release_holds_of`` releases a forgotten shopper's holds.
+first), ``release_holds_of`` releases a forgotten shopper's holds. An order's offers go into
+the same ledger at once (``record``, tagged with the order id) and come out when the order is
+voided (``undo_order``).
 
 Each function works inside the caller's transaction (``db``) and returns an ``OfferRejected``
 instead of raising it, so what it changed before refusing (an expired hold released, the
@@ -35,7 +37,7 @@ from typing import Any
 
 from .._errors import OfferRejected
 from . import usage
-from .codes import code_row, free_code, hold_code, redeem_code
+from .codes import code_row, free_code, hold_code, redeem_code, unredeem_code
 from .definitions import Offer
 from .rules import OfferContext, day_bounds, evaluate
 
@@ -67,12 +69,13 @@ class Redemption:
     amount: float
     ts_ms: int
     sandbox: bool = False
+    order_id: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def _code_refusal(
+def code_refusal(
     row: Mapping[str, Any], code: str, shopper_id: str, stamp: int
 ) -> OfferRejected | None:
     """Why a stored code cannot be reserved by this shopper now (None: it can)."""
@@ -110,7 +113,7 @@ def reserve(
         row = code_row(db, code)
         if row is None:
             return OfferRejected(f"code {code} does not exist", reason="code_unknown")
-        refusal = _code_refusal(row, code, shopper_id, stamp)
+        refusal = code_refusal(row, code, shopper_id, stamp)
         if refusal is not None:
             return refusal
         offer = offer_of(row["offer_id"])
@@ -210,6 +213,58 @@ def commit(
     return redemption
 
 
+def record(
+    db: Any,
+    *,
+    offer_id: str,
+    code: str | None,
+    shopper_id: str,
+    amount: float,
+    stamp: int,
+    order_id: str,
+    store_id: str,
+) -> Redemption:
+    """Write one offer of an order into the ledger at once (an order is priced and redeemed in
+    one transaction, so there is no hold): the row, the counters, the code, the funnel event."""
+    redemption = Redemption(
+        uuid.uuid4().hex, offer_id, code, shopper_id, amount, stamp, order_id=order_id
+    )
+    db.execute(
+        "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms, "
+        "order_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [redemption.redemption_id, offer_id, code, shopper_id, amount, stamp, order_id],
+    )
+    if code:
+        redeem_code(db, code, stamp)
+    usage.count_spent(db, offer_id, amount, 1)
+    payload = {"offer_id": offer_id, "order_id": order_id}
+    usage.log_event(db, shopper_id, "offer_redeemed", payload, stamp, store_id, amount)
+    return redemption
+
+
+def undo_order(db: Any, order_id: str) -> list[Redemption]:
+    """Give back every redemption of a voided order: counters, codes, limits (the rows go;
+    the order keeps its record). Returns what was given back."""
+    rows = list(db.query("SELECT * FROM redemptions WHERE order_id = ?", [order_id]))
+    for row in rows:
+        usage.count_spent(db, row["offer_id"], -row["amount"], -1)
+        if row["code"]:
+            unredeem_code(db, row["code"])
+    db.execute("DELETE FROM redemptions WHERE order_id = ?", [order_id])
+    return [
+        Redemption(
+            r["redemption_id"],
+            r["offer_id"],
+            r["code"],
+            r["shopper_id"],
+            r["amount"],
+            r["ts_ms"],
+            order_id=order_id,
+        )
+        for r in rows
+    ]
+
+
 def release(db: Any, reservation_id: str) -> OfferRejected | None:
     """Give a held code back (payment failed or the cart changed)."""
     row = _held(db, reservation_id)
@@ -270,9 +325,12 @@ def expire(db: Any, stamp: int) -> int:
 __all__ = [
     "Redemption",
     "Reservation",
+    "code_refusal",
     "commit",
     "expire",
+    "record",
     "release",
     "release_holds_of",
     "reserve",
+    "undo_order",
 ]

@@ -26,15 +26,18 @@ from .._errors import OfferRejected
 from .._time import DAY_MS
 from .definitions import DAYS, REASONS, Offer, Targeting
 from .experiments import assign_variant
+from .rewards import Basket, applications, apply, reward_lines
+from .stacking import targeted_lines
 
 
 @dataclass(frozen=True)
 class CartLine:
-    """A cart line as the rules see it: item, category, line total."""
+    """A cart line as the rules see it: item, category, line total, units."""
 
     item_id: str
     category: str = ""
     amount: float = 0.0
+    quantity: int = 1
 
 
 @dataclass(frozen=True)
@@ -60,13 +63,31 @@ class OfferContext:
     item_price: float | None = None
     geofence: tuple[str, str] | None = None  # (fence_id, enter|dwell|exit)
     quiet_until_ms: int | None = None  # set while the store's quiet hours last
-    purpose: str = "show"  # show | redeem
+    purpose: str = "show"  # show | redeem (one offer) | order (an order's candidates)
+    points: int | None = None  # the member's loyalty points, when read (orders read them)
+    triggered: frozenset[str] = frozenset()  # offers a trigger opened to this shopper
+    confirmed_ms: int | None = None  # when the member's uses elsewhere were last confirmed
 
     @property
     def total(self) -> float:
         if self.cart_total is not None:
             return self.cart_total
         return round(sum(line.amount for line in self.cart), 2)
+
+    def basket(self) -> Basket:
+        """The cart as rewards price it (the item in hand alone when there is no cart)."""
+        if self.cart:
+            return Basket(
+                tuple(line.item_id for line in self.cart),
+                tuple(line.category for line in self.cart),
+                tuple(line.quantity for line in self.cart),
+                tuple(line.amount for line in self.cart),
+            )
+        if self.item_id is not None:
+            return Basket(
+                (self.item_id,), (self.item_category or "",), (1,), (self.item_price or 0.0,)
+            )
+        return Basket((), (), (), ())
 
 
 @dataclass(frozen=True)
@@ -130,6 +151,41 @@ def discount_base(offer: Offer, ctx: OfferContext) -> float:
     return ctx.item_price or 0.0
 
 
+def reward_amount(offer: Offer, ctx: OfferContext) -> float:
+    """The offer's money off on its own for ``ctx``: percent and amount rewards on the
+    ``discount_base``, other rewards on the cart's units (as often as ``per_order`` allows)."""
+    reward = offer.reward
+    if reward.type in {"percent", "amount"}:
+        return reward.discount(discount_base(offer, ctx))
+    if not reward.gives_money:
+        return 0.0
+    basket = ctx.basket()
+    lines = reward_lines(reward, basket, targeted_lines(offer, basket))
+    times = min(offer.stacking.per_order, applications(reward, basket, lines))
+    return round(sum(apply(reward, basket, lines, basket.amounts, times)), 2)
+
+
+def personal(offer: Offer) -> bool:
+    """Does the offer pick shoppers by who they are (so applying it unasked needs consent)?
+
+    Example:
+        >>> from shelfwise.offers.definitions import parse_offer
+        >>> personal(parse_offer({"offer_id": "o", "title": "O", "reward": {"type": "amount",
+        ...     "value": 1}, "targeting": {"segments": ["lapsed"]}}))
+        True
+    """
+    t = offer.targeting
+    return bool(
+        t.segments
+        or t.members_only
+        or t.min_days_since_purchase is not None
+        or t.attributes
+        or t.calendar
+        or t.geofences
+        or offer.trigger is not None
+    )
+
+
 def _reject(offer: Offer, reason: str, message: str, variant: str | None = None) -> Decision:
     return Decision(offer.offer_id, False, reason, message, variant=variant)
 
@@ -185,16 +241,24 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
     """
     t, s, lim = offer.targeting, offer.schedule, offer.limits
     showing = ctx.purpose == "show"
+    paying = not showing
+    loyalty = bool(offer.points_cost) or offer.reward.type == "points"
     if not offer.active:
         return _reject(offer, "inactive", f"offer {offer.offer_id} is switched off")
-    if showing and not ctx.consented:  # targeting needs consent; a code in hand does not
+    # Targeting needs consent; a code in hand does not, nor a store-wide deal on an order.
+    if (showing or (ctx.purpose == "order" and personal(offer))) and not ctx.consented:
         return _reject(offer, "consent_required", "the shopper has not consented to offers")
-    if (t.members_only or lim.per_customer_limited or t.calendar) and not ctx.is_member:
+    if ctx.purpose == "redeem" and loyalty:
+        return _reject(offer, "order_required", "points are earned and spent with an order")
+    members = t.members_only or lim.per_customer_limited or t.calendar or offer.trigger
+    if (members or loyalty) and not ctx.is_member:
         return _reject(
             offer,
             "member_required",
             "not eligible: this offer is for loyalty members (scan your card)",
         )
+    if offer.trigger is not None and offer.offer_id not in ctx.triggered:
+        return _reject(offer, "not_triggered", f"opens only after a {offer.trigger.type} trigger")
     if showing and t.channels and ctx.channel not in t.channels:
         return _reject(offer, "channel", f"not offered on {ctx.channel or 'this channel'}")
     if t.stores and ctx.store_id not in t.stores:
@@ -286,21 +350,31 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
                 "geofence",
                 f"not eligible: needs a visit to {', '.join(sorted(t.geofences))}",
             )
-    amount = offer.reward.discount(discount_base(offer, ctx))
-    if ctx.purpose == "redeem" and amount <= 0:
+    reward = offer.reward
+    linear = reward.type == "percent" or reward.type == "amount"
+    amount = reward.discount(discount_base(offer, ctx)) if linear else reward_amount(offer, ctx)
+    if paying and amount <= 0 and offer.reward.gives_money:
         return _reject(offer, "nothing_to_discount", "the cart holds nothing this offer discounts")
+    if offer.points_cost and ctx.points is not None and ctx.points < offer.points_cost:
+        return _reject(
+            offer, "points_insufficient", f"needs {offer.points_cost} points ({ctx.points} held)"
+        )
     if lim.total_redemptions is not None and usage.redemptions >= lim.total_redemptions:
         return _reject(offer, "redemptions_exhausted", "the offer is fully redeemed")
-    if (
-        lim.budget is not None
-        and usage.spent + (amount if ctx.purpose == "redeem" else 0.0) > lim.budget + 1e-9
-    ):
+    if lim.budget is not None and usage.spent + (amount if paying else 0.0) > lim.budget + 1e-9:
         remaining = max(0.0, lim.budget - usage.spent)
         return _reject(
             offer, "budget_exhausted", f"the offer's budget is used up ({remaining:.2f} left)"
         )
     if lim.per_day is not None and usage.today >= lim.per_day:
         return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
+    unsure = lim.offline != "allow" and lim.per_customer_limited and not _confirmed(lim, ctx)
+    if unsure and (lim.offline == "deny" or usage.customer_total >= (lim.offline_uses or 0)):
+        return _reject(
+            offer,
+            "customer_unconfirmed",
+            "this device cannot confirm the member's uses on other devices: sync first",
+        )
     if lim.per_customer is not None and usage.customer_total >= lim.per_customer:
         return _reject(
             offer,
@@ -344,6 +418,12 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         variant,
         deliver_at,
     )
+
+
+def _confirmed(lim: Any, ctx: OfferContext) -> bool:
+    """Were the member's uses on other devices confirmed recently enough for these limits?"""
+    seen = ctx.confirmed_ms
+    return seen is not None and ctx.now_ms - seen <= lim.confirm_within_s * 1000
 
 
 def period_starts(ctx: OfferContext) -> tuple[int, int]:
@@ -406,5 +486,7 @@ __all__ = [
     "evaluate",
     "in_window",
     "period_starts",
+    "personal",
     "quiet_end",
+    "reward_amount",
 ]

@@ -1,8 +1,10 @@
 """Usage: the counters an offer's limits read, and what the funnel counts (shown, refused).
 
 This module owns ``offer_counters`` (per offer: redemptions, money spent, live holds and their
-amount, impressions) and ``impressions`` (one row per offer shown to a shopper, which the
-frequency caps count). ``usage_snapshot`` reads every limit counter of many offers for one
+amount, impressions), ``impressions`` (one row per offer shown to a shopper, which the
+frequency caps count) and ``fleet_confirmations`` (when a member's uses on other devices were
+last confirmed). A member's uses of per-customer-limited offers on every device arrive in
+their profile counters (``offer:<offer id>``), read here with the ledger. ``usage_snapshot`` reads every limit counter of many offers for one
 shopper in four grouped queries; the write helpers move the counters inside the caller's
 transaction, so a counter never disagrees with the code or reservation it counts.
 ``offer_shown``, ``offer_redeemed`` and ``offer_rejected`` events (the synced funnel) are
@@ -30,6 +32,7 @@ from ..events import Event, insert_event
 from .rules import OfferContext, OfferUsage, period_starts
 
 IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
+USES = "offer:"  # + offer id: a member's uses of a per-customer-limited offer, fleet-wide
 
 
 @dataclass(frozen=True)
@@ -72,7 +75,12 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
 
 
 def usage_snapshot(
-    db: Any, offer_ids: Sequence[str], shopper_id: str, ctx: OfferContext
+    db: Any,
+    offer_ids: Sequence[str],
+    shopper_id: str,
+    ctx: OfferContext,
+    *,
+    fleet_uses: bool = True,
 ) -> UsageSnapshot:
     """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
     counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
@@ -80,6 +88,8 @@ def usage_snapshot(
 
     ``db`` is the caller's connection: a reader for showing offers, the writer inside the
     ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
+    ``fleet_uses=False`` skips the member's profile counters (no offer asked for has a
+    per-customer limit).
     """
     day_start, week_start = period_starts(ctx)
     live = ctx.now_ms
@@ -107,15 +117,34 @@ def usage_snapshot(
     shown: dict[str, tuple[int, int]] = {}
     if shopper_id:
         wanted = set(offer_ids)
-        for offer_id, total, on_day, in_week in db.execute(
-            "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?) FROM ("
-            "SELECT offer_id, ts_ms FROM redemptions WHERE shopper_id = ? "
-            "UNION ALL SELECT offer_id, created_ms FROM reservations WHERE shopper_id = ? "
+        # Uses on other devices arrive in the member's profile counters (``USES`` + offer id,
+        # counted on every device that redeems): all-time uses are the larger of what this
+        # device's ledger and the fleet's counter say, plus the holds here.
+        fleet = (
+            {}
+            if not fleet_uses
+            else {
+                name[len(USES) :]: int(value)
+                for name, value in db.execute(
+                    "SELECT name, total(up) - total(down) FROM profile_counters "
+                    "WHERE shopper_id = ? AND name >= ? AND name < ? GROUP BY name",
+                    [shopper_id, USES, USES[:-1] + chr(ord(USES[-1]) + 1)],
+                ).fetchall()
+            }
+        )
+        for offer_id, total, on_day, in_week, held in db.execute(
+            "SELECT offer_id, count(*), total(ts_ms >= ?), total(ts_ms >= ?), total(held) FROM ("
+            "SELECT offer_id, ts_ms, 0 AS held FROM redemptions WHERE shopper_id = ? "
+            "UNION ALL SELECT offer_id, created_ms, 1 FROM reservations WHERE shopper_id = ? "
             "AND state = 'held' AND expires_ms > ?) GROUP BY offer_id",
             [day_start, week_start, shopper_id, shopper_id, live],
         ).fetchall():
             if offer_id in wanted:
-                customer[offer_id] = (int(total), int(on_day), int(in_week))
+                used = max(int(total - held), fleet.pop(offer_id, 0)) + int(held)
+                customer[offer_id] = (used, int(on_day), int(in_week))
+        for offer_id, used in fleet.items():
+            if offer_id in wanted and used > 0:
+                customer[offer_id] = (used, 0, 0)
         # Impressions older than the week (or the day, if it began earlier) never count.
         since = min(day_start, week_start)
         for offer_id, on_day, in_week in db.execute(
@@ -126,6 +155,16 @@ def usage_snapshot(
             if offer_id in wanted:
                 shown[offer_id] = (int(on_day), int(in_week))
     return UsageSnapshot(offers, today, customer, shown, rates)
+
+
+def confirm_member(db: Any, shopper_id: str, stamp: int) -> None:
+    """The member's uses on other devices were confirmed at ``stamp`` (their profile was just
+    merged from the fleet, or a central check answered); this module owns the table."""
+    db.execute(
+        "INSERT INTO fleet_confirmations (shopper_id, confirmed_ms) VALUES (?, ?) "
+        "ON CONFLICT(shopper_id) DO UPDATE SET confirmed_ms = max(confirmed_ms, excluded.confirmed_ms)",
+        [shopper_id, stamp],
+    )
 
 
 def open_counters(db: Any, offer_id: str) -> None:
@@ -162,6 +201,16 @@ def spend(db: Any, offer_id: str, amount: float) -> None:
         "UPDATE offer_counters SET reserved = reserved - 1, reserved_amount = reserved_amount - ?, "
         "redemptions = redemptions + 1, spent = spent + ? WHERE offer_id = ?",
         [amount, amount, offer_id],
+    )
+
+
+def count_spent(db: Any, offer_id: str, amount: float, redemptions: int) -> None:
+    """Redemptions and money spent that never were a hold (an order's offers; negative when
+    a voided order gives them back)."""
+    db.execute(
+        "UPDATE offer_counters SET redemptions = redemptions + ?, spent = spent + ? "
+        "WHERE offer_id = ?",
+        [redemptions, amount, offer_id],
     )
 
 
@@ -236,7 +285,10 @@ def record_rejection(
 
 __all__ = [
     "IN_CHUNK",
+    "USES",
+    "confirm_member",
     "UsageSnapshot",
+    "count_spent",
     "counters",
     "hold",
     "log_event",

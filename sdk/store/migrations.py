@@ -502,3 +502,66 @@ def _auth(db: Database) -> None:
         CREATE INDEX audit_log_device ON audit_log(device, seq);
         """,
     )
+
+
+@MIGRATIONS(name="013_orders")
+def _orders(db: Database) -> None:
+    # Orders priced and redeemed as a whole (shelfwise.offers.orders): one row per order id
+    # (idempotent: a retried order finds its row), what it applied and left out as JSON, and
+    # the member's profile counters it moved (points, per-customer uses) so a void moves them
+    # back. Its offers are ordinary ledger rows in ``redemptions``, tagged with the order id.
+    run_script(
+        db,
+        """
+        CREATE TABLE orders (
+            order_id TEXT PRIMARY KEY,
+            shopper_id TEXT NOT NULL,
+            fingerprint TEXT NOT NULL,      -- what was asked (lines, codes, offers), hashed
+            state TEXT NOT NULL CHECK (state IN ('redeemed', 'voided')),
+            priced TEXT NOT NULL,           -- the OrderPrice as JSON
+            discount REAL NOT NULL,
+            counters TEXT NOT NULL DEFAULT '[]', -- [[profile counter, change], ...]
+            created_ms INTEGER NOT NULL,
+            voided_ms INTEGER
+        );
+        CREATE INDEX orders_by_shopper ON orders(shopper_id, created_ms);
+        ALTER TABLE redemptions ADD COLUMN order_id TEXT;
+        CREATE INDEX redemptions_by_order ON redemptions(order_id) WHERE order_id IS NOT NULL;
+        """,
+    )
+
+
+@MIGRATIONS(name="014_trigger_fires")
+def _trigger_fires(db: Database) -> None:
+    # Triggers that fired for a shopper (shelfwise.offers.firing): the offer is open to them
+    # until until_ms, and the trigger does not fire again for them within its window.
+    run_script(
+        db,
+        """
+        CREATE TABLE trigger_fires (
+            shopper_id TEXT NOT NULL,
+            offer_id TEXT NOT NULL,
+            item_id TEXT,                    -- the item viewed, for repeated views
+            channel TEXT NOT NULL DEFAULT '',
+            fired_ms INTEGER NOT NULL,
+            until_ms INTEGER NOT NULL,
+            PRIMARY KEY (shopper_id, offer_id, fired_ms)
+        );
+        CREATE INDEX trigger_fires_open ON trigger_fires(shopper_id, until_ms);
+        """,
+    )
+
+
+@MIGRATIONS(name="015_fleet_confirmations")
+def _fleet_confirmations(db: Database) -> None:
+    # When each member's uses on other devices were last confirmed (their profile merged from
+    # the collector): per-customer limits apply their offline policy when it is too long ago.
+    run_script(
+        db,
+        """
+        CREATE TABLE fleet_confirmations (
+            shopper_id TEXT PRIMARY KEY,
+            confirmed_ms INTEGER NOT NULL
+        );
+        """,
+    )
