@@ -24,9 +24,7 @@ from .store.connection import Store
 # personalization: history-based results; location: geofences; offers: targeted offers;
 # sync: member data in upstream summaries; sensitive: suggestions from sensitive categories;
 # profile_sync: the member's own profile travels to their other devices, sealed for them.
-PURPOSES = frozenset(
-    {"personalization", "location", "offers", "sync", "sensitive", "profile_sync"}
-)
+PURPOSES = frozenset({"personalization", "location", "offers", "sync", "sensitive", "profile_sync"})
 # An anonymous session's history lives only as long as the session, so it personalizes
 # within the session; everything else needs an explicit yes.
 ANONYMOUS_CONSENTS = frozenset({"personalization"})
