@@ -7,7 +7,8 @@ profile again when they leave.
 
 A kiosk that never saw the member has no hash of their PIN. It checks the PIN against the
 member's sealed copies instead: if one opens with the key from card + PIN, the PIN is right
-(AES-GCM authenticates), and the kiosk keeps the PIN's hash from then on. Those guesses are
+(AES-GCM authenticates), and the kiosk keeps the PIN's hash from then on. The same check runs
+when the hash a kiosk holds refuses the PIN: the member may have set a new one elsewhere. Those guesses are
 throttled like any PIN check, per card and per kiosk, before the key is derived; without the
 network such a kiosk cannot check the PIN and says so (the card alone still works).
 """
@@ -18,7 +19,7 @@ import hashlib
 from typing import Any
 
 import shelfwise
-from shelfwise import AuthenticationFailed, ProfileSealError, ShelfwiseError
+from shelfwise import AuthenticationFailed, AuthLocked, ProfileSealError, ShelfwiseError
 
 from .kiosk import Kiosk
 from .web import ApiError
@@ -82,7 +83,15 @@ def check_pin(kiosk: Kiosk, number: str, pin: str) -> tuple[bytes | None, bool]:
     except shelfwise.UnknownShopper:
         known = None
     if known is not None and known.has_pin():
-        known.verify_pin(pin, device=kiosk.kiosk_id)
+        try:
+            known.verify_pin(pin, device=kiosk.kiosk_id)
+        except AuthLocked:
+            raise
+        except AuthenticationFailed:
+            if not kiosk.fleet_on:
+                raise
+            # The member may have changed their PIN on another device: their copies say.
+            return unlock_from_fleet(kiosk, number, pin), True
         return (kiosk.sw.fleet.member_key(number, pin) if kiosk.fleet_on else None), False
     if not kiosk.fleet_on:
         raise AuthenticationFailed(
@@ -96,14 +105,22 @@ def arrive(kiosk: Kiosk, member: shelfwise.Shopper, key: bytes | None) -> dict[s
     result (it replaces the copies merged). Offline, the kiosk serves what it holds."""
     if key is None:
         return {"on": kiosk.fleet_on, "online": False, "copies": 0}
-    pulled = member.pull_profile(
-        key, str(kiosk.config.upstream), kiosk.credentials, timeout_s=kiosk.config.fleet_timeout_s
-    )
+    try:
+        pulled = member.pull_profile(
+            key,
+            str(kiosk.config.upstream),
+            kiosk.credentials,
+            timeout_s=kiosk.config.fleet_timeout_s,
+        )
+    except ProfileSealError:  # every copy sealed under an earlier PIN: this kiosk's data stays
+        kiosk.seal(member, key)
+        return {"on": True, "online": True, "copies": 0, "unreadable": True}
     kiosk.seal(member, key)
     return {
         "on": True,
         "online": pulled.online,
         "copies": pulled.copies,
+        "unreadable": bool(pulled.unreadable),
         "interactions": len(pulled.profile.interactions),
     }
 

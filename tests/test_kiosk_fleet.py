@@ -228,3 +228,27 @@ def test_the_fleet_demo_provisions_a_collector_and_two_kiosks(tmp_path: Path) ->
     lines = commands(args, files, "58029374")
     assert "8502" in lines["collector"] and "--no-history" in lines["kiosk-b"]
     assert lines["kiosk-a"][lines["kiosk-a"].index("--upstream") + 1] == "http://127.0.0.1:8502"
+
+
+def test_a_pin_changed_on_one_kiosk_works_on_the_others_and_old_copies_do_not_block(
+    chain: dict,
+) -> None:
+    number, new_pin = "8106", "5820"
+    a, b = chain["a"][0], chain["b"][0]
+    for sw in (a, b):
+        sw.member(number, consents={"personalization": True, "profile_sync": True})
+        sw.shopper(number).set_pin(MEMBER_PIN)
+    with kiosk(chain, "b") as on_b:  # a copy sealed under the old PIN
+        sign_in(on_b, card_code(number))
+        on_b.post("/api/scan", json={"code": YOGURT})
+        assert on_b.post("/api/session/end", json={}).json()["fleet"]["sent"]
+    a.shopper(number).set_pin(new_pin)  # the member sets a new PIN at A's till
+    with kiosk(chain, "a") as on_a:
+        reply = sign_in(on_a, card_code(number), pin=new_pin)
+        assert reply.status_code == 200, reply.json()
+        assert reply.json()["fleet"]["unreadable"], "the old copy does not open, and is kept"
+        on_a.post("/api/session/end", json={})
+    with kiosk(chain, "b") as on_b:  # B holds the old PIN's hash: the member's copy decides
+        reply = sign_in(on_b, card_code(number), pin=new_pin)
+        assert reply.status_code == 200, reply.json()
+    b.shopper(number).verify_pin(new_pin)

@@ -146,6 +146,7 @@ class FleetCopies:
     copy_ids: tuple[str, ...]
     unreadable: int  # copies sealed under another key (an earlier PIN)
     erased_ms: int
+    bytes_received: int = 0
 
 
 @dataclass(frozen=True)
@@ -159,6 +160,7 @@ class ProfilePull:
     erased_ms: int = 0
     online: bool = True
     error: str | None = None
+    bytes_received: int = 0
 
 
 class Fleet:
@@ -407,7 +409,11 @@ class Fleet:
             )
         merged = merge_all(profile for _, profile in opened).erase(erased)
         return FleetCopies(
-            merged, tuple(c for c, _ in opened), len(held.copies) - len(opened), erased
+            merged,
+            tuple(c for c, _ in opened),
+            len(held.copies) - len(opened),
+            erased,
+            len(reply.body),
         )
 
     def pull(
@@ -444,6 +450,7 @@ class Fleet:
             copies=len(fleet.copy_ids),
             unreadable=fleet.unreadable,
             erased_ms=fleet.erased_ms,
+            bytes_received=fleet.bytes_received,
         )
 
 
