@@ -2,6 +2,7 @@
 
 Example:
     python -m shelfwise.kiosk_demo --port 8420 --staff-pin 58029374
+    python -m shelfwise.kiosk_demo --fleet      # two kiosks and a collector (``fleet_demo``)
 
 With no ``--db`` the committed demo store is seeded into a working copy under the user's data
 folder (``$XDG_DATA_HOME/shelfwise-kiosk/store.db``), so the repository copy stays pristine.
@@ -33,7 +34,7 @@ def default_db() -> Path:
 
 
 DEMO_MEMBER_PIN = "7391"  # the demo cards' PIN, shown beside them on the welcome screen
-DEMO_CONSENTS = {"personalization": True, "offers": True}
+DEMO_CONSENTS = {"personalization": True, "offers": True, "profile_sync": True}
 
 
 def demo_cards(store_dir: Path = STORE_DIR) -> tuple[dict[str, Any], ...]:
@@ -78,6 +79,17 @@ def strong_pin() -> str:
             continue
 
 
+def read_chain_secret(path: Path) -> bytes:
+    """The retailer's chain secret from a provisioning file (hex, at least 16 bytes)."""
+    try:
+        secret = bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError) as exc:
+        raise shelfwise.InvalidInput(f"{path} is not a chain secret file (hex): {exc}") from exc
+    if len(secret) < 16:
+        raise shelfwise.InvalidInput(f"{path}: a chain secret is at least 16 bytes")
+    return secret
+
+
 def seeded_from(db: Path) -> str | None:
     """The fingerprint of the demo store files ``db`` was seeded from (None if unknown)."""
     with shelfwise.open(db) as sw:
@@ -85,11 +97,28 @@ def seeded_from(db: Path) -> str | None:
 
 
 def open_store(
-    db: Path, bundle: Path | None, store_dir: Path = STORE_DIR
+    db: Path,
+    bundle: Path | None,
+    store_dir: Path = STORE_DIR,
+    *,
+    history: bool = True,
+    store_id: str | None = None,
+    store_name: str | None = None,
+    chain_secret: bytes | None = None,
 ) -> tuple[shelfwise.Shelfwise, dict[str, Any]]:
-    """Seed ``db`` from the demo store if it does not exist, then open it with the bundle."""
+    """Seed ``db`` from the demo store if it does not exist, then open it with the bundle.
+
+    ``history=False`` seeds the catalog without the members' baskets, ``store_id`` and
+    ``store_name`` make it another store of the chain (the fleet demo's sister store);
+    ``chain_secret`` lets members' profiles and erasures travel between kiosks.
+    """
     config = store_config(store_dir)
-    if db.exists() and seeded_from(db) != store_fingerprint(store_dir):
+    config = {
+        **config,
+        "store_id": store_id or config["store_id"],
+        "name": store_name or config.get("name", ""),
+    }
+    if db.exists() and seeded_from(db) != store_fingerprint(store_dir, history=history):
         # The committed demo store changed (an upgrade): start from it again, keep the old copy.
         stale = db.with_name(db.name + ".old")
         for suffix in ("", "-wal", "-shm"):
@@ -99,7 +128,7 @@ def open_store(
         logger.warning("the demo store changed; the previous working copy is now %s", stale)
     if not db.exists():
         db.parent.mkdir(parents=True, exist_ok=True)
-        counts = seed_store(db, store_dir)
+        counts = seed_store(db, store_dir, history=history, store_id=config["store_id"])
         logger.info("seeded %s: %s", db, counts)
     if bundle is not None and not (bundle / "manifest.json").exists():
         logger.warning("no model bundle at %s: personal surfaces fall back to popularity", bundle)
@@ -110,6 +139,7 @@ def open_store(
         store_id=config["store_id"],
         utc_offset_minutes=int(config.get("utc_offset_minutes", 0)),
         synchronous="NORMAL",
+        chain_secret=chain_secret,
     )
     configure_features(sw, config, store_dir)
     return sw, config
@@ -165,6 +195,27 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--idle-seconds", type=float, default=90.0)
     parser.add_argument("--upstream", default=None, help="collector URL for sync (optional)")
+    parser.add_argument("--key-file", type=Path, help="this kiosk's device key (add-device)")
+    parser.add_argument(
+        "--chain-secret-file", type=Path, help="the chain secret (hex): members travel"
+    )
+    parser.add_argument("--sync-every", type=float, default=60.0, help="seconds between syncs")
+    parser.add_argument("--store-id", help="another store of the chain (default: store.json's)")
+    parser.add_argument("--store-name", help="its name on the screen")
+    parser.add_argument(
+        "--no-history", action="store_true", help="seed without the members' baskets"
+    )
+    parser.add_argument(
+        "--no-demo-pins",
+        action="store_true",
+        help="do not give the demo cards their PIN here (they prove it with their profile)",
+    )
+    parser.add_argument(
+        "--fleet",
+        action="store_true",
+        help="start a collector and two kiosks (--port and --port + 1; collector + 2)",
+    )
+    parser.add_argument("--fleet-dir", type=Path, help="the fleet demo's files (default: data dir)")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level, format="%(levelname)s %(name)s: %(message)s")
@@ -182,16 +233,36 @@ def main(argv: list[str] | None = None) -> None:
             "SHELFWISE_STAFF_PIN) at least 6 characters "
             "without a pattern, or leave it out for a random one.\n",
         )
-    sw, config = open_store(db, args.bundle)
+    if args.fleet:
+        from .fleet_demo import run_fleet
+
+        folder = default_db().parent / "fleet"
+        parser.exit(run_fleet(args, folder, staff_pin=pin, member_pin=DEMO_MEMBER_PIN))
+    try:
+        secret = read_chain_secret(args.chain_secret_file) if args.chain_secret_file else None
+        credentials = shelfwise.Credentials.from_file(args.key_file) if args.key_file else None
+    except shelfwise.InvalidInput as exc:
+        parser.exit(2, f"{parser.prog}: {exc}\n")
+    sw, config = open_store(
+        db,
+        args.bundle,
+        history=not args.no_history,
+        store_id=args.store_id,
+        store_name=args.store_name,
+        chain_secret=secret,
+    )
     cards = demo_cards()
-    enrol_demo_members(sw, cards)
+    if not args.no_demo_pins:
+        enrol_demo_members(sw, cards)
     kiosk_config = KioskConfig(
         staff_pin=pin,
         idle_s=args.idle_seconds,
         upstream=args.upstream,
+        sync_every_s=args.sync_every,
         store=config,
         demo_cards=cards,
         allowed_hosts=(*DEFAULT_HOSTS, args.host, *args.allow_host),
+        credentials=credentials,
     )
     app = create_app(sw, kiosk_config)
     url = f"http://{args.host}:{args.port}/"
@@ -199,6 +270,8 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  store {config['name']} ({db}), model {sw.model_version or 'none (popularity only)'}")
     print(f"  staff screen PIN: {pin}", flush=True)
     print(f"  demo loyalty cards' PIN: {DEMO_MEMBER_PIN}", flush=True)
+    if sw.fleet.enabled and args.upstream:
+        print(f"  members travel through {args.upstream}; phone app: {url}phone", flush=True)
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     finally:

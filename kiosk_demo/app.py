@@ -3,7 +3,8 @@
 Business logic lives in the SDK; the routes map HTTP to SDK calls and SDK errors to JSON
 (``{"error": ..., "message": ..., "reason": ...}``), so the kiosk never crashes on bad input.
 The routes are grouped by area: ``session_api`` (sign-in, privacy, location), ``scan_api``
-(scan, for you, search), ``cart_api`` (cart, codes, checkout) and ``staff_api``; their state
+(scan, for you, search), ``cart_api`` (cart, codes, checkout), ``staff_api`` and ``phone_api``
+(the phone app's profile screen); members' profiles across kiosks are in ``members``; their state
 is the ``Kiosk`` of ``kiosk.py``. ``guard.Guard`` stands in front of them all (hosts, origins,
 CSRF, JSON only, body limits, security headers).
 
@@ -33,7 +34,7 @@ from starlette.staticfiles import StaticFiles
 
 import shelfwise
 
-from . import cart_api, scan_api, session_api, staff_api
+from . import cart_api, phone_api, scan_api, session_api, staff_api
 from .guard import Guard
 from .kiosk import STATIC, Kiosk, KioskConfig
 
@@ -61,6 +62,7 @@ def create_app(sw: shelfwise.Shelfwise, config: KioskConfig) -> Starlette:
         *scan_api.ROUTES,
         *cart_api.ROUTES,
         *staff_api.ROUTES,
+        *phone_api.ROUTES,
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]
     app = Starlette(

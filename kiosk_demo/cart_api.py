@@ -59,6 +59,8 @@ async def checkout(request: Request) -> Any:
     shopper = kiosk.shopper(request)
     view = kiosk.cart_view(shopper)
     events = shopper.checkout()
+    # The purchase travels with the member even if they walk away without signing out.
+    kiosk.seal(shopper, kiosk.session_key(request))
     return {"paid": view["total"], "lines": len(events), "receipt": view["lines"]}
 
 

@@ -49,6 +49,7 @@ CONSENT_LABELS = {
     "location": "Use my phone's location for nearby offers (app only)",
     "sync": "Include me in anonymous store statistics sent to head office",
     "sensitive": "Suggest items from sensitive categories (health, hygiene)",
+    "profile_sync": "Carry my history to the chain's other kiosks, encrypted with my PIN",
 }
 
 
@@ -74,6 +75,8 @@ class KioskConfig:
     its argon2id hash, ``staff_pin_hash``; without either the staff screen stays locked.
     ``allowed_hosts`` are the names the kiosk answers to (its bind address is added by the
     CLI); ``kiosk_id`` names this kiosk in lockouts and the audit log (default: its device id).
+    ``credentials`` are the device's upstream identity (``add-device --key-file``); members'
+    profiles travel when the store was opened with a chain secret and ``upstream`` is set.
     """
 
     staff_pin: InitVar[str] = ""
@@ -85,6 +88,8 @@ class KioskConfig:
     staff_pin_hash: str = ""
     allowed_hosts: tuple[str, ...] = DEFAULT_HOSTS
     kiosk_id: str = ""
+    credentials: shelfwise.Credentials | None = None  # provisioned; else made up once
+    fleet_timeout_s: float = 5.0  # per request to the collector while a member waits
 
     def __post_init__(self, staff_pin: str) -> None:
         if staff_pin:
@@ -97,6 +102,9 @@ class _Session:
     shopper_id: str
     last_ms: int
     verified: bool = False  # the member gave their PIN during this session
+    # The member's key (from card + PIN), in memory for this visit only: it seals their
+    # profile for the chain's other kiosks. Never stored, never sent anywhere.
+    key: bytes | None = field(default=None, repr=False)
 
 
 class Sessions:
@@ -106,10 +114,10 @@ class Sessions:
         self._lock = threading.Lock()
         self._by_token: dict[str, _Session] = {}
 
-    def open(self, shopper_id: str, *, verified: bool = False) -> str:
+    def open(self, shopper_id: str, *, verified: bool = False, key: bytes | None = None) -> str:
         token = secrets.token_urlsafe(24)
         with self._lock:
-            self._by_token[token] = _Session(shopper_id, now_ms(), verified)
+            self._by_token[token] = _Session(shopper_id, now_ms(), verified, key)
         return token
 
     def touch(self, token: str | None) -> str | None:
@@ -131,23 +139,20 @@ class Sessions:
         with self._lock:
             return self._by_token.get(token or "")
 
-    def close(self, token: str | None) -> str | None:
+    def close(self, token: str | None) -> _Session | None:
         with self._lock:
-            session = self._by_token.pop(token or "", None)
-        return session.shopper_id if session else None
+            return self._by_token.pop(token or "", None)
 
-    def idle(self, idle_s: float) -> list[tuple[str, str]]:
+    def idle(self, idle_s: float) -> list[_Session]:
         cutoff = now_ms() - int(idle_s * 1000)
         with self._lock:
-            gone = [(t, s.shopper_id) for t, s in self._by_token.items() if s.last_ms < cutoff]
-            for token, _ in gone:
-                del self._by_token[token]
-        return gone
+            gone = [t for t, s in self._by_token.items() if s.last_ms < cutoff]
+            return [self._by_token.pop(token) for token in gone]
 
-    def close_shopper(self, shopper_id: str) -> None:
+    def close_shopper(self, shopper_id: str) -> list[_Session]:
         with self._lock:
-            for token in [t for t, s in self._by_token.items() if s.shopper_id == shopper_id]:
-                del self._by_token[token]
+            gone = [t for t, s in self._by_token.items() if s.shopper_id == shopper_id]
+            return [self._by_token.pop(token) for token in gone]
 
 
 class Kiosk:
@@ -162,7 +167,9 @@ class Kiosk:
         self.sandbox = False
         self.started_ms = now_ms()
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
-        self.kiosk_id = config.kiosk_id or device_credentials(sw).device_id
+        self.credentials = config.credentials or device_credentials(sw)
+        self.kiosk_id = config.kiosk_id or self.credentials.device_id
+        self._exchanging = threading.Lock()
         # Signs the CSRF cookies of this process (a restart asks the page for a new one).
         self.csrf_key = secrets.token_bytes(32)
         # Counted in the store: a restart does not reset a lockout.
@@ -182,14 +189,25 @@ class Kiosk:
             self.sessions.close_shopper(shopper_id)
             raise ApiError(401, "NoSession", "the session ended", "session_ended") from exc
 
-    def end_session(self, token: str | None) -> None:
-        """End the cookie's session, if any (see ``leave``)."""
-        shopper_id = self.sessions.close(token)
-        if shopper_id:
-            self.leave(shopper_id)
+    def guest(self, token: str | None) -> shelfwise.Shopper | None:
+        """The anonymous shopper of the cookie's session (None: none, or a member's)."""
+        session = self.sessions.peek(token)
+        if session is None:
+            return None
+        try:
+            shopper = self.sw.shopper(session.shopper_id)
+        except UnknownShopper:
+            return None
+        return None if shopper.is_member else shopper
 
-    def leave(self, shopper_id: str) -> None:
-        """The visit is over: a guest is forgotten, a member's cart is emptied.
+    def end_session(self, token: str | None) -> bool:
+        """End the cookie's session, if any (see ``leave``); True if a profile was sealed."""
+        session = self.sessions.close(token)
+        return self.leave(session.shopper_id, session.key) if session else False
+
+    def leave(self, shopper_id: str, key: bytes | None = None) -> bool:
+        """The visit is over: a guest is forgotten, a member's cart is emptied and (with their
+        key and consent) their profile sealed for the chain's other kiosks; True if sealed.
 
         The next person who scans the same card starts from nothing of this visit.
         """
@@ -197,8 +215,42 @@ class Kiosk:
             shopper = self.sw.shopper(shopper_id)
             if shopper.is_member:
                 shopper.clear_cart()
-            else:
-                shopper.end()
+                return self.seal(shopper, key)
+            shopper.end()
+        return False
+
+    def end_visits_of(self, shopper_id: str) -> None:
+        """The same card signs in again: its visits on other screens end (sealed first)."""
+        for session in self.sessions.close_shopper(shopper_id):
+            self.leave(session.shopper_id, session.key)
+
+    # -- members across the chain's kiosks (sw.fleet) -----------------------------------------
+    @property
+    def fleet_on(self) -> bool:
+        """Whether members' profiles and erasures travel (a chain secret and a collector)."""
+        return bool(self.sw.fleet.enabled and self.config.upstream)
+
+    def session_key(self, request: Request) -> bytes | None:
+        """The member key held for the request's session (None: card only, or no fleet)."""
+        session = self.sessions.peek(request.cookies.get(SESSION_COOKIE))
+        return session.key if session else None
+
+    def seal(self, shopper: shelfwise.Shopper, key: bytes | None) -> bool:
+        """Seal the member's profile with their key for the collector, if they consented."""
+        if key is None or not self.fleet_on or not shopper.has_consent("profile_sync"):
+            return False
+        shopper.seal_profile(key)
+        return True
+
+    def exchange(self) -> dict[str, Any]:
+        """Erasures and sealed profiles to and from the collector now (members only; quick)."""
+        if not self.fleet_on:
+            return {"sent": False, "error": "no collector configured"}
+        with self._exchanging:
+            report = self.sw.fleet.exchange(
+                str(self.config.upstream), self.credentials, timeout_s=self.config.fleet_timeout_s
+            )
+        return {"sent": report.error is None, "error": report.error, **report.to_dict()}
 
     def second_factor(self, request: Request) -> shelfwise.Shopper:
         """The session's shopper, if a member has given their PIN in this session.
@@ -238,8 +290,8 @@ class Kiosk:
     def end_idle(self) -> int:
         """End sessions idle past the timeout (kiosk cookies and stray store sessions)."""
         ended = 0
-        for _, shopper_id in self.sessions.idle(self.config.idle_s):
-            self.leave(shopper_id)
+        for session in self.sessions.idle(self.config.idle_s):
+            self.leave(session.shopper_id, session.key)
             ended += 1
         return ended + self.sw.end_idle_sessions(self.config.idle_s)
 
@@ -342,6 +394,7 @@ class Kiosk:
             "catalog_items": sw.catalog.count(),
             "kiosk_id": self.kiosk_id,
             "audit": [e.to_dict() for e in sw.audit_log(limit=20, device=self.kiosk_id)],
+            "fleet": {"on": self.fleet_on, **sw.fleet.status().to_dict()},
         }
 
     # -- sync -----------------------------------------------------------------------------
@@ -353,7 +406,8 @@ class Kiosk:
             self.last_sync = {"state": "off", "upstream": None, "at_ms": stamp}
             return
         try:
-            report = self.sw.sync(upstream, device_credentials(self.sw), deadline_s=5)
+            with self._exchanging:  # one exchange with the collector at a time
+                report = self.sw.sync(upstream, self.credentials, deadline_s=5)
             error = getattr(report, "error", None)
             self.last_sync = {
                 "state": "failed" if error else "ok",

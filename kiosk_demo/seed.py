@@ -52,30 +52,45 @@ SEEDED_FROM = "kiosk.store_fingerprint"
 SEED_FILES = ("catalog.jsonl", "history.csv.gz", "members.csv", "store.json")
 
 
-def store_fingerprint(store_dir: Path = STORE_DIR) -> str:
-    """sha256 over the committed demo store files a working copy is seeded from."""
-    digest = hashlib.sha256()
+def store_fingerprint(store_dir: Path = STORE_DIR, *, history: bool = True) -> str:
+    """sha256 over the committed demo store files a working copy is seeded from (and whether
+    the members' baskets were loaded: a sister store of the fleet demo starts without them)."""
+    digest = hashlib.sha256(b"" if history else b"no-history")
     for name in SEED_FILES:
         digest.update(name.encode())
         digest.update((store_dir / name).read_bytes())
     return digest.hexdigest()
 
 
-def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
-    """Create ``db_path`` with the demo catalog, members and their shifted baskets."""
+def seed_store(
+    db_path: Path,
+    store_dir: Path = STORE_DIR,
+    *,
+    history: bool = True,
+    store_id: str | None = None,
+) -> dict[str, int]:
+    """Create ``db_path`` with the demo catalog, members and their shifted baskets.
+
+    ``history=False`` loads the catalog only (a sister store the members never visited);
+    ``store_id`` overrides the store of ``store.json``.
+    """
     config = store_config(store_dir)
     with gzip.open(store_dir / "history.csv.gz", "rt", encoding="utf-8") as handle:
         lines = list(csv.DictReader(io.StringIO(handle.read())))
     latest = max(date.fromisoformat(row["date"]) for row in lines)
     shift = date_shift_days(latest)
+    if not history:
+        lines = []
     # NORMAL is enough while seeding: a crash here just means seeding again.
-    with shelfwise.open(db_path, store_id=config["store_id"], synchronous="NORMAL") as sw:
+    with shelfwise.open(
+        db_path, store_id=store_id or config["store_id"], synchronous="NORMAL"
+    ) as sw:
         items = sw.catalog.import_file(store_dir / "catalog.jsonl", replace=True)
-        history = []
+        rows = []
         for number, row in enumerate(lines):
             day = date.fromisoformat(row["date"]) + timedelta(days=shift)
             stamp = datetime(day.year, day.month, day.day, BASKET_HOUR_UTC, tzinfo=UTC)
-            history.append(
+            rows.append(
                 {
                     "shopper_id": row["member"],
                     "type": "purchase",
@@ -86,11 +101,11 @@ def seed_store(db_path: Path, store_dir: Path = STORE_DIR) -> dict[str, int]:
                 }
             )
         try:
-            events = sw.import_history(history)
+            events = sw.import_history(rows)
         except shelfwise.InvalidInput as exc:
             raise shelfwise.InvalidCatalog(f"the demo history does not fit: {exc}") from exc
         members = len({row["member"] for row in lines})
         sw.store.set_meta("kiosk.date_shift_days", str(shift))
-        sw.store.set_meta(SEEDED_FROM, store_fingerprint(store_dir))
+        sw.store.set_meta(SEEDED_FROM, store_fingerprint(store_dir, history=history))
         logger.info("seeded the demo store: %d items, %d members", items, members)
         return {"items": items, "members": members, "events": events, "shift": shift}

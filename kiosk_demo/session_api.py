@@ -15,10 +15,12 @@ from starlette.routing import Route
 
 import shelfwise
 from shelfwise import AuthenticationFailed, AuthLocked, UnknownShopper
+from shelfwise._time import now_ms
 
 from .cards import member_of_card
 from .guard import CSRF_COOKIE, csrf_ok, new_csrf_token
 from .kiosk import CONSENT_LABELS, SESSION_COOKIE, STATIC, kiosk_of
+from .members import arrive, check_pin
 from .web import ApiError, endpoint, jsonable, read_json, text_field
 
 
@@ -108,7 +110,10 @@ async def member(request: Request) -> Any:
     The card alone personalises (recommendations, offers) with the member's stored choices;
     the consents sent are stored only for a card seen for the first time or with the right
     PIN. Signing in starts a fresh visit: the member's other kiosk sessions end and the cart
-    left by an earlier visit is emptied.
+    left by an earlier visit is emptied. A guest who signs in keeps this session's scans,
+    views and cart as the member's (with the personalisation consent: ``Shopper.sign_in``).
+    With the PIN, the member's profile from the chain's other kiosks is merged in
+    (``members.arrive``); a kiosk that never saw the member checks the PIN against it.
     """
     kiosk = kiosk_of(request)
     data = await read_json(request)
@@ -130,29 +135,45 @@ async def member(request: Request) -> Any:
         known: shelfwise.Shopper | None = kiosk.sw.shopper(number)
     except UnknownShopper:
         known = None
-    verified = False
+    verified, key, from_fleet = False, None, False
     if pin:
-        if known is None:
-            raise AuthenticationFailed(
-                "this card has no PIN yet: set one in the phone app or at the till",
-                reason="no_pin",
-            )
         try:
-            await asyncio.to_thread(known.verify_pin, str(pin), device=kiosk.kiosk_id)
+            key, from_fleet = await asyncio.to_thread(check_pin, kiosk, number, str(pin))
         except AuthenticationFailed as exc:
             raise pin_error(exc) from exc
         verified = True
-    kiosk.end_session(request.cookies.get(SESSION_COOKIE))
-    kiosk.sessions.close_shopper(number)  # the same card on another screen: that visit ends
-    shopper = kiosk.sw.member(number, consents=choices if known is None or verified else None)
+    token = request.cookies.get(SESSION_COOKIE)
+    guest = kiosk.guest(token)
+    if guest is None:
+        kiosk.end_session(token)
+    kiosk.end_visits_of(number)  # the same card on another screen: that visit ends
+    # Choices sent with the card count for a new card or with the PIN; a member known to the
+    # chain brings their own (merged below), which a form's defaults must not overwrite.
+    apply_choices = (known is None or verified) and not from_fleet
+    shopper = kiosk.sw.member(number, consents=choices if apply_choices else None)
     shopper.clear_cart()
+    stitched = 0
+    if guest is not None:
+        held = guest.export()["tables"]
+        stitched = len(held.get("events", [])) + len(held.get("carts", []))
+        kiosk.sessions.close(token)
+        shopper = guest.sign_in(number)
+        if not shopper.has_consent("personalization"):
+            stitched = 0
+    fleet = await asyncio.to_thread(arrive, kiosk, shopper, key)
+    if from_fleet and pin:
+        # Checked against the member's own copies: this kiosk keeps (or updates) its hash.
+        with contextlib.suppress(shelfwise.WeakSecret):
+            shopper.set_pin(str(pin))
     response = JSONResponse(
         {
             "session": kiosk.session_view(shopper, verified=verified),
-            "consents_applied": known is None or verified,
+            "consents_applied": apply_choices,
+            "kept_from_guest": stitched,
+            "fleet": fleet,
         }
     )
-    set_session(response, kiosk.sessions.open(shopper.shopper_id, verified=verified))
+    set_session(response, kiosk.sessions.open(shopper.shopper_id, verified=verified, key=key))
     return response
 
 
@@ -172,9 +193,12 @@ async def verify(request: Request) -> Any:
 
 
 async def end(request: Request) -> Any:
-    """Sign out: the session ends (an anonymous shopper is forgotten)."""
-    kiosk_of(request).end_session(request.cookies.get(SESSION_COOKIE))
-    response = JSONResponse({"session": None})
+    """Sign out: the session ends (an anonymous shopper is forgotten). A member's profile,
+    sealed with their key, goes to the collector at once (or when the network is back)."""
+    kiosk = kiosk_of(request)
+    sealed = kiosk.end_session(request.cookies.get(SESSION_COOKIE))
+    fleet = await asyncio.to_thread(kiosk.exchange) if sealed else None
+    response = JSONResponse({"session": None, "sealed": sealed, "fleet": fleet})
     response.delete_cookie(SESSION_COOKIE)
     return response
 
@@ -211,12 +235,30 @@ async def consent(request: Request) -> Any:
 
 
 async def forget(request: Request) -> Any:
-    """ "Forget me now": erase the shopper and end the session."""
+    """ "Forget me now": erase the shopper here at once, end the session, and send the
+    erasure to the chain's other kiosks; the receipt says when and whether it left."""
     kiosk = kiosk_of(request)
     shopper = kiosk.second_factor(request)
+    member = shopper.is_member
     removed = shopper.forget()
-    kiosk.sessions.close_shopper(shopper.shopper_id)
-    response = JSONResponse({"removed_rows": removed, "session": None})
+    kiosk.sessions.close_shopper(shopper.shopper_id)  # nothing left to seal: erased
+    erased_ms = now_ms()
+    fleet = None
+    if member and kiosk.sw.fleet.enabled:
+        erased_ms = kiosk.sw.fleet.erased_at(shopper.shopper_id) or erased_ms
+        fleet = await asyncio.to_thread(kiosk.exchange)
+    response = JSONResponse(
+        {
+            "removed_rows": removed,
+            "session": None,
+            "receipt": {
+                "erased_ms": erased_ms,
+                "member": member,
+                "fleet": bool(member and kiosk.fleet_on),
+                "sent": bool(fleet and fleet.get("sent")),
+            },
+        }
+    )
     response.delete_cookie(SESSION_COOKIE)
     return response
 

@@ -42,6 +42,7 @@ from .recommend import Context, Recommendation, Recommender
 from .recommend.filters import ItemFilter
 from .reports import DayReport, day_report
 from .store.connection import Store
+from .sync.fleet import Fleet
 from .sync.outbox import OutboxStatus, ReleaseInfo, outbox_status
 from .sync.privacy import PrivacyPolicy
 from .sync.upload import Credentials, SyncReport, summarise_store, sync_store
@@ -76,6 +77,8 @@ class Shelfwise:
         self.recommender = Recommender(self.store, self.catalog, self.model)
         self.offers = Offers(self.store, self.catalog, store_id=store_id)
         self.geo = Geofences(self.store)
+        # Members across the fleet: erasures and sealed profiles through the collector.
+        self.fleet = Fleet(self.store, chain_secret)
         # Anonymous sessions idle this long are forgotten when the next one starts (0: never).
         self.session_idle_s: float = DEFAULT_IDLE_S
         if bundle is not None:
@@ -427,6 +430,7 @@ class Shelfwise:
         deadline_s: float | None = None,
         timeout_s: float = 30.0,
         progress: Callable[[int, int], None] | None = None,
+        members: bool = True,
     ) -> SyncReport:
         """Summarise, upload the outbox, then pull what comes down; never raises because
         upstream is down or misbehaving: see ``SyncReport.error`` and ``sync_status()``.
@@ -434,6 +438,8 @@ class Shelfwise:
         - ``summarise_first``, ``k``, ``policy``: summarise new events first, with this
           privacy threshold or policy (see ``summarise``);
         - ``fleet``: pull the region's trending table;
+        - ``members``: with a chain secret, exchange erasures and members' sealed profiles
+          first (``sw.fleet.exchange``: erasures up, the erasure feed down, copies up);
         - ``documents``: the signed documents to pull (``"catalog"``, ``"offers"``), verified
           with ``public_key`` (default: the key pinned at ``shelfwise.open``);
         - ``bundles_dir``: also pull a signed bundle and install it there;
@@ -465,6 +471,7 @@ class Shelfwise:
             documents=documents,
             catalog=self.catalog,
             offers=self.offers,
+            members=self.fleet if members else None,
         )
 
     def sync_status(self) -> OutboxStatus:

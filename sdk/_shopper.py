@@ -33,6 +33,8 @@ from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_
 from .recommend import Context, Recommendation, build_context, rerank_search
 from .recommend.filters import NO_FILTER, ItemFilter
 from .scan import ScanCard, scan
+from .sync.fleet import ProfilePull
+from .sync.protocol import Credentials
 
 MAX_SHOWN_LOGGED = 50  # item ids kept in a recommendation_shown event
 
@@ -491,6 +493,21 @@ class Shopper:
         apply_profile(self._sw.store, self.shopper_id, merged)
         self._sw.offers.confirm_member(self.shopper_id)  # its uses elsewhere are known now
         return self.profile()
+
+    def pull_profile(
+        self, key: bytes, url: str, credentials: Credentials, *, timeout_s: float = 10.0
+    ) -> ProfilePull:
+        """Fetch the member's sealed copies from the collector, open them with the member's
+        key (``sw.fleet.member_key``) and merge them into this store.
+
+        A collector that cannot be reached is no error: ``online`` is False and the device
+        serves what it holds. Copies that exist but none opens raise ``ProfileSealError``
+        (a wrong PIN; nothing merged). An erasure the collector knows of is applied first.
+        Example: ``member.pull_profile(sw.fleet.member_key(card, pin), url, credentials)``
+        """
+        if not self.info().is_member:
+            raise InvalidInput("only a loyalty member has a profile that travels")
+        return self._sw.fleet.pull(self.shopper_id, key, url, credentials, timeout_s=timeout_s)
 
     # -- signing in and leaving ----------------------------------------------------------
     def sign_in(

@@ -83,3 +83,27 @@ def test_sync_command_with_upstream_down_exits_4_and_keeps_the_outbox(tmp_path):
     assert "network" in json.loads(out.stdout)["report"]["error"]
     text = _shelfwise("sync-status", "--db", str(db)).stdout
     assert "queued: 1 summaries" in text and "last error: network" in text
+
+
+def test_sync_with_the_chain_secret_sends_erasures_and_a_bad_secret_file_is_bad_input(tmp_path):
+    backend = backend_args(tmp_path, None)
+    key_file = tmp_path / "kiosk.key"
+    subprocess.run(
+        upstream_cmd("add-device", *backend, "--device", "kiosk-9", "--store", "s1",
+                     "--key-file", str(key_file)),
+        check=True,
+    )  # fmt: skip
+    secret = tmp_path / "chain.secret"
+    secret.write_text("ab" * 32 + "\n")
+    db = tmp_path / "kiosk.db"
+    with shelfwise.open(db, store_id="s1", chain_secret=bytes.fromhex("ab" * 32)) as sw:
+        sw.member("L-1")
+        sw.forget_shopper("L-1")
+    with collector(backend) as url:
+        args = ["sync", "--db", str(db), "--url", url, "--key-file", str(key_file), "--json"]
+        out = _shelfwise(*args, "--chain-secret-file", str(secret))
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["report"]["erasures_sent"] == 1
+        (tmp_path / "short.secret").write_text("abcd")
+        bad = _shelfwise(*args, "--chain-secret-file", str(tmp_path / "short.secret"))
+    assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr

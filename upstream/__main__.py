@@ -10,6 +10,7 @@ Examples::
     python -m shelfwise.upstream quarantined --db collector.db --device kiosk-7
     python -m shelfwise.upstream rotate-key --db collector.db
     python -m shelfwise.upstream totals --db collector.db --json
+    python -m shelfwise.upstream erasures --db collector.db --json      # pending per device
     python -m shelfwise.upstream publish-catalog --db collector.db --sign-key keys/docs.key catalog.csv
     python -m shelfwise.upstream publish-offers --db collector.db --sign-key keys/docs.key offers.yaml
 
@@ -291,6 +292,35 @@ def totals(
         click.echo(json.dumps([[*k, *v] for k, v in sorted(data.items())]))
     for cell, (n, q) in [] if as_json else sorted(data.items()):
         click.echo("\t".join(str(v) for v in (*cell, n, q)))
+    return OK
+
+
+@cli.command()
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def erasures(db: str, pg: str | None, server_key: str | None, as_json: bool) -> int:
+    """Erasures each device has yet to pull, and the members' copies held (no member named).
+
+    Example: python -m shelfwise.upstream erasures --db collector.db --json
+    """
+    storage = _open(db, pg, server_key)
+    backlog = storage.erasure_backlog()
+    data: dict[str, Any] = {
+        **storage.member_stats(),
+        "devices": [
+            {"device_id": d, "pending": n, "feed_position": seq, "last_pulled_ms": seen or None}
+            for d, n, seq, seen in backlog.devices
+        ],
+    }
+    if as_json:
+        _print_json(data)
+        return OK
+    click.echo(
+        f"tombstones {data['tombstones']}\tmembers with copies {data['members_with_copies']}\t"
+        f"copies {data['copies']} ({data['sealed_bytes']} bytes sealed)"
+    )
+    for row in data["devices"]:
+        click.echo(f"{row['device_id']}\tpending {row['pending']}\tat {row['feed_position']}")
     return OK
 
 

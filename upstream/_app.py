@@ -9,6 +9,11 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
     GET  /v1/catalog          -> the latest signed catalog document (404 when none)
     GET  /v1/offers           -> the latest signed offers document (404 when none)
     GET  /v1/health           -> {"ok": true}
+    POST /v1/profiles         ProfileUpload (sealed copies)        -> ProfileAnswer
+    GET  /v1/profiles/<id>    a member's copies                    -> MemberCopies
+    POST /v1/tombstones       TombstoneUpload (erasures)           -> TombstoneAcks
+    GET  /v1/tombstones?since=<seq>&limit=<n>  the erasure feed    -> TombstonePage
+    GET  /v1/fleet/erasures   erasures each device has yet to pull -> ErasureBacklog
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
 (``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
@@ -19,6 +24,11 @@ breaking a rule of ``shelfwise.upstream._rules`` (a store the device is not regi
 for, a negative or implausible count, a bucket outside the accepted window) 422 with its
 ``reason``: that summary is quarantined, never counted. None of those change the totals;
 every refusal of a known device is counted (``Storage.refusals``).
+
+Members (``shelfwise.upstream._members``): sealed copies and tombstones are files under
+blinded ids the collector cannot read; a copy older than its member's erasure is answered
+``erased`` (never filed), a copy past ``MAX_COPIES`` for its member ``too_many_copies``. The
+signature covers the query string too (the feed's ``since``).
 """
 
 from __future__ import annotations
@@ -36,18 +46,29 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from shelfwise import EnvelopeError, KeyConflict
+from shelfwise import EnvelopeError, InvalidInput, KeyConflict
 from shelfwise._time import DAY_MS, now_ms
 from shelfwise.sync.protocol import (
+    BLINDED_RE,
+    ERASURES_PATH,
     HEADER_SERVER_TIME,
+    MAX_TOMBSTONES,
+    PROFILES_PATH,
+    TOMBSTONES_PATH,
     Envelope,
+    ProfileAnswer,
+    ProfileUpload,
+    TombstoneAcks,
+    TombstoneUpload,
     check_signature,
     pack_acks,
     pack_bundle_reply,
     pack_fleet,
+    pack_wire,
     parse_auth_headers,
     unpack_envelope,
     unpack_upload,
+    unpack_wire,
 )
 
 from ._rules import DEFAULT_LIMITS, CellLimits, RateLimiter, check_envelope, retry_after
@@ -134,8 +155,9 @@ class Collector:
         except EnvelopeError as exc:
             raise _Refused(401, str(exc)) from exc
         device = await run_in_threadpool(self.storage.device, auth.device_id)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if device is None or not check_signature(
-            device.secret, request.method, request.url.path, body, auth.ts_ms, auth.signature
+            device.secret, request.method, target, body, auth.ts_ms, auth.signature
         ):
             raise _Refused(401, "unknown device or bad signature")
         if abs(auth.ts_ms - self.clock()) > MAX_SKEW_MS:
@@ -274,6 +296,88 @@ class Collector:
     async def offers(self, request: Request) -> Response:
         return await self.document(request, "offers")
 
+    # -- members across the fleet (sealed copies and tombstones) ------------------------------
+    async def _members_call(self, request: Request, handle: Callable[..., Any]) -> Response:
+        """Authenticate, run ``handle(device, body)`` in a thread, answer msgpack; refusals of
+        a known device are counted like the summaries'."""
+        device = None
+        try:
+            device, body = await self.signed(request)
+            reply = await run_in_threadpool(handle, device, body)
+        except _Refused as exc:
+            if device is not None and exc.status in (400, 413):
+                reason = "too_large" if exc.status == 413 else "malformed"
+                await run_in_threadpool(self.storage.count_refusal, device.device_id, reason)
+            return self.refused(exc)
+        return Response(pack_wire(reply), media_type="application/msgpack")
+
+    def _wire(self, body: bytes, schema: type[Any], device: Device) -> Any:
+        try:
+            message = unpack_wire(body, schema, max_len=self.max_body)
+        except EnvelopeError as exc:
+            raise _Refused(400, str(exc)) from exc
+        if message.device != device.device_id:
+            raise _Refused(400, "the body names a device other than the signer")
+        return message
+
+    async def profiles(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> ProfileAnswer:
+            upload: ProfileUpload = self._wire(body, ProfileUpload, device)
+            if len({c.copy_id for c in upload.copies}) != len(upload.copies):
+                raise _Refused(400, "a copy id appears twice in one request")
+            if len({c.blinded_id for c in upload.copies}) != len(upload.copies):
+                raise _Refused(400, "one request carries at most one copy per member")
+            outcomes = self.storage.store_copies(device.device_id, upload.copies, now=self.clock())
+            for outcome in outcomes:
+                if outcome.outcome not in ("stored", "erased"):
+                    self.storage.count_refusal(device.device_id, f"profile_{outcome.outcome}")
+            return ProfileAnswer(outcomes)
+
+        return await self._members_call(request, handle)
+
+    async def member_copies(self, request: Request) -> Response:
+        blinded = str(request.path_params.get("blinded_id", ""))
+
+        def handle(device: Device, body: bytes) -> Any:
+            if body or not re.match(BLINDED_RE, blinded):
+                raise _Refused(400, "GET /v1/profiles/<blinded id: 64 hex digits>")
+            return self.storage.member_copies(blinded)
+
+        return await self._members_call(request, handle)
+
+    async def tombstones(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> TombstoneAcks:
+            upload: TombstoneUpload = self._wire(body, TombstoneUpload, device)
+            try:
+                acked = self.storage.add_tombstones(
+                    device.device_id, upload.tombstones, now=self.clock()
+                )
+            except InvalidInput as exc:
+                raise _Refused(400, str(exc)) from exc
+            return TombstoneAcks(acked)
+
+        return await self._members_call(request, handle)
+
+    async def tombstone_feed(self, request: Request) -> Response:
+        query = request.query_params
+
+        def handle(device: Device, body: bytes) -> Any:
+            since, limit = query.get("since", "0"), query.get("limit", str(MAX_TOMBSTONES))
+            if body or not (
+                re.fullmatch(r"[0-9]{1,18}", since) and re.fullmatch(r"[0-9]{1,5}", limit)
+            ):
+                raise _Refused(400, "GET /v1/tombstones?since=<seq>&limit=<1..1000>")
+            return self.storage.tombstones_since(
+                device.device_id, int(since), int(limit), now=self.clock()
+            )
+
+        return await self._members_call(request, handle)
+
+    async def erasures(self, request: Request) -> Response:
+        return await self._members_call(
+            request, lambda device, body: self.storage.erasure_backlog()
+        )
+
     async def health(self, request: Request) -> Response:
         return _msgpack({"ok": True})
 
@@ -285,6 +389,11 @@ class Collector:
             Route("/v1/catalog", self.catalog, methods=["GET"]),
             Route("/v1/offers", self.offers, methods=["GET"]),
             Route("/v1/health", self.health, methods=["GET"]),
+            Route(PROFILES_PATH, self.profiles, methods=["POST"]),
+            Route(PROFILES_PATH + "/{blinded_id}", self.member_copies, methods=["GET"]),
+            Route(TOMBSTONES_PATH, self.tombstones, methods=["POST"]),
+            Route(TOMBSTONES_PATH, self.tombstone_feed, methods=["GET"]),
+            Route(ERASURES_PATH, self.erasures, methods=["GET"]),
         ]
 
 
@@ -306,8 +415,9 @@ def create_app(
     Example:
         >>> from shelfwise.upstream import SqliteStorage, create_app
         >>> app = create_app(SqliteStorage(":memory:"))
-        >>> print(*sorted(route.path for route in app.routes))
-        /v1/bundle /v1/catalog /v1/fleet/trending /v1/health /v1/offers /v1/summaries
+        >>> print(*sorted({route.path for route in app.routes}))  # doctest: +NORMALIZE_WHITESPACE
+        /v1/bundle /v1/catalog /v1/fleet/erasures /v1/fleet/trending /v1/health /v1/offers
+        /v1/profiles /v1/profiles/{blinded_id} /v1/summaries /v1/tombstones
     """
     collector = Collector(
         storage,

@@ -28,10 +28,22 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from shelfwise import InvalidInput, KeyConflict, VersionConflict
-from shelfwise.sync.protocol import DocumentManifest, Envelope, document_manifest, rest_metric
+from shelfwise.sync.protocol import (
+    CopyOutcome,
+    DocumentManifest,
+    Envelope,
+    ErasureBacklog,
+    MemberCopies,
+    SealedCopy,
+    Tombstone,
+    TombstonePage,
+    document_manifest,
+    rest_metric,
+)
 
 from ._devices import Device, DeviceRegistry, Quarantined
 from ._keys import ServerKeys
+from ._members import MEMBER_SCHEMA, MemberStore
 
 CellKey = tuple[str, str, int, str, str]
 
@@ -156,10 +168,22 @@ class Storage(Protocol):
     def publish(self, raw: bytes) -> DocumentManifest: ...
     def document(self, kind: str) -> bytes | None: ...
     def latest_version(self, kind: str) -> int: ...
+    def store_copies(
+        self, device_id: str, copies: Sequence[SealedCopy], *, now: int | None = None
+    ) -> list[CopyOutcome]: ...
+    def member_copies(self, blinded_id: str) -> MemberCopies: ...
+    def add_tombstones(
+        self, device_id: str, tombstones: Iterable[Tombstone], *, now: int | None = None
+    ) -> list[Tombstone]: ...
+    def tombstones_since(
+        self, device_id: str, since: int, limit: int = ..., *, now: int | None = None
+    ) -> TombstonePage: ...
+    def erasure_backlog(self) -> ErasureBacklog: ...
+    def member_stats(self) -> dict[str, int]: ...
     def close(self) -> None: ...
 
 
-class _SqlStorage(DeviceRegistry):
+class _SqlStorage(DeviceRegistry, MemberStore):
     """The shared logic; subclasses provide a connection, placeholders and row locking."""
 
     lock_suffix = ""
@@ -184,7 +208,7 @@ class _SqlStorage(DeviceRegistry):
         return self.lock_suffix
 
     def _create(self, cur: Any) -> None:
-        for statement in SCHEMA.split(";"):
+        for statement in (SCHEMA + MEMBER_SCHEMA).split(";"):
             if statement.strip():
                 cur.execute(statement)
 
@@ -453,6 +477,11 @@ class PostgresStorage(_SqlStorage):
 
     def _sql(self, sql: str) -> str:
         return sql.replace("%", "%%").replace("?", "%s")
+
+    def _serialize_erasures(self, cur: Any) -> None:
+        # Tombstone writers take turns across collector processes, so the feed's places
+        # commit in order and no reader skips one (SQLite's writer lock already does this).
+        cur.execute("SELECT pg_advisory_xact_lock(84210002)")
 
     @contextmanager
     def _tx(self) -> Iterator[Any]:

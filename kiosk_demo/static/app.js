@@ -120,6 +120,7 @@ function show(name) {
 function renderSession(session) {
   STATE.session = session;
   $("nav").hidden = !session;
+  $("nav-sign-in").hidden = !session || session.kind === "member";
   if (!session) { $("who").textContent = ""; return; }
   $("who").textContent = session.kind === "member"
     ? `Member ${session.member} · ${session.segment}` + (session.verified ? " · PIN given" : "") : "Guest (not signed in)";
@@ -130,7 +131,7 @@ function resetKiosk(why) {
   // Wipe everything the last shopper left on any screen, then show the welcome screen.
   for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines",
     "cart-extras", "redeem-result", "checkout-result", "privacy-summary", "privacy-consents",
-    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting", "pin-error"]) {
+    "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting", "pin-error", "receipt"]) {
     $(id).replaceChildren();
   }
   for (const id of ["scan-input", "search-input", "code-input", "card-input", "signin-pin", "staff-pin"]) $(id).value = "";
@@ -376,8 +377,22 @@ $("forget").addEventListener("click", async () => {
   try {
     const data = await protectedApi("/api/privacy/forget", {});
     resetKiosk(`Forgotten: ${data.removed_rows} records erased`);
+    showReceipt(data);
   } catch (e) { $("forget-result").textContent = errorText(e); }
 });
+
+// The member's receipt of their erasure: when, and whether the chain's other kiosks were told.
+function showReceipt(data) {
+  const r = data.receipt || {};
+  const where = !r.fleet ? "This kiosk kept no copy elsewhere."
+    : r.sent ? "The chain's other kiosks were told and forget you at their next sync."
+      : "The chain's other kiosks will be told as soon as this kiosk is back online.";
+  $("receipt").replaceChildren(el("div", { class: "panel receipt", "data-testid": "erasure-receipt" },
+    el("h2", { text: "Erasure receipt" }),
+    el("p", { "data-testid": "erased-at", text: `Erased on ${new Date(r.erased_ms).toLocaleString()} (${new Date(r.erased_ms).toISOString()}).` }),
+    el("p", { text: `${data.removed_rows} records removed from this kiosk. ${where}` }),
+    el("button", { onclick: () => $("receipt").replaceChildren(), text: "Close" })));
+}
 
 // -- phone app: a map-less plot ---------------------------------------------------------
 let GEO = null;
@@ -639,9 +654,31 @@ function renderStaff(data) {
       el("button", { onclick: async () => renderStaff(await api("/api/staff/sync", {})), text: "Sync now" })),
     el("div", { class: "panel" }, el("h2", { text: "Offers (on/off)" }),
       offerRows.length ? offerRows : el("p", { class: "muted", text: data.offers_available ? "No offers defined." : "Offers module not available." })),
+    fleetPanel(data.fleet),
     hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
     funnel(data),
     auditPanel(data)));
+}
+
+// Members across the chain: what waits here for the collector, and erasures each device
+// still has to hear of (as the collector saw at the last sync).
+function fleetPanel(fleet) {
+  if (!fleet || !fleet.on) return el("div", { class: "panel" }, el("h2", { text: "Members across kiosks" }),
+    el("p", { class: "muted", text: "Off: this kiosk keeps members to itself (no collector or chain secret)." }));
+  const devices = Object.entries(fleet.erasures_pending_per_device || {});
+  return el("div", { class: "panel", "data-testid": "fleet-status" },
+    el("h2", { text: "Members across kiosks" }),
+    statusTable([
+      ["Erasures to send", String(fleet.pending_erasures)],
+      ["Sealed profiles to send", String(fleet.pending_copies)],
+      ["Erasures known", String(fleet.known_erasures)],
+      ["Last exchange", fleet.last_exchange_ms ? ago(fleet.last_exchange_ms) : "never"],
+      ["Last error", fleet.last_error ? shortError(fleet.last_error) : "none", fleet.last_error],
+    ], "fleet-table"),
+    el("h3", { text: "Erasures pending per device" }),
+    devices.length ? el("table", { class: "status-table", "data-testid": "erasures-pending" },
+      ...devices.map(([device, n]) => el("tr", {}, el("th", { text: device }), el("td", { text: n ? `${n} to pull` : "up to date" }))))
+      : el("p", { class: "muted", "data-testid": "erasures-pending", text: "Not known yet: sync once." }));
 }
 
 // Who did what on this kiosk: every staff action is kept in the store's audit log.
@@ -664,7 +701,7 @@ function renderConsentChoices() {
   const labels = STATE.consent_labels || {};
   const box = $("signin-consents");
   box.querySelectorAll("label").forEach((n) => n.remove());
-  for (const purpose of ["personalization", "offers", "location", "sync"]) {
+  for (const purpose of ["personalization", "offers", "location", "sync", "profile_sync"]) {
     if (!labels[purpose]) continue;
     const input = el("input", { type: "checkbox", id: "signin-" + purpose, "data-purpose": purpose });
     input.checked = purpose === "personalization" || purpose === "offers";
@@ -684,7 +721,10 @@ async function signIn() {
   try {
     const data = await api("/api/session/member", body);
     $("card-input").value = "";
-    if (!data.consents_applied) toast("Your saved choices apply: enter your PIN on Privacy to change them");
+    if (data.kept_from_guest) toast("Your scans and cart are now on your card");
+    else if (data.fleet && data.fleet.copies) toast("Welcome back: your history from the chain's other kiosks is here");
+    else if (data.fleet && data.fleet.on && !data.fleet.online && pin) toast("Offline: showing what this kiosk holds");
+    else if (!data.consents_applied) toast("Your saved choices apply: enter your PIN on Privacy to change them");
     renderSession(data.session);
     armIdle();
     show("foryou");
@@ -703,8 +743,11 @@ $("start-anon").addEventListener("click", async () => {
   show("scan");
 });
 $("end-session").addEventListener("click", async () => {
-  try { await api("/api/session/end", {}); } catch (e) { /* gone already */ }
-  resetKiosk("Goodbye! Nothing of your visit stays on this kiosk.");
+  let data = {};
+  try { data = await api("/api/session/end", {}); } catch (e) { /* gone already */ }
+  const travel = !data.sealed ? "" : data.fleet && data.fleet.sent
+    ? " Your profile went, sealed, to your other kiosks." : " Your sealed profile follows when the network is back.";
+  resetKiosk("Goodbye! Nothing of your visit stays on this screen." + travel);
 });
 for (const button of document.querySelectorAll("[data-go]")) {
   button.addEventListener("click", () => show(button.dataset.go));

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
 
-from .. import Credentials, PrivacyPolicy
+from .. import Credentials, InvalidInput, PrivacyPolicy
 from .. import open as open_store
 from ..sync.downstream import applied_documents
 from .exit_codes import ExitCode
@@ -44,6 +45,17 @@ def _progress() -> tuple[Callable[[int, int], None], Callable[[], None]]:
             print(file=sys.stderr)
 
     return update, close
+
+
+def read_chain_secret(path: str) -> bytes:
+    """The chain secret of a provisioning file: hex, at least 16 bytes (``InvalidInput``)."""
+    try:
+        secret = bytes.fromhex(Path(path).read_text().strip())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InvalidInput(f"{path} is not a chain secret file (hex): {exc}") from exc
+    if len(secret) < 16:
+        raise InvalidInput(f"{path}: a chain secret is at least 16 bytes")
+    return secret
 
 
 def _when(ms: int | None) -> str:
@@ -86,6 +98,11 @@ def _when(ms: int | None) -> str:
     show_default=True,
     help="Stop retrying after this many seconds.",
 )
+@click.option(
+    "--chain-secret-file",
+    type=InputFile(),
+    help="The chain secret (hex): members' erasures and sealed profiles travel too.",
+)
 @json_option
 def sync(
     db: str,
@@ -98,9 +115,11 @@ def sync(
     bundles: str | None,
     public_key: bytes | None,
     timeout: float,
+    chain_secret_file: str | None,
     as_json: bool,
 ) -> None:
-    """Summarise, upload the outbox, pull fleet tables, signed documents and bundles.
+    """Summarise, upload the outbox, pull fleet tables, signed documents and bundles; with
+    the chain secret, exchange members' erasures and sealed profiles first.
 
     Python: sw.sync(url, credentials, ...)
 
@@ -114,7 +133,8 @@ def sync(
     credentials = Credentials.from_file(key_file, device_id)
     policy = PrivacyPolicy(k=k, k_pairs=max(k, k_pairs), epsilon=epsilon)
     update, close = _progress()
-    with open_store(db, public_key=public_key) as sw:
+    secret = read_chain_secret(chain_secret_file) if chain_secret_file else None
+    with open_store(db, public_key=public_key, chain_secret=secret) as sw:
         try:
             report = sw.sync(
                 url,
@@ -134,7 +154,8 @@ def sync(
         lambda: (
             f"acked {report.acked} summaries in {report.requests} requests "
             f"({report.retries} retries, {report.quarantined} quarantined); "
-            f"{report.remaining} still queued"
+            f"{report.remaining} still queued; erasures {report.erasures_sent} sent, "
+            f"{report.erasures_received} received"
         ),
     )
     if report.error is not None:

@@ -20,7 +20,10 @@ Example:
 
 from __future__ import annotations
 
+import json
 import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 from .. import events, identity
@@ -30,6 +33,7 @@ from ..store.connection import Store
 from .crdt import ConsentRecord, Counter, Interaction, MemberProfile
 
 DEVICE_KEY = "device.id"
+MAX_SUPERSEDED = 64  # copies one sealed copy may replace (the collector keeps at most 64)
 
 
 def device_id(store: Store) -> str:
@@ -87,7 +91,7 @@ def apply_profile(store: Store, shopper_id: str, profile: MemberProfile) -> int:
     changed = 0
     with store.write() as db:
         if profile.epoch > local_epoch:
-            changed += _forget_before(db, shopper_id, profile.epoch)
+            changed += forget_before(db, shopper_id, profile.epoch)
         for item in profile.interactions:
             if item.type not in INTEREST_EVENTS:
                 continue
@@ -99,7 +103,13 @@ def apply_profile(store: Store, shopper_id: str, profile: MemberProfile) -> int:
                 store_id=item.store_id,
                 event_id=item.event_id,
             )
-            changed += events.insert_event(db, shopper_id, record)
+            if events.insert_event(db, shopper_id, record):
+                # Recorded (and summarised upstream) by another device: never counted twice.
+                db.execute(
+                    "UPDATE events SET summarised = 1, day_summary_id = 0 WHERE event_id = ?",
+                    [item.event_id],
+                )
+                changed += 1
         for purpose, answer in profile.consents.items():
             changed += identity.write_consent_if_newer(
                 db, shopper_id, purpose, (answer.granted, answer.updated_ms, answer.device), here
@@ -143,8 +153,9 @@ def _merge_counter(db: object, shopper_id: str, name: str, device: str, up: int,
     )
 
 
-def _forget_before(db: object, shopper_id: str, epoch: int) -> int:
-    """A member erased elsewhere at ``epoch``: what this device held from before goes."""
+def forget_before(db: object, shopper_id: str, epoch: int) -> int:
+    """A member erased elsewhere at ``epoch``: what this device held from before goes (events
+    and consents stamped at or before it, every counter), in the caller's transaction."""
     removed = 0
     for sql in (
         "DELETE FROM events WHERE shopper_id = ? AND ts_ms <= ?",
@@ -165,7 +176,10 @@ def _forget_before(db: object, shopper_id: str, epoch: int) -> int:
 # -- what waits for the collector: erasure tombstones and sealed profiles ----------------------
 def record_tombstone(db: Any, blinded_id: str, erased_ms: int, *, uploaded: bool) -> bool:
     """Remember that the member behind ``blinded_id`` was erased at ``erased_ms`` (the later
-    time wins); ``uploaded=False`` queues it for the collector. True if it was news here."""
+    time wins); ``uploaded=False`` queues it for the collector. True if it was news here.
+
+    A queued copy sealed before the erasure is dropped (one sealed after it, by a member who
+    came back, stays), and so is the list of the collector's copies held: they are gone."""
     changed = db.execute(
         "INSERT INTO erasure_tombstones (blinded_id, erased_ms, received_ms, uploaded) "
         "VALUES (?, ?, ?, ?) ON CONFLICT(blinded_id) DO UPDATE SET "
@@ -173,7 +187,10 @@ def record_tombstone(db: Any, blinded_id: str, erased_ms: int, *, uploaded: bool
         "uploaded = min(uploaded, excluded.uploaded) WHERE excluded.erased_ms > erased_ms",
         [blinded_id, erased_ms, now_ms(), int(uploaded)],
     ).rowcount
-    db.execute("DELETE FROM profile_outbox WHERE blinded_id = ?", [blinded_id])
+    db.execute(
+        "DELETE FROM profile_outbox WHERE blinded_id = ? AND epoch < ?", [blinded_id, erased_ms]
+    )
+    db.execute("DELETE FROM profile_copies WHERE blinded_id = ?", [blinded_id])
     return bool(changed)
 
 
@@ -202,29 +219,114 @@ def mark_tombstone_uploaded(store: Store, blinded_id: str, erased_ms: int) -> No
         )
 
 
-def queue_sealed(store: Store, blinded_id: str, sealed: bytes, epoch: int) -> None:
-    """Keep the member's latest sealed profile until the collector takes it (ciphertext only)."""
+@dataclass(frozen=True)
+class QueuedCopy:
+    """A sealed copy waiting for the collector: ciphertext, its erasure epoch, the id it will
+    be filed under and the collector's copies it merged (which it replaces there)."""
+
+    blinded_id: str
+    copy_id: str
+    sealed: bytes
+    epoch: int
+    supersedes: tuple[str, ...]
+    updated_ms: int
+
+
+def queue_sealed(store: Store, blinded_id: str, sealed: bytes, epoch: int) -> str:
+    """Keep the member's latest sealed profile until the collector takes it (ciphertext only);
+    return the copy id it will be filed under.
+
+    It supersedes every copy of the collector this store already merged, and the copy it
+    replaces in the queue (which may have reached the collector without an answer)."""
+    copy_id = secrets.token_hex(16)
     with store.write() as db:
+        known = {
+            row["copy_id"]
+            for row in db.query(
+                "SELECT copy_id FROM profile_copies WHERE blinded_id = ?", [blinded_id]
+            )
+        }
+        for row in db.query(
+            "SELECT copy_id, supersedes FROM profile_outbox WHERE blinded_id = ?", [blinded_id]
+        ):
+            known.update(json.loads(row["supersedes"]))
+            if row["copy_id"]:
+                known.add(row["copy_id"])
         db.execute(
-            "INSERT INTO profile_outbox (blinded_id, sealed, epoch, updated_ms) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT(blinded_id) DO UPDATE SET sealed = excluded.sealed, "
-            "epoch = excluded.epoch, updated_ms = excluded.updated_ms",
-            [blinded_id, sealed, epoch, now_ms()],
+            "INSERT INTO profile_outbox (blinded_id, sealed, epoch, updated_ms, copy_id, "
+            "supersedes) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(blinded_id) DO UPDATE SET "
+            "sealed = excluded.sealed, epoch = excluded.epoch, updated_ms = excluded.updated_ms, "
+            "copy_id = excluded.copy_id, supersedes = excluded.supersedes",
+            [
+                blinded_id,
+                sealed,
+                epoch,
+                now_ms(),
+                copy_id,
+                json.dumps(sorted(known)[:MAX_SUPERSEDED]),
+            ],
         )
+    return copy_id
 
 
 def pending_profiles(store: Store) -> list[tuple[str, bytes, int, int]]:
     """Sealed profiles waiting for upload: (blinded id, sealed, epoch, updated_ms)."""
+    return [(c.blinded_id, c.sealed, c.epoch, c.updated_ms) for c in queued_copies(store)]
+
+
+def queued_copies(store: Store) -> list[QueuedCopy]:
+    """Sealed copies waiting for upload, oldest first."""
     rows = store.query(
-        "SELECT blinded_id, sealed, epoch, updated_ms FROM profile_outbox ORDER BY updated_ms"
+        "SELECT blinded_id, copy_id, sealed, epoch, supersedes, updated_ms FROM profile_outbox "
+        "ORDER BY updated_ms, blinded_id"
     )
-    return [(r["blinded_id"], bytes(r["sealed"]), r["epoch"], r["updated_ms"]) for r in rows]
-
-
-def mark_profile_uploaded(store: Store, blinded_id: str, updated_ms: int) -> None:
-    """The collector took this sealed copy (a newer one queued since stays queued)."""
-    with store.write() as db:
-        db.execute(
-            "DELETE FROM profile_outbox WHERE blinded_id = ? AND updated_ms <= ?",
-            [blinded_id, updated_ms],
+    return [
+        QueuedCopy(
+            r["blinded_id"],
+            r["copy_id"] or "",
+            bytes(r["sealed"]),
+            r["epoch"],
+            tuple(json.loads(r["supersedes"])),
+            r["updated_ms"],
         )
+        for r in rows
+    ]
+
+
+def copy_stored(store: Store, copy: QueuedCopy) -> None:
+    """The collector filed ``copy``: it leaves the queue, and this store now holds exactly it
+    in place of the copies it superseded (a copy queued since stays queued)."""
+    with store.write() as db:
+        db.execute("DELETE FROM profile_outbox WHERE copy_id = ?", [copy.copy_id])
+        for superseded in copy.supersedes:
+            db.execute(
+                "DELETE FROM profile_copies WHERE blinded_id = ? AND copy_id = ?",
+                [copy.blinded_id, superseded],
+            )
+        db.execute(
+            "INSERT OR IGNORE INTO profile_copies (blinded_id, copy_id) VALUES (?, ?)",
+            [copy.blinded_id, copy.copy_id],
+        )
+
+
+def drop_queued(store: Store, copy: QueuedCopy, *, new_id: bool = False) -> None:
+    """Give up on a queued copy the collector refused for good, or (``new_id``) keep it under a
+    fresh id (its id was taken)."""
+    with store.write() as db:
+        if new_id:
+            db.execute(
+                "UPDATE profile_outbox SET copy_id = ? WHERE copy_id = ?",
+                [secrets.token_hex(16), copy.copy_id],
+            )
+        else:
+            db.execute("DELETE FROM profile_outbox WHERE copy_id = ?", [copy.copy_id])
+
+
+def remember_copies(store: Store, blinded_id: str, copy_ids: Iterable[str]) -> None:
+    """This store merged these copies of the collector's: the next sealed copy replaces them."""
+    with store.write() as db:
+        for copy_id in copy_ids:
+            db.execute(
+                "INSERT OR IGNORE INTO profile_copies (blinded_id, copy_id) VALUES (?, ?)",
+                [blinded_id, copy_id],
+            )

@@ -565,3 +565,23 @@ def _fleet_confirmations(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="042_fleet_copies")
+def _fleet_copies(db: Database) -> None:
+    # Sealed copies through the collector (shelfwise.sync.fleet): each queued copy gets the id
+    # the collector files it under and names the copies it merged (supersedes, a JSON list);
+    # profile_copies remembers, per member, the collector's copies this store already holds.
+    run_script(
+        db,
+        """
+        ALTER TABLE profile_outbox ADD COLUMN copy_id TEXT;
+        ALTER TABLE profile_outbox ADD COLUMN supersedes TEXT NOT NULL DEFAULT '[]';
+        UPDATE profile_outbox SET copy_id = lower(hex(randomblob(16)));
+        CREATE TABLE profile_copies (
+            blinded_id TEXT NOT NULL,
+            copy_id TEXT NOT NULL,
+            PRIMARY KEY (blinded_id, copy_id)
+        );
+        """,
+    )

@@ -7,7 +7,13 @@
   answered ``{"acked": [[key, rev], ...]}`` (``pack_acks`` / ``unpack_acks``);
 - **down**: the region's trending table (``pack_fleet`` / ``unpack_fleet``), bundles
   (``pack_bundle_reply``) and signed catalog/offer documents (``sign_document`` /
-  ``verify_document``), signed with the bundles' ed25519 keys (``shelfwise.model.bundle``).
+  ``verify_document``), signed with the bundles' ed25519 keys (``shelfwise.model.bundle``);
+- **members**: sealed profile copies (``SealedCopy`` in ``ProfileUpload``, ``MemberCopies``)
+  and erasure tombstones (``TombstoneUpload``, the ``TombstonePage`` feed), under blinded
+  ids, packed by ``pack_wire`` / ``unpack_wire`` (docs/fleet.md).
+
+Request signing lives in ``_signing`` and bounded decoding in ``_codec``; import their names
+from here.
 
 msgpack bodies have string keys and integer millisecond UTC timestamps. Every decoder is
 bounded and raises a typed error: ``EnvelopeError`` for what devices send,
@@ -30,14 +36,11 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import hmac
 import json
 import math
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, Final, Literal, TypeVar
 
 import msgpack
 import msgspec
@@ -52,13 +55,24 @@ from ..model.bundle import (
     sign_manifest,
     verify_signature,
 )
+from ._codec import decode as _decode
+from ._codec import safe_unpack
+from ._signing import (
+    DEVICE_RE,
+    HEADER_DEVICE,
+    HEADER_SERVER_TIME,
+    HEADER_SIGNATURE,
+    HEADER_TIME,
+    AuthHeaders,
+    Credentials,
+    check_signature,
+    parse_auth_headers,
+    sign_request,
+    signing_message,
+)
 
 PROTOCOL: Final = 1
 ENVELOPE_VERSION = 1
-HEADER_DEVICE = "X-Shelfwise-Device"
-HEADER_TIME = "X-Shelfwise-Time"
-HEADER_SIGNATURE = "X-Shelfwise-Signature"
-HEADER_SERVER_TIME = "X-Shelfwise-Server-Time"
 SUMMARIES_PATH = "/v1/summaries"
 FLEET_PATH = "/v1/fleet/trending"
 BUNDLE_PATH = "/v1/bundle"
@@ -73,147 +87,8 @@ MAX_FLEET_BYTES = 1 << 20
 MAX_SCORE = 1e15
 MAX_DOCUMENT = 256 << 20
 DEFAULT_TTL_MS = 30 * DAY_MS
-DEVICE_RE = r"\A[A-Za-z0-9._\-]{1,64}\Z"
 KEY_RE = r"\A[A-Za-z0-9:_\-]{8,80}\Z"
 METRIC_RE = r"\A[a-z][a-z0-9_]{0,31}\Z"
-
-
-# -- device identity and request signing ----------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Credentials:
-    """One device's identity upstream: its id and its own HMAC secret (never fleet-wide).
-
-    Example:
-        >>> from shelfwise.sync.protocol import sign_request
-        >>> creds = Credentials("kiosk-1", b"s" * 32)
-        >>> sorted(sign_request(creds, "POST", "/v1/summaries", b"x", 1_700_000_000_000))
-        ['X-Shelfwise-Device', 'X-Shelfwise-Signature', 'X-Shelfwise-Time']
-    """
-
-    device_id: str
-    secret: bytes = field(repr=False)
-
-    def __post_init__(self) -> None:
-        if not re.fullmatch(r"[A-Za-z0-9._\-]{1,64}", self.device_id):
-            raise InvalidInput("a device id is 1-64 characters of [A-Za-z0-9._-]")
-        if len(self.secret) < 16:
-            raise InvalidInput("a device secret must be at least 16 bytes")
-
-    @classmethod
-    def from_file(cls, path: str | Path, device_id: str | None = None) -> Credentials:
-        """Read a key file: JSON ``{"device_id": ..., "secret": hex}`` or one hex line."""
-        text = Path(path).read_text().strip()
-        try:
-            data = json.loads(text) if text.startswith("{") else {"secret": text}
-            secret = bytes.fromhex(str(data["secret"]))
-        except (ValueError, KeyError) as exc:
-            raise InvalidInput(f"{path} is not a shelfwise device key file: {exc}") from exc
-        device = device_id or data.get("device_id")
-        if not device:
-            raise InvalidInput(f"{path} names no device; pass a device id")
-        return cls(str(device), secret)
-
-
-def signing_message(method: str, path: str, ts_ms: int, body: bytes) -> bytes:
-    """What the HMAC covers: method, path, timestamp and the body's sha256."""
-    return f"{method.upper()}\n{path}\n{ts_ms}\n{hashlib.sha256(body).hexdigest()}".encode()
-
-
-def sign_request(
-    credentials: Credentials, method: str, path: str, body: bytes, ts_ms: int
-) -> dict[str, str]:
-    """The authentication headers of one request."""
-    mac = hmac.new(credentials.secret, signing_message(method, path, ts_ms, body), "sha256")
-    return {
-        HEADER_DEVICE: credentials.device_id,
-        HEADER_TIME: str(ts_ms),
-        HEADER_SIGNATURE: mac.hexdigest(),
-    }
-
-
-def check_signature(
-    secret: bytes, method: str, path: str, body: bytes, ts_ms: int, signature: str
-) -> bool:
-    """Constant-time check of a request signature (used by the collector)."""
-    expected = hmac.new(secret, signing_message(method, path, ts_ms, body), "sha256").digest()
-    try:
-        given = bytes.fromhex(signature)
-    except ValueError:  # not hex (non-ASCII included): cannot match
-        return False
-    return hmac.compare_digest(expected, given)
-
-
-@dataclass(frozen=True)
-class AuthHeaders:
-    """The authentication headers of a request, parsed (see ``parse_auth_headers``)."""
-
-    device_id: str
-    ts_ms: int
-    signature: str
-
-
-_TIME_RE = re.compile(r"[0-9]{1,15}")
-_SIGNATURE_RE = re.compile(r"[0-9a-f]{64}")
-
-
-def parse_auth_headers(headers: Mapping[str, str]) -> AuthHeaders:
-    """Read the device, time and signature headers; ``EnvelopeError`` if any is malformed.
-
-    Strict ASCII forms only (``str.isdigit`` also accepts "²", which ``int`` refuses).
-
-    Example:
-        >>> parse_auth_headers({HEADER_DEVICE: "k1", HEADER_TIME: "²", HEADER_SIGNATURE: ""})
-        Traceback (most recent call last):
-        ...
-        shelfwise.EnvelopeError: missing or malformed authentication headers
-    """
-    lower = {k.lower(): v for k, v in headers.items()}
-    device = lower.get(HEADER_DEVICE.lower(), "")
-    stamp = lower.get(HEADER_TIME.lower(), "")
-    signature = lower.get(HEADER_SIGNATURE.lower(), "")
-    if not (
-        re.match(DEVICE_RE, device)
-        and _TIME_RE.fullmatch(stamp)
-        and _SIGNATURE_RE.fullmatch(signature)
-    ):
-        raise EnvelopeError("missing or malformed authentication headers")
-    return AuthHeaders(device, int(stamp), signature)
-
-
-# -- bounded msgpack -------------------------------------------------------------------------
-
-
-def safe_unpack(raw: bytes, *, max_len: int = 64 << 20) -> Any:
-    """msgpack decode with string keys only and bounded sizes; ``EnvelopeError`` if hostile."""
-    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
-        raise EnvelopeError(f"a msgpack document must be bytes of at most {max_len}")
-    try:
-        return msgpack.unpackb(
-            raw,
-            raw=False,
-            strict_map_key=True,
-            max_str_len=1 << 16,
-            max_bin_len=max_len,
-            max_array_len=1 << 20,
-            max_map_len=1 << 16,
-            max_ext_len=0,
-        )
-    except Exception as exc:  # msgpack raises several unrelated types on bad input
-        raise EnvelopeError(f"not a valid msgpack document: {type(exc).__name__}") from exc
-
-
-def _decode(raw: Any, schema: type[Any], what: str, max_len: int) -> Any:
-    """Decode msgpack bytes straight into a msgspec schema; ``EnvelopeError`` says why not."""
-    if not isinstance(raw, bytes | bytearray) or len(raw) > max_len:
-        raise EnvelopeError(f"{what} must be msgpack bytes of at most {max_len}")
-    try:
-        return msgspec.msgpack.decode(raw, type=schema)
-    except msgspec.ValidationError as exc:
-        raise EnvelopeError(f"malformed {what}: {exc}") from exc
-    except (msgspec.DecodeError, RecursionError) as exc:
-        raise EnvelopeError(f"{what} is not a valid msgpack document: {exc}") from exc
 
 
 # -- the summary envelope --------------------------------------------------------------------
@@ -405,6 +280,131 @@ def unpack_bundle_reply(raw: bytes, *, max_len: int) -> dict[str, bytes]:
     return reply.files
 
 
+# -- members across the fleet: sealed profiles and erasure tombstones --------------------------
+
+PROFILES_PATH = "/v1/profiles"  # POST sealed copies; GET <path>/<blinded id> a member's copies
+TOMBSTONES_PATH = "/v1/tombstones"  # POST erasures; GET <path>?since=<seq>&limit=<n> the feed
+ERASURES_PATH = "/v1/fleet/erasures"  # GET: the erasures each device has yet to pull
+BLINDED_RE = r"\A[0-9a-f]{64}\Z"  # HMAC-SHA256(chain secret, loyalty id), hex
+COPY_RE = r"\A[0-9a-f]{32}\Z"  # a sealed copy's random id, chosen by the device that sealed it
+MAX_SEALED = 256 << 10  # bytes of one sealed copy (shelfwise.profile.sealing.MAX_SEALED_BYTES)
+MAX_COPIES = 64  # copies the collector keeps per member (and ids one copy may supersede)
+MAX_COPIES_PER_REQUEST = 50
+MAX_TOMBSTONES = 1000  # per upload and per page of the feed
+COPY_OUTCOMES = ("stored", "erased", "too_many_copies", "copy_conflict", "bad_epoch")
+
+_Blinded = Annotated[str, msgspec.Meta(pattern=BLINDED_RE)]
+_CopyId = Annotated[str, msgspec.Meta(pattern=COPY_RE)]
+_Ms = Annotated[int, msgspec.Meta(ge=0, le=MAX_INT)]
+_Device = Annotated[str, msgspec.Meta(pattern=DEVICE_RE)]
+_Sealed = Annotated[bytes, msgspec.Meta(min_length=28, max_length=MAX_SEALED)]
+
+
+class SealedCopy(msgspec.Struct, array_like=True, forbid_unknown_fields=True, frozen=True):
+    """A member's profile sealed for the member (AES-GCM, ``shelfwise.profile.sealing``),
+    filed under their blinded id. Besides its size, the collector learns only ``epoch``: the
+    erasure time the copy obeys. ``supersedes`` names the copies merged into it, which it
+    replaces (only those: a copy sealed meanwhile elsewhere stays)."""
+
+    blinded_id: _Blinded
+    copy_id: _CopyId
+    epoch: _Ms
+    sealed: _Sealed
+    supersedes: Annotated[tuple[_CopyId, ...], msgspec.Meta(max_length=MAX_COPIES)] = ()
+
+
+class ProfileUpload(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/profiles``: sealed copies from the signing device."""
+
+    v: Literal[1]
+    device: _Device
+    copies: Annotated[
+        list[SealedCopy], msgspec.Meta(min_length=1, max_length=MAX_COPIES_PER_REQUEST)
+    ]
+
+
+class CopyOutcome(msgspec.Struct, array_like=True, frozen=True):
+    """What the collector did with one copy (one of ``COPY_OUTCOMES``); ``erased_ms`` is the
+    member's latest erasure it knows of (0: none). ``erased``: the copy is older than it."""
+
+    copy_id: _CopyId
+    outcome: Literal["stored", "erased", "too_many_copies", "copy_conflict", "bad_epoch"]
+    erased_ms: _Ms = 0
+
+
+class ProfileAnswer(msgspec.Struct):
+    """The answer to a ``ProfileUpload``: one outcome per copy."""
+
+    outcomes: Annotated[list[CopyOutcome], msgspec.Meta(max_length=MAX_COPIES_PER_REQUEST)]
+
+
+class MemberCopies(msgspec.Struct):
+    """``GET /v1/profiles/<blinded id>``: every copy held for a member, as (copy id, epoch,
+    sealed bytes), and the member's latest erasure (0: none)."""
+
+    blinded_id: _Blinded
+    erased_ms: _Ms
+    copies: Annotated[list[tuple[_CopyId, _Ms, _Sealed]], msgspec.Meta(max_length=MAX_COPIES)]
+
+
+class Tombstone(msgspec.Struct, array_like=True, frozen=True):
+    """A member erased at ``erased_ms``: every copy and device forgets what came before."""
+
+    blinded_id: _Blinded
+    erased_ms: Annotated[int, msgspec.Meta(ge=1, le=MAX_INT)]
+
+
+class TombstoneUpload(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/tombstones``: erasures made on the signing device."""
+
+    v: Literal[1]
+    device: _Device
+    tombstones: Annotated[list[Tombstone], msgspec.Meta(min_length=1, max_length=MAX_TOMBSTONES)]
+
+
+class TombstoneAcks(msgspec.Struct):
+    """The tombstones of an upload the collector now holds."""
+
+    acked: Annotated[list[Tombstone], msgspec.Meta(max_length=MAX_TOMBSTONES)]
+
+
+class TombstonePage(msgspec.Struct):
+    """``GET /v1/tombstones?since=<seq>``: erasures after ``since`` as (tombstone, seq), in
+    feed order; ask again with ``since=next`` while ``more``."""
+
+    tombstones: Annotated[list[tuple[Tombstone, _Ms]], msgspec.Meta(max_length=MAX_TOMBSTONES)]
+    next: _Ms
+    more: bool
+
+
+class ErasureBacklog(msgspec.Struct):
+    """``GET /v1/fleet/erasures``: the feed's length and, per device, how many erasures it
+    has yet to pull, as (device, pending, its place in the feed, last pulled ms; 0: never)."""
+
+    tombstones: _Ms
+    devices: Annotated[list[tuple[_Device, _Ms, _Ms, _Ms]], msgspec.Meta(max_length=100_000)]
+
+
+_Wire = TypeVar("_Wire")
+
+
+def pack_wire(message: msgspec.Struct) -> bytes:
+    """The msgpack body of a members' message (``ProfileUpload``, ``TombstonePage``, ...).
+
+    Example:
+        >>> raw = pack_wire(TombstoneAcks([Tombstone("a" * 64, 1_700_000_000_000)]))
+        >>> unpack_wire(raw, TombstoneAcks).acked[0].erased_ms
+        1700000000000
+    """
+    return msgspec.msgpack.encode(message)
+
+
+def unpack_wire(raw: bytes, schema: type[_Wire], *, max_len: int = 16 << 20) -> _Wire:
+    """Decode a members' message into its schema; ``EnvelopeError`` says what is wrong."""
+    decoded: _Wire = _decode(raw, schema, schema.__name__, max_len)
+    return decoded
+
+
 # -- signed documents (catalog, offers) ---------------------------------------------------------
 
 ROWS_KEY = {"catalog": "items", "offers": "offers"}
@@ -571,11 +571,26 @@ def verify_document(
 
 
 __all__ = [
+    "DEVICE_RE",
+    "HEADER_DEVICE",
+    "HEADER_SERVER_TIME",
+    "HEADER_SIGNATURE",
+    "HEADER_TIME",
     "AuthHeaders",
+    "CopyOutcome",
     "Credentials",
     "DocumentManifest",
     "Envelope",
     "EnvelopeError",
+    "ErasureBacklog",
+    "MemberCopies",
+    "ProfileAnswer",
+    "ProfileUpload",
+    "SealedCopy",
+    "Tombstone",
+    "TombstoneAcks",
+    "TombstonePage",
+    "TombstoneUpload",
     "Upload",
     "check_signature",
     "document_manifest",
@@ -584,6 +599,7 @@ __all__ = [
     "pack_bundle_reply",
     "pack_fleet",
     "pack_upload",
+    "pack_wire",
     "parse_auth_headers",
     "read_private_key",
     "rest_metric",
@@ -597,6 +613,7 @@ __all__ = [
     "unpack_envelope",
     "unpack_fleet",
     "unpack_upload",
+    "unpack_wire",
     "verify_document",
     "verify_signature",
 ]

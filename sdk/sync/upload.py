@@ -47,6 +47,7 @@ from ..model.runtime import ModelHandle
 from ..offers import Offers
 from ..store.connection import Store
 from .downstream import KINDS, pull_bundle, pull_document, pull_fleet
+from .fleet import Fleet
 from .outbox import (
     QueuedRelease,
     ReleaseInfo,
@@ -84,6 +85,10 @@ class SyncReport:
     remaining: int = 0
     rebuilt: int = 0
     error: str | None = None
+    erasures_sent: int = 0  # members across the fleet (shelfwise.sync.fleet)
+    erasures_received: int = 0
+    members_erased: int = 0
+    profiles_sent: int = 0
 
     @property
     def complete(self) -> bool:
@@ -303,18 +308,35 @@ def sync_store(
     documents: Sequence[str] = KINDS,
     catalog: Catalog | None = None,
     offers: Offers | None = None,
+    members: Fleet | None = None,
 ) -> SyncReport:
-    """Summarise, upload, then pull fleet tables, signed catalog/offers documents (when a
-    public key is pinned) and (with ``bundles_dir``) a new bundle.
+    """Exchange members' erasures and sealed profiles (with ``members``), summarise,
+    upload, then pull fleet tables, signed catalog/offers documents (when a public key is
+    pinned) and (with ``bundles_dir``) a new bundle.
 
     Never raises because upstream is unreachable or misbehaving: the report's ``error``
     says so and the kiosk keeps serving what it has.
     """
+    # Erasures first: small, and the most urgent thing a device has to say or hear.
+    exchanged = members.exchange(url, credentials, timeout_s=timeout_s) if members else None
     if summarise_first:
         summarise_store(store, handle, device_id=credentials.device_id, k=k, policy=policy)
     report = upload(
         store, url, credentials, deadline_s=deadline_s, progress=progress, timeout_s=timeout_s
     )
+    if exchanged is not None:
+        report = SyncReport(
+            **{
+                **report.__dict__,
+                "erasures_sent": exchanged.erasures_sent,
+                "erasures_received": exchanged.erasures_received,
+                "members_erased": exchanged.members_erased,
+                "profiles_sent": exchanged.copies_stored,
+                "requests": report.requests + exchanged.requests,
+                "bytes_sent": report.bytes_sent + exchanged.bytes_sent,
+                "error": report.error or exchanged.error,
+            }
+        )
     # Everything below is input from upstream: any refusal or failure lands in the report
     # (the upload is already acknowledged) and the device keeps serving what it has.
     error = report.error
