@@ -146,27 +146,37 @@ def scan(
 
 
 def _alternatives(similar: list[Recommendation], item: Item) -> list[Recommendation]:
-    """Similar items in stock that cost less (any similar item when this one is sold out)."""
+    """Similar items in stock: the cheaper ones in the same category when there are any,
+    else the closest of the same category, else (reason says so) of another category."""
+
+    def saving(other: Item) -> float:
+        if item.price is None or other.price is None:
+            return 0.0
+        return max(0.0, item.price - other.price)
+
+    def cheaper(other: Item) -> bool:
+        return saving(other) > 0
+
+    def same_category(other: Item) -> bool:
+        return not item.category or other.category == item.category
+
+    savings = [r for r in similar if same_category(r.item) and cheaper(r.item)]
+    if savings and item.in_stock:
+        picked = savings
+    else:  # stable sort: similarity order within each group
+        picked = sorted(similar, key=lambda r: (not same_category(r.item), not cheaper(r.item)))
     chosen = []
-    for rec in similar:
+    for rec in picked[:ALTERNATIVES]:
         other = rec.item
-        if item.in_stock and (
-            item.price is None or other.price is None or other.price >= item.price
-        ):
-            continue
-        saving = (
-            f", {item.price - other.price:.2f} cheaper"
-            if item.price is not None and other.price is not None and other.price < item.price
-            else ""
-        )
-        reason = (
-            f"similar to {item.name}{saving}"
-            if item.in_stock
-            else f"{item.name} is sold out: similar"
-        )
+        if not same_category(other):
+            reason = rec.reason  # the similar surface names the other category
+        elif cheaper(other):
+            reason = f"similar to {item.name}, {saving(other):.2f} cheaper"
+        else:
+            reason = f"similar to {item.name}"
+        if not item.in_stock:
+            reason = f"{item.name} is sold out: {reason}"
         chosen.append(replace(rec, reason=reason, surface="alternatives"))
-        if len(chosen) == ALTERNATIVES:
-            break
     return chosen
 
 
