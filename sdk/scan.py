@@ -174,8 +174,8 @@ def _alternatives(similar: list[Recommendation], item: Item) -> list[Recommendat
             reason = f"similar to {item.name}, {saving(other):.2f} cheaper"
         else:
             reason = f"similar to {item.name}"
-        if not item.in_stock:
-            reason = f"{item.name} is sold out: {reason}"
+        if not item.in_stock and same_category(other):
+            reason = f"{item.name} is sold out: similar"
         chosen.append(replace(rec, reason=reason, surface="alternatives"))
     return chosen
 

@@ -143,7 +143,7 @@ def test_a_bundle_without_features_still_answers_with_the_category_best_sellers(
     sw.catalog.import_rows(NEW_ITEMS)
     results = sw.start_session().recommend("similar", item="oat-milk", limit=3)
     assert ids(results)[:2] == ["milk", "yogurt"]
-    assert results[0].reason == "also in dairy: a best seller"
+    assert results[0].reason == "a best seller in dairy"
     assert sw.model.current is not None and sw.model.current.features is None
 
 

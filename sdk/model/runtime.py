@@ -323,10 +323,16 @@ class LoadedModel:
         return None
 
     def neighbours(
-        self, item_id: str, n: int, extra: CatalogVectors | None = None
+        self,
+        item_id: str,
+        n: int,
+        extra: CatalogVectors | None = None,
+        *,
+        known_only: bool = False,
     ) -> list[tuple[str, float]]:
-        """The ``n`` items (known and new) whose vectors are closest to ``item_id``'s, by
-        cosine, best first; empty when the item has no vector.
+        """The ``n`` items (known and new; with ``known_only`` the vocabulary's only) whose
+        vectors are closest to ``item_id``'s, by cosine, best first; empty when the item has
+        no vector.
 
         Example: see ``tests/test_content.py``.
         """
@@ -336,7 +342,7 @@ class LoadedModel:
             return []
         ids: list[str] = list(self.vocab.items)
         sims = known[1:] @ target
-        if extra is not None and len(extra):
+        if extra is not None and len(extra) and not known_only:
             ids += list(extra.items)
             sims = np.concatenate([sims, extra.unit @ target])
         take = min(n + 1, len(sims))

@@ -160,14 +160,15 @@ def similar(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
         else:
             where = f"from {item.category}" if item.category else "from another aisle"
             out.add(other, sim - 2.0, f"like {anchor.name}, {where}")
-    for other, lift, _ in _pairs(model, anchor.item_id)[:n]:
-        out.add(other, lift - 10.0, f"shoppers who look at {anchor.name} also pick this")
+    if not out.scores:  # no vector: what shoppers who look at it pick
+        for other, lift, _ in _pairs(model, anchor.item_id)[:n]:
+            out.add(other, lift - 1e3, f"shoppers who look at {anchor.name} also pick this")
     if anchor.category:
         for item_id, share in _popular(model, f"category:{anchor.category}", n):
-            out.add(item_id, share - 20.0, f"also in {anchor.category}: a best seller")
+            out.add(item_id, share - 1e4, f"a best seller in {anchor.category}")
     if not out.scores:  # nothing is known about the item: say so rather than show nothing
         for item_id, share in _popular(model, "all", n):
-            out.add(item_id, share - 30.0, "a best seller here")
+            out.add(item_id, share - 1e5, "a best seller here")
     return out
 
 
@@ -195,7 +196,7 @@ def complements(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Cand
         if pairs or model is None:
             continue
         totals: dict[str, float] = {}
-        for neighbour, sim in model.neighbours(source, 10, extra):
+        for neighbour, sim in model.neighbours(source, 10, extra, known_only=True):
             for other, lift, count in _pairs(model, neighbour)[:n] if sim > 0 else []:
                 if other != source:
                     totals[other] = totals.get(other, 0.0) + sim * lift * math.log1p(count)
