@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CATALOG, ITEMS, SIDE_TABLES, cluster_vectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx_models import write_test_bundle
 
 import shelfwise
@@ -190,3 +192,48 @@ def test_the_feature_path_never_loads_torch(feature_bundle: Path) -> None:
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+# -- the encoding itself --------------------------------------------------------------------
+
+fields = st.builds(
+    ItemFeatures,
+    name=st.text(max_size=40),
+    brand=st.text(max_size=12),
+    category=st.sampled_from(["", "dairy", "Dairy", "meat", "toys"]),
+    price=st.one_of(st.none(), st.floats(0, 100)),
+    attributes=st.lists(st.text(max_size=6), max_size=4).map(tuple),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(fields)
+def test_any_item_encodes_to_rows_of_the_table_and_always_the_same(item: ItemFeatures) -> None:
+    encoding, _ = encoding_and_table()
+    rows = encoding.indices(item)
+    assert rows == encoding.indices(item)
+    assert all(1 <= r < encoding.size for r in rows) and len(set(rows)) == len(rows)
+    assert len(rows) <= encoding.max_features
+
+
+def test_an_encoding_round_trips_through_the_manifest() -> None:
+    encoding, _ = encoding_and_table()
+    assert FeatureEncoding.from_dict(encoding.to_dict()) == encoding
+
+
+def test_features_are_read_without_case_or_accents_and_unknown_ones_add_nothing() -> None:
+    encoding = FeatureEncoding.learn(
+        [ItemFeatures(brand="Nestlé", category="Dairy", price=2.0)], price_bands=1
+    )
+    same = encoding.indices(ItemFeatures(brand=" NESTLE ", category="dairy"))
+    assert same == encoding.indices(ItemFeatures(brand="Nestlé", category="Dairy"))
+    assert encoding.indices(ItemFeatures(brand="Other", category="toys")) == []
+
+
+def test_name_words_hash_to_the_same_bucket_in_every_process() -> None:
+    code = "from shelfwise.model.encoding import token_bucket\nprint(token_bucket('latte', 2048))\n"
+    runs = {
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout
+        for _ in range(2)
+    }
+    assert len(runs) == 1 and runs.pop().strip().isdigit()
