@@ -234,6 +234,9 @@ def export_bundle(
         "protocol": report["protocol"],
         "mask_seen": mask_seen,
         "best_epoch": report["best_epoch"],
+        # a refit run trained on the validation targets too: its validation metrics below
+        # measure the export (parity, int8), not held-out quality
+        "refit": bool(report.get("refit", False)),
         "valid_metrics": torch_valid,
         "config": public_config(json.loads((run / "config.json").read_text())),
         "onnx_checker": "passed (full_check)",

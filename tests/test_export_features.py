@@ -170,3 +170,14 @@ def test_evaluate_cold_start_on_an_ordinary_run_says_how_to_train_one(
 
     train(config(folder, "warm", epochs=1))
     assert main(["evaluate", str(folder / "warm"), "--cold-start", "--no-progress"]) == 2
+
+
+def test_a_refit_run_trains_on_the_validation_targets_for_exactly_its_epochs(
+    folder: Path, tmp_path: Path
+) -> None:
+    result = train(config(folder, "refit", epochs=3, patience=1, refit=True))
+    report = json.loads((folder / "refit" / "run.json").read_text())
+    assert report["refit"] is True and result.epochs_run == 3 and result.best_epoch == 3
+    assert result.best_valid == {} and all("valid" not in h for h in report["history"])
+    manifest = export_bundle(folder / "refit", tmp_path / "bundle").manifest
+    assert manifest.training["refit"] is True

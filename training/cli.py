@@ -113,6 +113,11 @@ def _int(name: str, minimum: int, help_text: str) -> Any:
     "--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay,
     show_default=True, help="AdamW weight decay.",
 )  # fmt: skip
+@click.option(
+    "--refit", is_flag=True,
+    help="Train on everything before the test item (validation targets too) for exactly "
+    "--epochs epochs, a count an earlier run chose on validation; no early stopping.",
+)  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No tqdm bars.")
 @click.option("--resume", is_flag=True, help="Continue from the run's checkpoint.pt.")
 @json_option
@@ -139,6 +144,7 @@ def train_command(
     cold_start: float,
     lr: float,
     weight_decay: float,
+    refit: bool,
     no_progress: bool,
     resume: bool,
     as_json: bool,
@@ -185,6 +191,7 @@ def train_command(
         epochs=epochs,
         patience=patience,
         threads=threads,
+        refit=refit,
         progress=not no_progress,
         resume=resume,
     )
@@ -204,6 +211,9 @@ def train_command(
             f"trained {result.out}: best epoch {result.best_epoch}, validation "
             + ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
             + f" ({result.seconds:.0f} s)"
+            if result.best_valid
+            else f"trained {result.out} (refit): {result.epochs_run} epochs "
+            f"({result.seconds:.0f} s)"
         ),
     )
 
