@@ -110,7 +110,8 @@ def test_the_bundle_gives_a_held_out_item_the_vector_the_model_trained(
         )  # type: ignore[arg-type]
         ours = model.content_vectors([features])[0]
         trained = files.item_vectors[vocab_items.index(item) + 1]  # no id part: features only
-        assert np.allclose(ours, trained, atol=1e-5), item
+        # item vectors ship as float16: equal to its precision
+        assert np.allclose(ours, trained, rtol=2e-3, atol=2e-3), item
 
 
 def test_rows_no_trained_item_uses_ship_as_zero(cold_run: Path, bundle: Path) -> None:

@@ -88,7 +88,7 @@ class TrainConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.5
-    id_dropout: float = 0.3  # DropoutNet: chance an item's id embedding sits out a step
+    id_dropout: float = 0.15  # DropoutNet: chance an item's id embedding sits out a step
     token_buckets: int = 2048  # hashed name-word rows in the feature table
     price_bands: int = 8
     cold_start: float = 0.0  # share of items held out entirely as new (the cold-start protocol)

@@ -8,7 +8,9 @@ A bundle is a folder::
                          outputs: scores float32 [batch, k], items int64 [batch, k], and
                          optionally the user vector float32 [batch, d] (``output_user``)
     items.json           the vocabulary: a JSON list of item ids; model index = position + 1
-    item_vectors.npy     optional float32 [num_items + 1, d] item embeddings (row 0 = padding)
+    item_vectors.npy     optional [num_items + 1, d] item embeddings (row 0 = padding), stored
+                         as float16 (they only serve cosine similarity; half the bytes) and
+                         read as float32
     feature_table.npy    optional float32 [features, d]: one row per item feature (row 0 =
                          none), read through the manifest's ``features`` encoding
                          (``shelfwise.model.encoding.FeatureEncoding``): an item outside the
@@ -248,7 +250,7 @@ def write_bundle(
         (staging / MODEL).write_bytes(model_onnx)
         (staging / ITEMS).write_text(json.dumps(list(items)))
         if item_vectors is not None:
-            np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float32))
+            np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float16))
         if feature_table is not None:
             if not manifest.features:
                 raise ValueError("a feature table needs the manifest's features encoding")
