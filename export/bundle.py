@@ -37,11 +37,20 @@ import torch
 
 from shelfwise import ExportCheckFailed
 from shelfwise.model.bundle import Manifest, SideTables, write_bundle
+from shelfwise.model.encoding import FeatureEncoding, ItemFeatures
 from shelfwise.training.data import EvalCases
 from shelfwise.training.evaluate import evaluate
-from shelfwise.training.train import load_run, model_scorer, public_config
+from shelfwise.training.model import SeqRec
+from shelfwise.training.train import (
+    TrainConfig,
+    item_feature_map,
+    load_features,
+    load_run,
+    model_scorer,
+    public_config,
+)
 
-from .onnx_export import OPSET, check_parity, export_onnx, onnx_scorer
+from .onnx_export import OPSET, USER_OUTPUT, check_parity, export_onnx, onnx_scorer
 from .quantize import choose_quantization, op_counts, quantize_int8, scorer_is_int8
 
 logger = logging.getLogger(__name__)
@@ -79,6 +88,50 @@ def padded(histories: list[list[int]], max_len: int) -> np.ndarray:
         if tail:
             batch[row, max_len - len(tail) :] = tail
     return batch
+
+
+def trained_feature_table(model: SeqRec) -> np.ndarray:
+    """The model's feature table with the rows no trained item uses set to zero.
+
+    A hashed name word that only an unseen (or held-out) item has kept its random initial
+    row: shipping it would add noise to a new item's vector, shipping zero adds nothing.
+    """
+    assert model.feature_emb is not None
+    with torch.no_grad():
+        table = model.feature_emb.weight.detach().clone().numpy().astype(np.float32)
+    trained_items = model.item_features[model.has_id > 0]
+    used = np.zeros(len(table), dtype=bool)
+    used[np.unique(trained_items.numpy())] = True
+    used[0] = False
+    table[~used] = 0.0
+    return table
+
+
+def check_feature_encoding(
+    model: SeqRec, encoding: FeatureEncoding, config: TrainConfig, vocab_items: list[str]
+) -> dict[str, Any]:
+    """Re-encode the training items' features with the encoding the bundle ships and compare
+    with the rows the model trained on: the runtime must read features the same way."""
+    from shelfwise.model.encoding import Vocabulary
+
+    vocab = Vocabulary(vocab_items)
+    sources = [p for p in (config.catalog, config.item_features) if p]
+    if not all(Path(p).is_file() for p in sources):
+        return {"checked": False, "reason": "the feature files are not on this machine"}
+    by_item = item_feature_map(config, vocab)
+    empty = ItemFeatures()
+    trained = model.item_features.numpy()
+    rows = encoding.encode(
+        [empty] + [by_item.get(i, empty) for i in range(1, len(vocab) + 1)],
+        width=trained.shape[1],
+    )
+    differ = int((np.sort(rows, axis=1) != np.sort(trained, axis=1)).any(axis=1).sum())
+    if differ:
+        raise ExportCheckFailed(
+            f"{differ} items encode to other feature rows than the model trained on: the "
+            "feature encoding changed since training; train again"
+        )
+    return {"checked": True, "items": len(vocab), "mismatches": 0}
 
 
 def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
@@ -125,7 +178,8 @@ def export_bundle(
 ) -> ExportReport:
     """Export a run folder as a bundle; raises ``ExportCheckFailed`` if parity fails."""
     run = Path(run_dir)
-    model, vocab, _config = load_run(run)
+    model, vocab, config = load_run(run)
+    encoding = load_features(run)
     report = json.loads((run / "run.json").read_text())
     valid = EvalCases.from_npz(run / "validation.npz")
     max_len = model.config.max_len
@@ -200,6 +254,9 @@ def export_bundle(
         "protocol": report["protocol"],
         "mask_seen": mask_seen,
         "best_epoch": report["best_epoch"],
+        # a refit run trained on the validation targets too: its validation metrics below
+        # measure the export (parity, int8), not held-out quality
+        "refit": bool(report.get("refit", False)),
         "valid_metrics": torch_valid,
         "config": public_config(json.loads((run / "config.json").read_text())),
         "onnx_checker": "passed (full_check)",
@@ -209,6 +266,15 @@ def export_bundle(
         "exporter": f"torch {torch.__version__} dynamo, opset {OPSET}",
         "verified_with_onnxruntime": ort.__version__,
     }
+    feature_table = None
+    if encoding is not None and model.feature_emb is not None:
+        feature_table = trained_feature_table(model)
+        training["features"] = {
+            "rows": int(feature_table.shape[0]),
+            "trained_rows": int((np.abs(feature_table).sum(axis=1) > 0).sum()),
+            "encoding_check": check_feature_encoding(model, encoding, config, vocab.items),
+            "id_dropout": model.config.id_dropout,
+        }
     refuse_machine_paths(training)
     manifest = Manifest(
         model_name=model_name or f"shelfwise-seqrec-{Path(data_name).stem.lower()}",
@@ -221,6 +287,8 @@ def export_bundle(
         quantization="int8" if scorer_is_int8(onnx_bytes) else "none",
         expires_ms=expires_ms,
         training=training,
+        output_user=USER_OUTPUT,
+        features=encoding.to_dict() if feature_table is not None and encoding else {},
     )
     with torch.no_grad():
         vectors = model.item_table().numpy().astype(np.float32)
@@ -231,6 +299,7 @@ def export_bundle(
         items=vocab.items,
         item_vectors=vectors,
         side_tables=side,
+        feature_table=feature_table,
         sign_key=sign_key,
     )
     onnx.checker.check_model(onnx.load_from_string(onnx_bytes))

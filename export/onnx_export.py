@@ -2,7 +2,9 @@
 
 Graph contract (``shelfwise.model.runtime.LoadedModel.score``): inputs ``history`` int64
 [batch, L] (left padded with 0, any L up to ``max_len``) and ``k`` int64 [1]; outputs
-``scores`` float32 [batch, k] and ``items`` int64 [batch, k] (model indices).
+``scores`` float32 [batch, k] and ``items`` int64 [batch, k] (model indices), and ``user``
+float32 [batch, dim], the vector the catalog is scored against: the runtime scores items the
+bundle has never seen (vectors from the feature table) against it.
 
 How it is built, and why:
 
@@ -46,6 +48,7 @@ from shelfwise.training.model import NEG, SeqRec
 
 logger = logging.getLogger(__name__)
 OPSET = 18
+USER_OUTPUT = "user"
 
 
 class ExportScorer(nn.Module):
@@ -62,12 +65,12 @@ class ExportScorer(nn.Module):
         self.pad_bias: torch.Tensor
         self.register_buffer("pad_bias", bias)
 
-    def forward(self, history: torch.Tensor) -> torch.Tensor:
+    def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length = history.shape
         picked = torch.index_select(self.scorer, 1, history.reshape(-1))  # [dim, B*L]
         embedded = picked.T.reshape(batch, length, -1)
         user = self.model.encode(history, embedded)[:, -1, :]
-        return torch.matmul(user, self.scorer) + self.pad_bias
+        return torch.matmul(user, self.scorer) + self.pad_bias, user
 
 
 def _torch_export(module: nn.Module, max_len: int) -> onnx.ModelProto:
@@ -83,7 +86,7 @@ def _torch_export(module: nn.Module, max_len: int) -> onnx.ModelProto:
             (example,),
             path,
             input_names=["history"],
-            output_names=["all_scores"],
+            output_names=["all_scores", USER_OUTPUT],
             dynamo=True,
             opset_version=OPSET,
             external_data=False,
@@ -97,6 +100,11 @@ def _torch_export(module: nn.Module, max_len: int) -> onnx.ModelProto:
 def _append_topk(model: onnx.ModelProto) -> onnx.ModelProto:
     graph = model.graph
     scores_name = graph.output[0].name
+    user = []
+    for output in graph.output:
+        if output.name == USER_OUTPUT:  # a copy: the outputs are cleared below
+            user.append(onnx.ValueInfoProto())
+            user[-1].CopyFrom(output)
     graph.input.append(helper.make_tensor_value_info("k", TensorProto.INT64, [1]))
     graph.node.append(
         helper.make_node("TopK", [scores_name, "k"], ["scores", "items"], axis=1, name="topk")
@@ -106,6 +114,7 @@ def _append_topk(model: onnx.ModelProto) -> onnx.ModelProto:
         [
             helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "topk"]),
             helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "topk"]),
+            *user,
         ]
     )
     return model

@@ -13,8 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 
-def mean_pool_scorer(item_vectors: np.ndarray, opset: int = 17) -> bytes:
+def mean_pool_scorer(
+    item_vectors: np.ndarray, opset: int = 17, *, user_output: bool = False
+) -> bytes:
     """Serialized ONNX model scoring every item against the mean of the history's vectors.
+
+    With ``user_output`` the graph also returns that mean as ``user`` [batch, d], the vector
+    the runtime scores items outside the vocabulary against.
 
     Example:
         >>> import onnxruntime as ort
@@ -39,6 +44,17 @@ def mean_pool_scorer(item_vectors: np.ndarray, opset: int = 17) -> bytes:
         helper.make_node("MatMul", ["user", "W"], ["all_scores"]),
         helper.make_node("TopK", ["all_scores", "k"], ["scores", "items"], axis=1),
     ]
+    outputs = [
+        helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "topk"]),
+        helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "topk"]),
+    ]
+    if user_output:
+        nodes.append(helper.make_node("Identity", ["user"], ["user_vector"]))
+        outputs.append(
+            helper.make_tensor_value_info(
+                "user_vector", TensorProto.FLOAT, ["batch", vectors.shape[1]]
+            )
+        )
     graph = helper.make_graph(
         nodes,
         "bench_mean_pool_scorer",
@@ -46,10 +62,7 @@ def mean_pool_scorer(item_vectors: np.ndarray, opset: int = 17) -> bytes:
             helper.make_tensor_value_info("history", TensorProto.INT64, ["batch", "length"]),
             helper.make_tensor_value_info("k", TensorProto.INT64, [1]),
         ],
-        [
-            helper.make_tensor_value_info("scores", TensorProto.FLOAT, ["batch", "topk"]),
-            helper.make_tensor_value_info("items", TensorProto.INT64, ["batch", "topk"]),
-        ],
+        outputs,
         initializer=[
             numpy_helper.from_array(vectors, "E"),
             numpy_helper.from_array(np.ascontiguousarray(vectors.T), "W"),

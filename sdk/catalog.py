@@ -21,6 +21,7 @@ import csv
 import json
 import math
 import re
+import secrets
 import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ SENSITIVE = "sensitive"
 AGE_RESTRICTED = "age_restricted"
 NON_REPEATABLE = "non_repeatable"
 
+# Meta key that changes with every import: what is derived from the catalog (a model's
+# vectors for items it never saw) is recomputed when it differs.
+REVISION_KEY = "catalog.revision"
 MAX_ID = 200  # item ids and tags
 MAX_TEXT = 500  # names, brands, categories
 _TRUE = {"1", "true", "yes", "y", "t"}
@@ -264,6 +268,9 @@ class Catalog:
                 if replace:
                     db.execute("DELETE FROM items")
                 db.table("items").upsert_all(records, pk="item_id")
+                db.table("meta").upsert(
+                    {"key": REVISION_KEY, "value": secrets.token_hex(8)}, pk="key"
+                )
             except sqlite3.IntegrityError as exc:
                 raise InvalidCatalog(f"catalog import conflicts with the store: {exc}") from exc
         return len(items)
@@ -371,6 +378,19 @@ class Catalog:
         """Deprecated: ``all``."""
         warn_renamed("Catalog.all_items", "Catalog.all")
         return self.all()
+
+    def revision(self) -> str:
+        """A token that changes whenever an import changes the catalog ("" before any).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     before = sw.catalog.revision()
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+            ...     before == sw.catalog.revision()
+            False
+        """
+        return self._store.get_meta(REVISION_KEY) or ""
 
     def count(self) -> int:
         return int(self._store.query("SELECT count(*) AS n FROM items")[0]["n"])

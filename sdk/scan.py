@@ -146,25 +146,39 @@ def scan(
 
 
 def _alternatives(similar: list[Recommendation], item: Item) -> list[Recommendation]:
-    """Similar items in stock that cost less (any similar item when this one is sold out)."""
+    """Similar items in stock: the cheaper ones in the same category when there are any,
+    else the closest of the same category, else (reason says so) of another category."""
+
+    def saving(other: Item) -> float:
+        if item.price is None or other.price is None:
+            return 0.0
+        return max(0.0, item.price - other.price)
+
+    def cheaper(other: Item) -> bool:
+        return saving(other) > 0
+
+    def same_category(other: Item) -> bool:
+        return not item.category or other.category == item.category
+
+    savings = [r for r in similar if same_category(r.item) and cheaper(r.item)]
+    if savings and item.in_stock:
+        picked = savings
+    else:  # stable sort: similarity order within each group
+        picked = sorted(similar, key=lambda r: (not same_category(r.item), not cheaper(r.item)))
     chosen = []
-    for rec in similar:
+    for rec in picked[:ALTERNATIVES]:
         other = rec.item
-        if item.in_stock and (
-            item.price is None or other.price is None or other.price >= item.price
-        ):
-            continue
-        if not item.in_stock:
-            why = reason("sold_out_alternative", item=item.name)
-        elif item.price is not None and other.price is not None and other.price < item.price:
-            why = reason(
-                "cheaper_alternative", item=item.name, saving=f"{item.price - other.price:.2f}"
-            )
+        why = rec.why
+        if not same_category(other) and why is not None:
+            pass  # the similar surface names the other category
+        elif cheaper(other):
+            why = reason("cheaper_alternative", item=item.name, saving=f"{saving(other):.2f}")
         else:
             why = reason("similar_alternative", item=item.name)
-        chosen.append(replace(rec, reason=why.text(), why=why, surface="alternatives"))
-        if len(chosen) == ALTERNATIVES:
-            break
+        if not item.in_stock and same_category(other):
+            why = reason("sold_out_alternative", item=item.name)
+        text = why.text() if why is not None else rec.reason
+        chosen.append(replace(rec, reason=text, why=why, surface="alternatives"))
     return chosen
 
 

@@ -12,6 +12,7 @@ import numpy as np
 
 from shelfwise.export.reference_scorer import mean_pool_scorer
 from shelfwise.model.bundle import Manifest, SideTables, write_bundle
+from shelfwise.model.encoding import FeatureEncoding
 
 __all__ = ["mean_pool_scorer", "write_test_bundle"]
 
@@ -25,8 +26,12 @@ def write_test_bundle(
     version: str = "1",
     max_history: int = 8,
     sign_key: bytes | None = None,
+    features: FeatureEncoding | None = None,
+    feature_table: np.ndarray | None = None,
 ) -> Path:
-    """A complete, verifiable bundle around ``mean_pool_scorer``."""
+    """A complete, verifiable bundle around ``mean_pool_scorer``; with ``features`` and its
+    ``feature_table`` the graph also returns the user vector (as export writes them)."""
+    with_features = features is not None
     write_bundle(
         folder,
         Manifest(
@@ -35,11 +40,14 @@ def write_test_bundle(
             max_history=max_history,
             embedding_dim=int(item_vectors.shape[1]),
             opset=17,
+            output_user="user_vector" if with_features else "",
+            features=features.to_dict() if features is not None else {},
         ),
-        model_onnx=mean_pool_scorer(item_vectors),
+        model_onnx=mean_pool_scorer(item_vectors, user_output=with_features),
         items=items,
         item_vectors=item_vectors,
         side_tables=side_tables,
+        feature_table=feature_table,
         sign_key=sign_key,
     )
     return folder

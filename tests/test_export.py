@@ -77,7 +77,8 @@ def test_graph_has_the_bundle_contract_and_passes_the_checker(fp32: bytes) -> No
     model = onnx.load_from_string(fp32)
     onnx.checker.check_model(model, full_check=True)
     assert [i.name for i in model.graph.input] == ["history", "k"]
-    assert [o.name for o in model.graph.output] == ["scores", "items"]
+    # the user vector too: the runtime scores items the bundle never saw against it
+    assert [o.name for o in model.graph.output] == ["scores", "items", "user"]
     history = model.graph.input[0].type.tensor_type.shape.dim
     assert all(d.dim_param for d in history), "batch and length must both be dynamic"
     assert any(n.op_type == "TopK" for n in model.graph.node)

@@ -70,7 +70,11 @@ def test_member_without_personalization_consent_gets_non_personal_results(
 def test_similar_items_come_from_the_same_cluster(sw: shelfwise.Shelfwise) -> None:
     results = sw.start_session().recommend("similar", item="milk", limit=3)
     assert {r.item.item_id for r in results} <= {"cereal", "yogurt", "coffee", "juice"}
-    assert all(r.reason == "similar to Whole milk" for r in results)
+    # the product's own category first; another category is named in the reason
+    assert results[0].item.item_id == "yogurt"
+    assert results[0].reason == "similar to Whole milk"
+    for other in results[1:]:
+        assert other.reason == f"like Whole milk, from {other.item.category}"
 
 
 def test_complements_rank_by_lift_and_skip_unavailable(sw: shelfwise.Shelfwise) -> None:

@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 TIE_BREAK = 1e-6
 
 
-def _popularity(sequences: Sequence[Sequence[int]], num_items: int) -> np.ndarray:
+def item_popularity(sequences: Sequence[Sequence[int]], num_items: int) -> np.ndarray:
     counts = np.bincount(
         np.fromiter((i for s in sequences for i in s), dtype=np.int64), minlength=num_items + 1
     ).astype(np.float64)
@@ -37,7 +37,7 @@ class Popularity:
     name = "popularity"
 
     def fit(self, sequences: Sequence[Sequence[int]], num_items: int) -> Popularity:
-        self.pop = _popularity(sequences, num_items)
+        self.pop = item_popularity(sequences, num_items)
         return self
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:
@@ -76,7 +76,7 @@ class Markov(_SparseRows):
         dst = [b for s in sequences for b in s[1:]]
         n = num_items + 1
         self.matrix = sp.csr_matrix((np.ones(len(src)), (src, dst)), shape=(n, n))
-        self.pop = _popularity(sequences, num_items)
+        self.pop = item_popularity(sequences, num_items)
         return self
 
     def _weights(self, history: Sequence[int]) -> dict[int, float]:
@@ -102,7 +102,7 @@ class CoOccurrence(_SparseRows):
         norms = np.sqrt(np.asarray(users.sum(axis=0)).ravel()) + 1e-9
         scale = sp.diags(1.0 / norms)
         self.matrix = (scale @ co @ scale).tocsr()
-        self.pop = _popularity(sequences, num_items)
+        self.pop = item_popularity(sequences, num_items)
         return self
 
     def _weights(self, history: Sequence[int]) -> dict[int, float]:
@@ -139,7 +139,7 @@ class EASE:
         b = -p / torch.diagonal(p)
         b.fill_diagonal_(0.0)
         self.matrix = b.numpy()
-        self.pop = _popularity(sequences, num_items)
+        self.pop = item_popularity(sequences, num_items)
         return self
 
     def score(self, histories: Sequence[Sequence[int]]) -> np.ndarray:

@@ -70,6 +70,10 @@ def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
 @click.option(
     "--item-features", type=InputFile(), help="JSON {item: [attributes]} or {item: category}."
 )
+@click.option(
+    "--catalog", type=InputFile(),
+    help="Catalog .jsonl/.csv: name, brand, category, price, tags as item features.",
+)  # fmt: skip
 @click.option("--categories", type=InputFile(), help="JSON {item: category} for popularity.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip and count malformed rows.")
 @_int("seed", 0, 2**32 - 1, "Random seed.")
@@ -85,10 +89,27 @@ def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
     "--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.dropout,
     show_default=True, help="Dropout rate.",
 )  # fmt: skip
+@click.option(
+    "--id-dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.id_dropout,
+    show_default=True,
+    help="Chance an item's id embedding sits out a step (with item features): the model "
+    "learns to rank an item from its features alone.",
+)  # fmt: skip
+@click.option(
+    "--cold-start", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.cold_start,
+    show_default=True,
+    help="Hold out this share of items entirely (no interaction of theirs trains), for "
+    "`shelfwise evaluate --cold-start`.",
+)  # fmt: skip
 @click.option("--lr", type=POSITIVE, default=DEFAULTS.lr, show_default=True, help="Learning rate.")
 @click.option(
     "--weight-decay", type=FiniteFloat(min=0), default=DEFAULTS.weight_decay,
     show_default=True, help="AdamW weight decay.",
+)  # fmt: skip
+@click.option(
+    "--refit", is_flag=True,
+    help="Train on everything before the test item (validation targets too) for exactly "
+    "--epochs epochs, a count an earlier run chose on validation; no early stopping.",
 )  # fmt: skip
 @click.option("--no-progress", is_flag=True, help="No tqdm bars.")
 @click.option("--resume", is_flag=True, help="Continue from the run's checkpoint.pt.")
@@ -99,6 +120,7 @@ def train_command(
     data_format: str,
     columns: str,
     item_features: str | None,
+    catalog: str | None,
     categories: str | None,
     skip_bad_rows: bool,
     seed: int,
@@ -111,8 +133,11 @@ def train_command(
     patience: int,
     threads: int,
     dropout: float,
+    id_dropout: float,
+    cold_start: float,
     lr: float,
     weight_decay: float,
+    refit: bool,
     no_progress: bool,
     resume: bool,
     as_json: bool,
@@ -130,6 +155,8 @@ def train_command(
       shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
       shelfwise train --data ../shared/data/groceries-dated/Groceries_dataset.csv \\
           --format groceries --out runs/groceries --epochs 60
+      shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty-cold \\
+          --item-features ../shared/data/amazon-beauty/Beauty_item2attributes.json --cold-start 0.1
     """
     if dim % heads:
         raise click.BadParameter(f"--dim {dim} must be a multiple of --heads {heads}")
@@ -140,6 +167,7 @@ def train_command(
         format=data_format,
         columns=columns,
         item_features=item_features or "",
+        catalog=catalog or "",
         categories=categories or "",
         skip_bad_rows=skip_bad_rows,
         seed=seed,
@@ -148,12 +176,15 @@ def train_command(
         heads=heads,
         layers=layers,
         dropout=dropout,
+        id_dropout=id_dropout,
+        cold_start=cold_start,
         batch_size=batch_size,
         lr=lr,
         weight_decay=weight_decay,
         epochs=epochs,
         patience=patience,
         threads=threads,
+        refit=refit,
         progress=not no_progress,
         resume=resume,
     )
@@ -173,6 +204,9 @@ def train_command(
             f"trained {result.out}: best epoch {result.best_epoch}, validation "
             + ", ".join(f"{k} {v:.4f}" for k, v in result.best_valid.items())
             + f" ({result.seconds:.0f} s)"
+            if result.best_valid
+            else f"trained {result.out} (refit): {result.epochs_run} epochs "
+            f"({result.seconds:.0f} s)"
         ),
     )
 
@@ -266,6 +300,11 @@ def evaluate_run(
     help="EASE L2 (100: best of 100/400 on Beauty validation).",
 )  # fmt: skip
 @click.option("--sampled", is_flag=True, help="Also the sampled-100-negatives protocol.")
+@click.option(
+    "--cold-start", is_flag=True,
+    help="The cold-start tables of a run trained with --cold-start: the cases whose target "
+    "is a new item, against popularity within category and content nearest neighbours.",
+)  # fmt: skip
 @click.option("--no-baselines", is_flag=True, help="Only the trained model.")
 @click.option("--no-progress", is_flag=True, help="No tqdm bars.")
 @json_flag(
@@ -279,6 +318,7 @@ def evaluate_command(
     split: str,
     ease_l2: float,
     sampled: bool,
+    cold_start: bool,
     no_baselines: bool,
     no_progress: bool,
     as_json: bool,
@@ -288,13 +328,29 @@ def evaluate_command(
     Python: shelfwise.training.cli.evaluate_run(run, data)
 
     Baselines: popularity, co-occurrence, Markov transitions, EASE; full-ranking metrics,
-    with the published anchors on Beauty.
+    with the published anchors on Beauty. With --cold-start (a run trained with
+    --cold-start): the test cases whose target is an item no interaction trained, ranked
+    among all items and among the new items only, against popularity within category and
+    content-only nearest neighbours.
+
+    Python: shelfwise.training.cold_start.evaluate_cold_start(run)
 
     \b
-    Example:
+    Examples:
       shelfwise evaluate runs/beauty --data ../shared/data/amazon-beauty/Beauty.txt --output quality.json
+      shelfwise evaluate runs/beauty-cold --cold-start --output cold_start.json
     """
     show_log_lines()
+    if cold_start:
+        from .cold_start import evaluate_cold_start
+
+        if data or sampled or no_baselines:
+            raise click.UsageError("--cold-start reads the run's own data, with its baselines")
+        with bad_values_are_bad_input():
+            cold = evaluate_cold_start(run, split_name=split, progress=not no_progress)
+        _write_output(output, cold)
+        emit(as_json, cold, lambda: _cold_start_tables(cold))
+        return
     with bad_values_are_bad_input():
         results = evaluate_run(
             run,
@@ -305,10 +361,7 @@ def evaluate_command(
             ease_l2=ease_l2,
             progress=not no_progress,
         )
-    if output:
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(results, indent=1, default=_json_default))
+    _write_output(output, results)
 
     def tables() -> str:
         text = results["protocol"] + "\n"
@@ -319,6 +372,25 @@ def evaluate_command(
         return text
 
     emit(as_json, results, tables)
+
+
+def _write_output(output: str | None, results: dict[str, Any]) -> None:
+    if output:
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=1, default=_json_default))
+
+
+def _cold_start_tables(results: dict[str, Any]) -> str:
+    text = results["protocol"] + "\n"
+    for pool, rows in results["metrics"].items():
+        text += "\n" + format_table(rows, title=f"ranked among {pool}:") + "\n"
+    warm = results["warm_cases"]
+    text += (
+        f"\nthe same model on the {warm['cases']} cases whose target is a known item: NDCG@10 "
+        f"{warm['shelfwise SeqRec (features)']['ndcg@10']:.4f}"
+    )
+    return text
 
 
 def _json_default(value: object) -> object:

@@ -38,9 +38,9 @@ from typing import Literal
 
 import numpy as np
 
-from shelfwise import InvalidTrainingData
+from shelfwise import InvalidTrainingData, ShelfwiseError
 from shelfwise._time import DAY_MS
-from shelfwise.model.encoding import Vocabulary, item_id_from_name
+from shelfwise.model.encoding import ItemFeatures, Vocabulary, item_id_from_name
 
 logger = logging.getLogger(__name__)
 
@@ -489,9 +489,12 @@ def read_events(
     raise InvalidTrainingData(f"unknown format {format!r}; choose one of {FORMATS} or auto")
 
 
-def read_item_attributes(path: str | Path, vocab: Vocabulary) -> dict[int, list[str]]:
-    """Item side features: ``{item_id: [attribute, ...]}`` JSON (Beauty_item2attributes.json)
-    or ``{item_id: "category"}`` (a category mapping), as model index -> attribute names.
+def read_item_features(path: str | Path, vocab: Vocabulary) -> dict[int, ItemFeatures]:
+    """Item side features from JSON, as model index -> ``ItemFeatures``.
+
+    ``{item_id: [attribute, ...]}`` (Beauty_item2attributes.json) gives attributes;
+    ``{item_id: "category"}`` (a category mapping) gives the category. Items the vocabulary
+    does not know are left out.
     """
     path = Path(path)
     try:
@@ -500,12 +503,63 @@ def read_item_attributes(path: str | Path, vocab: Vocabulary) -> dict[int, list[
         raise InvalidTrainingData(f"{path}: not valid JSON: {exc}", path=str(path)) from exc
     if not isinstance(raw, dict):
         raise InvalidTrainingData(f"{path}: expected a JSON object item -> attributes")
-    out: dict[int, list[str]] = {}
-    for item, attrs in raw.items():
+    out: dict[int, ItemFeatures] = {}
+    for item, value in raw.items():
         index = vocab.index(str(item))
-        if index:
-            values = attrs if isinstance(attrs, list) else [attrs]
-            out[index] = [str(a) for a in values]
+        if not index:
+            continue
+        if isinstance(value, list):
+            out[index] = ItemFeatures(attributes=tuple(str(a) for a in value))
+        elif isinstance(value, str | int):
+            out[index] = ItemFeatures(category=str(value))
+        else:
+            raise InvalidTrainingData(
+                f"{path}: item {item}: expected a list of attributes or a category name",
+                path=str(path),
+            )
+    return out
+
+
+def read_catalog_features(path: str | Path, vocab: Vocabulary) -> dict[int, ItemFeatures]:
+    """Name, brand, category, price and tags of the vocabulary's items from a catalog file
+    (``.jsonl`` or ``.csv``), read exactly as ``shelfwise catalog import`` reads it."""
+    import shelfwise
+
+    out: dict[int, ItemFeatures] = {}
+    try:
+        with shelfwise.open(":memory:") as sw:
+            sw.catalog.import_file(path)
+            for item in sw.catalog.all():
+                index = vocab.index(item.item_id)
+                if index:
+                    out[index] = ItemFeatures.of(item)
+    except ShelfwiseError as exc:
+        raise InvalidTrainingData(f"{path}: {exc}", path=str(path)) from exc
+    return out
+
+
+def merge_features(*sources: dict[int, ItemFeatures]) -> dict[int, ItemFeatures]:
+    """One ``ItemFeatures`` per item: later sources fill fields the earlier left empty, and
+    attributes add up.
+
+    Example:
+        >>> merge_features({1: ItemFeatures(name="Milk")}, {1: ItemFeatures(category="dairy")})
+        {1: ItemFeatures(name='Milk', brand='', category='dairy', price=None, attributes=())}
+    """
+    out: dict[int, ItemFeatures] = {}
+    for source in sources:
+        for index, found in source.items():
+            have = out.get(index)
+            if have is None:
+                out[index] = found
+                continue
+            out[index] = ItemFeatures(
+                name=have.name or found.name,
+                brand=have.brand or found.brand,
+                category=have.category or found.category,
+                price=have.price if have.price is not None else found.price,
+                attributes=tuple(dict.fromkeys(have.attributes + found.attributes)),
+            )
     return out
 
 
@@ -560,6 +614,8 @@ class Split:
     mask_seen: bool
     # Training sequences for the final test evaluation of count baselines (train + validation).
     train_for_test: list[list[int]] = field(default_factory=list)
+    # The cold-start protocol's new items (model indices): nothing of theirs trains.
+    new_items: list[int] = field(default_factory=list)
 
 
 def leave_one_out(log: EventLog, vocab: Vocabulary, min_length: int = 3) -> Split:
@@ -652,6 +708,48 @@ def time_split(log: EventLog, vocab: Vocabulary, holdout: float = 0.1) -> Split:
         "the model",
         mask_seen=False,
         train_for_test=train_for_test,
+    )
+
+
+def hold_out_items(split: Split, num_items: int, fraction: float, seed: int = 0) -> Split:
+    """The item cold-start protocol: a random ``fraction`` of the items is new.
+
+    Every interaction with a new item leaves the training sequences (as if the item arrived
+    after training), and the evaluation histories leave them out too (the runtime skips items
+    its model does not know). Targets stay: the cases whose target is a new item are the
+    cold-start cases, which a model can only rank from the item's features.
+
+    Example:
+        >>> cases = EvalCases(["u"], [[1, 2]], [[3]])
+        >>> split = Split([[1, 2, 3, 4]], cases, cases, "loo", True, [[1, 2, 3, 4]])
+        >>> cold = hold_out_items(split, num_items=4, fraction=0.25, seed=1)
+        >>> cold.new_items, cold.train
+        ([4], [[1, 2, 3]])
+    """
+    if not 0 < fraction < 1:
+        raise ValueError(f"the share of new items must be between 0 and 1, not {fraction}")
+    rng = np.random.default_rng([seed, 1013])
+    count = max(1, round(fraction * num_items))
+    new = sorted(int(i) for i in rng.choice(np.arange(1, num_items + 1), count, replace=False))
+    held = set(new)
+
+    def known(seq: list[int]) -> list[int]:
+        return [i for i in seq if i not in held]
+
+    def cases(source: EvalCases) -> EvalCases:
+        return EvalCases(
+            list(source.users), [known(h) for h in source.histories], list(source.targets)
+        )
+
+    return Split(
+        train=[s for s in map(known, split.train) if s],
+        valid=cases(split.valid),
+        test=cases(split.test),
+        protocol=split.protocol + f"; cold start: {count} random items ({fraction:.0%}) are "
+        "new: none of their interactions trains and histories leave them out",
+        mask_seen=split.mask_seen,
+        train_for_test=[s for s in map(known, split.train_for_test) if s],
+        new_items=new,
     )
 
 

@@ -3,9 +3,12 @@
     python -m shelfwise.training.demo_bundle
 
 trains on ``../shared/data/groceries-dated/Groceries_dataset.csv`` (member baskets, time-based
-split), uses ``kiosk_demo/store/categories.json`` for the category popularity scopes when it
-exists, and exports an int8 bundle to ``kiosk_demo/store/bundle``. There is no time of day in
-that data, so the bundle has no ``hour:`` popularity scopes (none are invented).
+split), reads the demo catalog (``kiosk_demo/store/catalog.jsonl``: category, brand, name,
+price) as item features, uses ``kiosk_demo/store/categories.json`` for the category popularity
+scopes, and exports an int8 bundle to ``kiosk_demo/store/bundle``. The bundle's feature table
+gives the catalog's products that no member ever bought (the Open Food Facts ones) vectors
+from their features. There is no time of day in that data, so the bundle has no ``hour:``
+popularity scopes (none are invented).
 
 Example::
 
@@ -23,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "groceries-dated" / "Groceries_dataset.csv"
 DEFAULT_OUT = ROOT / "kiosk_demo" / "store" / "bundle"
 CATEGORIES = ROOT / "kiosk_demo" / "store" / "categories.json"
+CATALOG = ROOT / "kiosk_demo" / "store" / "catalog.jsonl"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,6 +45,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run", default=str(ROOT / "runs" / "groceries"))
     parser.add_argument("--epochs", type=int, default=40)
     parser.add_argument("--categories", default=str(CATEGORIES) if CATEGORIES.is_file() else "")
+    parser.add_argument("--catalog", default=str(CATALOG) if CATALOG.is_file() else "")
+    parser.add_argument("--threads", type=int, default=0, help="Torch threads (0: torch decides).")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     if not logging.getLogger().handlers:
@@ -50,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         out=args.run,
         format="groceries",
         categories=args.categories,
-        item_features=args.categories,  # the category is also a side feature of the model
+        catalog=args.catalog,  # category, brand, name words and price band as item features
+        threads=args.threads,
         epochs=args.epochs,
         patience=8,
         dim=32,

@@ -9,8 +9,14 @@ Histories are left padded with 0 and positions are aligned to the right, so a hi
 length L < max_len sees the same position embeddings as the same history padded to max_len:
 the exported graph takes any length up to ``max_len``.
 
-Optional item side features (attributes, category) add the mean of their embeddings to each
-item's vector. Item features are static, so export folds them into one item table.
+Content-aware items (LightFM, Kula 2015; DropoutNet, Volkovs et al. 2017): with side features
+(category, brand, name words, price band, attributes; ``shelfwise.model.encoding``), an item's
+vector is its id embedding plus the sum of its feature embeddings. In training the id part of
+each item is dropped at random (``id_dropout``), so the model learns to score an item from its
+features alone: an item that arrives after training (no id embedding) still ranks sensibly,
+items with little history lean on their features and well-known items on their id. Items in
+``new_items`` never get an id part at all (the cold-start protocol). Export folds the table
+into the graph and ships the feature table for items the bundle has never seen.
 
 Example:
     >>> import torch
@@ -41,7 +47,8 @@ class ModelConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.5
-    num_attributes: int = 0  # distinct side-feature values (0 = no side features)
+    num_features: int = 0  # rows of the feature table, padding included (0 = no side features)
+    id_dropout: float = 0.0  # chance an item's id embedding is left out of a training step
 
 
 class Dropout(nn.Module):
@@ -92,18 +99,33 @@ class Block(nn.Module):
 class SeqRec(nn.Module):
     """Causal self-attention over the history; item scores = hidden @ item_table.T."""
 
-    def __init__(self, config: ModelConfig, item_attributes: torch.Tensor | None = None) -> None:
+    def __init__(
+        self,
+        config: ModelConfig,
+        item_features: torch.Tensor | None = None,
+        new_items: torch.Tensor | None = None,
+    ) -> None:
         super().__init__()
         self.config = config
         self.item_emb = nn.Embedding(config.num_items + 1, config.dim, padding_idx=0)
         self.pos_emb = nn.Embedding(config.max_len, config.dim)
-        self.attr_emb: nn.Embedding | None = None
-        if config.num_attributes:
-            if item_attributes is None:
-                raise ValueError("num_attributes > 0 needs the item_attributes table")
-            self.attr_emb = nn.Embedding(config.num_attributes + 1, config.dim, padding_idx=0)
-            # [num_items + 1, max attributes per item], 0 = no attribute
-            self.register_buffer("item_attributes", item_attributes.long(), persistent=True)
+        self.feature_emb: nn.Embedding | None = None
+        if config.num_features:
+            if item_features is None:
+                raise ValueError("num_features > 0 needs the item_features table")
+            self.feature_emb = nn.Embedding(config.num_features, config.dim, padding_idx=0)
+        # [num_items + 1, features per item] feature rows, 0 = none (an empty table: none)
+        features = item_features if item_features is not None else torch.zeros(0, 0)
+        self.item_features: torch.Tensor
+        self.register_buffer("item_features", features.long(), persistent=True)
+        # 1.0 where the item has an id embedding; 0.0 for padding and for new items, which
+        # are known by their features only.
+        has_id = torch.ones(config.num_items + 1)
+        has_id[0] = 0.0
+        if new_items is not None:
+            has_id[new_items.long()] = 0.0
+        self.has_id: torch.Tensor
+        self.register_buffer("has_id", has_id, persistent=True)
         self.drop = Dropout(config.dropout)
         self.blocks = nn.ModuleList(
             Block(config.dim, config.heads, config.dropout) for _ in range(config.layers)
@@ -122,13 +144,27 @@ class SeqRec(nn.Module):
                 with torch.no_grad():
                     module.weight[module.padding_idx].zero_()
 
+    def feature_vectors(self) -> torch.Tensor | None:
+        """Every item's features-only vector, [num_items + 1, dim] (None without features)."""
+        if self.feature_emb is None:
+            return None
+        return self.feature_emb(self.item_features).sum(dim=1)
+
     def item_table(self) -> torch.Tensor:
-        """Every item's vector, [num_items + 1, dim]; row 0 (padding) is zero."""
-        table = self.item_emb.weight
-        if self.attr_emb is not None:
-            attrs: torch.Tensor = self.item_attributes  # type: ignore[assignment]
-            counts = (attrs > 0).sum(dim=1, keepdim=True).clamp(min=1)
-            table = table + self.attr_emb(attrs).sum(dim=1) / counts
+        """Every item's vector, [num_items + 1, dim]; row 0 (padding) is zero.
+
+        In training, each item with features loses its id part with probability
+        ``id_dropout`` (one draw per item per step, shared by input and output).
+        """
+        keep = self.has_id
+        content = self.feature_vectors()
+        if content is not None and self.training and self.config.id_dropout > 0:
+            has_features = self.item_features.gt(0).any(dim=1)
+            dropped = torch.rand_like(keep).lt(self.config.id_dropout) & has_features
+            keep = keep * ~dropped
+        table = self.item_emb.weight * keep.unsqueeze(1)
+        if content is not None:
+            table = table + content
         pad = torch.ones(table.shape[0], 1, dtype=table.dtype, device=table.device)
         pad[0] = 0.0
         return table * pad

@@ -4,6 +4,8 @@ A run folder holds everything export and evaluate need, so neither re-reads the 
 
     config.json          TrainConfig and ModelConfig; the input files' names and sha256
     items.json           the item vocabulary (model index = position + 1)
+    features.json        the item feature encoding (with side features only)
+    new_items.json       the cold-start protocol's new items (with --cold-start only)
     model.pt             the best weights (by validation NDCG@10)
     checkpoint.pt        the latest epoch, for --resume
     run.json             data fingerprint and counts, protocol, validation metrics per epoch
@@ -42,7 +44,12 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from shelfwise.model.encoding import Vocabulary, encode_histories
+from shelfwise.model.encoding import (
+    FeatureEncoding,
+    ItemFeatures,
+    Vocabulary,
+    encode_histories,
+)
 
 from . import side_tables as side_tables_module
 from .data import (
@@ -50,9 +57,12 @@ from .data import (
     EventLog,
     Split,
     describe,
+    hold_out_items,
     make_split,
+    merge_features,
+    read_catalog_features,
     read_events,
-    read_item_attributes,
+    read_item_features,
 )
 from .evaluate import Scorer, evaluate
 from .model import NEG, ModelConfig, SeqRec
@@ -69,6 +79,7 @@ class TrainConfig:
     format: str = "auto"
     columns: str = ""  # ColumnMapping.parse text for the "events" format
     item_features: str = ""  # JSON {item: [attributes]} or {item: "category"}
+    catalog: str = ""  # catalog .jsonl/.csv: name, brand, category, price, tags as features
     categories: str = ""  # JSON {item: category} for the category popularity scopes
     skip_bad_rows: bool = False
     seed: int = 42
@@ -77,6 +88,14 @@ class TrainConfig:
     heads: int = 2
     layers: int = 2
     dropout: float = 0.5
+    id_dropout: float = 0.15  # DropoutNet: chance an item's id embedding sits out a step
+    token_buckets: int = 2048  # hashed name-word rows in the feature table
+    price_bands: int = 8
+    cold_start: float = 0.0  # share of items held out entirely as new (the cold-start protocol)
+    # Train on everything before the test item (validation targets too, as the count
+    # baselines are fitted) for exactly `epochs` epochs, a count chosen on validation by an
+    # earlier run: no validation, no early stopping.
+    refit: bool = False
     batch_size: int = 128
     lr: float = 1.5e-3
     weight_decay: float = 0.0
@@ -129,18 +148,33 @@ def model_scorer(model: SeqRec, vocab: Vocabulary, max_len: int) -> Scorer:
     return score
 
 
-def load_attributes(config: TrainConfig, vocab: Vocabulary) -> tuple[torch.Tensor | None, int]:
-    """The item -> attribute index table [N+1, A] (0 = none) and how many attributes exist."""
-    if not config.item_features:
-        return None, 0
-    by_item = read_item_attributes(config.item_features, vocab)
-    names = sorted({a for attrs in by_item.values() for a in attrs})
-    index = {name: i + 1 for i, name in enumerate(names)}
-    width = max((len(a) for a in by_item.values()), default=1)
-    table = torch.zeros(len(vocab) + 1, max(width, 1), dtype=torch.long)
-    for item, attrs in by_item.items():
-        table[item, : len(attrs)] = torch.tensor([index[a] for a in attrs])
-    return table, len(names)
+def item_feature_map(config: TrainConfig, vocab: Vocabulary) -> dict[int, ItemFeatures]:
+    """Side features of the vocabulary's items from ``--catalog`` and ``--item-features``."""
+    sources = []
+    if config.catalog:
+        sources.append(read_catalog_features(config.catalog, vocab))
+    if config.item_features:
+        sources.append(read_item_features(config.item_features, vocab))
+    return merge_features(*sources)
+
+
+def feature_table(
+    config: TrainConfig, vocab: Vocabulary, new_items: list[int]
+) -> tuple[FeatureEncoding, torch.Tensor] | None:
+    """The feature encoding learned from the items that train (never the new ones) and every
+    item's feature rows [N+1, F]; None without side features."""
+    by_item = item_feature_map(config, vocab)
+    if not by_item:
+        return None
+    new = set(new_items)
+    encoding = FeatureEncoding.learn(
+        (f for i, f in by_item.items() if i not in new),
+        token_buckets=config.token_buckets,
+        price_bands=config.price_bands,
+    )
+    empty = ItemFeatures()
+    rows = encoding.encode([empty] + [by_item.get(i, empty) for i in range(1, len(vocab) + 1)])
+    return encoding, torch.from_numpy(rows)
 
 
 def read_config_log(config: TrainConfig) -> EventLog:
@@ -161,8 +195,11 @@ def _distributed() -> tuple[int, int]:
     return 0, 1
 
 
-def build_model(config: TrainConfig, vocab: Vocabulary) -> SeqRec:
-    attributes, num_attributes = load_attributes(config, vocab)
+def build_model(
+    config: TrainConfig, vocab: Vocabulary, new_items: list[int] | None = None
+) -> tuple[SeqRec, FeatureEncoding | None]:
+    """The network for this config, with the feature table when the data has side features."""
+    features = feature_table(config, vocab, new_items or [])
     model_config = ModelConfig(
         num_items=len(vocab),
         max_len=config.max_len,
@@ -170,9 +207,12 @@ def build_model(config: TrainConfig, vocab: Vocabulary) -> SeqRec:
         heads=config.heads,
         layers=config.layers,
         dropout=config.dropout,
-        num_attributes=num_attributes,
+        num_features=features[0].size if features else 0,
+        id_dropout=config.id_dropout if features else 0.0,
     )
-    return SeqRec(model_config, attributes)
+    new = torch.tensor(new_items, dtype=torch.long) if new_items else None
+    model = SeqRec(model_config, features[1] if features else None, new)
+    return model, features[0] if features else None
 
 
 def train(config: TrainConfig) -> TrainResult:
@@ -188,10 +228,14 @@ def train(config: TrainConfig) -> TrainResult:
     log = read_config_log(config)
     vocab = log.vocabulary()
     split = make_split(log, vocab)
+    if config.cold_start:
+        split = hold_out_items(split, len(vocab), config.cold_start, config.seed)
     torch.manual_seed(config.seed)
-    model = build_model(config, vocab)
+    model, encoding = build_model(config, vocab, split.new_items)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    inputs, targets = training_arrays(split.train, config.max_len)
+    inputs, targets = training_arrays(
+        split.train_for_test if config.refit else split.train, config.max_len
+    )
     if len(inputs) == 0 or len(split.valid) == 0:
         raise ValueError(f"{config.data}: not enough data to train and validate")
 
@@ -209,18 +253,29 @@ def train(config: TrainConfig) -> TrainResult:
         start_epoch = state["epoch"] + 1
         logger.info("resumed %s at epoch %d", out, start_epoch)
     if rank == 0:
-        _write_static(out, config, model, log, vocab, split)
+        _write_static(out, config, model, log, vocab, split, encoding)
 
     net: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
+    # Padding and the new items (cold-start protocol: they did not exist when the model
+    # trained) are never a target. A bias, not an in-place mask: no copy of the logits.
+    blocked = torch.zeros(len(vocab) + 1)
+    blocked[[0, *split.new_items]] = NEG
     epoch = start_epoch - 1
     for epoch in range(start_epoch, config.epochs + 1):
         if best_epoch and epoch - best_epoch > config.patience:
             break
-        loss = _train_epoch(net, model, optimizer, inputs, targets, config, epoch, rank, world)
-        if epoch % config.eval_every:
+        loss = _train_epoch(net, optimizer, inputs, targets, blocked, config, epoch, rank, world)
+        if epoch % config.eval_every and not config.refit:
             continue
         record: dict[str, Any] = {"epoch": epoch, "loss": loss}
-        if rank == 0:
+        if rank == 0 and config.refit:  # validation trains here: the last epoch is the model
+            best_epoch = epoch
+            torch.save(model.state_dict(), out / "model.pt")
+            logger.info(
+                "epoch %d loss %.4f (refit: no validation) %.0f s",
+                epoch, loss, time.monotonic() - started,
+            )  # fmt: skip
+        elif rank == 0:
             model.eval()
             valid = evaluate(
                 model_scorer(model, vocab, config.max_len),
@@ -266,10 +321,10 @@ def train(config: TrainConfig) -> TrainResult:
 
 def _train_epoch(
     net: torch.nn.Module,
-    model: SeqRec,
     optimizer: torch.optim.Optimizer,
     inputs: np.ndarray,
     targets: np.ndarray,
+    blocked: torch.Tensor,  # a bias per item: NEG for items that are never a target
     config: TrainConfig,
     epoch: int,
     rank: int,
@@ -291,8 +346,7 @@ def _train_epoch(
         y = torch.from_numpy(targets[mine])
         hidden, table = net(x)
         keep = y > 0
-        logits = hidden[keep] @ table.T
-        logits[:, 0] = NEG
+        logits = torch.addmm(blocked, hidden[keep], table.T)
         # sum / global count, times world because DDP averages gradients across processes:
         # the update equals the single-process one on the whole batch.
         loss_sum = F.cross_entropy(logits, y[keep], reduction="sum")
@@ -306,7 +360,7 @@ def _train_epoch(
 
 
 # The TrainConfig fields that name input files on the trainer's machine (``out`` is the run).
-INPUT_FILES = ("data", "item_features", "categories")
+INPUT_FILES = ("data", "item_features", "catalog", "categories")
 
 
 def file_fingerprint(path: str | Path) -> dict[str, str]:
@@ -351,7 +405,13 @@ def public_config(saved: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def _write_static(
-    out: Path, config: TrainConfig, model: SeqRec, log: EventLog, vocab: Vocabulary, split: Split
+    out: Path,
+    config: TrainConfig,
+    model: SeqRec,
+    log: EventLog,
+    vocab: Vocabulary,
+    split: Split,
+    encoding: FeatureEncoding | None,
 ) -> None:
     inputs = {
         key: file_fingerprint(getattr(config, key))
@@ -369,6 +429,10 @@ def _write_static(
         )
     )
     (out / "items.json").write_text(json.dumps(vocab.items))
+    if encoding is not None:
+        (out / "features.json").write_text(json.dumps(encoding.to_dict()))
+    if split.new_items:
+        (out / "new_items.json").write_text(json.dumps([vocab.item(i) for i in split.new_items]))
     split.valid.to_npz(out / "validation.npz")
     categories = side_tables_module.load_categories(config.categories) if config.categories else {}
     tables = side_tables_module.compute(log, categories=categories)
@@ -391,9 +455,11 @@ def _write_report(
         "mask_seen": split.mask_seen,
         "train_sequences": len(split.train),
         "valid_cases": len(split.valid),
+        "new_items": len(split.new_items),
         "test_cases": len(split.test),
         "best_epoch": best_epoch,
         "best_valid": best_valid,
+        "refit": config.refit,
         "history": history,
         "seconds": round(time.monotonic() - started, 1),
         "torch": torch.__version__,
@@ -431,14 +497,33 @@ def load_run(run_dir: str | Path) -> tuple[SeqRec, Vocabulary, TrainConfig]:
     if not (run / "model.pt").is_file():
         raise FileNotFoundError(f"{run} has no model.pt: is it a finished training run?")
     saved = json.loads((run / "config.json").read_text())
-    config = TrainConfig(**saved["train"])
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in known})
     vocab = Vocabulary(json.loads((run / "items.json").read_text()))
     state = torch.load(run / "model.pt", weights_only=True)
-    model_config = ModelConfig(**saved["model"])
-    attributes = state.get("item_attributes")
-    model = SeqRec(model_config, attributes)
+    model_fields = dict(saved["model"])
+    if model_fields.pop("num_attributes", 0):
+        raise ValueError(
+            f"{run} was trained by an older shelfwise (mean of attribute embeddings): "
+            "train it again to use item features"
+        )
+    model = SeqRec(ModelConfig(**model_fields), state.get("item_features"))
+    state.setdefault("has_id", model.has_id)
+    state.setdefault("item_features", model.item_features)
     model.load_state_dict(state)
     return model.eval(), vocab, config
+
+
+def load_features(run_dir: str | Path) -> FeatureEncoding | None:
+    """The run's item feature encoding (None when it trained without side features)."""
+    path = Path(run_dir) / "features.json"
+    return FeatureEncoding.from_dict(json.loads(path.read_text())) if path.is_file() else None
+
+
+def load_new_items(run_dir: str | Path) -> list[str]:
+    """The items a cold-start run held out as new (empty for an ordinary run)."""
+    path = Path(run_dir) / "new_items.json"
+    return list(json.loads(path.read_text())) if path.is_file() else []
 
 
 def main(argv: list[str] | None = None) -> int:

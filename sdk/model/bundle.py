@@ -5,9 +5,16 @@ A bundle is a folder::
     manifest.json        the Manifest below, as JSON (sorted keys)
     manifest.sig         optional ed25519 signature of manifest.json's exact bytes
     model.onnx           inputs: history int64 [batch, L] (left padded with 0), k int64 [1]
-                         outputs: scores float32 [batch, k], items int64 [batch, k]
+                         outputs: scores float32 [batch, k], items int64 [batch, k], and
+                         optionally the user vector float32 [batch, d] (``output_user``)
     items.json           the vocabulary: a JSON list of item ids; model index = position + 1
-    item_vectors.npy     optional float32 [num_items + 1, d] item embeddings (row 0 = padding)
+    item_vectors.npy     optional [num_items + 1, d] item embeddings (row 0 = padding), stored
+                         as float16 (they only serve cosine similarity; half the bytes) and
+                         read as float32
+    feature_table.npy    optional float32 [features, d]: one row per item feature (row 0 =
+                         none), read through the manifest's ``features`` encoding
+                         (``shelfwise.model.encoding.FeatureEncoding``): an item outside the
+                         vocabulary gets the sum of its features' rows as its vector
     side_tables.msgpack  optional SideTables: co-occurrence, popularity, repeat intervals
 
 The manifest lists the sha256 of every other file, so signing the manifest signs the bundle.
@@ -41,6 +48,7 @@ import msgpack
 import numpy as np
 
 from .._errors import BundleVerificationError, InvalidInput
+from .encoding import FeatureEncoding
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -49,6 +57,7 @@ MODEL = "model.onnx"
 ITEMS = "items.json"
 ITEM_VECTORS = "item_vectors.npy"
 SIDE_TABLES = "side_tables.msgpack"
+FEATURE_TABLE = "feature_table.npy"
 
 
 @dataclass(frozen=True)
@@ -57,6 +66,9 @@ class Manifest:
 
     ``files`` (name -> sha256) is filled in by ``write_bundle``; ``training`` carries the
     data fingerprint, metrics, parity and quantization results that export measured.
+    ``features`` is the item feature encoding (``FeatureEncoding.to_dict``) of a bundle
+    with a feature table, empty otherwise; ``output_user`` names the graph's user-vector
+    output when it has one (new items are scored against it).
     """
 
     model_name: str
@@ -73,9 +85,11 @@ class Manifest:
     input_k: str = "k"
     output_scores: str = "scores"
     output_items: str = "items"
+    output_user: str = ""
     quantization: str = "none"
     files: Mapping[str, str] = field(default_factory=dict)
     training: Mapping[str, Any] = field(default_factory=dict)
+    features: Mapping[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         """Canonical bytes: sorted keys, so the same manifest always signs the same."""
@@ -116,6 +130,13 @@ class Manifest:
         for name in ("input_history", "input_k", "output_scores", "output_items"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 problems.append(f"{name} must be a tensor name")
+        if not isinstance(self.output_user, str):
+            problems.append("output_user must be a tensor name or empty")
+        if self.features:
+            try:
+                FeatureEncoding.from_dict(self.features)
+            except (ValueError, TypeError) as exc:
+                problems.append(str(exc))
         for name in ("num_items", "embedding_dim", "opset", "created_ms"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -190,6 +211,8 @@ class BundleFiles:
     item_vectors: np.ndarray | None
     side_tables: SideTables
     signed: bool
+    features: FeatureEncoding | None = None
+    feature_table: np.ndarray | None = None
 
 
 def sha256_file(path: Path) -> str:
@@ -209,15 +232,16 @@ def write_bundle(
     items: list[str],
     item_vectors: np.ndarray | None = None,
     side_tables: SideTables | None = None,
+    feature_table: np.ndarray | None = None,
     sign_key: bytes | None = None,
     extra_files: Mapping[str, bytes] | None = None,
 ) -> Manifest:
     """Write a complete bundle atomically (into a temp folder, then renamed into place).
 
     ``sign_key`` is a raw 32-byte ed25519 private key; the signature covers manifest.json,
-    which holds every other file's sha256. ``extra_files`` (name -> bytes) are written and
-    checksummed beside the others (e.g. ``model.tflite`` for the LiteRT backend). Returns the
-    manifest as written.
+    which holds every other file's sha256. ``feature_table`` goes with ``manifest.features``;
+    ``extra_files`` (name -> bytes) are written and checksummed beside the others (e.g.
+    ``model.tflite`` for the LiteRT backend). Returns the manifest as written.
 
     Example: see the module docstring.
     """
@@ -228,7 +252,11 @@ def write_bundle(
         (staging / MODEL).write_bytes(model_onnx)
         (staging / ITEMS).write_text(json.dumps(list(items)))
         if item_vectors is not None:
-            np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float32))
+            np.save(staging / ITEM_VECTORS, np.ascontiguousarray(item_vectors, dtype=np.float16))
+        if feature_table is not None:
+            if not manifest.features:
+                raise ValueError("a feature table needs the manifest's features encoding")
+            np.save(staging / FEATURE_TABLE, np.ascontiguousarray(feature_table, dtype=np.float32))
         (staging / SIDE_TABLES).write_bytes((side_tables or SideTables()).to_msgpack())
         for name, data in (extra_files or {}).items():
             if (
@@ -389,12 +417,15 @@ def _read_bundle(path: Path, public_key: bytes | None, now_ms: int | None) -> Bu
         raise BundleVerificationError(
             f"manifest says {manifest.num_items} items but items.json lists {len(items)}"
         )
-    vectors = _read_vectors(path / ITEM_VECTORS) if ITEM_VECTORS in manifest.files else None
+    vectors = (
+        _read_vectors(path / ITEM_VECTORS, ITEM_VECTORS) if ITEM_VECTORS in manifest.files else None
+    )
     if vectors is not None and vectors.shape[0] != len(items) + 1:
         raise BundleVerificationError(
             f"item_vectors.npy has {vectors.shape[0]} rows; expected {len(items) + 1} "
             "(one per item plus the padding row 0)"
         )
+    features, table = _read_features(path, manifest, vectors)
     return BundleFiles(
         path=path,
         manifest=manifest,
@@ -405,7 +436,34 @@ def _read_bundle(path: Path, public_key: bytes | None, now_ms: int | None) -> Bu
         if SIDE_TABLES in manifest.files
         else SideTables(),
         signed=signature_path.is_file() and public_key is not None,
+        features=features,
+        feature_table=table,
     )
+
+
+def _read_features(
+    path: Path, manifest: Manifest, vectors: np.ndarray | None
+) -> tuple[FeatureEncoding | None, np.ndarray | None]:
+    """The feature encoding and table, checked against each other (both or neither)."""
+    listed = FEATURE_TABLE in manifest.files
+    if not manifest.features and not listed:
+        return None, None
+    if not manifest.features or not listed:
+        raise BundleVerificationError(
+            "a bundle's feature table and its manifest features come together; this one has "
+            "only one of them"
+        )
+    encoding = FeatureEncoding.from_dict(manifest.features)  # checked by from_json already
+    table = _read_vectors(path / FEATURE_TABLE, FEATURE_TABLE)
+    dim = vectors.shape[1] if vectors is not None else manifest.embedding_dim
+    if table.shape[0] != encoding.size or (dim and table.shape[1] != dim):
+        raise BundleVerificationError(
+            f"{FEATURE_TABLE} is {table.shape[0]} x {table.shape[1]}; the encoding needs "
+            f"{encoding.size} rows of {dim or 'the embedding'} width"
+        )
+    if not np.isfinite(table).all():
+        raise BundleVerificationError(f"{FEATURE_TABLE} holds non-finite values")
+    return encoding, table
 
 
 def _read_items(path: Path) -> list[str]:
@@ -420,11 +478,11 @@ def _read_items(path: Path) -> list[str]:
     return items
 
 
-def _read_vectors(path: Path) -> np.ndarray:
+def _read_vectors(path: Path, name: str) -> np.ndarray:
     try:
         vectors = np.load(path, allow_pickle=False)
     except (ValueError, OSError) as exc:
-        raise BundleVerificationError(f"item_vectors.npy is unreadable: {exc}") from exc
-    if vectors.ndim != 2:
-        raise BundleVerificationError("item_vectors.npy must be a 2-D array")
+        raise BundleVerificationError(f"{name} is unreadable: {exc}") from exc
+    if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
+        raise BundleVerificationError(f"{name} must be a 2-D array of numbers")
     return vectors.astype(np.float32, copy=False)

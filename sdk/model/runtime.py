@@ -4,11 +4,18 @@ One ``InferenceSession`` per bundle, created once and shared by every thread (co
 ``run`` is safe). ``ModelHandle.swap`` loads, verifies and health-checks a new bundle before
 replacing the old one in a single reference assignment, so a bad bundle never serves.
 
+A bundle with a feature table also serves items it has never seen: ``catalog_vectors`` gives
+every catalog item outside the vocabulary a vector from its features alone (computed once per
+bundle and catalog revision), which ``score`` ranks against the graph's user vector and the
+similarity surfaces compare by cosine.
+
 Backends: onnxruntime serves every bundle. A bundle that also carries the network for LiteRT
 (``Manifest.training["backends"]["litert"]``, see ``shelfwise.model.litert``) is served with
 LiteRT when the device asks for it (``backend="litert"`` or ``SHELFWISE_MODEL_BACKEND=litert``)
 or, with ``auto`` (the default), when the bundle prefers it and ``ai-edge-litert`` is
 installed; ``onnxruntime`` forces onnxruntime. onnxruntime itself is imported on first use.
+Items a bundle has never seen get vectors from their features with either backend (new items
+are ranked against the graph's user vector, which only the onnxruntime graph returns).
 
 Example:
     >>> from shelfwise.model.runtime import ModelHandle
@@ -23,7 +30,8 @@ import dataclasses
 import logging
 import os
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +40,7 @@ import numpy as np
 from .._errors import BundleError, BundleVerificationError, InvalidInput, ModelRuntimeError
 from . import litert
 from .bundle import BundleFiles, Manifest, SideTables, read_bundle
-from .encoding import Vocabulary, encode_histories
+from .encoding import FeatureEncoding, ItemFeatures, Vocabulary, encode_histories
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -72,6 +80,34 @@ class ScoredItems:
 
     items: list[str]
     scores: list[float]
+
+
+@dataclass(frozen=True)
+class CatalogVectors:
+    """Vectors for the catalog items a bundle's vocabulary lacks, from their features alone.
+
+    ``vectors`` are raw (scored against the user vector), ``unit`` has unit rows (cosine);
+    ``stand_in[i]`` is the model index of the known item closest to new item ``i`` (-1 when
+    the bundle has no item vectors): a history that holds a new item is read with it.
+    """
+
+    revision: str
+    items: tuple[str, ...]
+    vectors: np.ndarray
+    unit: np.ndarray
+    stand_in: np.ndarray
+    index: Mapping[str, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __contains__(self, item: object) -> bool:
+        return item in self.index
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return (vectors / np.maximum(norms, 1e-12)).astype(np.float32, copy=False)
 
 
 def choose_backend(manifest: Manifest, wanted: str | None = None) -> str:
@@ -152,10 +188,22 @@ class LoadedModel:
             raise ModelRuntimeError(f"{self.backend} could not load {files.path}: {exc}") from exc
         # The session holds the graph now, and only unit-length vectors are ever read:
         # keeping the serialized model and the raw vectors would double the footprint.
-        self.files = dataclasses.replace(files, model_bytes=b"", item_vectors=None)
+        self.files = dataclasses.replace(
+            files, model_bytes=b"", item_vectors=None, feature_table=None
+        )
         self._vectors = files.item_vectors
         self._normalised = False
         self._vectors_lock = threading.Lock()
+        self.features: FeatureEncoding | None = files.features
+        self._feature_table = files.feature_table
+        self._catalog: CatalogVectors | None = None
+        self._catalog_lock = threading.Lock()
+        outputs = (
+            {o.name for o in self.session.get_outputs()} if self.session is not None else set()
+        )
+        self._user_output = (
+            self.manifest.output_user if self.manifest.output_user in outputs else ""
+        )
         # A graph whose history length is symbolic (the export's contract: any L up to
         # max_history) is fed only the columns that hold items: the encoder's cost grows with
         # L, and a shopper's history is usually far shorter than max_history. A graph with a
@@ -172,25 +220,35 @@ class LoadedModel:
     def version(self) -> str:
         return f"{self.manifest.model_name}@{self.manifest.model_version}"
 
-    def score(self, histories: list[list[str]], k: int) -> list[ScoredItems]:
+    def score(
+        self, histories: list[list[str]], k: int, extra: CatalogVectors | None = None
+    ) -> list[ScoredItems]:
         """Top-``k`` items for each history (item ids, scores), as the model ranks them.
 
-        Unknown items in a history are skipped; padding (index 0) never comes back.
+        Unknown items in a history are skipped; padding (index 0) never comes back. With
+        ``extra`` (``catalog_vectors``), a new item in a history is read as its closest known
+        item, and new items are ranked too when the graph returns its user vector.
         """
         if not histories:
             return []
+        if extra is not None and len(extra):
+            histories = [self._stand_ins(history, extra) for history in histories]
         batch = encode_histories(self.vocab, histories, self.manifest.max_history)
         if self._dynamic_length:  # left padded: drop the columns that are padding in every row
             filled = np.flatnonzero(batch.any(axis=0))
             batch = np.ascontiguousarray(batch[:, filled[0] if len(filled) else -1 :])
         k_eff = max(1, min(k + 1, len(self.vocab) + 1))  # +1: the padding row may rank
+        wanted = [self.manifest.output_scores, self.manifest.output_items]
+        with_new = extra is not None and len(extra) > 0 and bool(self._user_output)
+        if with_new:
+            wanted.append(self._user_output)
         try:
             if self._litert is not None:
-                scores, indices = self._litert.run(batch, k_eff)
+                outputs = list(self._litert.run(batch, k_eff))
             else:
                 assert self.session is not None
-                scores, indices = self.session.run(
-                    [self.manifest.output_scores, self.manifest.output_items],
+                outputs = self.session.run(
+                    wanted,
                     {
                         self.manifest.input_history: batch,
                         self.manifest.input_k: np.array([k_eff], dtype=np.int64),
@@ -198,6 +256,7 @@ class LoadedModel:
                 )
         except Exception as exc:
             raise ModelRuntimeError(f"model {self.version} failed to run: {exc}") from exc
+        scores, indices = outputs[0], outputs[1]
         if (
             getattr(scores, "shape", None) != getattr(indices, "shape", None)
             or np.ndim(scores) != 2
@@ -216,9 +275,46 @@ class LoadedModel:
                 for i, s in zip(row_indices, row_scores, strict=True)
                 if 1 <= i <= size
             ]
-            kept = kept[:k]
-            results.append(ScoredItems([i for i, _ in kept], [s for _, s in kept]))
-        return results
+            results.append(kept[:k])
+        if with_new and extra is not None:
+            results = self._with_new_items(results, outputs[2], extra, k)
+        return [ScoredItems([i for i, _ in kept], [s for _, s in kept]) for kept in results]
+
+    def _stand_ins(self, history: list[str], extra: CatalogVectors) -> list[str]:
+        out = []
+        for item in history:
+            position = extra.index.get(item)
+            if position is not None and item not in self.vocab:
+                known = int(extra.stand_in[position])
+                if known > 0:
+                    out.append(self.vocab.items[known - 1])
+                continue
+            out.append(item)
+        return out
+
+    def _with_new_items(
+        self,
+        results: list[list[tuple[str, float]]],
+        users: np.ndarray,
+        extra: CatalogVectors,
+        k: int,
+    ) -> list[list[tuple[str, float]]]:
+        """Merge the new items, scored against each user vector, into the graph's top-k."""
+        users = np.asarray(users, dtype=np.float32)
+        if users.ndim != 2 or users.shape[1] != extra.vectors.shape[1]:
+            raise ModelRuntimeError(
+                f"model {self.version} returned a user vector of shape {users.shape}; the "
+                f"feature table has width {extra.vectors.shape[1]}"
+            )
+        new_scores = users @ extra.vectors.T
+        take = min(k, new_scores.shape[1])
+        merged = []
+        for row, kept in enumerate(results):
+            line = new_scores[row]
+            top = np.argpartition(-line, take - 1)[:take] if take < len(line) else np.arange(take)
+            new = [(extra.items[int(i)], float(line[i])) for i in top]
+            merged.append(sorted(kept + new, key=lambda pair: -pair[1])[:k])
+        return merged
 
     def normalised_vectors(self) -> np.ndarray | None:
         """Unit-length item vectors for cosine similarity (computed once, on first use)."""
@@ -228,6 +324,116 @@ class LoadedModel:
                 self._vectors = self._vectors / np.maximum(norms, 1e-12)
                 self._normalised = True
         return self._vectors
+
+    def content_vectors(self, items: Sequence[ItemFeatures]) -> np.ndarray:
+        """Each item's vector from its features alone, float32 ``[len(items), d]``: the sum
+        of its features' rows (what the model gives an item it has no id embedding for).
+
+        Raises ``ModelRuntimeError`` when the bundle has no feature table.
+        """
+        if self.features is None or self._feature_table is None:
+            raise ModelRuntimeError(
+                f"bundle {self.version} has no feature table: export a model trained with "
+                "item features (--catalog / --item-features) to serve items it never saw"
+            )
+        rows = self.features.encode(items, width=self.features.max_features)
+        return self._feature_table[rows].sum(axis=1, dtype=np.float32)
+
+    def catalog_vectors(
+        self, revision: str, read_items: Callable[[], Sequence[tuple[str, ItemFeatures]]]
+    ) -> CatalogVectors | None:
+        """Vectors for the catalog items outside the vocabulary (None without a feature table).
+
+        ``read_items`` lists the catalog's ``(item_id, features)``; it is only called when
+        ``revision`` (the catalog's) differs from the one computed last, so a bundle load or a
+        catalog import costs one pass and every other request none.
+        """
+        if self.features is None or self._feature_table is None:
+            return None
+        current = self._catalog
+        if current is not None and current.revision == revision:
+            return current
+        with self._catalog_lock:
+            current = self._catalog
+            if current is None or current.revision != revision:
+                current = self._compute_catalog_vectors(revision, read_items())
+                self._catalog = current
+                logger.info(
+                    "model %s: %d catalog items outside the vocabulary get vectors from "
+                    "their features",
+                    self.version,
+                    len(current),
+                )
+        return current
+
+    def _compute_catalog_vectors(
+        self, revision: str, rows: Sequence[tuple[str, ItemFeatures]]
+    ) -> CatalogVectors:
+        new = [(item_id, features) for item_id, features in rows if item_id not in self.vocab]
+        dim = self._feature_table.shape[1] if self._feature_table is not None else 0
+        vectors = (
+            self.content_vectors([f for _, f in new])
+            if new
+            else np.zeros((0, dim), dtype=np.float32)
+        )
+        unit = _unit(vectors)
+        stand_in = np.full(len(new), -1, dtype=np.int64)
+        known = self.normalised_vectors()
+        if known is not None and len(new) and known.shape[1] == dim:
+            for start in range(0, len(new), 1024):  # bounded memory at large catalogs
+                sims = unit[start : start + 1024] @ known.T
+                sims[:, 0] = -np.inf
+                stand_in[start : start + 1024] = sims.argmax(axis=1)
+            stand_in[~np.abs(vectors).any(axis=1)] = -1  # no known feature: no stand-in
+        items = tuple(item_id for item_id, _ in new)
+        return CatalogVectors(
+            revision=revision,
+            items=items,
+            vectors=vectors,
+            unit=unit,
+            stand_in=stand_in,
+            index={item_id: row for row, item_id in enumerate(items)},
+        )
+
+    def unit_vector(self, item_id: str, extra: CatalogVectors | None = None) -> np.ndarray | None:
+        """The unit-length vector of a known item or of a new catalog item (None: neither)."""
+        known = self.normalised_vectors()
+        if known is not None and item_id in self.vocab:
+            return known[self.vocab.index(item_id)]
+        if extra is not None and item_id in extra:
+            row = extra.unit[extra.index[item_id]]
+            return row if np.any(row) else None
+        return None
+
+    def neighbours(
+        self,
+        item_id: str,
+        n: int,
+        extra: CatalogVectors | None = None,
+        *,
+        known_only: bool = False,
+    ) -> list[tuple[str, float]]:
+        """The ``n`` items (known and new; with ``known_only`` the vocabulary's only) whose
+        vectors are closest to ``item_id``'s, by cosine, best first; empty when the item has
+        no vector.
+
+        Example: see ``tests/test_content.py``.
+        """
+        target = self.unit_vector(item_id, extra)
+        known = self.normalised_vectors()
+        if target is None or known is None:
+            return []
+        ids: list[str] = list(self.vocab.items)
+        sims = known[1:] @ target
+        if extra is not None and len(extra) and not known_only:
+            ids += list(extra.items)
+            sims = np.concatenate([sims, extra.unit @ target])
+        take = min(n + 1, len(sims))
+        top = np.argpartition(-sims, take - 1)[:take] if take < len(sims) else np.arange(take)
+        ranked = sorted(
+            ((ids[int(i)], float(sims[i])) for i in top), key=lambda pair: (-pair[1], pair[0])
+        )
+        return [(other, sim) for other, sim in ranked if other != item_id][:n]
 
     def health_check(self) -> None:
         """Run the model once on a real history; raise ``ModelRuntimeError`` if it misbehaves."""

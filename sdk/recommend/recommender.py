@@ -107,7 +107,8 @@ class Recommender:
             kept = {i for i, it in items.items() if it.category == category}
             candidates.scores = {i: s for i, s in candidates.scores.items() if i in kept}
         per_category = diversity if diversity is not None else max(2, math.ceil(limit / 3))
-        if category or surface in {"recently-viewed", "buy-again"}:
+        # Similar items are meant to be of one kind: no spreading across categories there.
+        if category or surface in {"recently-viewed", "buy-again", "similar"}:
             per_category = limit
         return self.apply_filters(
             candidates, context, limit, surface, anchor, per_category, filters=filters

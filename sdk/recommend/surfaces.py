@@ -21,8 +21,8 @@ import numpy as np
 
 from .._time import DAY_MS
 from ..catalog import Catalog, Item
-from ..model.encoding import daypart, hour_bucket
-from ..model.runtime import LoadedModel, ModelHandle
+from ..model.encoding import ItemFeatures, daypart, hour_bucket
+from ..model.runtime import CatalogVectors, LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
 from .reasons import Reason, reason, when_code
@@ -70,6 +70,16 @@ class Sources:
     def served(self) -> LoadedModel | None:
         return self.model.current
 
+    def catalog_vectors(self, model: LoadedModel | None) -> CatalogVectors | None:
+        """Vectors from features for the catalog items the served model never saw (computed
+        when the bundle or the catalog changes; None when the bundle has no feature table)."""
+        if model is None or model.features is None:
+            return None
+        return model.catalog_vectors(
+            self.catalog.revision(),
+            lambda: [(item.item_id, ItemFeatures.of(item)) for item in self.catalog.all()],
+        )
+
 
 SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 
@@ -77,16 +87,19 @@ SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 # -- surfaces ---------------------------------------------------------------------------
 def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
     model = rec.served()
+    extra = rec.catalog_vectors(model)
     history = ctx.history_items() if ctx.personal else []
-    known = [i for i in history if model is not None and i in model.vocab]
+    known = [
+        i for i in history if model is not None and (i in model.vocab or (extra and i in extra))
+    ]
     if model is None or not known:
         return trending(rec, ctx, n, anchor)
     out = Candidates()
     if ctx.segment == "lapsed":  # welcome back with what they used to buy
         for item_id, score in _buy_again_scores(rec, ctx)[:3]:
             out.add(item_id, 1e6 + score, reason("welcome_back"))
-    scored = model.score([known], k=n)[0]
-    explain = _explainer(model, ctx, rec)
+    scored = model.score([known], k=n, extra=extra)[0]
+    explain = _explainer(model, ctx, rec, extra)
     just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
     for item_id, score in zip(scored.items, scored.scores, strict=True):
         if item_id not in just_seen:
@@ -94,20 +107,22 @@ def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
     return out
 
 
-def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str], Reason]:
+def _explainer(
+    model: LoadedModel, ctx: Context, rec: Sources, extra: CatalogVectors | None
+) -> Callable[[str], Reason]:
     """ "because you scanned X": X is the history item closest to the suggestion."""
     recent = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
-    recent = [i for i in recent if i in model.vocab]
+    found = [(i, model.unit_vector(i, extra)) for i in recent]
+    recent = [i for i, vector in found if vector is not None]
     verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
     names = rec.names(recent)
-    vectors = model.normalised_vectors()
     # The recent items' vectors, gathered once per request rather than once per shown item.
-    rows = vectors[[model.vocab.index(i) for i in recent]] if vectors is not None else None
+    rows = np.stack([v for _, v in found if v is not None]) if recent else None
 
     def explain(item_id: str) -> Reason:
-        anchor = recent[0]
-        if vectors is not None and rows is not None and len(recent) > 1 and item_id in model.vocab:
-            target = vectors[model.vocab.index(item_id)]
+        anchor = recent[0] if recent else item_id
+        target = model.unit_vector(item_id, extra) if rows is not None else None
+        if rows is not None and target is not None and len(recent) > 1:
             anchor = recent[int(np.argmax(rows @ target))]
         return reason(
             "because_you", action=verbs.get(anchor, "viewed"), item=names.get(anchor, anchor)
@@ -117,25 +132,40 @@ def _explainer(model: LoadedModel, ctx: Context, rec: Sources) -> Callable[[str]
 
 
 def similar(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    """The items closest to the anchor by vector, its own category first; an item from
+    another category says so in its reason. New catalog items take part through their
+    feature vectors; without a vector, co-occurrence, then the category's best sellers."""
     assert anchor is not None
     out = Candidates()
     model = rec.served()
-    vectors = model.normalised_vectors() if model else None
-    if model is not None and vectors is not None and anchor.item_id in model.vocab:
-        sims = vectors @ vectors[model.vocab.index(anchor.item_id)]
-        sims[0] = -np.inf
-        top = np.argpartition(-sims, min(n, len(sims) - 1))[:n]
-        for index in top[np.argsort(-sims[top])]:
-            if index == 0:
-                continue
-            out.add(
-                model.vocab.item(int(index)),
-                float(sims[index]),
-                reason("similar_to", item=anchor.name),
+    pool = (
+        model.neighbours(anchor.item_id, max(10 * n, 200), rec.catalog_vectors(model))
+        if model
+        else []
+    )
+    items = rec.catalog.get_many([other for other, _ in pool])
+    for other, sim in pool:
+        item = items.get(other)
+        if item is None:
+            continue
+        if not anchor.category or item.category == anchor.category:
+            out.add(other, 2.0 + sim, reason("similar_to", item=anchor.name))
+        else:
+            why = (
+                reason("like_from_category", item=anchor.name, category=item.category)
+                if item.category
+                else reason("like_from_elsewhere", item=anchor.name)
             )
-    else:
+            out.add(other, sim - 2.0, why)
+    if not out.scores:  # no vector: what shoppers who look at it pick
         for other, lift, _ in _pairs(model, anchor.item_id)[:n]:
-            out.add(other, lift, reason("also_pick", item=anchor.name))
+            out.add(other, lift - 1e3, reason("also_pick", item=anchor.name))
+    if anchor.category:
+        for item_id, share in _popular(model, f"category:{anchor.category}", n):
+            out.add(item_id, share - 1e4, reason("best_seller_in", category=anchor.category))
+    if not out.scores:  # nothing is known about the item: say so rather than show nothing
+        for item_id, share in _popular(model, "all", n):
+            out.add(item_id, share - 1e5, reason("best_seller"))
     return out
 
 
@@ -146,17 +176,37 @@ def _pairs(model: LoadedModel | None, item_id: str) -> list[tuple[str, float, in
 
 
 def complements(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    """What goes with the anchor (or the recent items): its frequently-bought-together pairs;
+    for an item with none (new, or rarely bought), what its closest items by vector are
+    bought with (not items of its own category: those are substitutes); then what the model
+    expects next after it."""
     model = rec.served()
     sources = [anchor.item_id] if anchor else list(dict.fromkeys(reversed(ctx.history_items())))[:5]
-    names = rec.names(sources)
+    known = rec.catalog.get_many(sources)
     out = Candidates()
+    extra = rec.catalog_vectors(model) if model else None
     for source in sources:
-        for other, lift, count in _pairs(model, source)[:n]:
-            out.add(
-                other,
-                lift * math.log1p(count),
-                reason("bought_with", item=names.get(source, source)),
-            )
+        name = known[source].name if source in known else source
+        pairs = _pairs(model, source)
+        for other, lift, count in pairs[:n]:
+            out.add(other, lift * math.log1p(count), reason("bought_with", item=name))
+        if pairs or model is None:
+            continue
+        totals: dict[str, float] = {}
+        for neighbour, sim in model.neighbours(source, 10, extra, known_only=True):
+            for other, lift, count in _pairs(model, neighbour)[:n] if sim > 0 else []:
+                if other != source:
+                    totals[other] = totals.get(other, 0.0) + sim * lift * math.log1p(count)
+        aisle = known[source].category if source in known else ""
+        others = rec.catalog.get_many(list(totals)) if aisle else {}
+        for other in sorted(totals, key=lambda o: -totals[o]):
+            if other not in others or others[other].category != aisle:
+                out.add(other, totals[other] - 1e3, reason("goes_with_like", item=name))
+        readable = source in model.vocab or model.unit_vector(source, extra) is not None
+        if not out.scores and readable:
+            scored = model.score([[source]], k=n, extra=extra)[0]
+            for other, score in zip(scored.items, scored.scores, strict=True):
+                out.add(other, score - 1e6, reason("picked_after_like", item=name))
     return out
 
 
