@@ -120,6 +120,7 @@ SEMI_PUBLIC = {
     "shelfwise._time",  # now_ms / DAY_MS: one clock
     "shelfwise.model.bundle",  # the bundle format export writes and the runtime reads
     "shelfwise.model.encoding",  # item ids -> indices and history padding, shared with training
+    "shelfwise.model.litert",  # how a bundle carries its LiteRT network (export adds it)
     "shelfwise.model.runtime",  # the onnxruntime session settings export checks parity under
     "shelfwise.sync.protocol",  # the wire: headers, HMAC, envelopes, signed documents, keys
     "shelfwise.cli",  # the command line the back office's command groups plug into

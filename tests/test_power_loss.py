@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import shutil
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,10 @@ from power_loss import Recorder, through_vfs, write_files
 import shelfwise
 from shelfwise.sync.protocol import Envelope
 from shelfwise.upstream import SqliteStorage
+
+# The collector's server key file is not SQLite and is written once, before any summary:
+# kept outside the recorded folder, so the cut copies are only what SQLite wrote.
+SERVER_KEY = Path(tempfile.mkdtemp(prefix="shelfwise-power-loss-")) / "collector.key"
 
 DEVICE = "kiosk-1"
 ITEMS = ["milk", "cereal", "yogurt", "coffee", "juice", "sausages", "buns", "charcoal"]
@@ -221,13 +226,13 @@ def _cells(n: int) -> list[list[Any]]:
 
 def _collector_workload(rounds: int) -> Callable[..., None]:
     def run(live: Path, recorder: Recorder, open_kwargs: dict[str, Any]) -> None:
-        storage = SqliteStorage(str(live / "collector.db"))
+        storage = SqliteStorage(str(live / "collector.db"), key_file=SERVER_KEY)
         try:
-            storage.add_device(DEVICE, region="north")
+            storage.add_device(DEVICE, region="north", stores=["s1"])
             for n in range(rounds):
                 if n == rounds // 2:  # a collector restart
                     storage.close()
-                    storage = SqliteStorage(str(live / "collector.db"))
+                    storage = SqliteStorage(str(live / "collector.db"), key_file=SERVER_KEY)
                 stamp = int(time.time() * 1000)
                 envelopes = [Envelope(DEVICE, n + 1, f"{DEVICE}:r{n}", 1, stamp, _cells(n))]
                 if n % 4 == 3:  # a rebuilt earlier release (its new revision) in the same batch
@@ -245,7 +250,8 @@ def _collector_workload(rounds: int) -> Callable[..., None]:
 def _check_collector(where: Path, recorder: Recorder, cut: int) -> list[str]:
     db = where / "collector.db"
     _sound(db)
-    storage = SqliteStorage(str(db))  # the shipped stack, as a restarted collector opens it
+    # the shipped stack, as a restarted collector opens it
+    storage = SqliteStorage(str(db), key_file=SERVER_KEY)
     try:
         totals, from_cells = storage.totals(), storage.totals(DEVICE)
     finally:

@@ -90,13 +90,13 @@ def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
     show_default=True, help="Dropout rate.",
 )  # fmt: skip
 @click.option(
-    "--id-dropout", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.id_dropout,
+    "--id-dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.id_dropout,
     show_default=True,
     help="Chance an item's id embedding sits out a step (with item features): the model "
     "learns to rank an item from its features alone.",
 )  # fmt: skip
 @click.option(
-    "--cold-start", type=click.FloatRange(0, 1, max_open=True), default=DEFAULTS.cold_start,
+    "--cold-start", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.cold_start,
     show_default=True,
     help="Hold out this share of items entirely (no interaction of theirs trains), for "
     "`shelfwise evaluate --cold-start`.",

@@ -8,7 +8,6 @@ import click
 
 from .. import Item
 from .. import open as open_store
-from . import compat
 from .output import emit, json_option, key_values, table
 from .params import COUNT, InputFile, db_option
 
@@ -80,7 +79,7 @@ def list_items(db: str, limit: int | None, as_json: bool) -> None:
       shelfwise catalog list --db store.db --limit 20
     """
     with open_store(db) as sw:
-        items = compat.all_items(sw)[:limit]
+        items = sw.catalog.all()[:limit]
     emit(as_json, [i.to_dict() for i in items], lambda: _rows(items))
 
 

@@ -10,7 +10,6 @@ import click
 
 from .. import SURFACES
 from .. import open as open_store
-from . import compat
 from .output import emit, json_option, table
 from .params import COUNT, EPOCH_MS, POSITIVE, Folder, db_option
 
@@ -67,8 +66,7 @@ def recommend(
       shelfwise recommend --db store.db --bundle bundle/ --history 12,40,7 --limit 5 --json
     """
     with open_store(db, bundle=bundle, store_id=store) as sw:
-        recs = compat.recommend(
-            sw,
+        recs = sw.recommend(
             limit=k or limit,
             history=_ids(history),
             surface=surface,
@@ -105,7 +103,7 @@ def forget(db: str, shopper: str, as_json: bool) -> None:
       shelfwise forget --db store.db --shopper L-1001 --json
     """
     with open_store(db) as sw:
-        removed = compat.forget_shopper(sw, shopper)
+        removed = sw.forget_shopper(shopper)
     emit(
         as_json,
         {"shopper": shopper, "rows_removed": removed},
@@ -153,7 +151,7 @@ def purge(db: str, days: float, now: int | None, as_json: bool) -> None:
       shelfwise purge --db store.db --days 90 --json
     """
     with open_store(db) as sw:
-        removed = compat.forget_events(sw, older_than_days=days, now=now)
+        removed = sw.forget_events(older_than_days=days, now=now)
     emit(as_json, {"events_removed": removed}, f"purged {removed} events")
 
 
