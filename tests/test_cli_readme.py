@@ -109,6 +109,9 @@ def test_every_readme_back_office_command_runs_as_written(tmp_path: Path) -> Non
     beauty = tmp_path / "shared" / "data" / "amazon-beauty" / "Beauty.txt"
     beauty.parent.mkdir(parents=True)
     chain_file(beauty, users=120, items=30)
+    # and its attributes file (item -> attribute ids), as Beauty_item2attributes.json is shaped
+    attributes = {str(item): [item % 4, 10 + item % 3] for item in range(1, 31)}
+    (beauty.parent / "Beauty_item2attributes.json").write_text(json.dumps(attributes))
     commands = [c for c in readme_commands() if c.split()[1] in BACK_OFFICE]
     assert [c.split()[1] for c in commands] == ["train", "evaluate", "export"]
     for command in commands:
