@@ -44,8 +44,10 @@ def _summary(report: ExportReport, signed: bool) -> str:
 @click.argument("run", type=Folder())
 @click.option("--out", required=True, help="Bundle folder to write (replaced atomically).")
 @click.option(
-    "--quantize", default="none", show_default=True, type=click.Choice(["none", "int8"]),
-    help="int8 scoring head (MatMulInteger) or none.",
+    "--quantize", default="auto", show_default=True,
+    type=click.Choice(["auto", "none", "int8"]),
+    help="auto: int8 scoring head only where export measures it faster (the reason goes in "
+    "the manifest); int8: always; none: fp32.",
 )  # fmt: skip
 @click.option(
     "--sign-key", type=InputFile(), help="ed25519 private key (raw 32 bytes, hex or PEM)."
