@@ -14,6 +14,8 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
     POST /v1/tombstones       TombstoneUpload (erasures)           -> TombstoneAcks
     GET  /v1/tombstones?since=<seq>&limit=<n>  the erasure feed    -> TombstonePage
     GET  /v1/fleet/erasures   erasures each device has yet to pull -> ErasureBacklog
+    POST /v1/leases           LeaseRequest (shares of fleet-wide limits) -> LeaseAnswer
+    POST /v1/redemptions      LedgerUpload (the device's redemptions)    -> LedgerAcks
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
 (``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
@@ -48,6 +50,14 @@ from starlette.routing import Route
 
 from shelfwise import EnvelopeError, InvalidInput, KeyConflict
 from shelfwise._time import DAY_MS, now_ms
+from shelfwise.sync.leasing import (
+    LEASES_PATH,
+    LEDGER_PATH,
+    LeaseAnswer,
+    LeaseRequest,
+    LedgerAcks,
+    LedgerUpload,
+)
 from shelfwise.sync.protocol import (
     BLINDED_RE,
     ERASURES_PATH,
@@ -378,6 +388,30 @@ class Collector:
             request, lambda device, body: self.storage.erasure_backlog()
         )
 
+    # -- offers across the fleet (shares of fleet-wide limits, the ledger) --------------------
+    async def leases(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> LeaseAnswer:
+            ask: LeaseRequest = self._wire(body, LeaseRequest, device)
+            if len({a.offer_id for a in ask.asks}) != len(ask.asks):
+                raise _Refused(400, "an offer appears twice in one lease request")
+            return LeaseAnswer(
+                self.storage.grant_leases(device.device_id, ask.asks, now=self.clock())
+            )
+
+        return await self._members_call(request, handle)
+
+    async def ledger(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> LedgerAcks:
+            upload: LedgerUpload = self._wire(body, LedgerUpload, device)
+            ahead = self.clock() + DAY_MS
+            if any(e.ts_ms > ahead for e in upload.entries):
+                raise _Refused(422, "a redemption is dated more than a day ahead of the collector")
+            return LedgerAcks(
+                self.storage.record_ledger(device.device_id, upload.entries, now=self.clock())
+            )
+
+        return await self._members_call(request, handle)
+
     async def health(self, request: Request) -> Response:
         return _msgpack({"ok": True})
 
@@ -394,6 +428,8 @@ class Collector:
             Route(TOMBSTONES_PATH, self.tombstones, methods=["POST"]),
             Route(TOMBSTONES_PATH, self.tombstone_feed, methods=["GET"]),
             Route(ERASURES_PATH, self.erasures, methods=["GET"]),
+            Route(LEASES_PATH, self.leases, methods=["POST"]),
+            Route(LEDGER_PATH, self.ledger, methods=["POST"]),
         ]
 
 

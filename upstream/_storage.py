@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import sqlite_utils
 
 from shelfwise import InvalidInput, KeyConflict, VersionConflict
+from shelfwise.sync.leasing import LedgerEntry, WireAsk, WireGrant
 from shelfwise.sync.protocol import (
     CopyOutcome,
     DocumentManifest,
@@ -43,6 +44,7 @@ from shelfwise.sync.protocol import (
 
 from ._devices import Device, DeviceRegistry, Quarantined
 from ._keys import ServerKeys
+from ._leases import LEASE_SCHEMA, OfferLedger, OverRedemption, ShareStatus
 from ._members import MEMBER_SCHEMA, MemberStore
 
 CellKey = tuple[str, str, int, str, str]
@@ -180,10 +182,18 @@ class Storage(Protocol):
     ) -> TombstonePage: ...
     def erasure_backlog(self) -> ErasureBacklog: ...
     def member_stats(self) -> dict[str, int]: ...
+    def grant_leases(
+        self, device_id: str, asks: Sequence[WireAsk], *, now: int | None = None
+    ) -> list[WireGrant]: ...
+    def shares(self) -> list[ShareStatus]: ...
+    def record_ledger(
+        self, device_id: str, entries: Sequence[LedgerEntry], *, now: int | None = None
+    ) -> int: ...
+    def reconcile(self) -> list[OverRedemption]: ...
     def close(self) -> None: ...
 
 
-class _SqlStorage(DeviceRegistry, MemberStore):
+class _SqlStorage(DeviceRegistry, MemberStore, OfferLedger):
     """The shared logic; subclasses provide a connection, placeholders and row locking."""
 
     lock_suffix = ""
@@ -208,7 +218,7 @@ class _SqlStorage(DeviceRegistry, MemberStore):
         return self.lock_suffix
 
     def _create(self, cur: Any) -> None:
-        for statement in (SCHEMA + MEMBER_SCHEMA).split(";"):
+        for statement in (SCHEMA + MEMBER_SCHEMA + LEASE_SCHEMA).split(";"):
             if statement.strip():
                 cur.execute(statement)
 

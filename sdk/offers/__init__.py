@@ -5,7 +5,7 @@ One module per concept: ``definitions`` (what an offer is, parsed from JSON/YAML
 takes off which lines, the best allowed combination), ``context`` (the rules' view of a
 shopper, the store clock), ``usage`` (counters, impressions, the funnel), ``redemption``
 (reserve/commit/release, the ledger), ``orders`` (orders priced, redeemed and voided as a
-whole), ``experiments`` (A/B assignment, exposures, conversions), ``codes`` (one-time codes),
+whole), ``experiments`` (A/B assignment, exposures, conversions), ``codes`` (one-time codes), ``leases`` (shares of fleet-wide limits),
 ``book`` (the stored definitions and settings) and ``engine`` (the ``Offers`` object a store
 holds, ``sw.offers``). The public names are re-exported here and,
 for the most used ones, from ``shelfwise`` itself.
@@ -30,6 +30,7 @@ from .definitions import (
 )
 from .engine import Offers, RankedOffer
 from .experiments import assign_variant
+from .leases import LeaseState
 from .orders import AppliedOffer, LeftOutOffer, Order, OrderLine, OrderPrice
 from .redemption import Redemption, Reservation
 from .rewards import Reward, Tier
@@ -41,6 +42,7 @@ __all__ = [
     "AppliedOffer",
     "Decision",
     "Experiment",
+    "LeaseState",
     "LeftOutOffer",
     "Limits",
     "Offer",

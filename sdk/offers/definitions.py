@@ -23,7 +23,7 @@ import datetime as dt
 import json
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ REASONS: dict[str, str] = {
     "points_insufficient": "the member has too few points",
     "not_triggered": "the offer opens only when a trigger fires for the shopper",
     "customer_unconfirmed": "the device cannot confirm the member's uses on other devices now",
+    "fleet_share_used": "this device's share of the offer's fleet-wide limit is used up until it syncs",
+    "fleet_share_missing": "this device holds no live share of the offer's fleet-wide limit: sync",
 }
 
 
@@ -135,6 +137,16 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class LeaseTerms:
+    """What a device asks the collector for at a time, for a fleet-wide limit: a slice of the
+    redemptions and of the budget, good for ``ttl_s`` seconds."""
+
+    redemptions: int | None = None
+    budget: float | None = None
+    ttl_s: int = 3600
+
+
+@dataclass(frozen=True)
 class Limits:
     """Budgets and caps; None means unlimited. Per-customer limits key on the loyalty id."""
 
@@ -152,6 +164,10 @@ class Limits:
     offline: str = "allow"
     offline_uses: int | None = None
     confirm_within_s: int = 3600
+    # "fleet": total_redemptions and budget hold across every device; a device redeems only
+    # within the share the collector leased it (shelfwise.offers.leases).
+    scope: str = "device"
+    lease: LeaseTerms | None = None
 
     @property
     def per_customer_limited(self) -> bool:
@@ -217,7 +233,8 @@ _OFFER_KEYS = {
 }
 _TARGETING_KEYS = {f for f in Targeting.__dataclass_fields__}
 _LIMIT_KEYS = {f for f in Limits.__dataclass_fields__} - {"offline_uses"}
-_NUMBER_LIMITS = _LIMIT_KEYS - {"offline", "confirm_within_s"}
+_NUMBER_LIMITS = _LIMIT_KEYS - {"offline", "confirm_within_s", "scope", "lease"}
+SLICES_PER_FLEET = 20  # a default lease is this share of a fleet-wide limit
 _SCHEDULE_KEYS = {"starts", "ends", "days", "hours"}
 
 
@@ -323,6 +340,7 @@ def parse_offer(data: Mapping[str, Any]) -> Offer:
         },
         **_offline_policy(raw_limits, oid),
     )
+    limits = _fleet_scope(limits, raw_limits, oid)
     codes = data.get("codes", "none")
     if codes not in {"none", "unique"}:
         raise _fail(oid, "codes must be 'none' (applied by offer id) or 'unique'")
@@ -370,6 +388,42 @@ def _offline_policy(raw: Mapping[str, Any], oid: str) -> dict[str, Any]:
     if policy != "allow" and not per_customer:
         raise _fail(oid, "limits.offline applies to per-customer limits: set one")
     return {"offline": policy, "offline_uses": uses, "confirm_within_s": within}
+
+
+def _fleet_scope(limits: Limits, raw: Mapping[str, Any], oid: str) -> Limits:
+    """``scope: device | fleet`` and, for a fleet, the ``lease: {redemptions, budget, ttl_s}``
+    a device asks for (default: a twentieth of each fleet-wide limit, for an hour)."""
+    scope = raw.get("scope", "device")
+    if scope not in {"device", "fleet"}:
+        raise _fail(oid, "limits.scope must be device or fleet")
+    if scope == "device":
+        if raw.get("lease") is not None:
+            raise _fail(oid, "limits.lease applies to fleet-wide limits: set scope: fleet")
+        return limits
+    if limits.total_redemptions is None and limits.budget is None:
+        raise _fail(oid, "a fleet-wide offer needs total_redemptions or budget to share")
+    terms = raw.get("lease") or {}
+    if not isinstance(terms, Mapping):
+        raise _fail(oid, "limits.lease must be a mapping")
+    _unknown_keys(terms, {"redemptions", "budget", "ttl_s"}, "limits.lease", oid)
+    ttl = terms.get("ttl_s", 3600)
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 60 <= ttl <= 30 * 86400:
+        raise _fail(oid, "limits.lease.ttl_s must be a number of seconds from 60 to 30 days")
+    total, budget = limits.total_redemptions, limits.budget
+    slice_n = _number(terms.get("redemptions"), "limits.lease.redemptions", oid, integer=True)
+    slice_b = _number(terms.get("budget"), "limits.lease.budget", oid)
+    if slice_n == 0 or slice_b == 0:
+        raise _fail(oid, "limits.lease slices must be above zero")
+    if total is not None and slice_n is None:
+        slice_n = max(1, -(-total // SLICES_PER_FLEET))
+    if budget is not None and slice_b is None:
+        slice_b = budget / SLICES_PER_FLEET
+    lease = LeaseTerms(
+        redemptions=None if total is None else int(slice_n or 1),
+        budget=None if budget is None else float(slice_b or 0.0),
+        ttl_s=ttl,
+    )
+    return replace(limits, scope="fleet", lease=lease)
 
 
 def _parse_targeting(raw: Any, oid: str) -> Targeting:
@@ -521,6 +575,7 @@ __all__ = [
     "OFFER_REASONS",
     "REASONS",
     "Experiment",
+    "LeaseTerms",
     "Limits",
     "Offer",
     "Reward",

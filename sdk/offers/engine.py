@@ -44,6 +44,7 @@ from . import codes, context, experiments, firing, loyalty, orders, redemption, 
 from .book import OfferBook
 from .definitions import Offer
 from .firing import TriggerFire
+from .leases import LeaseState, lease_states
 from .loyalty import LoyaltyProgram, Points
 from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
@@ -393,6 +394,14 @@ class Offers(OfferBook):
                 uuid.uuid4().hex, held.offer_id, held.code, shopper_id, held.amount, stamp, True
             )
         return self.commit(held.reservation_id, now=stamp)
+
+    def leases(self, *, now: int | None = None) -> list[LeaseState]:
+        """This device's shares of fleet-wide limits (``limits.scope: fleet``), refreshed by
+        ``sw.sync``: what it may redeem in all, what it used, until when.
+
+        Example: ``[(s.offer_id, s.redemptions - s.used_redemptions) for s in sw.offers.leases()]``
+        """
+        return lease_states(self._store, now_ms() if now is None else now)
 
     def sweep(self, *, now: int | None = None) -> int:
         """Release every expired reservation; return how many (reserve does this too)."""

@@ -91,6 +91,16 @@ class OfferContext:
 
 
 @dataclass(frozen=True)
+class FleetShare:
+    """This device's share of a fleet-wide limit (``shelfwise.offers.leases``): what it may
+    have redeemed and spent in all, held reservations included, while ``live``."""
+
+    redemptions: int | None = None
+    budget: float | None = None
+    live: bool = False
+
+
+@dataclass(frozen=True)
 class OfferUsage:
     """The counters the limits read (reserved counts as spent until released)."""
 
@@ -102,6 +112,7 @@ class OfferUsage:
     customer_week: int = 0
     shown_today: int = 0
     shown_week: int = 0
+    share: FleetShare | None = None  # for a fleet-wide offer: the share leased to this device
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,24 @@ def _calendar_ok(t: Targeting, ctx: OfferContext, today: dt.date) -> bool:
             elif _within_days(today, (int(day[:2]), int(day[3:5])), window):
                 return True
     return False
+
+
+def _beyond_share(offer: Offer, usage: OfferUsage, amount: float) -> Decision | None:
+    """A fleet-wide offer redeems only inside the share the collector leased this device."""
+    share = usage.share
+    if share is None or not share.live:
+        return _reject(
+            offer,
+            "fleet_share_missing",
+            "this device holds no live share of the offer's fleet-wide limit: sync first",
+        )
+    if share.redemptions is not None and usage.redemptions >= share.redemptions:
+        return _reject(offer, "fleet_share_used", "this device's share of the offer is used up")
+    if share.budget is not None and usage.spent + amount > share.budget + 1e-9:
+        return _reject(
+            offer, "fleet_share_used", "this device's share of the offer's budget is used up"
+        )
+    return None
 
 
 def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) -> Decision:
@@ -359,6 +388,10 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         return _reject(
             offer, "points_insufficient", f"needs {offer.points_cost} points ({ctx.points} held)"
         )
+    if lim.scope == "fleet":
+        refused = _beyond_share(offer, usage, amount if paying else 0.0)
+        if refused is not None:
+            return refused
     if lim.total_redemptions is not None and usage.redemptions >= lim.total_redemptions:
         return _reject(offer, "redemptions_exhausted", "the offer is fully redeemed")
     if lim.budget is not None and usage.spent + (amount if paying else 0.0) > lim.budget + 1e-9:
@@ -479,6 +512,7 @@ def quiet_end(local: dt.datetime, start: int, end: int) -> int | None:
 __all__ = [
     "CartLine",
     "Decision",
+    "FleetShare",
     "OfferContext",
     "OfferUsage",
     "day_bounds",

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, insert_event
-from .rules import OfferContext, OfferUsage, period_starts
+from .leases import read_shares
+from .rules import FleetShare, OfferContext, OfferUsage, period_starts
 
 IN_CHUNK = 500  # offer ids per ``IN (...)`` list, far below SQLite's variable limit
 USES = "offer:"  # + offer id: a member's uses of a per-customer-limited offer, fleet-wide
@@ -51,6 +52,7 @@ class UsageSnapshot:
     customer: Mapping[str, tuple[int, int, int]] = field(default_factory=dict)
     shown: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     rates: Mapping[str, tuple[int, int]] = field(default_factory=dict)
+    shares: Mapping[str, FleetShare] = field(default_factory=dict)
 
     def usage(self, offer_id: str) -> OfferUsage:
         """The counters ``evaluate`` reads for one offer (zeros for one never used)."""
@@ -66,6 +68,7 @@ class UsageSnapshot:
             customer_week=week,
             shown_today=shown_today,
             shown_week=shown_week,
+            share=self.shares.get(offer_id),
         )
 
 
@@ -154,7 +157,8 @@ def usage_snapshot(
         ).fetchall():
             if offer_id in wanted:
                 shown[offer_id] = (int(on_day), int(in_week))
-    return UsageSnapshot(offers, today, customer, shown, rates)
+    shares = read_shares(db, list(dict.fromkeys(offer_ids)), live)
+    return UsageSnapshot(offers, today, customer, shown, rates, shares)
 
 
 def confirm_member(db: Any, shopper_id: str, stamp: int) -> None:

@@ -585,3 +585,29 @@ def _fleet_copies(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="018_fleet_offers")
+def _fleet_offers(db: Database) -> None:
+    # Fleet-wide limits (shelfwise.offers.leases): per offer, the share of its fleet-wide
+    # redemptions and budget the collector leased this device (all-time totals this device may
+    # have used, not increments) and the exchange's sequence number; ledger_reports remembers
+    # which redemptions the collector heard of (and whether as voided), for its reconciliation.
+    run_script(
+        db,
+        """
+        CREATE TABLE offer_leases (
+            offer_id TEXT PRIMARY KEY,
+            seq INTEGER NOT NULL DEFAULT 0,
+            redemptions INTEGER,
+            budget REAL,
+            expires_ms INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'none',
+            updated_ms INTEGER NOT NULL
+        );
+        CREATE TABLE ledger_reports (
+            redemption_id TEXT PRIMARY KEY,
+            state TEXT NOT NULL CHECK (state IN ('committed', 'voided'))
+        );
+        """,
+    )

@@ -177,6 +177,11 @@ class Fleet:
         """Whether this device takes part (it was opened with a chain secret)."""
         return self._chain_secret is not None
 
+    @property
+    def chain_secret(self) -> bytes | None:
+        """The retailer's chain secret (None: this device takes no part in a fleet)."""
+        return self._chain_secret
+
     def blinded_id(self, loyalty_id: str) -> str:
         """The id the collector knows a member by (see ``Shelfwise.blinded_id``)."""
         if self._chain_secret is None:

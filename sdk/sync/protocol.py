@@ -529,6 +529,16 @@ def document_manifest(raw: bytes) -> DocumentManifest:
     return DocumentManifest.from_json(_unpack_document(raw).manifest)
 
 
+def published_rows(raw: bytes) -> list[Any]:
+    """The rows of a document as published, signature unchecked: what the collector, which
+    never holds the signing key, reads of the documents it serves (the offers' fleet limits)."""
+    data = _unpack_document(raw)
+    content = safe_unpack(data.payload, max_len=MAX_DOCUMENT)
+    kind = DocumentManifest.from_json(data.manifest).kind
+    rows = content.get(ROWS_KEY[kind]) if isinstance(content, dict) else None
+    return list(rows) if isinstance(rows, list) else []
+
+
 def verify_document(
     raw: bytes, *, kind: str, public_key: bytes, now: int | None = None
 ) -> tuple[DocumentManifest, dict[str, Any]]:
@@ -601,6 +611,7 @@ __all__ = [
     "pack_upload",
     "pack_wire",
     "parse_auth_headers",
+    "published_rows",
     "read_private_key",
     "rest_metric",
     "safe_unpack",

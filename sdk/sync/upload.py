@@ -48,6 +48,7 @@ from ..offers import Offers
 from ..store.connection import Store
 from .downstream import KINDS, pull_bundle, pull_document, pull_fleet
 from .fleet import Fleet
+from .leasing import exchange_offers
 from .outbox import (
     QueuedRelease,
     ReleaseInfo,
@@ -89,6 +90,8 @@ class SyncReport:
     erasures_received: int = 0
     members_erased: int = 0
     profiles_sent: int = 0
+    ledger_sent: int = 0  # offers across the fleet (shelfwise.sync.leasing)
+    shares_granted: int = 0
 
     @property
     def complete(self) -> bool:
@@ -359,6 +362,12 @@ def sync_store(
             error = f"{kind}: {exc}"
             logger.warning("kept the applied %s: %s", kind, exc)
             break
+    offered = None
+    if error is None and offers is not None:
+        offered = exchange_offers(
+            store, offers, url, credentials, members=members, timeout_s=timeout_s
+        )
+        error = offered.error
     if error is None and bundles_dir is not None:
         try:
             pull_bundle(handle, url, credentials, bundles_dir, store=store, public_key=public_key)
@@ -367,6 +376,15 @@ def sync_store(
             logger.warning("kept the served bundle: %s", exc)
     if error != report.error:
         store.set_meta("sync.last_error", error or "")
+    if offered is not None:
+        report = SyncReport(
+            **{
+                **report.__dict__,
+                "ledger_sent": offered.ledger_sent,
+                "shares_granted": offered.shares_granted,
+                "requests": report.requests + offered.requests,
+            }
+        )
     return SyncReport(**{**report.__dict__, "error": error})
 
 
