@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -220,3 +221,41 @@ def test_the_report_always_matches_the_orders_and_the_offers_counters(
         stats = sw.offers.stats("two")
         assert stats["redemptions"] == len(committed)
         assert stats["spent"] == pytest.approx(sum(r.amount for r in committed))
+
+
+def test_a_store_from_before_the_report_shows_its_old_orders_points_and_voids(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    with shelfwise.open(path, store_id="store-1") as sw:
+        sw.catalog.import_rows(CATALOG)
+        sw.offers.define(TWO_OFF)
+        sw.offers.define(EARN)
+        member = sw.member("L-1")
+        member.redeem_order("t-1", cart=["coffee"])  # 2.00 off, 3 points
+        member.redeem_order("t-2", cart=["coffee"])
+        sw.offers.void_order("t-2")
+    # Roll the file back to the schema and rows a store had before the report existed.
+    with sqlite3.connect(path) as db:
+        for statement in [
+            "DELETE FROM voided_redemptions",
+            "DROP TABLE voided_redemptions",
+            "DROP TABLE sandbox_redemptions",
+            "DROP INDEX redemptions_by_time",
+            "ALTER TABLE redemptions DROP COLUMN store_id",
+            "ALTER TABLE redemptions DROP COLUMN points_earned",
+            "ALTER TABLE redemptions DROP COLUMN points_spent",
+            "DELETE FROM _sqlite_migrations WHERE name = '016_redemption_report'",
+        ]:
+            db.execute(statement)
+    with shelfwise.open(path) as sw:
+        got = [
+            (r.order_id, r.offer_id, r.amount, r.points_earned, r.status)
+            for r in sw.offers.redemptions()
+        ]
+    assert sorted(got) == [
+        ("t-1", "earn", 0.0, 3, "committed"),
+        ("t-1", "two", 2.0, 0, "committed"),
+        ("t-2", "earn", 0.0, 3, "voided"),
+        ("t-2", "two", 2.0, 0, "voided"),
+    ]

@@ -35,6 +35,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
@@ -533,20 +534,29 @@ class Offers(OfferBook):
         (UTC ms) until ``until``, of one offer or order; ``sandbox`` False (real ones), True
         (sandbox runs) or None (both). Example: see ``shelfwise.offers.reporting``."""
         return reporting.redemption_records(
-            self._store,
-            since=since,
-            until=until,
-            offer_id=offer_id,
-            order_id=order_id,
+            self._store, since=since, until=until, offer_id=offer_id, order_id=order_id,
             sandbox=sandbox,
-        )
+        )  # fmt: skip
 
-    def write_redemptions(self, path: str, *, format: str | None = None, **filters: Any) -> int:
-        """Export ``redemptions(**filters)`` to ``path`` as CSV or JSON (``format``, else the
-        file's suffix); returns how many rows. Example:
+    def write_redemptions(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        offer_id: str | None = None,
+        order_id: str | None = None,
+        sandbox: bool | None = False,
+    ) -> int:
+        """Export ``redemptions(...)`` with the same filters to ``path`` as CSV or JSON
+        (``format``, else the file's suffix); returns how many rows. Example:
         ``sw.offers.write_redemptions("redemptions.csv", since=start_ms)``"""
         chosen = reporting.format_of(path, format)  # a wrong format changes nothing
-        return reporting.write_redemptions(self.redemptions(**filters), path, format=chosen)
+        rows = self.redemptions(
+            since=since, until=until, offer_id=offer_id, order_id=order_id, sandbox=sandbox
+        )
+        return reporting.write_redemptions(rows, path, format=chosen)
 
     def redemption_totals(
         self, *, timezone: str | None = None, now: int | None = None
