@@ -1,4 +1,4 @@
-"""Cart and checkout routes: add, remove, redeem a code, pay (demo)."""
+"""Cart and checkout routes: add, remove, the order as priced, redeem a code, pay (demo)."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from .kiosk import kiosk_of
+from .till import order_view
 from .web import endpoint, jsonable, read_json, text_field
 
 
@@ -15,6 +16,13 @@ async def cart(request: Request) -> Any:
     """The cart with prices, add-ins and eligible offers."""
     kiosk = kiosk_of(request)
     return kiosk.cart_view(kiosk.shopper(request))
+
+
+async def cart_order(request: Request) -> Any:
+    """The cart priced as one order, never redeemed: the offers applied, each one's money
+    off, and the offers left out with the reason in words."""
+    kiosk = kiosk_of(request)
+    return order_view(kiosk.sw, kiosk.shopper(request))
 
 
 async def cart_add(request: Request) -> Any:
@@ -66,6 +74,7 @@ async def checkout(request: Request) -> Any:
 
 ROUTES = [
     Route("/api/cart", endpoint(cart)),
+    Route("/api/cart/order", endpoint(cart_order)),
     Route("/api/cart/add", endpoint(cart_add), methods=["POST"]),
     Route("/api/cart/remove", endpoint(cart_remove), methods=["POST"]),
     Route("/api/cart/redeem", endpoint(redeem), methods=["POST"]),

@@ -36,6 +36,7 @@ import shelfwise
 from shelfwise import ConsentRequired, InvalidBarcode, ShelfwiseError, UnknownItem, UnknownShopper
 from shelfwise._time import now_ms
 
+from .till import till_totals
 from .web import ApiError, jsonable
 
 logger = logging.getLogger(__name__)
@@ -373,7 +374,8 @@ class Kiosk:
 
     # -- staff views ----------------------------------------------------------------------
     def staff_view(self) -> dict[str, Any]:
-        """What the staff screen shows: switches, sync, model, today's scans and offer funnel."""
+        """What the staff screen shows: switches, sync, model, today's scans and offer funnel,
+        points issued and burned and order discounts."""
         sw = self.sw
         zone = store_zone(self.config.store)
         report = sw.day_report(timezone=zone.key)
@@ -391,6 +393,7 @@ class Kiosk:
             "scans_by_hour": list(report.scans_by_hour),
             "funnel": [{"step": step, "count": n} for step, n in report.funnel],
             "rejections": [{"reason": r, "count": n} for r, n in report.rejections],
+            "till": till_totals(sw, zone.key),
             "catalog_items": sw.catalog.count(),
             "kiosk_id": self.kiosk_id,
             "audit": [e.to_dict() for e in sw.audit_log(limit=20, device=self.kiosk_id)],

@@ -7,7 +7,7 @@ Example:
     >>> validate_event({"type": "teleport"})
     Traceback (most recent call last):
     ...
-    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, purchase, recommendation_clicked, recommendation_shown, scan, scan_miss, search, view
+    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, offer_voided, purchase, recommendation_clicked, recommendation_shown, scan, scan_miss, search, view
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ PAYLOAD_KEYS = {
     # Offers and geofences (shelfwise.offers, shelfwise.geo.tracker). Geofence events carry the
     # fence id only, never a coordinate; rejections carry the stable reason code too.
     "offer_rejected": "offer_id",
+    "offer_voided": "offer_id",  # an order voided: its offer given back (shelfwise.offers)
     "experiment_exposure": "experiment_id",
     "experiment_conversion": "experiment_id",
     "geofence_enter": "fence_id",

@@ -263,3 +263,80 @@ def test_back_office_commands_without_the_train_extra_say_so_in_one_line() -> No
         )
         assert done.returncode == 2, done.stderr
         assert done.stderr.count("\n") == 1 and "pip install 'shelfwise[train]'" in done.stderr
+
+
+@pytest.fixture
+def till(db: Path) -> Path:
+    with shelfwise.open(db, store_id="store-1") as sw:
+        sw.offers.define(
+            {"offer_id": "two", "title": "2.00 off", "reward": {"type": "amount", "value": 2}}
+        )
+        sw.offers.define(
+            {
+                "offer_id": "big",
+                "title": "5.00 off over 50.00",
+                "reward": {"type": "amount", "value": 5},
+                "targeting": {"cart_total_min": 50},
+            }
+        )
+    return db
+
+
+def test_orders_price_shows_the_combination_and_what_was_left_out_and_spends_nothing(
+    till: Path,
+) -> None:
+    run = CliRunner().invoke
+    argv = ["orders", "price", "--db", str(till), "--order-id", "t-1", "--cart", "coffee:2"]
+    priced = json.loads(run(cli, [*argv, "--member", "L-1", "--json"]).stdout)
+    assert [a["offer_id"] for a in priced["applied"]] == ["two"]
+    assert [(x["offer_id"], x["reason"]) for x in priced["left_out"]] == [
+        ("big", "cart_total_below")
+    ]
+    assert (priced["subtotal"], priced["discount"], priced["total"]) == (10.98, 2.0, 8.98)
+    text = run(cli, argv).stdout  # a guest, as text
+    assert "cart_total_below" in text and "total 8.98" in text
+    with shelfwise.open(till) as sw:
+        assert sw.offers.stats("two")["redemptions"] == 0
+
+
+def test_orders_redeem_then_void_mirror_the_python_api_and_the_report_shows_both(
+    till: Path, tmp_path: Path
+) -> None:
+    run = CliRunner().invoke
+    base = ["--db", str(till), "--order-id", "t-1"]
+    redeem = [*base, "--member", "L-1", "--cart", "coffee,milk"]
+    order = json.loads(run(cli, ["orders", "redeem", *redeem, "--json"]).stdout)
+    assert (order["state"], order["price"]["discount"]) == ("redeemed", 2.0)
+    again = run(cli, ["orders", "redeem", *redeem, "--json"])  # a till's retry: same order
+    assert json.loads(again.stdout) == order
+    conflict = run(cli, ["orders", "redeem", *base, "--member", "L-1", "--cart", "milk"])
+    assert conflict.exit_code == 3 and "other contents" in conflict.stderr
+    voided = json.loads(run(cli, ["orders", "void", *base, "--json"]).stdout)
+    assert voided["state"] == "voided"
+    listed = json.loads(run(cli, ["offers", "redemptions", "--db", str(till), "--json"]).stdout)
+    assert [(r["shopper_id"], r["order_id"], r["status"]) for r in listed] == [
+        ("L-1", "t-1", "voided")
+    ]
+    out = tmp_path / "redemptions.csv"
+    wrote = run(cli, ["offers", "redemptions", "--db", str(till), "--csv", str(out)])
+    assert wrote.stdout == f"wrote 1 redemptions to {out}\n"
+    assert out.read_text().splitlines()[1].startswith(listed[0]["redemption_id"] + ",L-1,t-1,")
+
+
+def test_orders_refuse_bad_input_in_one_line_and_change_nothing(till: Path) -> None:
+    run = CliRunner().invoke
+    base = ["orders", "redeem", "--db", str(till), "--order-id"]
+    for argv, code, words in [
+        ([*base, "t 1", "--cart", "coffee"], 2, "order_id"),
+        ([*base, "t-1", "--cart", "coffee:0"], 2, "ITEM:QUANTITY"),
+        ([*base, "t-1", "--cart", "unicorn"], 2, "unicorn"),
+        (["orders", "void", "--db", str(till), "--order-id", "nope"], 3, "no order"),
+        (["offers", "redemptions", "--db", str(till), "--since", "9", "--until", "1"], 2, "since"),
+    ]:
+        result = run(cli, argv)
+        assert result.exit_code == code, (argv, result.stderr)
+        assert result.stderr.startswith("error: ") and words in result.stderr
+        assert len(result.stderr.splitlines()) == 1
+    with shelfwise.open(till) as sw:
+        assert sw.offers.redemptions(sandbox=None) == []
+        assert sw.store.query("SELECT * FROM orders") == []

@@ -48,7 +48,8 @@ def bad_numbers(kind: click.ParamType) -> list[str]:
 BAD_TEXT = {
     "code": ["036000291453", "abc", "", "4006381333931", "9" * 40],
     "history": ["milk,unicorn", ",,,", "x" * 5000],
-    "cart": ["unicorn"],
+    "cart": ["unicorn", "coffee:0", "coffee:x", ",,"],
+    "order_id": ["", "has space", "x" * 100],
     "item": ["unicorn", "", "x" * 5000],
     "query": ["", "*", '"unbalanced', "NEAR(a b)"],
     "offer_id": ["unicorn", ""],
@@ -115,6 +116,8 @@ def good_values(path: tuple[str, ...], work: Path) -> dict[str, str]:
         "query": "milk",
         "history": "milk",
         "offer_id": OFFER,
+        "order_id": "till-1",
+        "cart": "coffee",
         "experiment_id": "exp-1",
         "shopper": MEMBER,
         "days": "90",

@@ -430,3 +430,55 @@ def test_the_page_runs_under_its_content_security_policy(browser, server: str) -
     page.get_by_test_id("funnel-chart").wait_for()  # funnel bars are sized through CSSOM
     context.close()
     assert violations == []
+
+
+def test_the_cart_shows_the_offers_the_order_gets_and_why_others_are_left_out(
+    page, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_role("button", name="Start without signing in").click()
+    for count, (code, shown) in enumerate(
+        [(WHOLE_MILK, "20% off whole milk"), (YOGURT, "Latteria sociale Merano")], 1
+    ):
+        scan(page, code)
+        card = page.get_by_test_id("product-card")
+        card.get_by_text(shown).first.wait_for()  # this item's card, not the one before
+        card.get_by_role("button", name="Add to cart").click()
+        page.wait_for_function(
+            f"() => document.getElementById('cart-count').textContent === '{count}'"
+        )
+    page.locator("nav").get_by_role("button", name="Cart").click()
+    applied = page.get_by_test_id("order-applied")
+    applied.get_by_text("20% off whole milk").wait_for()
+    assert "You save" in applied.inner_text() and "To pay" in applied.inner_text()
+    left_out = page.get_by_test_id("order-left-out").inner_text()
+    assert "1.00 off yogurt" in left_out and "rolls-buns" in left_out, left_out
+    no_sideways_scroll(page)
+    shot(page, "14-cart-order", tmp_path)
+    # Removing the milk prices the order again: its offer is no longer applied.
+    milk_row = page.get_by_test_id("cart-table").locator("tr", has_text="milk")
+    milk_row.get_by_role("button", name="Remove").click()
+    page.wait_for_function(
+        "() => !document.querySelector('[data-testid=cart-order]')"
+        " || !document.querySelector('[data-testid=cart-order]').innerText.includes('20% off')"
+    )
+
+
+def test_the_staff_screen_shows_points_issued_and_burned_and_order_discounts(
+    page,
+) -> None:  # type: ignore[no-untyped-def]
+    page.get_by_role("button", name="Staff").click()
+    page.locator("#staff-pin").fill(PIN)
+    page.locator("#staff-pin").press("Enter")
+    totals = page.get_by_test_id("till-totals")
+    totals.wait_for()
+    text = totals.inner_text()
+    for row in [
+        "Points issued",
+        "Points burned",
+        "Orders discounted",
+        "Money off",
+        "Today",
+        "Total",
+    ]:
+        assert row in text, text
+    no_sideways_scroll(page)

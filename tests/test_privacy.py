@@ -27,8 +27,10 @@ SHOPPER_TABLES = [
     "profile_epochs",
     "redemptions",
     "reservations",
+    "sandbox_redemptions",
     "sync_tokens",
     "trigger_fires",
+    "voided_redemptions",
 ]
 
 

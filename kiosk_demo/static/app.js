@@ -129,7 +129,7 @@ function renderSession(session) {
 
 function resetKiosk(why) {
   // Wipe everything the last shopper left on any screen, then show the welcome screen.
-  for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines",
+  for (const id of ["product-card", "scan-error", "search-results", "foryou-sections", "cart-lines", "cart-order",
     "cart-extras", "redeem-result", "checkout-result", "privacy-summary", "privacy-consents",
     "forget-result", "geo-result", "signin-error", "staff-panel", "staff-error", "greeting", "pin-error", "receipt"]) {
     $(id).replaceChildren();
@@ -310,6 +310,32 @@ function renderCart(data) {
   }
   $("cart-extras").replaceChildren(...[dealList(data.offers),
     data.add_ins && data.add_ins.length ? recGrid("Add to your basket?", data.add_ins, "add-ins") : null].filter(Boolean));
+  loadOrder();
+}
+
+// The cart priced as one order (never redeemed): the offers the till would apply, each with
+// its money off, and the ones it would leave out, with the reason in words.
+function orderPanel(order) {
+  if (!order.applied.length && !order.left_out.length) return null;
+  return el("div", { class: "panel", "data-testid": "cart-order" },
+    el("h2", { text: "Offers on this order" }),
+    order.applied.length
+      ? el("table", { class: "status-table", "data-testid": "order-applied" },
+        ...order.applied.map((a) => el("tr", {}, el("th", { text: a.title }),
+          el("td", { text: a.amount ? "−" + money(a.amount) : `+${a.points} points` }))),
+        el("tr", {}, el("th", { text: "You save" }), el("td", { text: money(order.discount) })),
+        el("tr", {}, el("th", { text: "To pay" }), el("td", { text: money(order.total) })))
+      : el("p", { class: "muted", text: "No offer applies to this cart yet." }),
+    order.left_out.length ? el("h3", { text: "Not applied" }) : null,
+    order.left_out.length ? el("ul", { "data-testid": "order-left-out" },
+      order.left_out.map((x) => el("li", {}, el("strong", { text: x.title }), " — " + x.message))) : null);
+}
+
+async function loadOrder() {
+  try {
+    const order = await api("/api/cart/order");
+    $("cart-order").replaceChildren(...[orderPanel(order)].filter(Boolean));
+  } catch (e) { $("cart-order").textContent = errorText(e); }
 }
 
 async function loadCart() {
@@ -657,7 +683,23 @@ function renderStaff(data) {
     fleetPanel(data.fleet),
     hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
     funnel(data),
+    tillPanel(data.till),
     auditPanel(data)));
+}
+
+// Loyalty points and order discounts (voided orders and sandbox runs count nowhere).
+function tillPanel(till) {
+  if (!till) return null;
+  const row = (label, today, total) => el("tr", {}, el("th", { text: label }),
+    el("td", { text: today }), el("td", { text: total }));
+  return el("div", { class: "panel" },
+    el("h2", { text: `Points and order discounts (${till.day})` }),
+    el("table", { class: "status-table", "data-testid": "till-totals" },
+      el("tr", {}, el("th", {}), el("th", { text: "Today" }), el("th", { text: "Total" })),
+      row("Points issued", String(till.points_issued_today), String(till.points_issued_total)),
+      row("Points burned", String(till.points_burned_today), String(till.points_burned_total)),
+      row("Orders discounted", String(till.discounted_orders_today), String(till.discounted_orders_total)),
+      row("Money off", money(till.order_discount_today), money(till.order_discount_total))));
 }
 
 // Members across the chain: what waits here for the collector, and erasures each device

@@ -1,8 +1,10 @@
-"""``shelfwise offers load|list|get|activate|deactivate|codes|stats|experiment-report``: ``sw.offers``."""
+"""``shelfwise offers load|list|get|activate|deactivate|codes|stats|experiment-report|redemptions``:
+``sw.offers``."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
@@ -10,6 +12,8 @@ import click
 from .. import open as open_store
 from .output import dumps, emit, json_option, key_values, table
 from .params import COUNT, EPOCH_MS, InputFile, db_option
+
+SANDBOX = {"exclude": False, "only": True, "include": None}
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -189,6 +193,80 @@ def experiment_report(db: str, experiment_id: str, store: str, as_json: bool) ->
     with open_store(db, store_id=store) as sw:
         data = sw.offers.experiment_report(experiment_id)
     emit(as_json, data, lambda: dumps(data))
+
+
+@offers.command()
+@db_option()
+@click.option("--since", type=EPOCH_MS, help="From this time on, ms since 1970 (UTC).")
+@click.option("--until", type=EPOCH_MS, help="Before this time, ms since 1970 (UTC).")
+@click.option("--offer", "offer_id", help="Only this offer's redemptions.")
+@click.option("--order-id", help="Only this order's redemptions.")
+@click.option(
+    "--sandbox",
+    type=click.Choice(sorted(SANDBOX)),
+    default="exclude",
+    show_default=True,
+    help="Sandbox runs (which spent nothing): leave out, show only, or include.",
+)
+@click.option(
+    "--csv",
+    "csv_file",
+    type=click.Path(dir_okay=False, path_type=str),
+    help="Write them to this CSV file instead of printing them.",
+)
+@_store_option
+@json_option
+def redemptions(
+    db: str,
+    since: int | None,
+    until: int | None,
+    offer_id: str | None,
+    order_id: str | None,
+    sandbox: str,
+    csv_file: str | None,
+    store: str,
+    as_json: bool,
+) -> None:
+    """Every redemption on this device, committed and voided: who, order, store, offer,
+    money off, points, sandbox, status, time (oldest first).
+
+    Python: sw.offers.redemptions(since=..., until=..., offer_id=..., order_id=..., sandbox=...)
+    and sw.offers.write_redemptions(path, format="csv", ...)
+
+    \b
+    Example:
+      shelfwise offers redemptions --db store.db --since 1767225600000 --json
+      shelfwise offers redemptions --db store.db --csv redemptions.csv
+    """
+    if csv_file is not None and not Path(csv_file).resolve().parent.is_dir():
+        raise click.BadParameter(
+            f"folder {Path(csv_file).parent} does not exist", param_hint="--csv"
+        )
+    filters: dict[str, Any] = {
+        "since": since,
+        "until": until,
+        "offer_id": offer_id,
+        "order_id": order_id,
+        "sandbox": SANDBOX[sandbox],
+    }
+    with open_store(db, store_id=store) as sw:
+        if csv_file is not None:
+            written = sw.offers.write_redemptions(csv_file, format="csv", **filters)
+            data: Any = {"path": csv_file, "written": written}
+            emit(as_json, data, f"wrote {written} redemptions to {csv_file}")
+            return
+        rows = sw.offers.redemptions(**filters)
+
+    def text() -> str:
+        if not rows:
+            return "(no redemptions)"
+        return table(
+            [(r.ts_ms, r.status, r.shopper_id, r.order_id or "", r.offer_id, r.amount,
+              r.points_earned - r.points_spent, "yes" if r.sandbox else "") for r in rows],
+            ["time_ms", "status", "shopper", "order", "offer", "off", "points", "sandbox"],
+        )  # fmt: skip
+
+    emit(as_json, [r.to_dict() for r in rows], text)
 
 
 COMMANDS = [offers]

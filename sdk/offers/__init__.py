@@ -4,9 +4,10 @@ One module per concept: ``definitions`` (what an offer is, parsed from JSON/YAML
 (the pure evaluation), ``rewards`` and ``stacking`` (pure pricing of an order: what each reward
 takes off which lines, the best allowed combination), ``context`` (the rules' view of a
 shopper, the store clock), ``usage`` (counters, impressions, the funnel), ``redemption``
-(reserve/commit/release, the ledger), ``orders`` (orders priced, redeemed and voided as a
-whole), ``experiments`` (A/B assignment, exposures, conversions), ``codes`` (one-time codes), ``leases`` (shares of fleet-wide limits),
-``book`` (the stored definitions and settings) and ``engine`` (the ``Offers`` object a store
+(reserve/commit/release, the ledger), ``reporting`` (the redemption report and the staff
+totals), ``orders`` (orders priced, redeemed and voided as a whole), ``experiments`` (A/B
+assignment, exposures, conversions), ``codes`` (one-time codes), ``leases`` (shares of
+fleet-wide limits), ``book`` (the stored definitions and settings) and ``engine`` (the ``Offers`` object a store
 holds, ``sw.offers``). The public names are re-exported here and,
 for the most used ones, from ``shelfwise`` itself.
 
@@ -33,6 +34,7 @@ from .experiments import assign_variant
 from .leases import LeaseState
 from .orders import AppliedOffer, LeftOutOffer, Order, OrderLine, OrderPrice
 from .redemption import Redemption, Reservation
+from .reporting import RedemptionRecord, RedemptionTotals
 from .rewards import Reward, Tier
 from .rules import Decision, OfferContext, OfferUsage, evaluate
 from .stacking import Stacking
@@ -54,6 +56,8 @@ __all__ = [
     "OrderPrice",
     "RankedOffer",
     "Redemption",
+    "RedemptionRecord",
+    "RedemptionTotals",
     "Reservation",
     "Reward",
     "Schedule",

@@ -35,12 +35,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
 from ..profile.local import count
-from . import codes, context, experiments, firing, loyalty, orders, redemption, usage
+from . import codes, context, experiments, firing, loyalty, orders, redemption, reporting, usage
 from .book import OfferBook
 from .definitions import Offer
 from .firing import TriggerFire
@@ -48,6 +49,7 @@ from .leases import LeaseState, lease_states
 from .loyalty import LoyaltyProgram, Points
 from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
+from .reporting import RedemptionRecord, RedemptionTotals
 from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
 
 DEFAULT_RESERVATION_S = 300
@@ -390,9 +392,11 @@ class Offers(OfferBook):
             code_or_offer, shopper_id=shopper_id, ctx=ctx, cart_total=cart_total, now=stamp
         )
         if self.sandboxed:  # nothing was kept: the commit would succeed with these numbers
-            return Redemption(
+            done = Redemption(
                 uuid.uuid4().hex, held.offer_id, held.code, shopper_id, held.amount, stamp, True
             )
+            self._keep_sandbox([(done.redemption_id, done.offer_id, done.code, done.amount, 0, 0)], shopper_id, None, stamp)  # fmt: skip
+            return done
         return self.commit(held.reservation_id, now=stamp)
 
     def leases(self, *, now: int | None = None) -> list[LeaseState]:
@@ -478,7 +482,27 @@ class Offers(OfferBook):
         )
         if isinstance(result, OfferRejected):
             raise result
+        if result.sandbox:  # rolled back: the report still shows what the test would have done
+            applied = [(uuid.uuid4().hex, a.offer_id, a.code, a.amount, a.points, a.points_cost)
+                       for a in result.price.applied]  # fmt: skip
+            self._keep_sandbox(applied, result.shopper_id, order_id, result.created_ms)
         return result
+
+    def _keep_sandbox(
+        self,
+        applied: Sequence[tuple[str, str, str | None, float, int, int]],
+        shopper_id: str,
+        order_id: str | None,
+        stamp: int,
+    ) -> None:
+        """Keep sandbox runs apart for the report (outside the rolled-back transaction)."""
+        rows = [
+            RedemptionRecord(rid, shopper_id, order_id, self.store_id, offer_id, code, amount,
+                             earned, spent, True, "committed", stamp)
+            for rid, offer_id, code, amount, earned, spent in applied
+        ]  # fmt: skip
+        with self._store.write() as db:
+            reporting.record_sandbox(db, rows)
 
     def void_order(self, order_id: str, *, now: int | None = None) -> Order:
         """Void (refund) a redeemed order: its offers' uses, budget, codes come back. Voiding
@@ -486,7 +510,12 @@ class Offers(OfferBook):
         stamp = now_ms() if now is None else now
         result = self._transaction(
             lambda db: orders.void(
-                db, order_id, stamp=stamp, move=self._move, sandbox=self.sandboxed
+                db,
+                order_id,
+                stamp=stamp,
+                move=self._move,
+                sandbox=self.sandboxed,
+                store_id=self.store_id,
             )
         )
         if isinstance(result, OfferRejected):
@@ -499,6 +528,54 @@ class Offers(OfferBook):
         if found is None:
             raise OfferRejected(f"no order {order_id!r}", reason="order_unknown")
         return found
+
+    # -- reporting (logic in shelfwise.offers.reporting) ------------------------------------
+    def redemptions(
+        self,
+        *,
+        since: int | None = None,
+        until: int | None = None,
+        offer_id: str | None = None,
+        order_id: str | None = None,
+        sandbox: bool | None = False,
+    ) -> list[RedemptionRecord]:
+        """Redemptions on this device, committed and voided, oldest first: from ``since``
+        (UTC ms) until ``until``, of one offer or order; ``sandbox`` False (real ones), True
+        (sandbox runs) or None (both). Example: see ``shelfwise.offers.reporting``."""
+        return reporting.redemption_records(
+            self._store, since=since, until=until, offer_id=offer_id, order_id=order_id,
+            sandbox=sandbox,
+        )  # fmt: skip
+
+    def write_redemptions(
+        self,
+        path: str | Path,
+        *,
+        format: str | None = None,
+        since: int | None = None,
+        until: int | None = None,
+        offer_id: str | None = None,
+        order_id: str | None = None,
+        sandbox: bool | None = False,
+    ) -> int:
+        """Export ``redemptions(...)`` with the same filters to ``path`` as CSV or JSON
+        (``format``, else the file's suffix); returns how many rows. Example:
+        ``sw.offers.write_redemptions("redemptions.csv", since=start_ms)``"""
+        chosen = reporting.format_of(path, format)  # a wrong format changes nothing
+        rows = self.redemptions(
+            since=since, until=until, offer_id=offer_id, order_id=order_id, sandbox=sandbox
+        )
+        return reporting.write_redemptions(rows, path, format=chosen)
+
+    def redemption_totals(
+        self, *, timezone: str | None = None, now: int | None = None
+    ) -> RedemptionTotals:
+        """Points issued and burned, discounted orders and their money off: today (the store's
+        local day, or ``timezone``'s) and in all. Example:
+        ``sw.offers.redemption_totals().points_issued_today``"""
+        stamp = now_ms() if now is None else now
+        zone = timezone or self.timezone()
+        return reporting.redemption_totals(self._store, timezone=zone, now=stamp)
 
     def _points(self, ctx: OfferContext) -> Points | None:
         return self._member_points(ctx) if ctx.is_member else None

@@ -376,6 +376,8 @@ def redeem(
             stamp=ctx.now_ms,
             order_id=request.order_id,
             store_id=store_id,
+            points_earned=a.points,
+            points_spent=a.points_cost,
         )
     moves: list[tuple[str, int]] = [
         (usage.USES + a.offer_id, 1)  # the member's uses, counted where every device sees them
@@ -416,16 +418,17 @@ def void(
     stamp: int,
     move: Callable[[str, Sequence[tuple[str, int]]], None] | None = None,
     sandbox: bool = False,
+    store_id: str = "",
 ) -> Order | OfferRejected:
-    """Void (refund) a redeemed order in the caller's transaction: its ledger rows go, their
-    counters and codes come back, the profile counters it moved move back. Voiding twice
+    """Void (refund) a redeemed order in the caller's transaction: its ledger rows move to the
+    voided ledger, their counters and codes come back, the profile counters it moved move back. Voiding twice
     changes nothing more."""
     order = stored(db, order_id)
     if order is None:
         return OfferRejected(f"no order {order_id!r}", reason="order_unknown")
     if order.state == "voided":
         return order
-    redemption.undo_order(db, order_id)
+    redemption.undo_order(db, order_id, stamp=stamp, store_id=store_id)
     rows = list(db.query("SELECT counters FROM orders WHERE order_id = ?", [order_id]))
     moves = [(name, -change) for name, change in json.loads(rows[0]["counters"])]
     if moves and move is not None:

@@ -41,6 +41,12 @@ from .codes import code_row, free_code, hold_code, redeem_code, unredeem_code
 from .definitions import Offer
 from .rules import OfferContext, day_bounds, evaluate
 
+# The ledger's columns, shared by ``redemptions`` and the report's voided and sandbox tables.
+LEDGER_COLUMNS = (
+    "redemption_id, offer_id, code, shopper_id, amount, ts_ms, order_id, store_id, "
+    "points_earned, points_spent"
+)
+
 
 @dataclass(frozen=True)
 class Reservation:
@@ -190,8 +196,8 @@ def commit(
         sandbox,
     )
     db.execute(
-        "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?)",
+        "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms, "
+        "store_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
         [
             redemption.redemption_id,
             row["offer_id"],
@@ -199,6 +205,7 @@ def commit(
             row["shopper_id"],
             row["amount"],
             stamp,
+            store_id,
         ],
     )
     usage.log_event(
@@ -223,16 +230,30 @@ def record(
     stamp: int,
     order_id: str,
     store_id: str,
+    points_earned: int = 0,
+    points_spent: int = 0,
 ) -> Redemption:
     """Write one offer of an order into the ledger at once (an order is priced and redeemed in
-    one transaction, so there is no hold): the row, the counters, the code, the funnel event."""
+    one transaction, so there is no hold): the row (with the points the offer earned or
+    spent, for the report), the counters, the code, the funnel event."""
     redemption = Redemption(
         uuid.uuid4().hex, offer_id, code, shopper_id, amount, stamp, order_id=order_id
     )
     db.execute(
         "INSERT INTO redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms, "
-        "order_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-        [redemption.redemption_id, offer_id, code, shopper_id, amount, stamp, order_id],
+        "order_id, store_id, points_earned, points_spent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        [
+            redemption.redemption_id,
+            offer_id,
+            code,
+            shopper_id,
+            amount,
+            stamp,
+            order_id,
+            store_id,
+            points_earned,
+            points_spent,
+        ],
     )
     if code:
         redeem_code(db, code, stamp)
@@ -242,14 +263,24 @@ def record(
     return redemption
 
 
-def undo_order(db: Any, order_id: str) -> list[Redemption]:
-    """Give back every redemption of a voided order: counters, codes, limits (the rows go;
-    the order keeps its record). Returns what was given back."""
+def undo_order(db: Any, order_id: str, *, stamp: int, store_id: str = "") -> list[Redemption]:
+    """Give back every redemption of a voided order: counters, codes, limits. The rows leave
+    the live ledger (which the limits count) for ``voided_redemptions`` (which the report
+    shows), and each gets an ``offer_voided`` funnel event. Returns what was given back."""
     rows = list(db.query("SELECT * FROM redemptions WHERE order_id = ?", [order_id]))
     for row in rows:
         usage.count_spent(db, row["offer_id"], -row["amount"], -1)
         if row["code"]:
             unredeem_code(db, row["code"])
+        payload = {"offer_id": row["offer_id"], "order_id": order_id}
+        usage.log_event(
+            db, row["shopper_id"], "offer_voided", payload, stamp, store_id, row["amount"]
+        )
+    db.execute(
+        f"INSERT INTO voided_redemptions ({LEDGER_COLUMNS}, voided_ms) "
+        f"SELECT {LEDGER_COLUMNS}, ? FROM redemptions WHERE order_id = ?",
+        [stamp, order_id],
+    )
     db.execute("DELETE FROM redemptions WHERE order_id = ?", [order_id])
     return [
         Redemption(
@@ -323,6 +354,7 @@ def expire(db: Any, stamp: int) -> int:
 
 
 __all__ = [
+    "LEDGER_COLUMNS",
     "Redemption",
     "Reservation",
     "code_refusal",
