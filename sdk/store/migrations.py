@@ -12,6 +12,8 @@ import sqlite3
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .watch_schema import NOTIFICATIONS_SQL, WATCHES_SQL
+
 MIGRATIONS = Migrations("shelfwise")
 
 
@@ -585,3 +587,13 @@ def _fleet_copies(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="016_watches")
+def _watches(db: Database) -> None:
+    run_script(db, WATCHES_SQL)  # members' watches on items (see watch_schema)
+
+
+@MIGRATIONS(name="017_notifications")
+def _notifications(db: Database) -> None:
+    run_script(db, NOTIFICATIONS_SQL)  # the notification outbox (see watch_schema)
