@@ -183,7 +183,7 @@ class Notifications:
         rows = self._store.rows(
             f"SELECT {_COLUMNS} FROM notifications WHERE state = coalesce(?, state) "
             "AND shopper_id = coalesce(?, shopper_id) "
-            "ORDER BY fired_ms, notification_id LIMIT ?",
+            "ORDER BY fired_ms, rowid LIMIT ?",
             [state, shopper_id, _check_count(limit, "limit")],
         )
         return [Notification(*row) for row in rows]
@@ -273,7 +273,7 @@ class Notifications:
     def _due(self, stamp: int, limit: int | None) -> builtins.list[Notification]:
         rows = self._store.rows(
             f"SELECT {_COLUMNS} FROM notifications WHERE state = 'pending' AND deliver_at_ms <= ? "
-            "ORDER BY deliver_at_ms, fired_ms, notification_id LIMIT ?",
+            "ORDER BY deliver_at_ms, fired_ms, rowid LIMIT ?",
             [stamp, -1 if limit is None else limit],
         )
         return [Notification(*row) for row in rows]
