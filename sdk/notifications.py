@@ -60,7 +60,8 @@ _COLUMNS = (
 
 @dataclass(frozen=True)
 class Notification:
-    """One queued notification and its delivery state."""
+    """One queued notification and its delivery state (``attempts``: delivery rounds that
+    tried it, each with the sender's own retries inside; ``last_error``: the latest failure)."""
 
     notification_id: str
     shopper_id: str

@@ -178,7 +178,11 @@ class WebhookSender:
         # freshness check, and the idempotency key stays the notification id.
         headers = signed_headers(self._secret, notification_id, body, timestamp_ms=self.clock())
         self.requests += 1
-        check_response(self.transport.request("POST", self._path, body, headers))
+        try:
+            response = self.transport.request("POST", self._path, body, headers)
+        except SyncRetryable as exc:  # the transport speaks of "upstream": this is the webhook
+            raise SyncRetryable(f"network error talking to the webhook: {exc.__cause__!r}") from exc
+        check_response(response)
 
     def _retry_after(self, exc: Exception) -> bool | float:
         """stamina's hook: retry transient failures, after Retry-After when one was sent."""

@@ -16,6 +16,7 @@ from notify_helpers import SECRET, fast_sender, queue_back_in_stock, receiver
 
 import shelfwise
 from shelfwise._time import DAY_MS, now_ms
+from shelfwise.cli import main
 from shelfwise.webhooks import signed_headers, verify_signature
 
 WORKER = str(Path(__file__).parent / "notify_worker.py")
@@ -148,6 +149,45 @@ def test_bad_delivery_arguments_are_refused_and_change_nothing(sw: shelfwise.She
         sw.notifications.list(state="lost")
     assert sw.notifications.counts() == {"pending": 1, "sent": 0, "failed": 0}
     assert sw.notifications.list()[0].attempts == 0
+
+
+# -- the command line -------------------------------------------------------------------------
+def test_the_cli_fires_delivers_and_lists_like_the_api(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = tmp_path / "device.db"
+    with shelfwise.open(db) as sw:
+        sw.catalog.import_rows([{"item_id": "kettle", "name": "Kettle", "price": 3, "in_stock": 0}])
+        sw.offers.define(
+            {
+                "offer_id": "back",
+                "title": "Back",
+                "reward": {"type": "amount", "value": 1},
+                "trigger": {"type": "back_in_stock"},
+            }
+        )
+        sw.member("L-1", consents={"offers": True}).watch("kettle")
+        sw.catalog.set_stock("kettle", True)
+    secret = tmp_path / "hook.secret"
+    secret.write_text(SECRET.decode() + "\n")
+    base = ["notifications", "deliver", "--db", str(db), "--secret-file", str(secret)]
+    with receiver(["503"] * 10) as (url, seen):
+        code = main([*base, "--webhook", url, "--run-triggers", "--attempts", "2", "--json"])
+        out, err = capsys.readouterr()
+        assert code == 4 and json.loads(out)["pending"] == 1 and json.loads(out)["fired"] == 1
+        assert err.startswith("error: delivery stopped: the webhook answered 503")
+        assert "Traceback" not in err and "retry" not in err
+    with receiver() as (url, seen):
+        assert main([*base, "--webhook", url, "--json"]) == 0
+        assert json.loads(capsys.readouterr().out)["sent"] == 1
+    assert [p["offer_id"] for p in seen.delivered.values()] == ["back"]
+    assert main(["notifications", "list", "--db", str(db), "--state", "sent", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert listed["counts"] == {"pending": 0, "sent": 1, "failed": 0}
+    assert listed["notifications"][0]["attempts"] == 2  # a round that failed, one that sent
+    secret.write_text("short")
+    assert main([*base, "--webhook", "http://127.0.0.1:9/"]) == 2
+    assert capsys.readouterr().err.strip().endswith("a webhook secret is at least 16 bytes")
 
 
 # -- kill -9 between enqueue and delivery, and during delivery ----------------------------------
