@@ -131,14 +131,15 @@ def enqueue(
     fired_ms: int,
     deliver_at_ms: int,
     until_ms: int,
+    change_seq: int = 0,
 ) -> str:
     """Queue one notification in the caller's transaction; returns its id (the idempotency
     key). The same fire twice violates the unique index and rolls the transaction back."""
     notification_id = uuid.uuid4().hex
     db.execute(
         "INSERT INTO notifications (notification_id, shopper_id, offer_id, item_id, channel, "
-        "kind, title, body, fired_ms, deliver_at_ms, until_ms) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "kind, title, body, fired_ms, deliver_at_ms, until_ms, change_seq) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
             notification_id,
             shopper_id,
@@ -151,6 +152,7 @@ def enqueue(
             fired_ms,
             deliver_at_ms,
             until_ms,
+            change_seq,
         ],
     )
     return notification_id

@@ -202,8 +202,10 @@ def test_any_catalog_updates_fire_each_watch_at_most_once_per_change_and_never_l
         expected = {"back": 0, "cheaper": 0}
         fired = {"back": 0, "cheaper": 0}
 
+        stamp = now_ms()  # every run at one moment: fires are told apart by the change
+
         def run() -> None:
-            for fire in sw.offers.run_triggers(channel="app_inbox"):
+            for fire in sw.offers.run_triggers(channel="app_inbox", now=stamp):
                 fired[fire.offer_id] += 1
             for oid in pending:
                 expected[oid] += pending[oid]

@@ -132,8 +132,10 @@ def _fire_for(
     """The fires of one consenting member at ``ctx.now_ms``."""
     shopper_id, now = ctx.shopper_id, ctx.now_ms
     known = facts(db, shopper_id, now, lookback)
+    due: dict[str, dict[str, int]] = {}
     if any(o.trigger is not None and o.trigger.watched for o in live):
-        known = replace(known, watched=watches.due(db, shopper_id))
+        due = watches.due(db, shopper_id)
+        known = replace(known, watched={kind: tuple(items) for kind, items in due.items()})
     snapshot = usage.usage_snapshot(db, [o.offer_id for o in live], shopper_id, ctx)
     out: list[TriggerFire] = []
     for offer in live:
@@ -151,14 +153,14 @@ def _fire_for(
         # A watch fires every item with a new change, each once (the change is used up
         # here, so a second offer on the same kind does not fire it again); the others
         # fire their first instance once per window.
-        chosen = [i for i in instances if i is not None] if trigger.watched else instances[:1]
+        counted = due.pop(trigger.type, {}) if trigger.watched else {}
+        chosen = list(counted) if trigger.watched else instances[:1]
         for item_id in chosen:
-            out.append(_keep(db, offer, ctx, item_id, decision.deliver_at_ms))
+            seq = counted.get(item_id, 0) if item_id is not None else 0
+            out.append(_keep(db, offer, ctx, item_id, decision.deliver_at_ms, seq))
         if trigger.watched:
-            used = tuple(i for i in chosen if i is not None)
-            watches.mark_fired(db, shopper_id, trigger.type, used)
-            left = tuple(i for i in known.watched.get(trigger.type, ()) if i not in used)
-            known = replace(known, watched={**known.watched, trigger.type: left})
+            watches.mark_fired(db, shopper_id, trigger.type, counted)
+            known = replace(known, watched={**known.watched, trigger.type: ()})
     return out
 
 
@@ -171,9 +173,15 @@ def _fired_within(db: Any, shopper_id: str, offer_id: str, now: int, trigger: Tr
 
 
 def _keep(
-    db: Any, offer: Offer, ctx: OfferContext, item_id: str | None, deliver_at_ms: int | None
+    db: Any,
+    offer: Offer,
+    ctx: OfferContext,
+    item_id: str | None,
+    deliver_at_ms: int | None,
+    change_seq: int,
 ) -> TriggerFire:
-    """Write one fire (and, for the app, its notification) in the caller's transaction."""
+    """Write one fire (and, for the app, its notification) in the caller's transaction;
+    ``change_seq``: the watch's change count it fires for (0 for other triggers)."""
     assert offer.trigger is not None
     now = ctx.now_ms
     fire = TriggerFire(
@@ -187,8 +195,8 @@ def _keep(
     )
     db.execute(
         "INSERT INTO trigger_fires (shopper_id, offer_id, item_id, channel, fired_ms, "
-        "until_ms) VALUES (?, ?, ?, ?, ?, ?)",
-        [fire.shopper_id, fire.offer_id, item_id, fire.channel, now, fire.until_ms],
+        "until_ms, change_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [fire.shopper_id, fire.offer_id, item_id, fire.channel, now, fire.until_ms, change_seq],
     )
     if fire.channel not in notifications.APP_CHANNELS:
         return fire
@@ -202,6 +210,7 @@ def _keep(
         title=offer.title,
         body=offer.description,
         fired_ms=now,
+        change_seq=change_seq,
         deliver_at_ms=now if deliver_at_ms is None else deliver_at_ms,
         until_ms=fire.until_ms,
     )

@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -111,24 +111,25 @@ def watches_of(
     return [Watch(*row) for row in rows]
 
 
-def due(db: Any, shopper_id: str) -> dict[str, tuple[str, ...]]:
-    """Kind -> items whose watch has a change not fired yet, in the caller's transaction."""
-    found: dict[str, list[str]] = {}
-    for kind, item_id in db.execute(
-        "SELECT kind, item_id FROM watches WHERE shopper_id = ? AND changes > fired_changes "
-        "ORDER BY item_id",
+def due(db: Any, shopper_id: str) -> dict[str, dict[str, int]]:
+    """Kind -> {item: changes counted} for the watches with a change not fired yet, in the
+    caller's transaction (items in id order)."""
+    found: dict[str, dict[str, int]] = {}
+    for kind, item_id, changes in db.execute(
+        "SELECT kind, item_id, changes FROM watches WHERE shopper_id = ? "
+        "AND changes > fired_changes ORDER BY item_id",
         [shopper_id],
     ).fetchall():
-        found.setdefault(kind, []).append(item_id)
-    return {kind: tuple(items) for kind, items in found.items()}
+        found.setdefault(kind, {})[item_id] = int(changes)
+    return found
 
 
-def mark_fired(db: Any, shopper_id: str, kind: str, item_ids: Sequence[str]) -> None:
-    """Every change counted so far on these watches has fired (the firing's transaction)."""
+def mark_fired(db: Any, shopper_id: str, kind: str, fired: Mapping[str, int]) -> None:
+    """These watches fired up to the given change counts (``due``'s, in the firing's
+    transaction: nothing counted since then)."""
     db.conn.executemany(
-        "UPDATE watches SET fired_changes = changes WHERE shopper_id = ? AND kind = ? "
-        "AND item_id = ?",
-        [[shopper_id, kind, item_id] for item_id in item_ids],
+        "UPDATE watches SET fired_changes = ? WHERE shopper_id = ? AND kind = ? AND item_id = ?",
+        [[changes, shopper_id, kind, item_id] for item_id, changes in fired.items()],
     )
 
 

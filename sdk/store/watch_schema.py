@@ -8,8 +8,9 @@ watch trigger while ``changes > fired_changes`` and moves ``fired_changes`` up i
 transaction, so each change fires at most once. ``seen_in_stock`` and ``low_price`` (the
 lowest price since the watch, starting at the price then) survive an item deleted and
 inserted again by a ``replace`` import. ``trigger_fires`` is rebuilt: a watch trigger fires
-several items of one offer at the same moment, so its key takes the item too (a unique
-index, where a NULL item counts as one value).
+several items of one offer at the same moment, and one item again for its next change
+within the same millisecond, so its key takes the item and the watch's change count too (a
+unique index, where a NULL item counts as one value).
 
 017: the durable notification outbox (``shelfwise.notifications``): a trigger fired for the
 app (``app_push``, ``app_inbox``) is queued in the firing's own transaction; the id is the
@@ -61,14 +62,15 @@ WATCHES_SQL = """
             item_id TEXT,
             channel TEXT NOT NULL DEFAULT '',
             fired_ms INTEGER NOT NULL,
-            until_ms INTEGER NOT NULL
+            until_ms INTEGER NOT NULL,
+            change_seq INTEGER NOT NULL DEFAULT 0  -- a watch's change count it fired for
         );
         INSERT INTO trigger_fires_keyed SELECT shopper_id, offer_id, item_id, channel, fired_ms,
-            until_ms FROM trigger_fires;
+            until_ms, 0 FROM trigger_fires;
         DROP TABLE trigger_fires;
         ALTER TABLE trigger_fires_keyed RENAME TO trigger_fires;
         CREATE UNIQUE INDEX trigger_fires_once
-            ON trigger_fires(shopper_id, offer_id, coalesce(item_id, ''), fired_ms);
+            ON trigger_fires(shopper_id, offer_id, coalesce(item_id, ''), fired_ms, change_seq);
         CREATE INDEX trigger_fires_open ON trigger_fires(shopper_id, until_ms);
         """
 
@@ -83,6 +85,7 @@ NOTIFICATIONS_SQL = """
             title TEXT NOT NULL,
             body TEXT NOT NULL DEFAULT '',
             fired_ms INTEGER NOT NULL,
+            change_seq INTEGER NOT NULL DEFAULT 0,  -- as in trigger_fires
             deliver_at_ms INTEGER NOT NULL,  -- not before (the end of quiet hours)
             until_ms INTEGER NOT NULL,       -- the offer closes: not sent after
             state TEXT NOT NULL DEFAULT 'pending'
@@ -92,7 +95,7 @@ NOTIFICATIONS_SQL = """
             sent_ms INTEGER
         );
         CREATE UNIQUE INDEX notifications_once
-            ON notifications(shopper_id, offer_id, coalesce(item_id, ''), fired_ms);
+            ON notifications(shopper_id, offer_id, coalesce(item_id, ''), fired_ms, change_seq);
         CREATE INDEX notifications_pending ON notifications(deliver_at_ms)
             WHERE state = 'pending';
         """
