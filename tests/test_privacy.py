@@ -21,6 +21,7 @@ SHOPPER_TABLES = [
     "geofence_clock",
     "geofence_state",
     "impressions",
+    "notifications",
     "offer_codes",
     "orders",
     "profile_counters",
@@ -29,6 +30,7 @@ SHOPPER_TABLES = [
     "reservations",
     "sync_tokens",
     "trigger_fires",
+    "watches",
 ]
 
 
