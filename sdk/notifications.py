@@ -8,10 +8,10 @@ drains the queue through any ``Sender`` (``shelfwise.webhooks.WebhookSender`` PO
 Each notification is ``pending`` until the sender returns (a 2xx), then ``sent``; its id is
 the idempotency key every resend carries, so a crash between the receiver's 2xx and the
 ``sent`` mark costs one resend the receiver recognises, never a lost notification. A sender
-that raises ``SyncRetryable`` (network, 5xx, 429, after its own retries) leaves it pending
-and stops the round (the endpoint is down: the next round tries again); ``SyncRejected``
-(another 4xx) counts an attempt and, after ``max_attempts`` of them, marks it ``failed``
-with the error kept. One whose offer closed (``until_ms``) or whose member withdrew the
+that raises ``SyncRetryable`` (network, 5xx, 429, after its own retries) or
+``SyncUnauthorized`` (401/403: the shared secret is wrong) leaves it pending and stops the
+round (the next round tries again); ``SyncRejected`` (another 4xx) counts an attempt and,
+after ``max_attempts`` of them, marks it ``failed`` with the error kept. One whose offer closed (``until_ms``) or whose member withdrew the
 offers consent is marked ``failed`` unsent. (This module owns ``notifications``.)
 
 Example:
@@ -41,7 +41,7 @@ import uuid
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
-from ._errors import InvalidInput, SyncRejected, SyncRetryable
+from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
 from ._time import now_ms
 from .store.connection import Store
 
@@ -249,8 +249,9 @@ class Notifications:
                 continue
             try:
                 sender.send(notification)
-            except SyncRetryable as exc:
-                # The receiver is unreachable or busy: keep it, stop this round.
+            except (SyncRetryable, SyncUnauthorized) as exc:
+                # The receiver is unreachable or busy, or refuses our signature (a secret
+                # to fix, not this notification's fault): keep it, stop this round.
                 self._finish(notification, "pending", str(exc), attempted=True, stamp=stamp)
                 error = str(exc)
                 break

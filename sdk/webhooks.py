@@ -11,7 +11,8 @@ notification with its ``payload()`` as JSON and three headers:
 
 Network errors, 408, 429 and 5xx are retried inside ``send`` by stamina (exponential backoff
 with jitter, a Retry-After header honoured up to ``wait_max_s``) and raise ``SyncRetryable``
-when the attempts run out; any other 4xx raises ``SyncRejected`` at once. HTTP goes through
+when the attempts run out; 401/403 raise ``SyncUnauthorized`` and any other 4xx
+``SyncRejected``, at once. HTTP goes through
 the sync transport's standard-library client (``shelfwise.sync.transport.HttpTransport``).
 
 Example:
@@ -35,7 +36,7 @@ from collections.abc import Callable, Mapping
 
 import stamina
 
-from ._errors import InvalidInput, SyncRejected, SyncRetryable
+from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
 from ._time import now_ms
 from .notifications import Notification
 from .sync.transport import HttpTransport, Response, retry_after_s
@@ -93,7 +94,8 @@ def verify_signature(
 
 
 def check_response(response: Response) -> None:
-    """2xx passes; 408, 429 and 5xx raise ``SyncRetryable``; other statuses ``SyncRejected``."""
+    """2xx passes; 408, 429 and 5xx raise ``SyncRetryable``; 401 and 403 (a wrong secret)
+    ``SyncUnauthorized``; other statuses ``SyncRejected``."""
     status = response.status
     if 200 <= status < 300:
         return
@@ -102,6 +104,11 @@ def check_response(response: Response) -> None:
         raise SyncRetryable(
             f"the webhook answered {status}: {detail}",
             retry_after=retry_after_s(response.headers.get("retry-after")),
+        )
+    if status in (401, 403):
+        raise SyncUnauthorized(
+            f"the webhook refused the signature ({status}): check the shared secret; {detail}",
+            status=status,
         )
     raise SyncRejected(f"the webhook refused the notification ({status}): {detail}", status=status)
 

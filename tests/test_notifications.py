@@ -104,6 +104,20 @@ def test_a_refused_notification_is_dropped_with_its_error_after_max_attempts(
     assert refused not in seen.delivered
 
 
+def test_a_wrong_secret_stops_the_round_and_drops_nothing(sw: shelfwise.Shelfwise) -> None:
+    queue_back_in_stock(sw, 2)
+    with receiver() as (url, seen):
+        wrong = shelfwise.WebhookSender(  # the receiver holds another secret
+            url, b"not-the-shared-secret!", wait_initial_s=0.001, wait_max_s=0.01
+        )
+        for _ in range(3):
+            report = sw.notifications.deliver(wrong, max_attempts=1)
+            assert (report.sent, report.failed, report.pending) == (0, 0, 2)
+            assert report.error is not None and "401" in report.error
+        assert seen.bad_signatures == 3 and seen.delivered == {}
+        assert sw.notifications.deliver(fast_sender(url), max_attempts=1).sent == 2
+
+
 def test_quiet_hours_hold_a_notification_and_a_closed_offer_or_withdrawn_consent_drop_it(
     sw: shelfwise.Shelfwise,
 ) -> None:
