@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
-from ._time import now_ms
+from ._time import DAY_MS, now_ms
 from .store.connection import Store
 
 logger = logging.getLogger(__name__)
@@ -273,6 +273,29 @@ class Notifications:
             f" (stopped: {error})" if error else "",
         )
         return DeliveryReport(sent, failed, pending, error)
+
+    def prune(self, *, older_than_days: float, now: int | None = None) -> int:
+        """Retention: delete sent and failed notifications fired more than ``older_than_days``
+        ago (pending ones stay, whatever their age); returns how many.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.notifications.prune(older_than_days=30)
+            0
+        """
+        if (
+            isinstance(older_than_days, bool)
+            or not isinstance(older_than_days, int | float)
+            or not 0 < older_than_days < 100_000
+        ):
+            raise InvalidInput("older_than_days must be a positive number of days")
+        cutoff = (now_ms() if now is None else now) - int(older_than_days * DAY_MS)
+        with self._store.write() as db:
+            cursor = db.execute(
+                "DELETE FROM notifications WHERE state != 'pending' AND fired_ms < ?", [cutoff]
+            )
+            return int(cursor.rowcount)
 
     def _due(self, stamp: int, limit: int | None) -> builtins.list[Notification]:
         rows = self._store.rows(

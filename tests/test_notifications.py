@@ -143,6 +143,19 @@ def test_quiet_hours_hold_a_notification_and_a_closed_offer_or_withdrawn_consent
     assert (report.sent, report.failed) == (0, 2) and seen.delivered == {}  # the offer closed
 
 
+def test_retention_prunes_only_delivered_or_dropped_notifications(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    queue_back_in_stock(sw, 2)
+    with receiver() as (url, _):
+        sw.notifications.deliver(fast_sender(url), limit=1)
+    later = now_ms() + 31 * DAY_MS
+    assert sw.notifications.prune(older_than_days=30, now=later) == 1
+    assert [n.state for n in sw.notifications.list()] == ["pending"]  # still owed: kept
+    with pytest.raises(shelfwise.InvalidInput):
+        sw.notifications.prune(older_than_days=float("nan"))
+
+
 def test_the_signature_covers_the_body_and_the_moment() -> None:
     body = json.dumps({"notification_id": "n1"}).encode()
     headers = signed_headers(SECRET, "n1", body, timestamp_ms=1_000_000)
