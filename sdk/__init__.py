@@ -59,6 +59,7 @@ from .geo import Fence, FenceIndex, GeofenceEvent, Geofences, circle, polygon
 from .identity import PURPOSES, SEGMENTS, ShopperInfo
 from .model.bundle import Manifest, SideTables
 from .model.runtime import LoadedModel, ModelHandle
+from .notifications import DeliveryReport, Notification, Notifications
 from .offers import (
     OFFER_REASONS,
     Decision,
@@ -70,6 +71,7 @@ from .offers import (
     Reservation,
     parse_offer,
 )
+from .offers.watches import Watch
 from .profile import MemberProfile
 from .recommend import SURFACES, Context, ItemFilter, Recommendation
 from .recommend.reasons import Reason, best_language
@@ -78,6 +80,7 @@ from .scan import ScanCard
 from .sync.outbox import OutboxStatus, ReleaseInfo
 from .sync.privacy import PrivacyPolicy
 from .sync.upload import Credentials, SyncReport
+from .webhooks import WebhookSender
 
 __version__ = "0.1.0"
 
@@ -96,6 +99,7 @@ __all__ = [
     "Credentials",
     "DayReport",
     "Decision",
+    "DeliveryReport",
     "EVENT_TYPES",
     "EnvelopeError",
     "Event",
@@ -120,6 +124,8 @@ __all__ = [
     "MemberProfile",
     "ModelHandle",
     "ModelRuntimeError",
+    "Notification",
+    "Notifications",
     "OFFER_REASONS",
     "Offer",
     "OfferContext",
@@ -157,7 +163,9 @@ __all__ = [
     "UnknownShopper",
     "UpdateRefused",
     "VersionConflict",
+    "Watch",
     "WeakSecret",
+    "WebhookSender",
     "__version__",
     "best_language",
     "check_pin_strength",

@@ -27,7 +27,7 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   └── ExportCheckFailed         an exported graph did not reproduce PyTorch; nothing written
     ├── OfferRejected                 an offer/code cannot be applied (has a ``reason`` code)
     ├── ProfileSealError              a sealed member profile did not open (wrong key, tampered)
-    └── SyncError                     talking to upstream failed
+    └── SyncError                     talking to upstream (or a notification webhook) failed
         ├── SyncRetryable             network error, 5xx, 408, 429: try again later
         └── SyncRejected              any other 4xx: the payload will never be accepted
             └── SyncUnauthorized      401/403: the device's credentials were refused

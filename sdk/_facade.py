@@ -34,6 +34,7 @@ from .catalog import Catalog
 from .geo import GeofenceEvent, Geofences
 from .identity import check_purpose, get_shopper
 from .model.runtime import LoadedModel, ModelHandle
+from .notifications import Notifications
 from .offers import Offers
 from .offers.redemption import release_holds_of
 from .profile.local import record_tombstone
@@ -77,6 +78,8 @@ class Shelfwise:
         self.recommender = Recommender(self.store, self.catalog, self.model)
         self.offers = Offers(self.store, self.catalog, store_id=store_id)
         self.geo = Geofences(self.store)
+        # Fired triggers queued for the shopper's app (shelfwise.notifications).
+        self.notifications = Notifications(self.store)
         # Members across the fleet: erasures and sealed profiles through the collector.
         self.fleet = Fleet(self.store, chain_secret)
         # Anonymous sessions idle this long are forgotten when the next one starts (0: never).

@@ -28,6 +28,7 @@ from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
 from .offers import OfferContext, Order, OrderPrice, RankedOffer, Redemption, Reservation
+from .offers.watches import Watch, add_watch, check_kind, remove_watch, watches_of
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
@@ -451,6 +452,32 @@ class Shopper:
         self.require_consent("location")
         events = self._sw.geo.update(self.shopper_id, lat, lon, accuracy_m, ts_ms=ts_ms)
         return [self._sw.attach_geofence_offers(self.shopper_id, event) for event in events]
+
+    # -- watches: back in stock, price drops (logic in shelfwise.offers.watches) -------------
+    def watch(self, item: str, *, kind: str = "back_in_stock") -> Watch:
+        """Watch an item (id or GTIN) for ``kind`` (``back_in_stock`` or ``price_drop``): an
+        offer with that trigger fires once per change. Needs the ``offers`` consent.
+
+        Example: ``member.watch("tea", kind="price_drop").watch_price`` (see the module
+        ``shelfwise.offers.watches`` for one that runs)
+        """
+        if not self.info().is_member:
+            raise InvalidInput("only a loyalty member can watch an item (scan your card)")
+        self.require_consent("offers")
+        found = self._sw.catalog.lookup(item)
+        return add_watch(self._sw.store, self.shopper_id, found, check_kind(kind), now_ms())
+
+    def unwatch(self, item: str, *, kind: str | None = None) -> int:
+        """Stop watching an item id (for ``kind``, or every kind); returns the watches removed.
+        Example: ``member.unwatch("tea")``"""
+        self.info()
+        return remove_watch(
+            self._sw.store, self.shopper_id, item, None if kind is None else check_kind(kind)
+        )
+
+    def watches(self) -> list[Watch]:
+        """This member's watches, oldest first. Example: ``[w.item_id for w in member.watches()]``"""
+        return watches_of(self._sw.store, self.shopper_id)
 
     # -- the member's profile across the fleet (logic in shelfwise.profile) -------------------
     def profile(self) -> MemberProfile:

@@ -21,6 +21,7 @@ SHOPPER_TABLES = [
     "geofence_clock",
     "geofence_state",
     "impressions",
+    "notifications",
     "offer_codes",
     "orders",
     "profile_counters",
@@ -31,6 +32,7 @@ SHOPPER_TABLES = [
     "sync_tokens",
     "trigger_fires",
     "voided_redemptions",
+    "watches",
 ]
 
 

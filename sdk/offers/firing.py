@@ -9,7 +9,11 @@ is dropped in quiet hours and tried again later, others get ``deliver_at_ms``) a
 open fires from ``OfferContext.triggered`` (filled by ``context.build_context``).
 
 It runs at the shopper's next visit (``sw.offers.eligible`` fires for the shopper before
-ranking) and from a timer for app push (``sw.offers.run_triggers()``).
+ranking) and from a timer for app push (``sw.offers.run_triggers()``). A fire on an app
+channel (``app_push``, ``app_inbox``) is queued in the notification outbox
+(``shelfwise.notifications``) in the same transaction: a crash keeps both or neither.
+Watch triggers (``back_in_stock``, ``price_drop``) fire each watched item with a new
+change once (``shelfwise.offers.watches``) and have no window.
 
 Example:
     >>> import shelfwise
@@ -30,11 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from .. import notifications
 from .._time import DAY_MS
-from . import usage
+from . import usage, watches
 from .definitions import Offer
 from .rules import OfferContext, evaluate
-from .triggers import Facts, fires
+from .triggers import Facts, Trigger, fires
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,7 @@ class TriggerFire:
     until_ms: int
     channel: str = ""
     deliver_at_ms: int | None = None  # in quiet hours: push it then
+    notification_id: str | None = None  # queued in the notification outbox (app channels)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,13 +94,13 @@ def facts(db: Any, shopper_id: str, now: int, lookback_ms: int = 0) -> Facts:
 
 
 def members_with_history(db: Any) -> list[str]:
-    """Members whose events could fire a trigger (a sweep's candidates)."""
+    """Members whose events (or watches) could fire a trigger (a sweep's candidates)."""
     rows = db.execute(
         "SELECT DISTINCT e.shopper_id FROM events e JOIN shoppers s ON s.shopper_id = e.shopper_id "
         "WHERE s.kind = 'member' AND e.type IN ('purchase', 'cart_add', 'view', 'scan') "
         "ORDER BY e.shopper_id"
     ).fetchall()
-    return [r[0] for r in rows]
+    return sorted({r[0] for r in rows} | set(watches.watchers_due(db)))
 
 
 def run(
@@ -105,51 +111,110 @@ def run(
 ) -> list[TriggerFire]:
     """Fire the triggers of ``offers`` for ``shoppers`` in the caller's transaction;
     ``context_of`` builds a shopper's context (its ``now_ms`` is the moment, its channel the
-    one the fires are for). Returns the new fires."""
+    one the fires are for). A fire for the app (``app_push``, ``app_inbox``) is queued in the
+    notification outbox in the same transaction. Returns the new fires."""
     out: list[TriggerFire] = []
-    watched = [o for o in offers if o.trigger is not None and o.active]
-    if not watched:
+    live = [o for o in offers if o.trigger is not None and o.active]
+    if not live:
         return out
-    lookback = max(o.trigger.lookback_ms for o in watched if o.trigger is not None)
+    lookback = max(o.trigger.lookback_ms for o in live if o.trigger is not None)
     for shopper_id in shoppers:
         ctx = context_of(shopper_id)
         if not (ctx.is_member and ctx.consented):
             continue
-        now = ctx.now_ms
-        known = facts(db, shopper_id, now, lookback)
-        snapshot = usage.usage_snapshot(db, [o.offer_id for o in watched], shopper_id, ctx)
-        for offer in watched:
-            trigger = offer.trigger
-            assert trigger is not None
-            last = db.execute(
-                "SELECT max(fired_ms) FROM trigger_fires WHERE shopper_id = ? AND offer_id = ?",
-                [shopper_id, offer.offer_id],
-            ).fetchone()[0]
-            if last is not None and now - last < trigger.window_days * DAY_MS:
-                continue  # once per shopper per window
-            instances = fires(trigger, known, now)
-            if not instances:
-                continue
-            opened = replace(ctx, triggered=ctx.triggered | {offer.offer_id})
-            decision = evaluate(offer, opened, snapshot.usage(offer.offer_id))
-            if not decision.eligible:
-                continue  # consent, quiet hours, schedule, limits: not now, maybe later
-            fire = TriggerFire(
-                shopper_id,
-                offer.offer_id,
-                instances[0],
-                now,
-                now + int(trigger.valid_days * DAY_MS),
-                ctx.channel or "",
-                decision.deliver_at_ms,
-            )
-            db.execute(
-                "INSERT INTO trigger_fires (shopper_id, offer_id, item_id, channel, fired_ms, "
-                "until_ms) VALUES (?, ?, ?, ?, ?, ?)",
-                [shopper_id, offer.offer_id, fire.item_id, fire.channel, now, fire.until_ms],
-            )
-            out.append(fire)
+        out += _fire_for(db, live, ctx, lookback)
     return out
+
+
+def _fire_for(
+    db: Any, live: Sequence[Offer], ctx: OfferContext, lookback: int
+) -> list[TriggerFire]:
+    """The fires of one consenting member at ``ctx.now_ms``."""
+    shopper_id, now = ctx.shopper_id, ctx.now_ms
+    known = facts(db, shopper_id, now, lookback)
+    due: dict[str, dict[str, int]] = {}
+    if any(o.trigger is not None and o.trigger.watched for o in live):
+        due = watches.due(db, shopper_id)
+        known = replace(known, watched={kind: tuple(items) for kind, items in due.items()})
+    snapshot = usage.usage_snapshot(db, [o.offer_id for o in live], shopper_id, ctx)
+    out: list[TriggerFire] = []
+    for offer in live:
+        trigger = offer.trigger
+        assert trigger is not None
+        if not trigger.watched and _fired_within(db, shopper_id, offer.offer_id, now, trigger):
+            continue  # once per shopper per window
+        instances = fires(trigger, known, now)
+        if not instances:
+            continue
+        opened = replace(ctx, triggered=ctx.triggered | {offer.offer_id})
+        decision = evaluate(offer, opened, snapshot.usage(offer.offer_id))
+        if not decision.eligible:
+            continue  # consent, quiet hours, schedule, limits: not now, maybe later
+        # A watch fires every item with a new change, each once (the change is used up
+        # here, so a second offer on the same kind does not fire it again); the others
+        # fire their first instance once per window.
+        counted = due.pop(trigger.type, {}) if trigger.watched else {}
+        chosen = list(counted) if trigger.watched else instances[:1]
+        for item_id in chosen:
+            seq = counted.get(item_id, 0) if item_id is not None else 0
+            out.append(_keep(db, offer, ctx, item_id, decision.deliver_at_ms, seq))
+        if trigger.watched:
+            watches.mark_fired(db, shopper_id, trigger.type, counted)
+            known = replace(known, watched={**known.watched, trigger.type: ()})
+    return out
+
+
+def _fired_within(db: Any, shopper_id: str, offer_id: str, now: int, trigger: Trigger) -> bool:
+    last = db.execute(
+        "SELECT max(fired_ms) FROM trigger_fires WHERE shopper_id = ? AND offer_id = ?",
+        [shopper_id, offer_id],
+    ).fetchone()[0]
+    return last is not None and now - last < trigger.window_days * DAY_MS
+
+
+def _keep(
+    db: Any,
+    offer: Offer,
+    ctx: OfferContext,
+    item_id: str | None,
+    deliver_at_ms: int | None,
+    change_seq: int,
+) -> TriggerFire:
+    """Write one fire (and, for the app, its notification) in the caller's transaction;
+    ``change_seq``: the watch's change count it fires for (0 for other triggers)."""
+    assert offer.trigger is not None
+    now = ctx.now_ms
+    fire = TriggerFire(
+        ctx.shopper_id,
+        offer.offer_id,
+        item_id,
+        now,
+        now + int(offer.trigger.valid_days * DAY_MS),
+        ctx.channel or "",
+        deliver_at_ms,
+    )
+    db.execute(
+        "INSERT INTO trigger_fires (shopper_id, offer_id, item_id, channel, fired_ms, "
+        "until_ms, change_seq) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [fire.shopper_id, fire.offer_id, item_id, fire.channel, now, fire.until_ms, change_seq],
+    )
+    if fire.channel not in notifications.APP_CHANNELS:
+        return fire
+    queued = notifications.enqueue(
+        db,
+        shopper_id=fire.shopper_id,
+        offer_id=fire.offer_id,
+        item_id=item_id,
+        channel=fire.channel,
+        kind=offer.trigger.type,
+        title=offer.title,
+        body=offer.description,
+        fired_ms=now,
+        change_seq=change_seq,
+        deliver_at_ms=now if deliver_at_ms is None else deliver_at_ms,
+        until_ms=fire.until_ms,
+    )
+    return replace(fire, notification_id=queued)
 
 
 __all__ = ["TriggerFire", "facts", "members_with_history", "run"]

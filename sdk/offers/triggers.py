@@ -7,8 +7,11 @@ An offer with a ``trigger`` is shown or applied only to a shopper the trigger fi
 trigger: {type: abandoned_cart, after_hours: 2}     # put in the cart, not bought for 2 h
 trigger: {type: repeated_views, views: 5, days: 7}  # an item viewed 5 times in 7 days, not bought
 trigger: {type: win_back, lapsed_days: 60}          # a member who bought, not for 60 days
-# each also: window_days (30): fires at most once per shopper in that many days;
-#            valid_days (7): the offer stays open that long after it fired
+trigger: {type: back_in_stock}                      # a watched item is in stock again
+trigger: {type: price_drop}                         # a watched item's price hit a new low
+# each also: valid_days (7): the offer stays open that long after it fired;
+# all but the watches: window_days (30): fires at most once per shopper in that many days
+# (a watch fires once per change instead: shelfwise.offers.watches)
 ```
 
 ``fires(trigger, facts, now)`` says whether the trigger fires for a shopper's ``Facts`` (what
@@ -33,9 +36,13 @@ from typing import Any
 from .._errors import InvalidOffer
 from .._time import DAY_MS, HOUR_MS
 
-TRIGGER_TYPES = ("abandoned_cart", "repeated_views", "win_back")
-_KEYS = {
+TRIGGER_TYPES = ("abandoned_cart", "back_in_stock", "price_drop", "repeated_views", "win_back")
+# Fired by a member's watch on an item (``shelfwise.offers.watches``), once per change.
+WATCH_TRIGGERS = frozenset({"back_in_stock", "price_drop"})
+_KEYS: dict[str, set[str]] = {
     "abandoned_cart": {"after_hours"},
+    "back_in_stock": set(),
+    "price_drop": set(),
     "repeated_views": {"views", "days"},
     "win_back": {"lapsed_days"},
 }
@@ -54,6 +61,11 @@ class Trigger:
     valid_days: float = 7.0
 
     @property
+    def watched(self) -> bool:
+        """Fired by watches: once per watch and change, no ``window_days``."""
+        return self.type in WATCH_TRIGGERS
+
+    @property
     def lookback_ms(self) -> int:
         """How far back the facts must reach for this trigger."""
         return int(self.days * DAY_MS) if self.type == "repeated_views" else 0
@@ -66,13 +78,15 @@ class Facts:
     ``last_purchase_ms``: their latest purchase (None: never); ``cart_units`` and
     ``last_cart_add_ms``: units put in the cart (less those taken out) since that purchase,
     and the latest add; ``views``: item -> (views in the lookback, first of them);
-    ``bought_since``: item -> latest purchase of it in the lookback."""
+    ``bought_since``: item -> latest purchase of it in the lookback; ``watched``: watch
+    kind -> items whose watch has a change that has not fired yet."""
 
     last_purchase_ms: int | None = None
     cart_units: int = 0
     last_cart_add_ms: int | None = None
     views: Mapping[str, tuple[int, int]] = field(default_factory=dict)
     bought_since: Mapping[str, int] = field(default_factory=dict)
+    watched: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 def parse_trigger(raw: Any, oid: str) -> Trigger | None:
@@ -89,11 +103,12 @@ def parse_trigger(raw: Any, oid: str) -> Trigger | None:
     if not isinstance(raw, Mapping) or raw.get("type") not in _KEYS:
         raise InvalidOffer(f"offer {oid}: trigger.type must be one of {', '.join(TRIGGER_TYPES)}")
     kind = raw["type"]
-    extra = sorted(set(raw) - _KEYS[kind] - {"type", "window_days", "valid_days"})
+    common = {"valid_days"} if kind in WATCH_TRIGGERS else {"window_days", "valid_days"}
+    extra = sorted(set(raw) - _KEYS[kind] - {"type"} - common)
     if extra:
         raise InvalidOffer(f"offer {oid}: unknown trigger field(s) for {kind}: {', '.join(extra)}")
     values: dict[str, Any] = {}
-    for key in (*_KEYS[kind], "window_days", "valid_days"):
+    for key in (*_KEYS[kind], *sorted(common)):
         if key not in raw:
             continue
         value = raw[key]
@@ -108,7 +123,9 @@ def parse_trigger(raw: Any, oid: str) -> Trigger | None:
 
 def fires(trigger: Trigger, facts: Facts, now: int) -> list[str | None]:
     """The instances ``trigger`` fires for at ``now`` given ``facts``: item ids for repeated
-    views, ``[None]`` for a shopper-wide trigger, ``[]`` when it does not fire."""
+    views and watches, ``[None]`` for a shopper-wide trigger, ``[]`` when it does not fire."""
+    if trigger.watched:
+        return list(facts.watched.get(trigger.type, ()))
     if trigger.type == "abandoned_cart":
         added = facts.last_cart_add_ms
         left_for = int(trigger.after_hours * HOUR_MS)
@@ -126,4 +143,4 @@ def fires(trigger: Trigger, facts: Facts, now: int) -> list[str | None]:
     return viewed
 
 
-__all__ = ["TRIGGER_TYPES", "Facts", "Trigger", "fires", "parse_trigger"]
+__all__ = ["TRIGGER_TYPES", "WATCH_TRIGGERS", "Facts", "Trigger", "fires", "parse_trigger"]

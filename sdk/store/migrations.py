@@ -12,6 +12,9 @@ import sqlite3
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .ledger_schema import FLEET_OFFERS_SQL, REDEMPTION_REPORT_SQL
+from .watch_schema import NOTIFICATIONS_SQL, WATCHES_SQL
+
 MIGRATIONS = Migrations("shelfwise")
 
 
@@ -589,71 +592,19 @@ def _fleet_copies(db: Database) -> None:
 
 @MIGRATIONS(name="016_redemption_report")
 def _redemption_report(db: Database) -> None:
-    # The redemption report (shelfwise.offers.reporting): each ledger row names the store and
-    # the points it earned or spent; a voided order's rows move to voided_redemptions (the
-    # live ledger counts limits, the report shows both); sandbox runs are kept apart.
-    ledger = (
-        "redemption_id TEXT PRIMARY KEY, offer_id TEXT NOT NULL, code TEXT, "
-        "shopper_id TEXT NOT NULL, amount REAL NOT NULL, ts_ms INTEGER NOT NULL, order_id TEXT, "
-        "store_id TEXT NOT NULL DEFAULT '', points_earned INTEGER NOT NULL DEFAULT 0, "
-        "points_spent INTEGER NOT NULL DEFAULT 0"
-    )
-    run_script(
-        db,
-        f"""
-        ALTER TABLE redemptions ADD COLUMN store_id TEXT NOT NULL DEFAULT '';
-        ALTER TABLE redemptions ADD COLUMN points_earned INTEGER NOT NULL DEFAULT 0;
-        ALTER TABLE redemptions ADD COLUMN points_spent INTEGER NOT NULL DEFAULT 0;
-        CREATE INDEX redemptions_by_time ON redemptions(ts_ms);
-        CREATE TABLE voided_redemptions ({ledger}, voided_ms INTEGER NOT NULL);
-        CREATE INDEX voided_redemptions_by_time ON voided_redemptions(ts_ms);
-        CREATE TABLE sandbox_redemptions ({ledger});
-        CREATE INDEX sandbox_redemptions_by_time ON sandbox_redemptions(ts_ms);
-        -- Orders redeemed before this migration: their points are in the stored price.
-        UPDATE redemptions SET
-            points_earned = coalesce((SELECT sum(json_extract(a.value, '$.points'))
-                FROM orders o, json_each(o.priced, '$.applied') a
-                WHERE o.order_id = redemptions.order_id
-                AND json_extract(a.value, '$.offer_id') = redemptions.offer_id
-                AND coalesce(json_extract(a.value, '$.code'), '') = coalesce(redemptions.code, '')
-            ), 0),
-            points_spent = coalesce((SELECT sum(json_extract(a.value, '$.points_cost'))
-                FROM orders o, json_each(o.priced, '$.applied') a
-                WHERE o.order_id = redemptions.order_id
-                AND json_extract(a.value, '$.offer_id') = redemptions.offer_id
-                AND coalesce(json_extract(a.value, '$.code'), '') = coalesce(redemptions.code, '')
-            ), 0)
-        WHERE order_id IS NOT NULL;
-        INSERT INTO voided_redemptions (redemption_id, offer_id, code, shopper_id, amount, ts_ms,
-            order_id, points_earned, points_spent, voided_ms)
-        SELECT lower(hex(randomblob(16))), json_extract(a.value, '$.offer_id'),
-            json_extract(a.value, '$.code'), o.shopper_id, json_extract(a.value, '$.amount'),
-            o.created_ms, o.order_id, json_extract(a.value, '$.points'),
-            json_extract(a.value, '$.points_cost'), o.voided_ms
-        FROM orders o, json_each(o.priced, '$.applied') a WHERE o.state = 'voided';
+    run_script(db, REDEMPTION_REPORT_SQL)  # the redemption report's ledger (see ledger_schema)
+
+
+@MIGRATIONS(name="016_watches")
+def _watches(db: Database) -> None:
+    run_script(db, WATCHES_SQL)  # members' watches on items (see watch_schema)
+
+
+@MIGRATIONS(name="017_notifications")
+def _notifications(db: Database) -> None:
+    run_script(db, NOTIFICATIONS_SQL)  # the notification outbox (see watch_schema)
 
 
 @MIGRATIONS(name="018_fleet_offers")
 def _fleet_offers(db: Database) -> None:
-    # Fleet-wide limits (shelfwise.offers.leases): per offer, the share of its fleet-wide
-    # redemptions and budget the collector leased this device (all-time totals this device may
-    # have used, not increments) and the exchange's sequence number; ledger_reports remembers
-    # which redemptions the collector heard of (and whether as voided), for its reconciliation.
-    run_script(
-        db,
-        """
-        CREATE TABLE offer_leases (
-            offer_id TEXT PRIMARY KEY,
-            seq INTEGER NOT NULL DEFAULT 0,
-            redemptions INTEGER,
-            budget REAL,
-            expires_ms INTEGER NOT NULL DEFAULT 0,
-            status TEXT NOT NULL DEFAULT 'none',
-            updated_ms INTEGER NOT NULL
-        );
-        CREATE TABLE ledger_reports (
-            redemption_id TEXT PRIMARY KEY,
-            state TEXT NOT NULL CHECK (state IN ('committed', 'voided'))
-        );
-        """,
-    )
+    run_script(db, FLEET_OFFERS_SQL)  # shares of fleet-wide limits, the ledger's reports
