@@ -585,3 +585,25 @@ def _fleet_copies(db: Database) -> None:
         );
         """,
     )
+
+
+@MIGRATIONS(name="050_recommend_experiments")
+def _recommend_experiments(db: Database) -> None:
+    # Recommender experiments (shelfwise.recommend.experiments): one definition per id; the
+    # partial index keeps at most one running experiment per surface, so a request is never
+    # claimed by two. Assignment is a hash (nothing per shopper is stored here); exposures,
+    # clicks and conversions are events.
+    run_script(
+        db,
+        """
+        CREATE TABLE recommend_experiments (
+            experiment_id TEXT PRIMARY KEY,
+            surface TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX recommend_experiments_running
+            ON recommend_experiments(surface) WHERE active = 1;
+        """,
+    )
