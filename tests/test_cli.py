@@ -334,3 +334,41 @@ def test_a_bad_filter_option_is_one_error_line_and_exit_2(
     code, out, err = _run(capsys, *argv, *options)
     assert (code, out) == (2, "")
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_recommend_experiments_define_list_report_and_stop_mirror_the_python_api(
+    db: Path, bundle_path: Path, tmp_path: Path
+) -> None:
+    definition = tmp_path / "experiment.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "experiment_id": "model-vs-popular",
+                "surface": "for-you",
+                "arms": [{"name": "model"}, {"name": "popular", "surface": "best-sellers"}],
+            }
+        )
+    )
+    run = CliRunner().invoke
+    group = ["recommend-experiments"]
+    started = run(cli, [*group, "define", "--db", str(db), str(definition), "--json"])
+    assert started.exit_code == 0 and json.loads(started.stdout)["active"] is True
+    again = run(cli, [*group, "define", "--db", str(db), str(definition)])
+    assert again.exit_code == 2 and "exists" in again.stderr
+    with shelfwise.open(db, bundle=bundle_path) as sw:
+        member = sw.member("L-1")
+        shown = member.recommend("for-you", record=True)
+        member.clicked(shown[0])
+    report = json.loads(
+        run(cli, [*group, "report", "--db", str(db), "model-vs-popular", "--json"]).stdout
+    )
+    arm = next(a for a in report["arms"] if a["name"] == shown[0].arm)
+    assert (arm["impressions"], arm["clicks"], arm["ctr"]) == (1, 1, 1.0)
+    text = run(cli, [*group, "report", "--db", str(db), "model-vs-popular"]).stdout
+    assert "100.0%" in text and "lift" in text
+    assert "running" in run(cli, [*group, "list", "--db", str(db)]).stdout
+    assert run(cli, [*group, "stop", "--db", str(db), "model-vs-popular"]).exit_code == 0
+    listed = json.loads(run(cli, [*group, "list", "--db", str(db), "--json"]).stdout)
+    assert [e["active"] for e in listed] == [False]
+    missing = run(cli, [*group, "report", "--db", str(db), "nope"])
+    assert missing.exit_code == 2 and missing.stderr == "error: no recommender experiment 'nope'\n"

@@ -22,7 +22,7 @@ from typing import Any
 import click
 
 from .. import ShelfwiseError, __version__
-from . import catalog, model, offers, scan, shopper, sync
+from . import catalog, experiments, model, offers, scan, shopper, sync
 from .exit_codes import HELP_TABLE, ExitCode
 from .output import command_logging, one_line, report_error, show_log_lines, silence_stdout
 
@@ -121,7 +121,7 @@ def cli() -> None:
     """
 
 
-for _module in (shopper, catalog, scan, offers, sync, model):
+for _module in (shopper, catalog, scan, offers, experiments, sync, model):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 
