@@ -65,6 +65,36 @@ def test_an_arm_runs_its_own_strategy(sw: shelfwise.Shelfwise) -> None:
     }, "the model arm serves the barbecue items the bundle puts near sausages"
 
 
+def test_an_arm_can_be_another_parameterisation_of_the_same_surface(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    sw.recommend_experiments.define(
+        {
+            "experiment_id": "model-vs-popular",
+            "surface": "for-you",
+            "arms": [{"name": "one-per-aisle", "diversity": 1}, {"name": "two-per-aisle"}],
+        }
+    )
+    for arm, most_per_aisle in [("one-per-aisle", 1), ("two-per-aisle", 2)]:
+        member = _member_in(sw, arm)
+        member.view("juice")
+        shown = member.recommend("for-you", limit=4)
+        aisles = [r.item.category for r in shown]
+        assert len(shown) == 4 and max(map(aisles.count, aisles)) == most_per_aisle, aisles
+
+
+@given(st.text(min_size=1, max_size=20), st.floats(0.01, 100), st.floats(0.01, 100))
+def test_a_shoppers_arm_is_one_of_the_two_and_never_changes(
+    shopper_id: str, first_weight: float, second_weight: float
+) -> None:
+    from shelfwise.recommend.experiments import Arm, RecommendExperiment
+
+    arms = (Arm("a", weight=first_weight), Arm("b", weight=second_weight))
+    experiment = RecommendExperiment("e1", "for-you", arms)
+    assert experiment.arm_for(shopper_id) in arms
+    assert experiment.arm_for(shopper_id) == experiment.arm_for(shopper_id)
+
+
 def test_clicks_and_purchases_of_shown_items_count_for_the_arm_that_showed_them(
     sw: shelfwise.Shelfwise,
 ) -> None:

@@ -124,7 +124,6 @@ def experiment_report(store: Store, experiment: RecommendExperiment) -> Experime
             for team, name in enumerate(names):
                 counts[kind][name] += teams[team]
             session_of[str(payload.get("shown_id"))] = str(payload.get("session", ""))
-            clicks.setdefault(session_of[str(payload.get("shown_id"))], [0, 0])
             continue
         counts[kind][arm] += 1
         session = session_of.get(str(payload.get("shown_id")))

@@ -34,8 +34,9 @@ import hashlib
 import json
 import logging
 import random
+import threading
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -262,6 +263,7 @@ class RecommendExperiments:
         self._default = recommender
         # Arm bundles loaded side by side with the served one, by folder (loaded once).
         self._recommenders: dict[str, Recommender] = {}
+        self._loading = threading.Lock()
 
     # -- definitions ----------------------------------------------------------------------
     def define(self, definition: Mapping[str, Any]) -> RecommendExperiment:
@@ -342,21 +344,37 @@ class RecommendExperiments:
 
     def running_on(self, surface: str) -> RecommendExperiment | None:
         """The experiment serving ``surface`` now, if any."""
-        row = self._running_row(self._store, surface)
-        return _from_row(row) if row is not None else None
+        # On every recommendation: plain tuples, and the common case (none) parses nothing.
+        rows = self._store.rows(
+            "SELECT experiment_id, surface, definition, active FROM recommend_experiments "
+            "WHERE surface = ? AND active = 1",
+            [surface],
+        )
+        if not rows:
+            return None
+        experiment_id, surface, definition, active = rows[0]
+        return _from_row(
+            {
+                "experiment_id": experiment_id,
+                "surface": surface,
+                "definition": definition,
+                "active": active,
+            }
+        )
 
     # -- serving --------------------------------------------------------------------------
     def _arm_recommender(self, arm: Arm) -> Recommender:
         if not arm.bundle:
             return self._default
-        if arm.bundle not in self._recommenders:
-            main = self._default.model
-            handle = ModelHandle(public_key=main.public_key, threads=main.threads)
-            handle.swap(arm.bundle)
-            self._recommenders[arm.bundle] = Recommender(
-                self._default.sources.store, self._default.catalog, handle
-            )
-        return self._recommenders[arm.bundle]
+        with self._loading:  # concurrent requests load a bundle once
+            if arm.bundle not in self._recommenders:
+                main = self._default.model
+                handle = ModelHandle(public_key=main.public_key, threads=main.threads)
+                handle.swap(arm.bundle)
+                self._recommenders[arm.bundle] = Recommender(
+                    self._default.sources.store, self._default.catalog, handle
+                )
+            return self._recommenders[arm.bundle]
 
     def serve(
         self,
@@ -408,7 +426,11 @@ class RecommendExperiments:
 
     @staticmethod
     def _interleave(
-        experiment: RecommendExperiment, shopper_id: str, context: Context, limit: int, run: Any
+        experiment: RecommendExperiment,
+        shopper_id: str,
+        context: Context,
+        limit: int,
+        run: Callable[[Arm], list[Recommendation]],
     ) -> list[Recommendation]:
         lists = [run(arm) for arm in experiment.arms]
         by_team = [{r.item.item_id: r for r in results} for results in lists]
