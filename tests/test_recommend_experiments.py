@@ -265,6 +265,36 @@ def test_per_arm_counts_travel_in_the_summaries_and_small_ones_are_suppressed(
     assert not [c for c in released if c[4] == "model"]
 
 
+def test_the_collector_receives_per_arm_counts_over_http(
+    sw: shelfwise.Shelfwise, tmp_path: Path
+) -> None:
+    from sync_helpers import serve_in_thread
+
+    from shelfwise.upstream import SqliteStorage, create_app
+
+    storage = SqliteStorage(str(tmp_path / "collector.db"))
+    secret = storage.add_device("kiosk-1", region="north", stores=("store-1",))
+    sw.recommend_experiments.define(MODEL_VS_POPULAR)
+    for start in (0, 300, 600):
+        member = _member_in(sw, "model", start=start)
+        member.clicked(member.recommend("for-you", limit=2, record=True)[0])
+    sw.summarise(device_id="kiosk-1", k=3, include_open_hour=True)
+    with serve_in_thread(create_app(storage, rate_per_s=0)) as live:
+        report = sw.sync(
+            f"http://127.0.0.1:{live.port}",
+            shelfwise.Credentials("kiosk-1", secret),
+            summarise_first=False,
+            fleet=False,
+            documents=(),
+            members=False,
+        )
+    assert report.error is None and report.remaining == 0
+    totals = {(k[0], k[3], k[4]): n for k, (n, _) in storage.totals().items()}
+    assert totals[("recommendation_shown", "model-vs-popular", "model")] == 3
+    assert totals[("recommendation_clicked", "model-vs-popular", "model")] == 3
+    storage.close()
+
+
 # -- team draft, the pure algorithm ---------------------------------------------------------
 rankings = st.lists(st.sampled_from([f"i{n}" for n in range(12)]), max_size=12)
 
