@@ -254,6 +254,8 @@ class Shopper:
         ``record=True`` records the list as shown (a ``recommendation_shown`` event) and gives
         each result a ``shown_id`` and ``position``; pass a result to ``clicked`` when the
         shopper takes it, so click-through per surface is measured (and synced as counts).
+        A recommender experiment running on the surface (``sw.recommend_experiments``)
+        serves the shopper's arm: each result then names its ``experiment`` and ``arm``.
         ``k`` is the deprecated name of ``limit``.
 
         Example:
@@ -265,7 +267,6 @@ class Shopper:
         if k is not None:
             warn_renamed("recommend(k=...)", "recommend(limit=...)")
             limit = k
-        # A recommender experiment running on the surface serves the shopper's arm.
         results = self._sw.recommend_experiments.serve(
             self.shopper_id,
             surface,
