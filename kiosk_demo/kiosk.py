@@ -219,6 +219,9 @@ class Kiosk:
 
         The next person who scans the same card starts from nothing of this visit.
         """
+        with self._shown_lock:  # the lists this visit was shown go with it
+            for shown_id in [k for k, (owner, _) in self.shown.items() if owner == shopper_id]:
+                del self.shown[shown_id]
         with contextlib.suppress(UnknownShopper):
             shopper = self.sw.shopper(shopper_id)
             if shopper.is_member:

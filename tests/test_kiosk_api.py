@@ -446,5 +446,11 @@ def test_a_recommender_experiment_counts_its_shelf_taps_and_purchases_on_the_sta
         assert (arms["popular"]["impressions"], arms["popular"]["clicks"]) == (1, 1)
         assert arms["popular"]["conversions"] == 1 and arms["popular"]["ctr"] == 1.0
         assert arms["model"]["impressions"] == 0
+
+        # The visit is over: the lists it was shown are gone, and nobody else can tap them.
+        client.post("/api/session/end", json={})
+        assert tapped["shown_id"] not in client.app.state.kiosk.shown  # type: ignore[attr-defined]
+        client.post("/api/session/start", json={})
+        assert client.post("/api/recommendation/click", json=body).status_code == 404
     finally:
         sw.recommend_experiments.stop("kiosk-shelf")
