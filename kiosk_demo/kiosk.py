@@ -24,6 +24,7 @@ import hmac
 import logging
 import secrets
 import threading
+from collections import OrderedDict
 from contextvars import ContextVar
 from dataclasses import InitVar, dataclass, field
 from pathlib import Path
@@ -56,6 +57,7 @@ CONSENT_LABELS = {
 
 STAFF_BACKOFF = shelfwise.Backoff(free=3, base_s=2.0, max_s=900.0)
 DEFAULT_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+MAX_SHOWN_KEPT = 500  # recorded lists a tap can still be credited to (the newest)
 
 
 LANGUAGE: ContextVar[str] = ContextVar("kiosk_language", default="en")
@@ -175,6 +177,12 @@ class Kiosk:
         self.csrf_key = secrets.token_bytes(32)
         # Counted in the store: a restart does not reset a lockout.
         self.staff_throttle = sw.throttle("staff_pin", STAFF_BACKOFF)
+        # Lists a recommender experiment served, by shown id: a tap on one of their items
+        # is its click (Shopper.clicked needs the Recommendation itself). The newest only.
+        self.shown: OrderedDict[str, tuple[str, dict[str, shelfwise.Recommendation]]] = (
+            OrderedDict()
+        )
+        self._shown_lock = threading.Lock()
 
     # -- sessions -------------------------------------------------------------------------
     def shopper(self, request: Request) -> shelfwise.Shopper:
@@ -212,6 +220,9 @@ class Kiosk:
 
         The next person who scans the same card starts from nothing of this visit.
         """
+        with self._shown_lock:  # the lists this visit was shown go with it
+            for shown_id in [k for k, (owner, _) in self.shown.items() if owner == shopper_id]:
+                del self.shown[shown_id]
         with contextlib.suppress(UnknownShopper):
             shopper = self.sw.shopper(shopper_id)
             if shopper.is_member:
@@ -323,10 +334,30 @@ class Kiosk:
     # -- product views --------------------------------------------------------------------
     def recs(self, shopper: shelfwise.Shopper, surface: str, k: int = 6, **kw: Any) -> list[Any]:
         """One surface's recommendations as JSON-ready rows ([] for an unknown item)."""
+        # Recorded as shown only under an experiment: that is where impressions are counted.
+        record = self.sw.recommend_experiments.running_on(surface) is not None
         try:
-            return [rec_row(r) for r in shopper.recommend(surface, limit=k, **kw)]
+            results = shopper.recommend(surface, limit=k, record=record, **kw)
         except UnknownItem:
             return []
+        if record and results:
+            with self._shown_lock:
+                self.shown[results[0].shown_id] = (
+                    shopper.shopper_id,
+                    {r.item.item_id: r for r in results},
+                )
+                while len(self.shown) > MAX_SHOWN_KEPT:
+                    self.shown.popitem(last=False)
+        return [rec_row(r) for r in results]
+
+    def clicked(self, shopper: shelfwise.Shopper, shown_id: str, item_id: str) -> bool:
+        """Record a tap on an item of a list this shopper was shown (False: not such a list)."""
+        with self._shown_lock:
+            owner, items = self.shown.get(shown_id, ("", {}))
+        if owner != shopper.shopper_id or item_id not in items:
+            return False
+        shopper.clicked(items[item_id])
+        return True
 
     def deals(self, shopper: shelfwise.Shopper) -> list[Any]:
         """Offers the SDK finds eligible for this shopper on the kiosk (shown = recorded)."""
@@ -398,6 +429,11 @@ class Kiosk:
             "kiosk_id": self.kiosk_id,
             "audit": [e.to_dict() for e in sw.audit_log(limit=20, device=self.kiosk_id)],
             "fleet": {"on": self.fleet_on, **sw.fleet.status().to_dict()},
+            # Per arm: lists shown, taps, CTR, purchases of shown items, lift.
+            "recommend_experiments": [
+                sw.recommend_experiment_report(e.experiment_id).to_dict()
+                for e in sw.recommend_experiments.all()
+            ],
         }
 
     # -- sync -----------------------------------------------------------------------------

@@ -75,8 +75,20 @@ async def search(request: Request) -> Any:
     }
 
 
+async def recommendation_click(request: Request) -> Any:
+    """A tap on an item of a shelf an experiment served: the click of its arm."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    data = await read_json(request)
+    shown_id, item_id = text_field(data, "shown_id", 64), text_field(data, "item_id", 200)
+    if not kiosk.clicked(shopper, shown_id, item_id):
+        raise ApiError(404, "UnknownList", "no such shown list for this session", "not_shown")
+    return {"ok": True}
+
+
 ROUTES = [
     Route("/api/scan", endpoint(scan), methods=["POST"]),
+    Route("/api/recommendation/click", endpoint(recommendation_click), methods=["POST"]),
     Route("/api/scan/image", endpoint(scan_image), methods=["POST"]),
     Route("/api/for-you", endpoint(for_you)),
     Route("/api/search", endpoint(search)),

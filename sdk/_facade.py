@@ -40,6 +40,8 @@ from .offers.redemption import release_holds_of
 from .profile.local import record_tombstone
 from .profile.sealing import blind_member_id
 from .recommend import Context, Recommendation, Recommender
+from .recommend.experiment_report import ExperimentReport, experiment_report
+from .recommend.experiments import RecommendExperiments
 from .recommend.filters import ItemFilter
 from .reports import DayReport, day_report
 from .store.connection import Store
@@ -76,6 +78,8 @@ class Shelfwise:
         self.catalog = Catalog(self.store)
         self.model = ModelHandle(public_key=public_key, threads=threads)
         self.recommender = Recommender(self.store, self.catalog, self.model)
+        # A/B splits and interleaving of two recommender strategies (docs/runtime.md).
+        self.recommend_experiments = RecommendExperiments(self.store, self.recommender)
         self.offers = Offers(self.store, self.catalog, store_id=store_id)
         self.geo = Geofences(self.store)
         # Fired triggers queued for the shopper's app (shelfwise.notifications).
@@ -352,6 +356,20 @@ class Shelfwise:
             category=category,
             filters=ItemFilter.of(filters),
         )
+
+    def recommend_experiment_report(self, experiment_id: str) -> ExperimentReport:
+        """Impressions, clicks, CTR, conversions and conversion rate per arm of a recommender
+        experiment, the lift, and (interleaved) wins/losses/ties with a sign-test p-value.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     sw.recommend_experiment_report("nothing-yet")
+            Traceback (most recent call last):
+            ...
+            shelfwise.InvalidInput: no recommender experiment 'nothing-yet'
+        """
+        return experiment_report(self.store, self.recommend_experiments.get(experiment_id))
 
     # -- the store's in-store barcode layout (logic in shelfwise.barcode.layout) ------------
     def barcode_layout(self) -> InStoreLayout:

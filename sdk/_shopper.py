@@ -32,6 +32,7 @@ from .offers.watches import Watch, add_watch, check_kind, remove_watch, watches_
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
+from .recommend.experiments import shown_tags
 from .recommend.filters import NO_FILTER, ItemFilter
 from .scan import ScanCard, scan
 from .sync.fleet import ProfilePull
@@ -114,6 +115,7 @@ class Shopper:
                 carts.apply_event(db, self.shopper_id, event)
                 if event.type == "purchase":
                     sw.offers.record_purchase(db, self.shopper_id, [event])
+                    sw.recommend_experiments.record_purchase(db, self.shopper_id, [event])
             else:
                 event = self._retried(db, event)
             identity.touch(db, self.shopper_id, now_ms())
@@ -175,6 +177,7 @@ class Shopper:
                 events.insert_event(db, self.shopper_id, event)
             # Experiment conversions commit with the purchase (shelfwise.offers).
             sw.offers.record_purchase(db, self.shopper_id, purchases)
+            sw.recommend_experiments.record_purchase(db, self.shopper_id, purchases)
             carts.empty(db, self.shopper_id)
             identity.touch(db, self.shopper_id, stamp)
         return purchases
@@ -252,6 +255,8 @@ class Shopper:
         ``record=True`` records the list as shown (a ``recommendation_shown`` event) and gives
         each result a ``shown_id`` and ``position``; pass a result to ``clicked`` when the
         shopper takes it, so click-through per surface is measured (and synced as counts).
+        A recommender experiment running on the surface (``sw.recommend_experiments``)
+        serves the shopper's arm: each result then names its ``experiment`` and ``arm``.
         ``k`` is the deprecated name of ``limit``.
 
         Example:
@@ -263,7 +268,8 @@ class Shopper:
         if k is not None:
             warn_renamed("recommend(k=...)", "recommend(limit=...)")
             limit = k
-        results = self._sw.recommender.recommend(
+        results = self._sw.recommend_experiments.serve(
+            self.shopper_id,
             surface,
             self.context(now=now),
             limit=limit,
@@ -277,13 +283,15 @@ class Shopper:
 
     def _record_shown(self, surface: str, results: list[Recommendation]) -> list[Recommendation]:
         shown_id = uuid.uuid4().hex
+        logged = results[:MAX_SHOWN_LOGGED]
         self.track(
             "recommendation_shown",
             payload={
                 "surface": surface,
                 "shown_id": shown_id,
-                "items": [r.item.item_id for r in results[:MAX_SHOWN_LOGGED]],
+                "items": [r.item.item_id for r in logged],
                 "model": self._sw.model_version or "",
+                **shown_tags(logged, self.shopper_id, now_ms()),
             },
         )
         return [replace(r, shown_id=shown_id, position=n) for n, r in enumerate(results, 1)]
@@ -310,6 +318,12 @@ class Shopper:
                 "surface": recommendation.surface,
                 "shown_id": recommendation.shown_id,
                 "position": recommendation.position,
+                # The arm the item came from: clicks count per experiment arm.
+                **(
+                    {"experiment": recommendation.experiment, "arm": recommendation.arm}
+                    if recommendation.experiment
+                    else {}
+                ),
             },
         )
 

@@ -26,7 +26,7 @@ import sqlite3
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from ._compat import warn_renamed
 from ._errors import InvalidBarcode, InvalidCatalog, InvalidInput, UnknownItem
@@ -243,6 +243,12 @@ def _check_key(item_id: object) -> None:
         raise UnknownItem(f"item {item_id!r} is not in the catalog", item=repr(item_id))
 
 
+class ItemPredicate(Protocol):
+    """What ``Catalog.search`` filters with (``shelfwise.ItemFilter`` is one)."""
+
+    def allows(self, item: Item) -> bool: ...
+
+
 class Catalog:
     """The items a store sells, read from and written to the store."""
 
@@ -339,9 +345,26 @@ class Catalog:
                 return self.by_gtin(id_or_code)
             raise
 
-    def search(self, query: str, *, limit: int = 20) -> list[Item]:
-        """Items matching every word of ``query`` (prefix match), best BM25 match first."""
-        return [item for item, _ in self.search_scored(query, limit=limit)]
+    def search(
+        self, query: str, *, limit: int = 20, filters: ItemPredicate | None = None
+    ) -> list[Item]:
+        """Items matching every word of ``query`` (prefix match), best BM25 match first;
+        with ``filters`` (a ``shelfwise.ItemFilter``), only the items it allows.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 3},
+            ...                                 {"item_id": "teapot", "name": "Tea pot", "price": 20}])
+            ...     cheap = shelfwise.ItemFilter.build(max_price=5)
+            ...     [item.item_id for item in sw.catalog.search("tea", filters=cheap)]
+            ['tea']
+        """
+        if filters is None:
+            return [item for item, _ in self.search_scored(query, limit=limit)]
+        # Read deeper: matches the filter drops must not leave the page short.
+        found = self.search_scored(query, limit=limit * 10)
+        return [item for item, _ in found if filters.allows(item)][:limit]
 
     def search_scored(self, query: str, *, limit: int = 20) -> list[tuple[Item, float]]:
         """``search`` with each item's text relevance (negated BM25: higher is better)."""

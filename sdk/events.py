@@ -7,7 +7,7 @@ Example:
     >>> validate_event({"type": "teleport"})
     Traceback (most recent call last):
     ...
-    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, offer_voided, purchase, recommendation_clicked, recommendation_shown, scan, scan_miss, search, view
+    shelfwise.InvalidEvent: event type 'teleport' is not one of: cart_add, cart_remove, experiment_conversion, experiment_exposure, geofence_dwell, geofence_enter, geofence_exit, offer_redeemed, offer_rejected, offer_shown, offer_voided, purchase, recommendation_clicked, recommendation_conversion, recommendation_shown, scan, scan_miss, search, view
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ PAYLOAD_KEYS = {
     # click-through a store can measure per surface (and per model or experiment arm).
     "recommendation_shown": "surface",
     "recommendation_clicked": "surface",
+    # A purchase of an item a recommender experiment showed (shelfwise.recommend.experiments).
+    "recommendation_conversion": "experiment",
 }
 EVENT_TYPES = frozenset(ITEM_EVENTS | PAYLOAD_KEYS.keys())
 # Events that say what a shopper is interested in, as the model reads them.

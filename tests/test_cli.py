@@ -340,3 +340,112 @@ def test_orders_refuse_bad_input_in_one_line_and_change_nothing(till: Path) -> N
     with shelfwise.open(till) as sw:
         assert sw.offers.redemptions(sandbox=None) == []
         assert sw.store.query("SELECT * FROM orders") == []
+
+
+def _recommended(db: Path, bundle_path: Path, *options: str) -> list[str]:
+    base = ["recommend", "--db", str(db), "--bundle", str(bundle_path), "--history", "sausages"]
+    result = CliRunner().invoke(cli, [*base, "--limit", "20", *options, "--json"])
+    assert result.exit_code == 0, result.stderr
+    return [r["item"]["item_id"] for r in json.loads(result.stdout)["recommendations"]]
+
+
+def test_recommend_keeps_only_the_items_the_filter_options_allow(
+    db: Path, bundle_path: Path
+) -> None:
+    with shelfwise.open(db) as sw:
+        sw.catalog.import_rows(
+            [{**row, "brand": "Grillmaster"} for row in CATALOG if row["item_id"] in {"charcoal"}]
+        )
+    everything = _recommended(db, bundle_path)
+    assert {"charcoal", "ketchup", "grill"} <= set(everything)
+    cheap = _recommended(db, bundle_path, "--min-price", "1.5", "--max-price", "5")
+    prices = {row["item_id"]: row["price"] for row in CATALOG}
+    assert cheap and all(1.5 <= prices[i] <= 5 for i in cheap)
+    assert "ketchup" in cheap and "grill" not in cheap
+    assert _recommended(db, bundle_path, "--brand", "grillmaster") == ["charcoal"]
+    assert _recommended(db, bundle_path, "--tag", "non_repeatable") == ["grill"]
+    assert _recommended(db, bundle_path, "--include", "ketchup,grill") == [
+        i for i in everything if i in {"ketchup", "grill"}
+    ]
+    kept = _recommended(db, bundle_path, "--exclude", "ketchup", "--exclude", "grill,charcoal")
+    assert kept == [i for i in everything if i not in {"ketchup", "grill", "charcoal"}]
+
+
+def test_catalog_search_takes_the_same_filter_options(db: Path) -> None:
+    run = CliRunner().invoke
+    args = ["catalog", "search", "--db", str(db), "l", "--json"]
+    found = [i["item_id"] for i in json.loads(run(cli, args).stdout)]
+    assert found == ["beer"]  # "Lager": the one item with a word starting with l
+    assert json.loads(run(cli, [*args, "--max-price", "5"]).stdout) == []
+    tagged = json.loads(run(cli, [*args, "--tag", "age_restricted", "--min-price", "7"]).stdout)
+    assert [i["item_id"] for i in tagged] == ["beer"]
+    assert json.loads(run(cli, [*args, "--exclude", "beer"]).stdout) == []
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--min-price", "5", "--max-price", "1"], "5 is above --max-price 1"),
+        (["--max-price", "-1"], "must be at least 0"),
+        (["--min-price", "nan"], "not a finite number"),
+        (["--include", "milk,unicorn"], "--include: item 'unicorn' is not in the catalog"),
+        (["--exclude", "unicorn"], "--exclude: item 'unicorn' is not in the catalog"),
+        (["--include", ","], "give at least one item id"),
+        (["--brand", " "], "--brand: must not be empty"),
+        (["--tag", ""], "--tag: must not be empty"),
+    ],
+)
+@pytest.mark.parametrize("command", ["recommend", "catalog search"])
+def test_a_bad_filter_option_is_one_error_line_and_exit_2(
+    db: Path,
+    bundle_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    options: list[str],
+    message: str,
+) -> None:
+    if command == "recommend":
+        argv = ["recommend", "--db", str(db), "--bundle", str(bundle_path), "--history", "milk"]
+    else:
+        argv = ["catalog", "search", "--db", str(db), "milk"]
+    code, out, err = _run(capsys, *argv, *options)
+    assert (code, out) == (2, "")
+    assert err.startswith("error: ") and err.count("\n") == 1 and message in err
+
+
+def test_recommend_experiments_define_list_report_and_stop_mirror_the_python_api(
+    db: Path, bundle_path: Path, tmp_path: Path
+) -> None:
+    definition = tmp_path / "experiment.json"
+    definition.write_text(
+        json.dumps(
+            {
+                "experiment_id": "model-vs-popular",
+                "surface": "for-you",
+                "arms": [{"name": "model"}, {"name": "popular", "surface": "best-sellers"}],
+            }
+        )
+    )
+    run = CliRunner().invoke
+    group = ["recommend-experiments"]
+    started = run(cli, [*group, "define", "--db", str(db), str(definition), "--json"])
+    assert started.exit_code == 0 and json.loads(started.stdout)["active"] is True
+    again = run(cli, [*group, "define", "--db", str(db), str(definition)])
+    assert again.exit_code == 2 and "exists" in again.stderr
+    with shelfwise.open(db, bundle=bundle_path) as sw:
+        member = sw.member("L-1")
+        shown = member.recommend("for-you", record=True)
+        member.clicked(shown[0])
+    report = json.loads(
+        run(cli, [*group, "report", "--db", str(db), "model-vs-popular", "--json"]).stdout
+    )
+    arm = next(a for a in report["arms"] if a["name"] == shown[0].arm)
+    assert (arm["impressions"], arm["clicks"], arm["ctr"]) == (1, 1, 1.0)
+    text = run(cli, [*group, "report", "--db", str(db), "model-vs-popular"]).stdout
+    assert "100.0%" in text and "lift" in text
+    assert "running" in run(cli, [*group, "list", "--db", str(db)]).stdout
+    assert run(cli, [*group, "stop", "--db", str(db), "model-vs-popular"]).exit_code == 0
+    listed = json.loads(run(cli, [*group, "list", "--db", str(db), "--json"]).stdout)
+    assert [e["active"] for e in listed] == [False]
+    missing = run(cli, [*group, "report", "--db", str(db), "nope"])
+    assert missing.exit_code == 2 and missing.stderr == "error: no recommender experiment 'nope'\n"

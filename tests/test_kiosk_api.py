@@ -414,3 +414,43 @@ def test_an_upgraded_demo_store_reseeds_a_stale_working_copy(tmp_path: Path) -> 
     finally:
         sw.close()
     assert (tmp_path / "work.db.old").exists(), "the previous working copy is kept aside"
+
+
+def test_a_recommender_experiment_counts_its_shelf_taps_and_purchases_on_the_staff_screen(
+    client: TestClient, store: tuple
+) -> None:
+    sw = store[0]
+    sw.recommend_experiments.define(
+        {
+            "experiment_id": "kiosk-shelf",
+            "surface": "for-you",
+            # One arm only gets traffic: the signed-in member's arm is known in advance.
+            "arms": [{"name": "model", "weight": 1e-6}, {"name": "popular", "surface": "trending"}],
+        }
+    )
+    try:
+        sign_in(client, busy_member_card(), {"personalization": True})
+        shelf = client.get("/api/for-you").json()["personal"]
+        assert shelf and all(r["arm"] == "popular" and r["shown_id"] for r in shelf)
+        tapped = shelf[0]
+        body = {"shown_id": tapped["shown_id"], "item_id": tapped["item"]["item_id"]}
+        assert client.post("/api/recommendation/click", json=body).status_code == 200
+        stranger = {**body, "shown_id": "not-a-list"}
+        assert client.post("/api/recommendation/click", json=stranger).status_code == 404
+        client.post("/api/cart/add", json={"item_id": tapped["item"]["item_id"]})
+        assert client.post("/api/checkout", json={}).status_code == 200
+
+        client.post("/api/staff/login", json={"pin": PIN})
+        [shown] = client.get("/api/staff/status").json()["recommend_experiments"]
+        arms = {arm["name"]: arm for arm in shown["arms"]}
+        assert (arms["popular"]["impressions"], arms["popular"]["clicks"]) == (1, 1)
+        assert arms["popular"]["conversions"] == 1 and arms["popular"]["ctr"] == 1.0
+        assert arms["model"]["impressions"] == 0
+
+        # The visit is over: the lists it was shown are gone, and nobody else can tap them.
+        client.post("/api/session/end", json={})
+        assert tapped["shown_id"] not in client.app.state.kiosk.shown  # type: ignore[attr-defined]
+        client.post("/api/session/start", json={})
+        assert client.post("/api/recommendation/click", json=body).status_code == 404
+    finally:
+        sw.recommend_experiments.stop("kiosk-shelf")

@@ -246,6 +246,8 @@ def test_the_staff_screen_refuses_without_the_pin(page, tmp_path: Path) -> None:
     page.locator("#staff-pin").press("Enter")
     page.get_by_test_id("staff-panel").wait_for()
     page.get_by_test_id("funnel-chart").wait_for()
+    experiments = page.get_by_test_id("recommend-experiments").inner_text()
+    assert "Recommender experiments" in experiments and "None running." in experiments
     audit = page.get_by_test_id("audit-log").inner_text()
     assert "unlocked" in audit and "wrong PIN" in audit, audit
     assert page.locator("#staff-login").is_hidden(), "the PIN form goes away once unlocked"

@@ -157,15 +157,22 @@ for (const type of ["pointerdown", "keydown", "touchstart"]) {
 }
 
 // -- tiles ------------------------------------------------------------------------------
-function tile(item, why, extra) {
+function tile(item, why, extra, tapped) {
+  const tap = tapped || (() => {});
   return el("div", { class: "tile", "data-item": item.item_id },
     el("div", { class: "name", text: item.name }),
     el("div", { class: "meta", text: [item.brand, item.category, money(item.price)].filter(Boolean).join(" · ") }),
     why ? el("div", { class: "why", text: "Why: " + why }) : null,
     extra || null,
     el("div", { class: "actions" },
-      el("button", { onclick: () => openItem(item), text: "Details" }),
-      el("button", { class: "primary", onclick: () => addToCart(item.item_id), text: "Add" })));
+      el("button", { onclick: () => { tap(); openItem(item); }, text: "Details" }),
+      el("button", { class: "primary", onclick: () => { tap(); addToCart(item.item_id); }, text: "Add" })));
+}
+
+// A shelf a recommender experiment served was recorded as shown: a tap is its arm's click.
+function recTapped(r) {
+  if (!r.shown_id) return null;
+  return () => api("/api/recommendation/click", { shown_id: r.shown_id, item_id: r.item.item_id }).catch(() => {});
 }
 
 function recGrid(title, recs, testid, empty) {
@@ -175,7 +182,7 @@ function recGrid(title, recs, testid, empty) {
     if (empty) box.append(el("p", { class: "muted", text: empty }));
     return box;
   }
-  box.append(el("div", { class: "grid" }, recs.map((r) => tile(r.item, r.reason))));
+  box.append(el("div", { class: "grid" }, recs.map((r) => tile(r.item, r.reason, null, recTapped(r)))));
   return box;
 }
 
@@ -684,6 +691,7 @@ function renderStaff(data) {
     hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
     funnel(data),
     tillPanel(data.till),
+    experimentsPanel(data.recommend_experiments || []),
     auditPanel(data)));
 }
 
@@ -700,6 +708,28 @@ function tillPanel(till) {
       row("Points burned", String(till.points_burned_today), String(till.points_burned_total)),
       row("Orders discounted", String(till.discounted_orders_today), String(till.discounted_orders_total)),
       row("Money off", money(till.order_discount_today), money(till.order_discount_total))));
+}
+
+// Recommender experiments: per arm, lists shown, taps, click-through, purchases of shown items.
+function percent(rate) { return rate === null || rate === undefined ? "–" : `${(rate * 100).toFixed(1)}%`; }
+
+function experimentsPanel(experiments) {
+  const blocks = experiments.map((x) => {
+    const pref = x.preference;
+    const summary = pref
+      ? `interleaved · first arm won ${pref.wins}, lost ${pref.losses}, tied ${pref.ties} (p = ${pref.p_value.toFixed(3)})`
+      : `split · lift ${percent(x.lift)} (conversion), ${percent(x.ctr_lift)} (CTR)`;
+    return el("div", { "data-testid": "experiment-" + x.experiment_id },
+      el("h3", { text: `${x.experiment_id} on ${x.surface}${x.active ? "" : " (stopped)"}` }),
+      el("table", { class: "status-table" },
+        el("tr", {}, ...["Arm", "Shown", "Taps", "CTR", "Bought", "Conversion"].map((h) => el("th", { text: h }))),
+        ...x.arms.map((a) => el("tr", { "data-arm": a.name },
+          ...[a.name, String(a.impressions), String(a.clicks), percent(a.ctr), String(a.conversions), percent(a.conversion_rate)]
+            .map((v) => el("td", { text: v }))))),
+      el("p", { class: "muted", text: summary }));
+  });
+  return el("div", { class: "panel", "data-testid": "recommend-experiments" }, el("h2", { text: "Recommender experiments" }),
+    blocks.length ? blocks : el("p", { class: "muted", text: "None running." }));
 }
 
 // Members across the chain: what waits here for the collector, and erasures each device

@@ -1,7 +1,8 @@
 """The ``shelfwise`` command line: the Python API's nouns and verbs, for operators (click).
 
 One root group holds every command; each module here holds one group of them (shopper,
-catalog, scan, offers, orders, notifications, sync, model). Every command has ``--help`` with an example and a
+catalog, scan, offers, orders, notifications, recommender experiments, sync, model). Every
+command has ``--help`` with an example and a
 ``--json`` flag; every failure is one ``error: ...`` line on stderr and an exit code from
 the one table in ``shelfwise.cli.exit_codes``.
 
@@ -22,7 +23,7 @@ from typing import Any
 import click
 
 from .. import ShelfwiseError, __version__
-from . import catalog, model, notifications, offers, orders, scan, shopper, sync
+from . import catalog, experiments, model, notifications, offers, orders, scan, shopper, sync
 from .exit_codes import HELP_TABLE, ExitCode
 from .output import command_logging, one_line, report_error, show_log_lines, silence_stdout
 
@@ -121,7 +122,7 @@ def cli() -> None:
     """
 
 
-for _module in (shopper, catalog, scan, offers, orders, notifications, sync, model):
+for _module in (shopper, catalog, scan, offers, orders, notifications, experiments, sync, model):
     for _command in _module.COMMANDS:
         cli.add_command(_command)
 

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import click
 
 from .. import Item
 from .. import open as open_store
+from .filters import filter_options, item_filter
 from .output import emit, json_option, key_values, table
 from .params import COUNT, InputFile, db_option
 
@@ -105,18 +107,20 @@ def get(db: str, item: str, as_json: bool) -> None:
 @db_option()
 @click.argument("query")
 @click.option("--limit", type=COUNT, default=20, show_default=True, help="At most this many.")
+@filter_options
 @json_option
-def search(db: str, query: str, limit: int, as_json: bool) -> None:
-    """Items matching every word of the query, best match first.
+def search(db: str, query: str, limit: int, as_json: bool, **filters: Any) -> None:
+    """Items matching every word of the query, best match first, optionally filtered.
 
-    Python: sw.catalog.search(query, limit=...)
+    Python: sw.catalog.search(query, limit=..., filters=shelfwise.ItemFilter.build(...))
 
     \b
     Example:
       shelfwise catalog search --db store.db "corn flakes" --limit 5 --json
+      shelfwise catalog search --db store.db tea --min-price 2 --max-price 5 --tag organic
     """
     with open_store(db) as sw:
-        items = sw.catalog.search(query, limit=limit)
+        items = sw.catalog.search(query, limit=limit, filters=item_filter(sw, **filters))
     emit(as_json, [i.to_dict() for i in items], lambda: _rows(items))
 
 

@@ -6,10 +6,13 @@ The Python API they mirror: ``Shelfwise.recommend``, ``forget_shopper``, ``expor
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from .. import SURFACES
 from .. import open as open_store
+from .filters import filter_options, item_filter
 from .output import emit, json_option, table
 from .params import COUNT, EPOCH_MS, POSITIVE, Folder, db_option
 
@@ -43,6 +46,7 @@ def _warn_k(ctx: click.Context, _param: click.Parameter, value: int | None) -> i
     "--limit", type=COUNT, default=10, show_default=True, help="At most this many results."
 )
 @click.option("--k", "k", type=COUNT, hidden=True, callback=_warn_k, help="Old name of --limit.")
+@filter_options
 @json_option
 def recommend(
     db: str,
@@ -56,14 +60,19 @@ def recommend(
     limit: int,
     k: int | None,
     as_json: bool,
+    **filters: Any,
 ) -> None:
     """Recommendations for a history of item ids, no shopper needed.
 
-    Python: sw.recommend(history=..., surface=..., limit=...)
+    Python: sw.recommend(history=..., surface=..., limit=..., filters={"max_price": 3, ...})
+
+    The filters keep only items in a price range, of some brands, carrying every --tag,
+    among the --include ids and never the --exclude ids.
 
     \b
     Example:
       shelfwise recommend --db store.db --bundle bundle/ --history 12,40,7 --limit 5 --json
+      shelfwise recommend --db store.db --bundle bundle/ --history 12 --max-price 3 --brand acme
     """
     with open_store(db, bundle=bundle, store_id=store) as sw:
         recs = sw.recommend(
@@ -73,6 +82,7 @@ def recommend(
             item=item,
             category=category,
             cart=_ids(cart),
+            filters=item_filter(sw, **filters),
         )
         data = {
             "model": sw.model_version,

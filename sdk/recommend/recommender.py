@@ -43,6 +43,11 @@ class Recommendation:
     position: int = 0
     # The reason as a code with parameters (``reason`` is its English text): see ``reason_in``.
     why: Reason | None = None
+    # Set when a recommender experiment served the list: its id, the arm this item came
+    # from, and (interleaved) that arm's team, 0 or 1 (-1: not interleaved).
+    experiment: str = ""
+    arm: str = ""
+    team: int = -1
 
     def reason_in(self, language: str) -> str:
         """The reason in ``language`` (``"en"``, ``"it"``; English for any other).
@@ -65,6 +70,7 @@ class Recommendation:
             "surface": self.surface,
             **({"shown_id": self.shown_id, "position": self.position} if self.shown_id else {}),
             **({"reason_code": self.why.to_dict()} if self.why is not None else {}),
+            **({"experiment": self.experiment, "arm": self.arm} if self.experiment else {}),
         }
 
 

@@ -608,3 +608,25 @@ def _notifications(db: Database) -> None:
 @MIGRATIONS(name="018_fleet_offers")
 def _fleet_offers(db: Database) -> None:
     run_script(db, FLEET_OFFERS_SQL)  # shares of fleet-wide limits, the ledger's reports
+
+
+@MIGRATIONS(name="050_recommend_experiments")
+def _recommend_experiments(db: Database) -> None:
+    # Recommender experiments (shelfwise.recommend.experiments): one definition per id; the
+    # partial index keeps at most one running experiment per surface, so a request is never
+    # claimed by two. Assignment is a hash (nothing per shopper is stored here); exposures,
+    # clicks and conversions are events.
+    run_script(
+        db,
+        """
+        CREATE TABLE recommend_experiments (
+            experiment_id TEXT PRIMARY KEY,
+            surface TEXT NOT NULL,
+            definition TEXT NOT NULL,
+            active INTEGER NOT NULL DEFAULT 1,
+            created_ms INTEGER NOT NULL
+        );
+        CREATE UNIQUE INDEX recommend_experiments_running
+            ON recommend_experiments(surface) WHERE active = 1;
+        """,
+    )

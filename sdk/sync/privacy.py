@@ -8,7 +8,8 @@ conversions); ``bucket_ms`` is the UTC hour for event cells and the UTC day for 
 distinct-contributor metrics (segment, conversion, pair) and carried-over cells
 (``<metric>_day_rest``), which are counted when a day closes; ``a``/``b`` are the
 cell's dimensions (item id, offer id and reason, experiment and variant, ...; ``""`` when
-unused); ``n`` counts events (baskets for pairs, members for segments) and ``q`` sums
+unused; a recommender experiment's lists, clicks and conversions are counted per experiment
+and arm); ``n`` counts events (baskets for pairs, members for segments) and ``q`` sums
 quantities. Cells are keyed by store, day and hour, never by shopper: shopper ids are only
 hashed in memory to count distinct contributors, and are never written or sent.
 
@@ -150,11 +151,16 @@ def dimensions(event_type: str, item_id: str | None, payload: Mapping[str, Any])
         ('o1', 'expired')
         >>> dimensions("search", None, {"query": "my name is Ann"})
         ('', '')
+        >>> dimensions("recommendation_clicked", "tea", {"experiment": "e1", "arm": "popular"})
+        ('e1', 'popular')
     """
     if event_type == "scan_miss":
         code = str(payload.get("code", ""))
         # Barcodes are numbers; anything else typed into the box is never sent as-is.
         return (code if code.isdigit() and len(code) <= 14 else "invalid", "")
+    experiment, arm = _label(payload.get("experiment")), _label(payload.get("arm"))
+    if experiment and arm:  # a recommender experiment's lists, clicks, conversions: per arm
+        return (experiment, arm)
     labels = [_label(payload.get(key)) for key in DIMENSION_KEYS]
     present = [label for label in labels if label is not None]
     if item_id:
