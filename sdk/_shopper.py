@@ -21,6 +21,7 @@ from . import auth, events, identity
 from . import cart as carts
 from ._compat import warn_renamed
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
+from ._member_profile import MemberProfileMixin
 from ._time import now_ms
 from .cart import CartLine
 from .catalog import Item
@@ -29,14 +30,10 @@ from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
 from .offers import OfferContext, Order, OrderPrice, RankedOffer, Redemption, Reservation
 from .offers.watches import Watch, add_watch, check_kind, remove_watch, watches_of
-from .profile import MemberProfile, merge_all, seal, unseal
-from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
 from .recommend import Context, Recommendation, build_context, rerank_search
 from .recommend.experiments import shown_tags
 from .recommend.filters import NO_FILTER, ItemFilter
 from .scan import ScanCard, scan
-from .sync.fleet import ProfilePull
-from .sync.protocol import Credentials
 
 MAX_SHOWN_LOGGED = 50  # item ids kept in a recommendation_shown event
 
@@ -44,7 +41,7 @@ if TYPE_CHECKING:
     from ._facade import Shelfwise
 
 
-class Shopper:
+class Shopper(MemberProfileMixin):
     """One shopper's journey: track events, keep a cart, ask for recommendations."""
 
     def __init__(self, sw: Shelfwise, shopper_id: str) -> None:
@@ -492,63 +489,6 @@ class Shopper:
     def watches(self) -> list[Watch]:
         """This member's watches, oldest first. Example: ``[w.item_id for w in member.watches()]``"""
         return watches_of(self._sw.store, self.shopper_id)
-
-    # -- the member's profile across the fleet (logic in shelfwise.profile) -------------------
-    def profile(self) -> MemberProfile:
-        """The member's profile as this device holds it (what travels, sealed, to their others).
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.member("L-1", consents={"offers": True}).profile().consent("offers")
-            True
-        """
-        if not self.info().is_member:
-            raise InvalidInput("only a loyalty member has a profile that travels")
-        return read_profile(self._sw.store, self.shopper_id)
-
-    def seal_profile(self, key: bytes) -> bytes:
-        """Seal the member's profile with their key and queue it for the collector.
-
-        Needs the ``profile_sync`` consent (``ConsentRequired``); the key comes with the member
-        (card + PIN, or the phone app's QR) and is never stored. Example: ``shopper.seal_profile(key)``
-        """
-        self.require_consent("profile_sync")
-        sw = self._sw
-        blinded = sw.blinded_id(self.shopper_id)
-        # An erasure this device knows of binds every copy it sends from now on.
-        profile = self.profile().erase(tombstone_of(sw.store, blinded))
-        sealed = seal(profile.to_dict(), key, blinded_id=blinded)
-        queue_sealed(sw.store, blinded, sealed, profile.epoch)
-        return sealed
-
-    def open_profiles(self, sealed: Sequence[bytes], key: bytes) -> MemberProfile:
-        """Merge sealed copies from the member's other devices into this store; return the result.
-
-        Every copy must open with the member's key (``ProfileSealError`` otherwise, nothing
-        merged). Example: ``shopper.open_profiles(blobs_from_the_collector, key)``
-        """
-        blinded = self._sw.blinded_id(self.shopper_id)
-        copies = [MemberProfile.from_dict(unseal(blob, key, blinded_id=blinded)) for blob in sealed]
-        merged = merge_all(copies).erase(tombstone_of(self._sw.store, blinded))
-        apply_profile(self._sw.store, self.shopper_id, merged)
-        self._sw.offers.confirm_member(self.shopper_id)  # its uses elsewhere are known now
-        return self.profile()
-
-    def pull_profile(
-        self, key: bytes, url: str, credentials: Credentials, *, timeout_s: float = 10.0
-    ) -> ProfilePull:
-        """Fetch the member's sealed copies from the collector, open them with the member's
-        key (``sw.fleet.member_key``) and merge them into this store.
-
-        A collector that cannot be reached is no error: ``online`` is False and the device
-        serves what it holds. Copies that exist but none opens raise ``ProfileSealError``
-        (a wrong PIN; nothing merged). An erasure the collector knows of is applied first.
-        Example: ``member.pull_profile(sw.fleet.member_key(card, pin), url, credentials)``
-        """
-        if not self.info().is_member:
-            raise InvalidInput("only a loyalty member has a profile that travels")
-        return self._sw.fleet.pull(self.shopper_id, key, url, credentials, timeout_s=timeout_s)
 
     # -- signing in and leaving ----------------------------------------------------------
     def sign_in(
