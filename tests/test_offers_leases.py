@@ -4,6 +4,7 @@ shares stop redemptions and come back; the collector reconciles every device's l
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from shelfwise.sync.downstream import build_document
 from shelfwise.sync.leasing import LEASES_PATH, LeaseRequest, WireAsk, exchange_offers
 from shelfwise.sync.protocol import generate_signing_key, pack_wire, sign_request
 from shelfwise.upstream import SqliteStorage, create_app
+from shelfwise.upstream.__main__ import main as upstream_main
 
 HOUR_MS = 3_600_000
 
@@ -83,7 +85,9 @@ def redeem(sw: shelfwise.Shelfwise, member: str, order: str) -> str:
     return priced.left_out[0].reason
 
 
-def test_a_device_redeems_only_inside_its_share_and_a_sync_refills_it(chain: Chain) -> None:
+def test_a_device_redeems_only_inside_its_share_and_a_sync_refills_it(
+    chain: Chain, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     sw, _ = chain.devices[0]
     report = chain.sync(0)  # the offers document comes down, then a share of the offer
     assert report.error is None and report.shares_granted == 1
@@ -97,6 +101,9 @@ def test_a_device_redeems_only_inside_its_share_and_a_sync_refills_it(chain: Cha
     (share,) = sw.offers.leases()
     assert (share.redemptions, share.used_redemptions, share.live) == (6, 3, True)
     assert redeem(sw, "L-9", "o-9") == "redeemed"
+    assert upstream_main(["shares", "--db", str(tmp_path / "collector.db"), "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["total_redemptions"], row["shared_redemptions"], row["devices"]) == (10, 6, 1)
 
 
 def test_the_fleet_redeems_the_whole_total_and_never_more(chain: Chain) -> None:
@@ -182,7 +189,7 @@ def test_a_budget_is_shared_out_in_money(tmp_path: Path) -> None:
 
 
 def test_members_redeeming_a_once_per_customer_offer_on_two_offline_devices_are_reported(
-    tmp_path: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     once = {
         "offer_id": "once",
@@ -206,6 +213,10 @@ def test_members_redeeming_a_once_per_customer_offer_on_two_offline_devices_are_
             ("kiosk-0", "kiosk-1"),
         )
         assert over.subject == chain.devices[0][0].blinded_id("L-7")  # never the loyalty id
+        db = str(tmp_path / "collector.db")
+        assert upstream_main(["reconcile", "--db", db, "--json"]) == 1  # the operator's view
+        out = json.loads(capsys.readouterr().out)
+        assert [(o["kind"], o["devices"]) for o in out] == [("customer", ["kiosk-0", "kiosk-1"])]
     finally:
         chain.close()
 

@@ -324,6 +324,51 @@ def erasures(db: str, pg: str | None, server_key: str | None, as_json: bool) -> 
     return OK
 
 
+@cli.command()
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def shares(db: str, pg: str | None, server_key: str | None, as_json: bool) -> int:
+    """Fleet-wide offer limits and how they are shared out among the devices.
+
+    Example: python -m shelfwise.upstream shares --db collector.db --json
+    """
+    data = [s.to_dict() for s in _open(db, pg, server_key).shares()]
+    if as_json:
+        _print_json(data)
+        return OK
+    for row in data:
+        click.echo(
+            f"{row['offer_id']}\ttotal {row['total_redemptions']}\tshared "
+            f"{row['shared_redemptions']}\tused {row['used_redemptions']}\tbudget "
+            f"{row['budget']}\tshared {row['shared_budget']}\tused {row['used_budget']}\t"
+            f"devices {row['devices']}"
+        )
+    return OK
+
+
+@cli.command()
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def reconcile(db: str, pg: str | None, server_key: str | None, as_json: bool) -> int:
+    """Check every device's reported redemptions against the offers' limits; list each
+    over-redemption (fleet totals and budgets, codes used twice, members beyond a
+    per-customer limit) with the devices involved. Exits 1 when there is any.
+
+    Example: python -m shelfwise.upstream reconcile --db collector.db --json
+    """
+    found = [o.to_dict() for o in _open(db, pg, server_key).reconcile()]
+    if as_json:
+        _print_json(found)
+    for row in [] if as_json else found:
+        click.echo(
+            f"{row['kind']}\t{row['offer_id']}\t{row['subject'][:16]}\tlimit {row['limit']}\t"
+            f"used {row['used']}\tdevices {','.join(row['devices'])}"
+        )
+    if not found and not as_json:
+        click.echo("no over-redemption")
+    return 1 if found else OK
+
+
 def _publish_command(kind: str, what: str, example: str) -> None:
     @cli.command(
         f"publish-{kind}",
