@@ -33,24 +33,22 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
 from ..profile.local import count
 from . import codes, context, experiments, firing, loyalty, orders, redemption, reporting, usage
-from .book import OfferBook
 from .definitions import Offer
 from .firing import TriggerFire
-from .leases import LeaseState, lease_states
-from .loyalty import LoyaltyProgram, Points
+from .loyalty import Points
 from .orders import Order, OrderPrice
 from .redemption import Redemption, Reservation
-from .reporting import RedemptionRecord, RedemptionTotals
+from .reporting import RedemptionRecord
 from .rules import Decision, OfferContext, OfferUsage, day_bounds, evaluate
+from .views import OfferViews
 
 DEFAULT_RESERVATION_S = 300
 # Prior redemption rate for ranking an offer with no history yet (Beta(1, 9): 10%).
@@ -77,7 +75,7 @@ class RankedOffer:
         }
 
 
-class Offers(OfferBook):
+class Offers(OfferViews):
     """The offers of one store file: define, switch, issue codes, evaluate, redeem, price and
     redeem orders (definitions and settings come from ``OfferBook``)."""
 
@@ -399,14 +397,6 @@ class Offers(OfferBook):
             return done
         return self.commit(held.reservation_id, now=stamp)
 
-    def leases(self, *, now: int | None = None) -> list[LeaseState]:
-        """This device's shares of fleet-wide limits (``limits.scope: fleet``), refreshed by
-        ``sw.sync``: what it may redeem in all, what it used, until when.
-
-        Example: ``[(s.offer_id, s.redemptions - s.used_redemptions) for s in sw.offers.leases()]``
-        """
-        return lease_states(self._store, now_ms() if now is None else now)
-
     def sweep(self, *, now: int | None = None) -> int:
         """Release every expired reservation; return how many (reserve does this too)."""
         stamp = now_ms() if now is None else now
@@ -529,54 +519,6 @@ class Offers(OfferBook):
             raise OfferRejected(f"no order {order_id!r}", reason="order_unknown")
         return found
 
-    # -- reporting (logic in shelfwise.offers.reporting) ------------------------------------
-    def redemptions(
-        self,
-        *,
-        since: int | None = None,
-        until: int | None = None,
-        offer_id: str | None = None,
-        order_id: str | None = None,
-        sandbox: bool | None = False,
-    ) -> list[RedemptionRecord]:
-        """Redemptions on this device, committed and voided, oldest first: from ``since``
-        (UTC ms) until ``until``, of one offer or order; ``sandbox`` False (real ones), True
-        (sandbox runs) or None (both). Example: see ``shelfwise.offers.reporting``."""
-        return reporting.redemption_records(
-            self._store, since=since, until=until, offer_id=offer_id, order_id=order_id,
-            sandbox=sandbox,
-        )  # fmt: skip
-
-    def write_redemptions(
-        self,
-        path: str | Path,
-        *,
-        format: str | None = None,
-        since: int | None = None,
-        until: int | None = None,
-        offer_id: str | None = None,
-        order_id: str | None = None,
-        sandbox: bool | None = False,
-    ) -> int:
-        """Export ``redemptions(...)`` with the same filters to ``path`` as CSV or JSON
-        (``format``, else the file's suffix); returns how many rows. Example:
-        ``sw.offers.write_redemptions("redemptions.csv", since=start_ms)``"""
-        chosen = reporting.format_of(path, format)  # a wrong format changes nothing
-        rows = self.redemptions(
-            since=since, until=until, offer_id=offer_id, order_id=order_id, sandbox=sandbox
-        )
-        return reporting.write_redemptions(rows, path, format=chosen)
-
-    def redemption_totals(
-        self, *, timezone: str | None = None, now: int | None = None
-    ) -> RedemptionTotals:
-        """Points issued and burned, discounted orders and their money off: today (the store's
-        local day, or ``timezone``'s) and in all. Example:
-        ``sw.offers.redemption_totals().points_issued_today``"""
-        stamp = now_ms() if now is None else now
-        zone = timezone or self.timezone()
-        return reporting.redemption_totals(self._store, timezone=zone, now=stamp)
-
     def _points(self, ctx: OfferContext) -> Points | None:
         return self._member_points(ctx) if ctx.is_member else None
 
@@ -595,38 +537,6 @@ class Offers(OfferBook):
         older than their ``confirm_within_s``. Example: ``sw.offers.confirm_member("L-1")``"""
         stamp = now_ms() if now is None else now
         self._transaction(lambda db: usage.confirm_member(db, shopper_id, stamp))
-
-    # -- loyalty points (logic in shelfwise.offers.loyalty) ---------------------------------
-    def set_loyalty(self, program: Mapping[str, Any] | None) -> LoyaltyProgram:
-        """The store's points program: tiers and expiry (earn and burn rules are offers).
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     sw.offers.set_loyalty({"tiers": [{"name": "gold", "points": 5000,
-            ...         "multiplier": 2}], "expiry_months": 24}).expiry_months
-            24
-        """
-        return loyalty.set_program(self._store, program)
-
-    def loyalty(self) -> LoyaltyProgram:
-        """The store's points program (no tiers, no expiry until set)."""
-        return loyalty.program(self._store)
-
-    def points(self, shopper_id: str, *, now: int | None = None) -> Points:
-        """A member's points as this device holds them: balance, tier, live months.
-
-        Example:
-            >>> import shelfwise
-            >>> with shelfwise.open(":memory:") as sw:
-            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 12.0}])
-            ...     _ = sw.offers.define({"offer_id": "earn", "title": "1 point per 1.00",
-            ...                            "reward": {"type": "points", "points": 1}})
-            ...     _ = sw.member("L-1").redeem_order("t-1", cart=["tea"])
-            ...     sw.offers.points("L-1").balance
-            12
-        """
-        return loyalty.read_points(self._store, shopper_id, now_ms() if now is None else now)
 
     def _order_context(
         self, shopper_id: str, cart: Sequence[Any] | None, now: int | None
