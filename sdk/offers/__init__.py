@@ -7,9 +7,10 @@ shopper, the store clock), ``usage`` (counters, impressions, the funnel), ``rede
 (reserve/commit/release, the ledger), ``reporting`` (the redemption report and the staff
 totals), ``orders`` (orders priced, redeemed and voided as a whole), ``experiments`` (A/B
 assignment, exposures, conversions), ``codes`` (one-time codes), ``leases`` (shares of
-fleet-wide limits), ``views`` (the reports, shares and points ``sw.offers`` shows), ``book`` (the stored definitions and settings) and ``engine`` (the ``Offers`` object a store
-holds, ``sw.offers``). The public names are re-exported here and,
-for the most used ones, from ``shelfwise`` itself.
+fleet-wide limits), ``views`` (the reports, shares and points ``sw.offers`` shows), ``book``
+(the stored definitions and settings) and ``engine`` (the ``Offers`` object a store holds,
+``sw.offers``). The public names are re-exported here and, for the most used ones, from
+``shelfwise`` itself.
 
 Example:
     >>> from shelfwise.offers import OfferContext, evaluate, parse_offer
