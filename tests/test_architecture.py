@@ -128,7 +128,8 @@ SEMI_PUBLIC = {
     "shelfwise.model.litert",  # how a bundle carries its LiteRT network (export adds it)
     "shelfwise.model.runtime",  # the onnxruntime session settings export checks parity under
     "shelfwise.sync.protocol",  # the wire: headers, HMAC, envelopes, signed documents, keys
-    "shelfwise.sync.leasing",  # the wire of offers across the fleet: shares, the ledger
+    "shelfwise.sync.leasing",  # the wire of offers across the fleet: shares, the ledger, codes
+    "shelfwise.offers.codes",  # the code format (alphabet, check character) the collector issues
     "shelfwise.cli",  # the command line the back office's command groups plug into
     "shelfwise.cli.output",  # its one output helper (--json, tables)
     "shelfwise.cli.params",  # its checked parameter types (files, folders, counts)

@@ -49,6 +49,7 @@ _BAD_PATH = {
     errno.EACCES,
     errno.EPERM,
     errno.ENAMETOOLONG,
+    errno.EEXIST,
 }
 _NOT_A_DB = ("file is not a database", "unable to open database file", "malformed")
 
@@ -367,6 +368,54 @@ def reconcile(db: str, pg: str | None, server_key: str | None, as_json: bool) ->
     if not found and not as_json:
         click.echo("no over-redemption")
     return 1 if found else OK
+
+
+@cli.command("issue-codes")
+@storage_options
+@click.option("--offer", required=True, help="the offer the codes redeem")
+@click.option("--count", type=click.IntRange(1, 100_000), required=True)
+@click.option(
+    "--out", required=True, type=click.Path(dir_okay=False), help="new file for the codes (0600)"
+)
+def issue_codes(
+    db: str, pg: str | None, server_key: str | None, offer: str, count: int, out: str
+) -> int:
+    """Issue single-use codes any device redeems once, fleet-wide (claimed from the collector);
+    they are written once to OUT, one a line, and kept only hashed here.
+
+    Example: python -m shelfwise.upstream issue-codes --db c.db --offer welcome --count 500 --out codes.txt
+    """
+    storage = _open(db, pg, server_key)
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # never over another file
+    try:
+        with os.fdopen(fd, "w") as handle, click.progressbar(
+            length=count, label="hashing codes", file=sys.stderr
+        ) as bar:
+            codes = storage.issue_codes(
+                offer, count, progress=lambda done, total: bar.update(done - bar.pos)
+            )
+            handle.write("\n".join(codes) + "\n")
+    except BaseException:
+        os.unlink(out)  # nothing issued: no file of codes that do not exist
+        raise
+    click.echo(f"{len(codes)} codes for {offer} in {out}")
+    return OK
+
+
+@cli.command()
+@storage_options
+@click.option("--json", "as_json", is_flag=True, help="print JSON")
+def codes(db: str, pg: str | None, server_key: str | None, as_json: bool) -> int:
+    """Centrally issued codes per offer: available and claimed.
+
+    Example: python -m shelfwise.upstream codes --db collector.db --json
+    """
+    data = _open(db, pg, server_key).code_stats()
+    if as_json:
+        _print_json(data)
+    for offer_id, counts in [] if as_json else sorted(data.items()):
+        click.echo(f"{offer_id}\tavailable {counts['available']}\tclaimed {counts['claimed']}")
+    return OK
 
 
 def _publish_command(kind: str, what: str, example: str) -> None:

@@ -16,6 +16,8 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
     GET  /v1/fleet/erasures   erasures each device has yet to pull -> ErasureBacklog
     POST /v1/leases           LeaseRequest (shares of fleet-wide limits) -> LeaseAnswer
     POST /v1/redemptions      LedgerUpload (the device's redemptions)    -> LedgerAcks
+    POST /v1/codes/claim      CodeClaim (a central single-use code)      -> CodeAnswer
+    POST /v1/codes/release    CodeClaim (a claim not used)               -> CodeAnswer
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
 (``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
@@ -51,8 +53,12 @@ from starlette.routing import Route
 from shelfwise import EnvelopeError, InvalidInput, KeyConflict
 from shelfwise._time import DAY_MS, now_ms
 from shelfwise.sync.leasing import (
+    CODES_CLAIM_PATH,
+    CODES_RELEASE_PATH,
     LEASES_PATH,
     LEDGER_PATH,
+    CodeAnswer,
+    CodeClaim,
     LeaseAnswer,
     LeaseRequest,
     LedgerAcks,
@@ -412,6 +418,26 @@ class Collector:
 
         return await self._members_call(request, handle)
 
+    async def claim_code(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> CodeAnswer:
+            ask: CodeClaim = self._wire(body, CodeClaim, device)
+            status, offer_id = self.storage.claim_code(
+                device.device_id, ask.code, ask.claim_id, now=self.clock()
+            )
+            if status != "claimed":
+                self.storage.count_refusal(device.device_id, status)  # guessing shows here
+            return CodeAnswer(status, offer_id)
+
+        return await self._members_call(request, handle)
+
+    async def release_code(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> CodeAnswer:
+            ask: CodeClaim = self._wire(body, CodeClaim, device)
+            done = self.storage.release_code(device.device_id, ask.code, ask.claim_id)
+            return CodeAnswer("released" if done else "not_held")
+
+        return await self._members_call(request, handle)
+
     async def health(self, request: Request) -> Response:
         return _msgpack({"ok": True})
 
@@ -430,6 +456,8 @@ class Collector:
             Route(ERASURES_PATH, self.erasures, methods=["GET"]),
             Route(LEASES_PATH, self.leases, methods=["POST"]),
             Route(LEDGER_PATH, self.ledger, methods=["POST"]),
+            Route(CODES_CLAIM_PATH, self.claim_code, methods=["POST"]),
+            Route(CODES_RELEASE_PATH, self.release_code, methods=["POST"]),
         ]
 
 

@@ -42,6 +42,7 @@ from shelfwise.sync.protocol import (
     rest_metric,
 )
 
+from ._codes import CODES_SCHEMA, CentralCodes
 from ._devices import Device, DeviceRegistry, Quarantined
 from ._keys import ServerKeys
 from ._leases import LEASE_SCHEMA, OfferLedger, OverRedemption, ShareStatus
@@ -190,10 +191,18 @@ class Storage(Protocol):
         self, device_id: str, entries: Sequence[LedgerEntry], *, now: int | None = None
     ) -> int: ...
     def reconcile(self) -> list[OverRedemption]: ...
+    def issue_codes(
+        self, offer_id: str, count: int, *, progress: Any = None, now: int | None = None
+    ) -> list[str]: ...
+    def claim_code(
+        self, device_id: str, code: str, claim_id: str, *, now: int | None = None
+    ) -> tuple[str, str | None]: ...
+    def release_code(self, device_id: str, code: str, claim_id: str) -> bool: ...
+    def code_stats(self) -> dict[str, dict[str, int]]: ...
     def close(self) -> None: ...
 
 
-class _SqlStorage(DeviceRegistry, MemberStore, OfferLedger):
+class _SqlStorage(DeviceRegistry, MemberStore, OfferLedger, CentralCodes):
     """The shared logic; subclasses provide a connection, placeholders and row locking."""
 
     lock_suffix = ""
@@ -218,7 +227,7 @@ class _SqlStorage(DeviceRegistry, MemberStore, OfferLedger):
         return self.lock_suffix
 
     def _create(self, cur: Any) -> None:
-        for statement in (SCHEMA + MEMBER_SCHEMA + LEASE_SCHEMA).split(";"):
+        for statement in (SCHEMA + MEMBER_SCHEMA + LEASE_SCHEMA + CODES_SCHEMA).split(";"):
             if statement.strip():
                 cur.execute(statement)
 

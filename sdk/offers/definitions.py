@@ -78,6 +78,7 @@ REASONS: dict[str, str] = {
     "code_reserved": "the code is held by another checkout",
     "code_expired": "the code has expired",
     "code_other_shopper": "the code belongs to another member",
+    "code_unconfirmed": "a code of the chain's cannot be checked: its server is not reachable",
     "reservation_unknown": "no such reservation",
     "reservation_expired": "the reservation expired and was released",
     "reservation_closed": "the reservation was already committed or released",

@@ -40,7 +40,19 @@ from typing import Any
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
 from ..profile.local import count
-from . import codes, context, experiments, firing, loyalty, orders, redemption, reporting, usage
+from . import (
+    central,
+    codes,
+    context,
+    experiments,
+    firing,
+    loyalty,
+    orders,
+    redemption,
+    reporting,
+    usage,
+)
+from .central import Claim, CodeAuthorityLike
 from .definitions import Offer
 from .firing import TriggerFire
 from .loyalty import Points
@@ -301,12 +313,27 @@ class Offers(OfferViews):
             ctx = replace(ctx, purpose="redeem", shopper_id=shopper_id)
         return self._reserve(code_or_offer, shopper_id, ctx, int(ttl_s * 1000))
 
+    def use_code_authority(self, authority: CodeAuthorityLike | None) -> None:
+        """Redeem codes the collector issued: a code unknown here is claimed from
+        ``authority`` first (``shelfwise.sync.leasing.CodeAuthority``; None: stop).
+        Example: ``sw.offers.use_code_authority(CodeAuthority(url, credentials))``"""
+        self.code_authority = authority
+
+    def _claim(self, texts: Sequence[str], shopper_id: str, ctx: OfferContext) -> list[Claim]:
+        authority = None if self.sandboxed else self.code_authority
+        try:
+            return central.claim_unknown_codes(self._store, authority, texts, self._exists)
+        except OfferRejected as exc:
+            self._log_rejection(shopper_id, "?", exc, ctx)
+            raise
+
     def _reserve(
         self, code_or_offer: str, shopper_id: str, ctx: OfferContext, ttl_ms: int
     ) -> Reservation:
         code = (
             None if self._exists(code_or_offer) else self._checked(code_or_offer, shopper_id, ctx)
         )
+        claims = self._claim([code] if code else [], shopper_id, ctx)
         result = self._transaction(
             lambda db: redemption.reserve(
                 db,
@@ -320,6 +347,7 @@ class Offers(OfferViews):
             )
         )
         if isinstance(result, OfferRejected):
+            central.give_back(self._store, self.code_authority, claims)
             self._log_rejection(shopper_id, code_or_offer, result, ctx)
             raise result
         return result
@@ -457,6 +485,7 @@ class Offers(OfferViews):
         request = orders.check_request(order_id, codes, offers)
         ctx = self._order_context(shopper_id, cart, now)
         live = [o for o in self.all() if o.active]
+        claims = self._claim(request.codes, shopper_id, ctx)
         result = self._transaction(
             lambda db: orders.redeem(
                 db,
@@ -470,6 +499,8 @@ class Offers(OfferViews):
                 move=self._move,
             )
         )
+        used = set() if isinstance(result, OfferRejected) else {a.code for a in result.price.applied}
+        central.give_back(self._store, self.code_authority, [c for c in claims if c.code not in used])
         if isinstance(result, OfferRejected):
             raise result
         if result.sandbox:  # rolled back: the report still shows what the test would have done

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 LEASES_PATH = "/v1/leases"
 LEDGER_PATH = "/v1/redemptions"
+CODES_CLAIM_PATH = "/v1/codes/claim"
+CODES_RELEASE_PATH = "/v1/codes/release"
 MAX_ASKS = 1000
 MAX_ENTRIES = 1000
 
@@ -111,6 +113,66 @@ class LedgerUpload(msgspec.Struct, forbid_unknown_fields=True):
 
 class LedgerAcks(msgspec.Struct):
     stored: _Count
+
+
+class CodeClaim(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/codes/claim`` and ``/v1/codes/release``: one central code, one claim."""
+
+    v: Literal[1]
+    device: _Device
+    code: Annotated[str, msgspec.Meta(min_length=6, max_length=32, pattern=r"\A[0-9A-Z]+\Z")]
+    claim_id: _Id
+
+
+class CodeAnswer(msgspec.Struct):
+    status: Literal["claimed", "code_used", "code_unknown", "released", "not_held"]
+    offer_id: _Id | None = None
+
+
+class CodeAuthority:
+    """The collector as the authority of centrally issued codes, for ``sw.offers``
+    (``sw.offers.use_code_authority(CodeAuthority(url, credentials))``).
+
+    ``claim`` answers ``(status, offer id)``; an unreachable or refusing collector raises
+    ``SyncError`` (the engine turns it into ``code_unconfirmed``).
+
+    Example:
+        >>> import shelfwise
+        >>> from shelfwise.offers.codes import new_code
+        >>> authority = CodeAuthority("http://127.0.0.1:9", shelfwise.Credentials("k1", b"s" * 16))
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     sw.offers.use_code_authority(authority)
+        ...     _ = sw.member("L-1")
+        ...     sw.offers.redeem(new_code(), shopper_id="L-1", cart_total=5)
+        Traceback (most recent call last):
+        ...
+        shelfwise.OfferRejected: the chain's server cannot be reached to check this code: ...
+    """
+
+    def __init__(
+        self, url: str | HttpTransport, credentials: Credentials, *, timeout_s: float = 5.0
+    ) -> None:
+        self.transport = transport_for(url, timeout_s)
+        self.credentials = credentials
+
+    def _ask(self, store: Store, path: str, code: str, claim_id: str) -> CodeAnswer:
+        client = SignedClient(store, self.transport, self.credentials)
+        body = pack_wire(CodeClaim(1, self.credentials.device_id, code, claim_id))
+        answer: CodeAnswer = unpack_wire(client.request("POST", path, body).body, CodeAnswer)
+        return answer
+
+    def claim(self, store: Store, code: str, claim_id: str) -> tuple[str, str | None]:
+        """Ask for a code: ``claimed`` (it is this device's now), ``code_used``, ``code_unknown``."""
+        answer = self._ask(store, CODES_CLAIM_PATH, code, claim_id)
+        return answer.status, answer.offer_id
+
+    def release(self, store: Store, code: str, claim_id: str) -> bool:
+        """Give an unused claim back; False when the collector did not (or cannot) take it."""
+        try:
+            return self._ask(store, CODES_RELEASE_PATH, code, claim_id).status == "released"
+        except ShelfwiseError as exc:
+            logger.info("kept a claimed code (release failed: %s)", exc)
+            return False
 
 
 @dataclass(frozen=True)
@@ -248,8 +310,13 @@ def exchange_offers(
 
 
 __all__ = [
+    "CODES_CLAIM_PATH",
+    "CODES_RELEASE_PATH",
     "LEASES_PATH",
     "LEDGER_PATH",
+    "CodeAnswer",
+    "CodeAuthority",
+    "CodeClaim",
     "LeaseAnswer",
     "LeaseRequest",
     "LedgerAcks",
