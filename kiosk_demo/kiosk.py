@@ -36,6 +36,7 @@ from starlette.requests import Request
 import shelfwise
 from shelfwise import ConsentRequired, InvalidBarcode, ShelfwiseError, UnknownItem, UnknownShopper
 from shelfwise._time import now_ms
+from shelfwise.sync.leasing import CodeAuthority
 
 from .till import till_totals
 from .web import ApiError, jsonable
@@ -172,6 +173,10 @@ class Kiosk:
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
         self.credentials = config.credentials or device_credentials(sw)
         self.kiosk_id = config.kiosk_id or self.credentials.device_id
+        if config.upstream:  # codes the collector issued are claimed from it at redemption
+            sw.offers.use_code_authority(
+                CodeAuthority(str(config.upstream), self.credentials, timeout_s=5)
+            )
         self._exchanging = threading.Lock()
         # Signs the CSRF cookies of this process (a restart asks the page for a new one).
         self.csrf_key = secrets.token_bytes(32)
@@ -406,7 +411,7 @@ class Kiosk:
     # -- staff views ----------------------------------------------------------------------
     def staff_view(self) -> dict[str, Any]:
         """What the staff screen shows: switches, sync, model, today's scans and offer funnel,
-        points issued and burned and order discounts."""
+        points issued and burned and order discounts, this kiosk's shares of fleet-wide offers."""
         sw = self.sw
         zone = store_zone(self.config.store)
         report = sw.day_report(timezone=zone.key)
@@ -425,6 +430,7 @@ class Kiosk:
             "funnel": [{"step": step, "count": n} for step, n in report.funnel],
             "rejections": [{"reason": r, "count": n} for r, n in report.rejections],
             "till": till_totals(sw, zone.key),
+            "shares": [share.to_dict() for share in sw.offers.leases()],
             "catalog_items": sw.catalog.count(),
             "kiosk_id": self.kiosk_id,
             "audit": [e.to_dict() for e in sw.audit_log(limit=20, device=self.kiosk_id)],

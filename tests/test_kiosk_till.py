@@ -7,14 +7,20 @@ seeded copy of the demo store, over the kiosk's real JSON API.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from kiosk_helpers import PIN, TestClient, page_client, staff_hash
+from sync_helpers import serve_in_thread
 from test_kiosk_api import demo_bundle
 
 import shelfwise
 from shelfwise.kiosk_demo.__main__ import open_store
 from shelfwise.kiosk_demo.app import KioskConfig, create_app
+from shelfwise.sync.downstream import build_document
+from shelfwise.sync.protocol import generate_signing_key
+from shelfwise.upstream import SqliteStorage
+from shelfwise.upstream import create_app as create_collector
 
 EARN = {"offer_id": "earn", "title": "1 point per 1.00", "reward": {"type": "points", "points": 1}}
 BURN = {
@@ -98,3 +104,36 @@ def test_the_staff_screen_shows_points_and_order_discounts_today_and_in_all(
     # Today's share is the store-local day's (the SDK's tests pin the clock to check it).
     for name in ("points_issued", "points_burned", "discounted_orders", "order_discount"):
         assert 0 <= after[f"{name}_today"] <= after[f"{name}_total"]
+
+
+def test_the_staff_screen_shows_this_kiosks_share_of_a_fleet_wide_offer(
+    tmp_path: Path, store: tuple[shelfwise.Shelfwise, dict]
+) -> None:
+    sw, config = store
+    fleet_wide = {
+        "offer_id": "fleet-wide",
+        "title": "0.50 off, 100 in the whole chain",
+        "reward": {"type": "amount", "value": 0.5},
+        "limits": {"scope": "fleet", "total_redemptions": 100, "lease": {"redemptions": 10}},
+    }
+    storage = SqliteStorage(str(tmp_path / "collector.db"))
+    private, _ = generate_signing_key()
+    storage.publish(build_document("offers", {"offers": [fleet_wide]}, version=1, private_key=private))
+    creds = shelfwise.Credentials("kiosk-till", storage.add_device("kiosk-till", stores=("s",)))
+    sw.offers.define(fleet_wide)
+    try:
+        with serve_in_thread(create_collector(storage, rate_per_s=0)) as live:
+            kiosk_config = KioskConfig(
+                staff_pin_hash=staff_hash(), idle_s=300, store=config,
+                upstream=f"http://127.0.0.1:{live.port}", credentials=creds,
+            )  # fmt: skip
+            with page_client(create_app(sw, kiosk_config)) as client:
+                client.post("/api/staff/login", json={"pin": PIN})
+                client.post("/api/staff/sync", json={})
+                shares = client.get("/api/staff/status").json()["shares"]
+    finally:
+        sw.offers.deactivate("fleet-wide")
+        storage.close()
+    assert [(s["offer_id"], s["redemptions"], s["live"]) for s in shares] == [
+        ("fleet-wide", 10, True)
+    ]

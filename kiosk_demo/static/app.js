@@ -691,6 +691,7 @@ function renderStaff(data) {
     hourChart(data.scans_by_hour, data.timezone, "scan-chart"),
     funnel(data),
     tillPanel(data.till),
+    sharesPanel(data.shares || []),
     experimentsPanel(data.recommend_experiments || []),
     auditPanel(data)));
 }
@@ -708,6 +709,22 @@ function tillPanel(till) {
       row("Points burned", String(till.points_burned_today), String(till.points_burned_total)),
       row("Orders discounted", String(till.discounted_orders_today), String(till.discounted_orders_total)),
       row("Money off", money(till.order_discount_today), money(till.order_discount_total))));
+}
+
+// Fleet-wide offers: the share of each total or budget the collector leased this kiosk.
+function sharesPanel(shares) {
+  if (!shares.length) return null;
+  const part = (share, used, money_) => share === null || share === undefined ? "–"
+    : `${money_ ? money(used) : used} of ${money_ ? money(share) : share}`;
+  return el("div", { class: "panel", "data-testid": "fleet-shares" },
+    el("h2", { text: "Fleet-wide offers: this kiosk's share" }),
+    el("table", { class: "status-table" },
+      el("tr", {}, ...["Offer", "Redemptions", "Budget", "Share"].map((h) => el("th", { text: h }))),
+      ...shares.map((s) => el("tr", { "data-offer": s.offer_id },
+        el("td", { text: s.offer_id }),
+        el("td", { text: part(s.redemptions, s.used_redemptions, false) }),
+        el("td", { text: part(s.budget, s.used_budget, true) }),
+        el("td", { text: s.live ? `live until ${new Date(s.expires_ms).toLocaleTimeString()}` : "lapsed: sync" })))));
 }
 
 // Recommender experiments: per arm, lists shown, taps, click-through, purchases of shown items.

@@ -363,11 +363,13 @@ def sync_store(
             logger.warning("kept the applied %s: %s", kind, exc)
             break
     offered = None
-    if error is None and offers is not None:
+    if report.error is None and offers is not None:
+        # Shares and the ledger for the offers this device holds, even when a document was
+        # refused (the collector was reached; a refused document leaves the offers as they were).
         offered = exchange_offers(
             store, offers, url, credentials, members=members, timeout_s=timeout_s
         )
-        error = offered.error
+        error = error or offered.error
     if error is None and bundles_dir is not None:
         try:
             pull_bundle(handle, url, credentials, bundles_dir, store=store, public_key=public_key)
