@@ -11,6 +11,7 @@ from typing import Any
 
 import msgpack
 import pytest
+from click.testing import CliRunner
 from conftest import CATALOG
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,6 +19,7 @@ from test_fleet_sync import SECRET, AppTransport
 
 import shelfwise
 from shelfwise._time import now_ms
+from shelfwise.cli import cli
 from shelfwise.sync.downstream import build_document
 from shelfwise.sync.leasing import LEASES_PATH, LeaseRequest, WireAsk, exchange_offers
 from shelfwise.sync.protocol import generate_signing_key, pack_wire, sign_request
@@ -104,6 +106,10 @@ def test_a_device_redeems_only_inside_its_share_and_a_sync_refills_it(
     assert upstream_main(["shares", "--db", str(tmp_path / "collector.db"), "--json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["total_redemptions"], row["shared_redemptions"], row["devices"]) == (10, 6, 1)
+    device_db = str(tmp_path / "d0.db")
+    listed = CliRunner().invoke(cli, ["offers", "leases", "--db", device_db, "--json"])
+    (mine,) = json.loads(listed.stdout)
+    assert (mine["offer_id"], mine["redemptions"], mine["used_redemptions"]) == ("fleet", 6, 4)
 
 
 def test_the_fleet_redeems_the_whole_total_and_never_more(chain: Chain) -> None:

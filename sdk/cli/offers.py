@@ -1,5 +1,5 @@
-"""``shelfwise offers load|list|get|activate|deactivate|codes|stats|experiment-report|redemptions``:
-``sw.offers``."""
+"""``shelfwise offers load|list|get|activate|deactivate|codes|stats|experiment-report|
+redemptions|leases``: ``sw.offers``."""
 
 from __future__ import annotations
 
@@ -272,3 +272,23 @@ def redemptions(
 COMMANDS = [offers]
 
 __all__ = ["COMMANDS"]
+
+
+@offers.command()
+@db_option()
+@_store_option
+@json_option
+def leases(db: str, store: str, as_json: bool) -> None:
+    """This device's shares of fleet-wide offers (``limits: {scope: fleet}``): what the
+    collector leased it, what it used, until when (``shelfwise sync`` refreshes them).
+
+    Python: sw.offers.leases()
+
+    \b
+    Example:
+      shelfwise offers leases --db store.db --json
+    """
+    with open_store(db, store_id=store) as sw:
+        data = [share.to_dict() for share in sw.offers.leases()]
+    columns = ["offer_id", "redemptions", "used_redemptions", "budget", "used_budget", "live"]
+    emit(as_json, data, lambda: table([[row[c] for c in columns] for row in data], columns))
