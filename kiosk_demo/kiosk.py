@@ -36,7 +36,7 @@ from starlette.requests import Request
 import shelfwise
 from shelfwise import ConsentRequired, InvalidBarcode, ShelfwiseError, UnknownItem, UnknownShopper
 from shelfwise._time import now_ms
-from shelfwise.sync.leasing import CodeAuthority
+from shelfwise.sync.leasing import CollectorAuthority
 
 from .till import till_totals
 from .web import ApiError, jsonable
@@ -173,10 +173,12 @@ class Kiosk:
         self.last_sync: dict[str, Any] = {"state": "never", "upstream": config.upstream}
         self.credentials = config.credentials or device_credentials(sw)
         self.kiosk_id = config.kiosk_id or self.credentials.device_id
-        if config.upstream:  # codes the collector issued are claimed from it at redemption
-            sw.offers.use_code_authority(
-                CodeAuthority(str(config.upstream), self.credentials, timeout_s=5)
+        if config.upstream:  # central codes and members' per-customer uses: the collector's
+            blind = sw.fleet.blinded_id if sw.fleet.enabled else None
+            authority = CollectorAuthority(
+                str(config.upstream), self.credentials, timeout_s=5, blind=blind
             )
+            sw.offers.use_collector(authority)
         self._exchanging = threading.Lock()
         # Signs the CSRF cookies of this process (a restart asks the page for a new one).
         self.csrf_key = secrets.token_bytes(32)

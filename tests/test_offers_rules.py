@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import shelfwise
 from shelfwise.offers import OfferContext, OfferUsage, Reward, evaluate, parse_offer
-from shelfwise.offers.rules import day_bounds, period_starts
+from shelfwise.offers.rules import FleetShare, day_bounds, period_starts
 
 HOUR_MS = 3_600_000
 ZONES = ["UTC", "Europe/Rome", "America/New_York", "Asia/Kolkata", "Australia/Sydney"]
@@ -144,13 +144,28 @@ counts = st.builds(
 def test_more_usage_never_makes_an_offer_available_again(
     caps: dict[str, int | None], a: OfferUsage, b: OfferUsage, purpose: str
 ) -> None:
-    low = OfferUsage(**{f.name: min(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
-    high = OfferUsage(**{f.name: max(getattr(a, f.name), getattr(b, f.name)) for f in fields(a)})
+    counters = [f.name for f in fields(a) if f.name != "share"]  # the device's fleet share: below
+    low = OfferUsage(**{n: min(getattr(a, n), getattr(b, n)) for n in counters})
+    high = OfferUsage(**{n: max(getattr(a, n), getattr(b, n)) for n in counters})
     rules = parse_offer(offer(limits=caps))
     ctx = at(dt.datetime(2025, 6, 2, 12, tzinfo=dt.UTC), purpose=purpose)
     more, less = evaluate(rules, ctx, high), evaluate(rules, ctx, low)
     assert not (more.eligible and not less.eligible)
     assert more.reason in shelfwise.OFFER_REASONS
+
+
+@given(st.integers(0, 6), st.integers(0, 6), st.integers(0, 6), st.booleans())
+def test_a_fleet_wide_offer_redeems_only_inside_a_live_share(
+    used: int, more: int, share: int, live: bool
+) -> None:
+    rules = parse_offer(offer(limits={"scope": "fleet", "total_redemptions": 100}))
+    ctx = at(dt.datetime(2025, 6, 2, 12, tzinfo=dt.UTC), purpose="redeem")
+    held = FleetShare(redemptions=share, live=live)
+    less = evaluate(rules, ctx, OfferUsage(redemptions=used, share=held))
+    higher = evaluate(rules, ctx, OfferUsage(redemptions=used + more, share=held))
+    assert less.eligible == (live and used < share)
+    assert not (higher.eligible and not less.eligible)
+    assert not evaluate(rules, ctx, OfferUsage(redemptions=used)).eligible  # no share: refused
 
 
 @given(

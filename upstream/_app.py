@@ -18,6 +18,8 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
     POST /v1/redemptions      LedgerUpload (the device's redemptions)    -> LedgerAcks
     POST /v1/codes/claim      CodeClaim (a central single-use code)      -> CodeAnswer
     POST /v1/codes/release    CodeClaim (a claim not used)               -> CodeAnswer
+    POST /v1/member-uses      MemberUse (a per-customer limit, central)  -> MemberUseAnswer
+    POST /v1/member-uses/release  MemberUse (a use given back)           -> MemberUseAnswer
 
 Every /v1 call but health is HMAC-signed by the device with its own secret
 (``shelfwise.sync.protocol.sign_request``). A request is checked whole before anything is
@@ -57,12 +59,16 @@ from shelfwise.sync.leasing import (
     CODES_RELEASE_PATH,
     LEASES_PATH,
     LEDGER_PATH,
+    MEMBER_USES_PATH,
+    MEMBER_USES_RELEASE_PATH,
     CodeAnswer,
     CodeClaim,
     LeaseAnswer,
     LeaseRequest,
     LedgerAcks,
     LedgerUpload,
+    MemberUse,
+    MemberUseAnswer,
 )
 from shelfwise.sync.protocol import (
     BLINDED_RE,
@@ -438,6 +444,25 @@ class Collector:
 
         return await self._members_call(request, handle)
 
+    async def member_use(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> MemberUseAnswer:
+            ask: MemberUse = self._wire(body, MemberUse, device)
+            status, uses = self.storage.claim_use(
+                device.device_id, ask.blinded_id, ask.offer_id, ask.limit, ask.use_id,
+                now=self.clock(),
+            )  # fmt: skip
+            return MemberUseAnswer(status, uses)
+
+        return await self._members_call(request, handle)
+
+    async def release_member_use(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> MemberUseAnswer:
+            ask: MemberUse = self._wire(body, MemberUse, device)
+            done = self.storage.release_use(device.device_id, ask.blinded_id, ask.use_id)
+            return MemberUseAnswer("released" if done else "not_held")
+
+        return await self._members_call(request, handle)
+
     async def health(self, request: Request) -> Response:
         return _msgpack({"ok": True})
 
@@ -458,6 +483,8 @@ class Collector:
             Route(LEDGER_PATH, self.ledger, methods=["POST"]),
             Route(CODES_CLAIM_PATH, self.claim_code, methods=["POST"]),
             Route(CODES_RELEASE_PATH, self.release_code, methods=["POST"]),
+            Route(MEMBER_USES_PATH, self.member_use, methods=["POST"]),
+            Route(MEMBER_USES_RELEASE_PATH, self.release_member_use, methods=["POST"]),
         ]
 
 

@@ -1,4 +1,5 @@
-"""The collector's single-use codes: issued centrally, each redeemed once across the fleet.
+"""The collector as the chain's authority: single-use codes issued centrally, each redeemed
+once across the fleet, and members' uses of per-customer-limited offers counted centrally.
 
 A code the collector issued (``python -m shelfwise.upstream issue-codes``) is known to no
 device: a device that is handed one asks the collector (``POST /v1/codes/claim``), which
@@ -11,6 +12,11 @@ authority at any moment, so no partition of the fleet can spend it twice.
 
 A device whose redemption failed after its claim (the offer did not apply) gives the claim
 back (``POST /v1/codes/release``), so the shopper can use the code elsewhere.
+
+A member's uses of an offer with a per-customer limit are counted here when the redeeming
+device can reach the collector (``POST /v1/member-uses``, by blinded id, before the
+redemption): the member's row is locked, so the limit holds across the fleet online;
+offline, each offer's ``offline`` policy decides. A voided order gives its uses back.
 
 Codes are never stored in clear: the collector keeps ``argon2id(code, salt)`` (one random
 salt per collector database, a cost low enough for a claim to take milliseconds and high
@@ -53,6 +59,14 @@ CREATE TABLE IF NOT EXISTS central_codes (
     claimed_ms BIGINT
 );
 CREATE INDEX IF NOT EXISTS central_codes_offer ON central_codes(offer_id, state);
+CREATE TABLE IF NOT EXISTS member_uses (
+    use_id TEXT PRIMARY KEY,
+    blinded_id TEXT NOT NULL,
+    offer_id TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    ts_ms BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS member_uses_member ON member_uses(blinded_id, offer_id);
 """
 
 MAX_ISSUE = 100_000
@@ -167,6 +181,61 @@ class CentralCodes:
                     "AND claim_id = ? AND state = 'claimed'"
                 ),
                 [code_hash, device_id, claim_id],
+            )
+            return bool(cur.rowcount == 1)
+
+    # -- members' uses of per-customer-limited offers ------------------------------------------
+    def _lock_member(self, cur: Any, blinded_id: str) -> int:
+        raise NotImplementedError
+
+    def claim_use(
+        self,
+        device_id: str,
+        blinded_id: str,
+        offer_id: str,
+        limit: int,
+        use_id: str,
+        *,
+        now: int | None = None,
+    ) -> tuple[str, int]:
+        """Count one use of an offer by a member if they have fewer than ``limit`` across the
+        fleet: ``(granted | limit, their other uses)``. The member's row is locked, so two
+        devices asking at once are counted one after the other; a use from before the
+        member's erasure does not count (and goes)."""
+        stamp = now_ms() if now is None else now
+        with self._tx() as cur:
+            erased = self._lock_member(cur, blinded_id)
+            cur.execute(
+                self._sql("DELETE FROM member_uses WHERE blinded_id = ? AND ts_ms < ?"),
+                [blinded_id, erased],
+            )
+            rows = self._rows(
+                cur,
+                "SELECT use_id FROM member_uses WHERE blinded_id = ? AND offer_id = ?",
+                [blinded_id, offer_id],
+            )
+            others = sum(1 for (held,) in rows if held != use_id)
+            if len(rows) > others:  # this use was counted already: a retry
+                return "granted", others
+            if others >= limit:
+                return "limit", others
+            cur.execute(
+                self._sql(
+                    "INSERT INTO member_uses (use_id, blinded_id, offer_id, device_id, ts_ms) "
+                    "VALUES (?, ?, ?, ?, ?)"
+                ),
+                [use_id, blinded_id, offer_id, device_id, stamp],
+            )
+        return "granted", others
+
+    def release_use(self, device_id: str, blinded_id: str, use_id: str) -> bool:
+        """Give back a use the device counted (voided, or not applied after all)."""
+        with self._tx() as cur:
+            cur.execute(
+                self._sql(
+                    "DELETE FROM member_uses WHERE use_id = ? AND blinded_id = ? AND device_id = ?"
+                ),
+                [use_id, blinded_id, device_id],
             )
             return bool(cur.rowcount == 1)
 

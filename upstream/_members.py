@@ -226,6 +226,10 @@ class MemberStore:
                     self._sql("DELETE FROM member_copies WHERE blinded_id = ? AND epoch < ?"),
                     [blinded_id, erased_ms],
                 )
+                cur.execute(  # the member's uses counted centrally go with them
+                    self._sql("DELETE FROM member_uses WHERE blinded_id = ? AND ts_ms < ?"),
+                    [blinded_id, erased_ms],
+                )
         return [Tombstone(b, ms) for b, ms in sorted(latest.items())]
 
     def tombstones_since(

@@ -30,7 +30,7 @@ from .._time import now_ms
 from ..catalog import Catalog
 from ..store.connection import Store
 from . import codes, context, usage
-from .central import CodeAuthorityLike
+from .central import AuthorityLike
 from .definitions import Offer, Targeting, parse_offer, read_offer_file
 
 PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a few hundred)
@@ -67,7 +67,7 @@ class OfferBook:
         self.store_id = store_id
         self.sandboxed = sandbox
         self._cache: dict[tuple[str, bool], Offer] = {} if cache is None else cache
-        self.code_authority: CodeAuthorityLike | None = None  # see Offers.use_code_authority
+        self.collector: AuthorityLike | None = None  # see Offers.use_collector
 
     def sandbox(self) -> Self:
         """The same offers in sandbox mode: evaluations and redemptions spend nothing.

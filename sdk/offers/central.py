@@ -2,7 +2,7 @@
 typed here, then redeemed like the device's own (see ``shelfwise.upstream`` ``_codes``).
 
 A code this store does not know, typed while ``sw.offers`` has a code authority (the
-collector: ``shelfwise.sync.leasing.CodeAuthority``), is claimed before the redemption: the
+collector: ``shelfwise.sync.leasing.CollectorAuthority``), is claimed before the redemption: the
 collector gives it to the first device that asks, so it is stored here as this device's own
 code and redeemed in the same transaction as any other. A redemption that fails afterwards
 gives the claim back (best effort: if the collector cannot be reached, the code stays with
@@ -18,6 +18,7 @@ Example:
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,14 +28,22 @@ from .._errors import OfferRejected, ShelfwiseError
 from .._time import now_ms
 from ..store.connection import Store
 from .codes import canonical_code, check_code, code_row, insert_codes
+from .definitions import Offer
 
 
-class CodeAuthorityLike(Protocol):
-    """What the engine needs of a code authority (``CodeAuthority`` is the collector's)."""
+class AuthorityLike(Protocol):
+    """What the engine needs of the chain's authority (``CollectorAuthority`` is the
+    collector's): central codes and members' uses of per-customer-limited offers."""
 
     def claim(self, store: Store, code: str, claim_id: str) -> tuple[str, str | None]: ...
 
     def release(self, store: Store, code: str, claim_id: str) -> bool: ...
+
+    def claim_use(
+        self, store: Store, shopper_id: str, offer_id: str, limit: int, use_id: str
+    ) -> tuple[str, int]: ...
+
+    def release_use(self, store: Store, shopper_id: str, offer_id: str, use_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -56,7 +65,7 @@ def _unknown_here(store: Store, text: str) -> str | None:
 
 def claim_unknown_codes(
     store: Store,
-    authority: CodeAuthorityLike | None,
+    authority: AuthorityLike | None,
     texts: Sequence[str],
     offer_exists: Callable[[str], bool],
 ) -> list[Claim]:
@@ -91,7 +100,7 @@ def claim_unknown_codes(
     return claims
 
 
-def give_back(store: Store, authority: CodeAuthorityLike | None, claims: Sequence[Claim]) -> None:
+def give_back(store: Store, authority: AuthorityLike | None, claims: Sequence[Claim]) -> None:
     """Return claims whose redemption failed; a code the collector took back leaves this store."""
     for claim in claims:
         if authority is not None and authority.release(store, claim.code, claim.claim_id):
@@ -101,4 +110,65 @@ def give_back(store: Store, authority: CodeAuthorityLike | None, claims: Sequenc
                 )
 
 
-__all__ = ["Claim", "CodeAuthorityLike", "claim_unknown_codes", "give_back"]
+def use_id(key: str, offer_id: str) -> str:
+    """The id one redemption's use of an offer is counted under centrally (a retry of the
+    same order counts once).
+
+    Example:
+        >>> len(use_id("till-7-0042", "once"))
+        64
+    """
+    return hashlib.sha256(f"{key}\x00{offer_id}".encode()).hexdigest()
+
+
+def check_member_uses(
+    store: Store,
+    authority: AuthorityLike | None,
+    shopper_id: str,
+    offers: Sequence[Offer],
+    key: str,
+) -> tuple[dict[str, int], list[str]]:
+    """The central check: count one use of each per-customer-limited offer in ``offers`` for
+    the member. Returns the member's uses elsewhere per offer (for ``OfferContext.central_uses``;
+    at the limit when refused) and the offers whose use was counted (give back the ones the
+    redemption did not apply). Offline, an offer is simply not in the answer: its offline
+    policy applies."""
+    counts: dict[str, int] = {}
+    granted: list[str] = []
+    for offer in offers:
+        limit = offer.limits.per_customer
+        if authority is None or limit is None:
+            continue
+        try:
+            status, uses = authority.claim_use(
+                store, shopper_id, offer.offer_id, limit, use_id(key, offer.offer_id)
+            )
+        except ShelfwiseError:
+            continue
+        counts[offer.offer_id] = uses if status == "granted" else max(uses, limit)
+        if status == "granted":
+            granted.append(offer.offer_id)
+    return counts, granted
+
+
+def release_uses(
+    store: Store, authority: AuthorityLike | None, shopper_id: str, offer_ids: Sequence[str],
+    key: str,
+) -> None:  # fmt: skip
+    """Give back central uses a redemption did not take (best effort: a use that stays
+    counted only ever refuses, never over-redeems)."""
+    if authority is None:
+        return
+    for offer_id in offer_ids:
+        authority.release_use(store, shopper_id, offer_id, use_id(key, offer_id))
+
+
+__all__ = [
+    "AuthorityLike",
+    "Claim",
+    "check_member_uses",
+    "claim_unknown_codes",
+    "give_back",
+    "release_uses",
+    "use_id",
+]

@@ -52,7 +52,7 @@ from . import (
     reporting,
     usage,
 )
-from .central import Claim, CodeAuthorityLike
+from .central import AuthorityLike, Claim
 from .definitions import Offer
 from .firing import TriggerFire
 from .loyalty import Points
@@ -313,19 +313,44 @@ class Offers(OfferViews):
             ctx = replace(ctx, purpose="redeem", shopper_id=shopper_id)
         return self._reserve(code_or_offer, shopper_id, ctx, int(ttl_s * 1000))
 
-    def use_code_authority(self, authority: CodeAuthorityLike | None) -> None:
+    def use_collector(self, authority: AuthorityLike | None) -> None:
         """Redeem codes the collector issued: a code unknown here is claimed from
-        ``authority`` first (``shelfwise.sync.leasing.CodeAuthority``; None: stop).
-        Example: ``sw.offers.use_code_authority(CodeAuthority(url, credentials))``"""
-        self.code_authority = authority
+        ``authority`` first (``shelfwise.sync.leasing.CollectorAuthority``; None: stop).
+        Example: ``sw.offers.use_collector(CollectorAuthority(url, credentials))``"""
+        self.collector = authority
 
     def _claim(self, texts: Sequence[str], shopper_id: str, ctx: OfferContext) -> list[Claim]:
-        authority = None if self.sandboxed else self.code_authority
+        authority = None if self.sandboxed else self.collector
         try:
             return central.claim_unknown_codes(self._store, authority, texts, self._exists)
         except OfferRejected as exc:
             self._log_rejection(shopper_id, "?", exc, ctx)
             raise
+
+    def _central_uses(
+        self, request: orders.Request, ctx: OfferContext, live: Sequence[Offer]
+    ) -> tuple[OfferContext, list[str]]:
+        """The central check of a member's per-customer limits before an order is redeemed:
+        price it, count a use of each per-customer-limited offer it applies with the
+        collector, price again with the answers (an offer refused there may make room for
+        another); the offers counted come back to be given back if not applied."""
+        authority = None if self.sandboxed or not ctx.is_member else self.collector
+        counted: list[str] = []
+        for _ in range(3) if authority is not None else ():
+            priced = orders.price(self._store.read(), request, ctx, active=live, offer_of=self.get)
+            unsure = {x.offer_id for x in priced.left_out if x.reason == "customer_unconfirmed"}
+            ids = ({a.offer_id for a in priced.applied} | unsure) - set(ctx.central_uses)
+            todo = [o for o in map(self.get, sorted(ids)) if o.limits.per_customer is not None]
+            if not todo:
+                break
+            found, granted = central.check_member_uses(
+                self._store, authority, ctx.shopper_id, todo, request.order_id
+            )
+            counted += granted
+            ctx = replace(ctx, central_uses={**ctx.central_uses, **found})
+            if len(found) < len(todo):  # offline: the offline policies decide the rest
+                break
+        return ctx, counted
 
     def _reserve(
         self, code_or_offer: str, shopper_id: str, ctx: OfferContext, ttl_ms: int
@@ -334,6 +359,13 @@ class Offers(OfferViews):
             None if self._exists(code_or_offer) else self._checked(code_or_offer, shopper_id, ctx)
         )
         claims = self._claim([code] if code else [], shopper_id, ctx)
+        offer_id = codes.offer_of_code(self._store, code) if code else code_or_offer
+        key, counted = uuid.uuid4().hex, list[str]()
+        if offer_id and self._per_customer(offer_id) and ctx.is_member and not self.sandboxed:
+            found, counted = central.check_member_uses(
+                self._store, self.collector, shopper_id, [self.get(offer_id)], key
+            )
+            ctx = replace(ctx, central_uses={**ctx.central_uses, **found})
         result = self._transaction(
             lambda db: redemption.reserve(
                 db,
@@ -347,7 +379,8 @@ class Offers(OfferViews):
             )
         )
         if isinstance(result, OfferRejected):
-            central.give_back(self._store, self.code_authority, claims)
+            central.give_back(self._store, self.collector, claims)
+            central.release_uses(self._store, self.collector, shopper_id, counted, key)
             self._log_rejection(shopper_id, code_or_offer, result, ctx)
             raise result
         return result
@@ -486,6 +519,7 @@ class Offers(OfferViews):
         ctx = self._order_context(shopper_id, cart, now)
         live = [o for o in self.all() if o.active]
         claims = self._claim(request.codes, shopper_id, ctx)
+        ctx, counted = self._central_uses(request, ctx, live)
         result = self._transaction(
             lambda db: orders.redeem(
                 db,
@@ -499,8 +533,11 @@ class Offers(OfferViews):
                 move=self._move,
             )
         )
-        used = set() if isinstance(result, OfferRejected) else {a.code for a in result.price.applied}
-        central.give_back(self._store, self.code_authority, [c for c in claims if c.code not in used])
+        taken = () if isinstance(result, OfferRejected) else result.price.applied
+        used = {a.code for a in taken}
+        central.give_back(self._store, self.collector, [c for c in claims if c.code not in used])
+        unused = [o for o in counted if o not in {a.offer_id for a in taken}]
+        central.release_uses(self._store, self.collector, shopper_id, unused, order_id)
         if isinstance(result, OfferRejected):
             raise result
         if result.sandbox:  # rolled back: the report still shows what the test would have done
@@ -541,7 +578,13 @@ class Offers(OfferViews):
         )
         if isinstance(result, OfferRejected):
             raise result
+        if self.collector is not None and not self.sandboxed:  # central uses come back too
+            limited = [a.offer_id for a in result.price.applied if self._per_customer(a.offer_id)]
+            central.release_uses(self._store, self.collector, result.shopper_id, limited, order_id)
         return result
+
+    def _per_customer(self, offer_id: str) -> bool:
+        return self._exists(offer_id) and self.get(offer_id).limits.per_customer is not None
 
     def order(self, order_id: str) -> Order:
         """A redeemed or voided order as stored (``OfferRejected(reason="order_unknown")``)."""

@@ -67,6 +67,9 @@ class OfferContext:
     points: int | None = None  # the member's loyalty points, when read (orders read them)
     triggered: frozenset[str] = frozenset()  # offers a trigger opened to this shopper
     confirmed_ms: int | None = None  # when the member's uses elsewhere were last confirmed
+    # The member's uses of an offer in the whole fleet, as the collector counted them just now
+    # (a central check: shelfwise.offers.central), before this redemption.
+    central_uses: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def total(self) -> float:
@@ -401,19 +404,18 @@ def evaluate(offer: Offer, ctx: OfferContext, usage: OfferUsage = OfferUsage()) 
         )
     if lim.per_day is not None and usage.today >= lim.per_day:
         return _reject(offer, "daily_limit", "the offer's redemptions for today are used up")
+    central = ctx.central_uses.get(offer.offer_id)
+    uses = usage.customer_total if central is None else max(usage.customer_total, central)
     unsure = lim.offline != "allow" and lim.per_customer_limited and not _confirmed(lim, ctx)
-    if unsure and (lim.offline == "deny" or usage.customer_total >= (lim.offline_uses or 0)):
+    unsure = unsure and central is None
+    if unsure and (lim.offline == "deny" or uses >= (lim.offline_uses or 0)):
         return _reject(
             offer,
             "customer_unconfirmed",
             "this device cannot confirm the member's uses on other devices: sync first",
         )
-    if lim.per_customer is not None and usage.customer_total >= lim.per_customer:
-        return _reject(
-            offer,
-            "customer_limit",
-            f"already used {usage.customer_total} of {lim.per_customer} times",
-        )
+    if lim.per_customer is not None and uses >= lim.per_customer:
+        return _reject(offer, "customer_limit", f"already used {uses} of {lim.per_customer} times")
     if lim.per_customer_per_day is not None and usage.customer_today >= lim.per_customer_per_day:
         return _reject(offer, "customer_daily_limit", "already used today")
     if lim.per_customer_per_week is not None and usage.customer_week >= lim.per_customer_per_week:

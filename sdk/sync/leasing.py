@@ -38,7 +38,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
 
-from .._errors import ShelfwiseError
+from .._errors import ShelfwiseError, SyncError
 from .._time import now_ms
 from ..offers.leases import LeaseAsk, LeaseGrant, apply_grant, lease_asks
 from ..store.connection import Store
@@ -55,6 +55,8 @@ LEASES_PATH = "/v1/leases"
 LEDGER_PATH = "/v1/redemptions"
 CODES_CLAIM_PATH = "/v1/codes/claim"
 CODES_RELEASE_PATH = "/v1/codes/release"
+MEMBER_USES_PATH = "/v1/member-uses"
+MEMBER_USES_RELEASE_PATH = "/v1/member-uses/release"
 MAX_ASKS = 1000
 MAX_ENTRIES = 1000
 
@@ -129,19 +131,39 @@ class CodeAnswer(msgspec.Struct):
     offer_id: _Id | None = None
 
 
-class CodeAuthority:
-    """The collector as the authority of centrally issued codes, for ``sw.offers``
-    (``sw.offers.use_code_authority(CodeAuthority(url, credentials))``).
+class MemberUse(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /v1/member-uses`` (and ``/release``): one use of a per-customer-limited offer by
+    a member (blinded), counted centrally; ``use_id`` makes a retry count once."""
 
-    ``claim`` answers ``(status, offer id)``; an unreachable or refusing collector raises
-    ``SyncError`` (the engine turns it into ``code_unconfirmed``).
+    v: Literal[1]
+    device: _Device
+    blinded_id: _Hash
+    offer_id: _Id
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    use_id: _Hash
+
+
+class MemberUseAnswer(msgspec.Struct):
+    status: Literal["granted", "limit", "released", "not_held"]
+    uses: _Count = 0  # the member's other uses of the offer in the fleet
+
+
+class CollectorAuthority:
+    """The collector as the authority of centrally issued codes and of members' uses of
+    per-customer-limited offers, for ``sw.offers``
+    (``sw.offers.use_collector(CollectorAuthority(url, credentials, blind=sw.fleet.blinded_id))``).
+
+    ``claim`` answers ``(status, offer id)``; ``claim_use`` ``(granted | limit, the member's
+    other uses)``; an unreachable or refusing collector raises ``SyncError`` (the engine turns
+    it into ``code_unconfirmed``, or applies the offer's offline policy). Without ``blind``
+    (no chain secret) members' uses are not checked centrally.
 
     Example:
         >>> import shelfwise
         >>> from shelfwise.offers.codes import new_code
-        >>> authority = CodeAuthority("http://127.0.0.1:9", shelfwise.Credentials("k1", b"s" * 16))
+        >>> authority = CollectorAuthority("http://127.0.0.1:9", shelfwise.Credentials("k1", b"s" * 16))
         >>> with shelfwise.open(":memory:") as sw:
-        ...     sw.offers.use_code_authority(authority)
+        ...     sw.offers.use_collector(authority)
         ...     _ = sw.member("L-1")
         ...     sw.offers.redeem(new_code(), shopper_id="L-1", cart_total=5)
         Traceback (most recent call last):
@@ -150,10 +172,43 @@ class CodeAuthority:
     """
 
     def __init__(
-        self, url: str | HttpTransport, credentials: Credentials, *, timeout_s: float = 5.0
+        self,
+        url: str | HttpTransport,
+        credentials: Credentials,
+        *,
+        timeout_s: float = 5.0,
+        blind: Callable[[str], str] | None = None,
     ) -> None:
         self.transport = transport_for(url, timeout_s)
         self.credentials = credentials
+        self.blind = blind
+
+    def _use(self, store: Store, path: str, shopper_id: str, offer_id: str, limit: int,
+             use_id: str) -> MemberUseAnswer:  # fmt: skip
+        if self.blind is None:
+            raise SyncError("members' uses are checked centrally only with a chain secret")
+        client = SignedClient(store, self.transport, self.credentials)
+        message = MemberUse(1, self.credentials.device_id, self.blind(shopper_id), offer_id,
+                            limit, use_id)  # fmt: skip
+        reply = client.request("POST", path, pack_wire(message)).body
+        answer: MemberUseAnswer = unpack_wire(reply, MemberUseAnswer)
+        return answer
+
+    def claim_use(
+        self, store: Store, shopper_id: str, offer_id: str, limit: int, use_id: str
+    ) -> tuple[str, int]:
+        """Count one use of a per-customer-limited offer for a member, if under ``limit``."""
+        answer = self._use(store, MEMBER_USES_PATH, shopper_id, offer_id, limit, use_id)
+        return answer.status, answer.uses
+
+    def release_use(self, store: Store, shopper_id: str, offer_id: str, use_id: str) -> bool:
+        """Give a counted use back (its order was voided, or the offer was not applied)."""
+        try:
+            path = MEMBER_USES_RELEASE_PATH
+            return self._use(store, path, shopper_id, offer_id, 1, use_id).status == "released"
+        except ShelfwiseError as exc:
+            logger.info("kept a member's use counted centrally (release failed: %s)", exc)
+            return False
 
     def _ask(self, store: Store, path: str, code: str, claim_id: str) -> CodeAnswer:
         client = SignedClient(store, self.transport, self.credentials)
@@ -315,10 +370,14 @@ __all__ = [
     "LEASES_PATH",
     "LEDGER_PATH",
     "CodeAnswer",
-    "CodeAuthority",
+    "CollectorAuthority",
     "CodeClaim",
     "LeaseAnswer",
     "LeaseRequest",
+    "MEMBER_USES_PATH",
+    "MEMBER_USES_RELEASE_PATH",
+    "MemberUse",
+    "MemberUseAnswer",
     "LedgerAcks",
     "LedgerEntry",
     "LedgerUpload",

@@ -1,6 +1,9 @@
-"""Single-use codes the collector issued: claimed by the first device that asks over real HTTP,
-then that device's alone (offline too, and after a void); never twice across the fleet, never
-without the network, never stored in clear. Runs on SQLite and (marked) PostgreSQL."""
+"""The collector as the chain's authority, over real HTTP. Single-use codes it issued: claimed by
+the first device that asks, then that device's alone (offline too, and after a void); never
+twice across the fleet, never without the network, never stored in clear. Members' uses of
+per-customer-limited offers: counted centrally when the device is online, so the limit holds
+across devices whose profiles never met; offline, the offer's policy. Runs on SQLite and
+(marked) PostgreSQL."""
 
 from __future__ import annotations
 
@@ -15,7 +18,8 @@ from sync_helpers import fresh_pg_database, serve_in_thread
 
 import shelfwise
 from shelfwise.offers.codes import new_code
-from shelfwise.sync.leasing import CodeAuthority
+from shelfwise.sync.leasing import CollectorAuthority
+from shelfwise.sync.protocol import Tombstone
 from shelfwise.upstream import SqliteStorage, create_app, open_storage
 from shelfwise.upstream.__main__ import main as upstream_main
 
@@ -53,13 +57,22 @@ def url(storage) -> Iterator[str]:  # type: ignore[no-untyped-def]
         yield f"http://127.0.0.1:{live.port}"
 
 
+SECRET = b"the-chain-secret-of-this-retailer"
+ONCE = {
+    "offer_id": "once",
+    "title": "0.50 off, once per member",
+    "reward": {"type": "amount", "value": 0.5},
+    "limits": {"per_customer": 1, "offline": "deny"},
+}
+
+
 def kiosk(tmp_path: Path, storage, url: str, name: str) -> shelfwise.Shelfwise:  # type: ignore[no-untyped-def]
-    sw = shelfwise.open(tmp_path / f"{name}.db", store_id=name)
+    sw = shelfwise.open(tmp_path / f"{name}.db", store_id=name, chain_secret=SECRET)
     sw.catalog.import_rows(CATALOG)
-    sw.offers.define(WELCOME)
-    sw.offers.define(BIG)
+    for offer in (WELCOME, BIG, ONCE):
+        sw.offers.define(offer)
     creds = shelfwise.Credentials(name, storage.add_device(name, stores=(name,)))
-    sw.offers.use_code_authority(CodeAuthority(url, creds))
+    sw.offers.use_collector(CollectorAuthority(url, creds, blind=sw.fleet.blinded_id))
     return sw
 
 
@@ -89,7 +102,7 @@ def test_a_device_that_cannot_reach_the_collector_refuses_a_central_code_and_cha
     (code,) = storage.issue_codes("welcome", 1)
     a = kiosk(tmp_path, storage, url, "kiosk-a")
     creds = shelfwise.Credentials("kiosk-a", b"x" * 32)
-    a.offers.use_code_authority(CodeAuthority("http://127.0.0.1:9", creds, timeout_s=1))
+    a.offers.use_collector(CollectorAuthority("http://127.0.0.1:9", creds, timeout_s=1))
     with pytest.raises(shelfwise.OfferRejected) as caught:
         order(a, "a-1", code)
     assert caught.value.reason == "code_unconfirmed"
@@ -161,3 +174,63 @@ def test_issued_codes_are_written_once_0600_and_kept_only_hashed(
     capsys.readouterr()
     assert upstream_main(["codes", "--db", db, "--json"]) == 0
     assert '"available": 3' in capsys.readouterr().out
+
+
+def once(sw: shelfwise.Shelfwise, order_id: str, member: str = "L-7") -> list[str]:
+    """Redeem the once-per-member offer; the offers applied, else the reasons."""
+    priced = sw.member(member).redeem_order(order_id, cart=["milk"], offers=["once"]).price
+    return [a.offer_id for a in priced.applied] or [x.reason for x in priced.left_out]
+
+
+def test_a_once_per_member_offer_holds_across_online_devices_whose_profiles_never_met(
+    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+) -> None:
+    a, b = kiosk(tmp_path, storage, url, "kiosk-a"), kiosk(tmp_path, storage, url, "kiosk-b")
+    assert once(a, "a-1") == ["once"]
+    assert once(a, "a-1") == ["once"]  # the till's retry of the same order counts once
+    assert once(b, "b-1") == ["customer_limit"]
+    assert once(b, "b-2", member="L-8") == ["once"]  # another member is another count
+    a.offers.void_order("a-1")  # the refund gives the use back, centrally too
+    assert once(b, "b-3") == ["once"]
+    with pytest.raises(shelfwise.OfferRejected) as caught:
+        a.member("L-7").redeem("once", cart_total=5)  # one offer at a time: the same check
+    assert caught.value.reason == "customer_limit"
+
+
+def test_offline_the_offers_own_policy_decides(tmp_path: Path, storage, url) -> None:  # type: ignore[no-untyped-def]
+    a = kiosk(tmp_path, storage, url, "kiosk-a")
+    offline = CollectorAuthority(
+        "http://127.0.0.1:9", shelfwise.Credentials("kiosk-a", b"x" * 32), timeout_s=1,
+        blind=a.fleet.blinded_id,
+    )  # fmt: skip
+    a.offers.use_collector(offline)
+    assert once(a, "a-1") == ["customer_unconfirmed"]  # offline: deny
+
+
+def test_two_devices_asking_for_a_members_last_use_at_once_get_it_once(storage) -> None:  # type: ignore[no-untyped-def]
+    for n in range(4):
+        storage.add_device(f"kiosk-{n}")
+    granted = []
+    lock = threading.Lock()
+
+    def ask(n: int) -> None:
+        status, _ = storage.claim_use(f"kiosk-{n}", "b" * 64, "once", 2, f"{n:064x}")
+        with lock:
+            granted.append(status)
+
+    threads = [threading.Thread(target=ask, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(granted) == ["granted", "granted", "limit", "limit"]
+
+
+def test_an_erasure_takes_the_members_central_uses_with_it(storage) -> None:  # type: ignore[no-untyped-def]
+    storage.add_device("kiosk-1")
+    assert storage.claim_use("kiosk-1", "c" * 64, "once", 1, "1" * 64, now=1_000)[0] == "granted"
+    storage.add_tombstones("kiosk-1", [Tombstone("c" * 64, 2_000)], now=3_000)
+    assert storage.claim_use("kiosk-1", "c" * 64, "once", 1, "2" * 64, now=4_000) == (
+        "granted",
+        0,
+    )
