@@ -355,6 +355,7 @@ def summarise(sim: Simulation, args: argparse.Namespace, partitioned: dict, stra
             "collector_heard": reported.get(offer_id, 0),
             "collector_used": shares.get(offer_id, {}).get("used_redemptions"),
             "refusals": dict(sim.refusals[offer_id]),
+            "redeemed_per_round": sim.redeemed[offer_id],
         }
     return {
         "fleet": fleet,
