@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from ._errors import InvalidInput
+from ._errors import InvalidInput, UnknownShopper
 from .identity import ShopperInfo
 from .profile import MemberProfile, merge_all, seal, unseal
 from .profile.local import apply_profile, queue_sealed, read_profile, tombstone_of
@@ -92,6 +92,20 @@ class MemberProfileMixin:
         """
         if not self.info().is_member:
             raise InvalidInput("only a loyalty member has a profile that travels")
-        return self._sw.fleet.pull(self.shopper_id, key, url, credentials, timeout_s=timeout_s)
+        pulled = self._sw.fleet.pull(self.shopper_id, key, url, credentials, timeout_s=timeout_s)
+        # The collector answered with every copy it holds (none: no uses elsewhere), so the
+        # member's uses of per-customer offers are confirmed, as when ``open_profiles`` merges
+        # them; not when a copy could not be read, nor for a member the pull erased whole.
+        if pulled.online and not pulled.unreadable and self._still_here():
+            self._sw.offers.confirm_member(self.shopper_id)
+        return pulled
+
+    def _still_here(self) -> bool:
+        try:
+            self.info()
+        except UnknownShopper:
+            return False
+        return True
+
 
 __all__ = ["MemberProfileMixin"]

@@ -285,3 +285,38 @@ def test_no_schedule_of_redemptions_syncs_and_partitions_overspends_the_total(
         assert live.fetchone()[0] == sum(map(len, orders))  # the collector heard of every one
     finally:
         chain.close()
+
+
+def test_a_member_pulled_from_the_collector_is_confirmed_for_a_deny_offer(tmp_path: Path) -> None:
+    # Found by benchmarks/bench_fleet_offers.py: a sign-in's pull never confirmed the member,
+    # so an offer with ``offline: deny`` was refused on every device, online or not.
+    deny = {
+        "offer_id": "once",
+        "title": "once per member, never unconfirmed",
+        "reward": {"type": "amount", "value": 1},
+        "limits": {"per_customer": 1, "offline": "deny"},
+    }
+    chain = Chain(tmp_path, [deny], devices=2)
+    key, consents = b"k" * 32, {"offers": True, "profile_sync": True}
+    try:
+        for n in (0, 1):
+            chain.sync(n)
+        (a, creds_a), (b, creds_b) = chain.devices
+        on_a = a.member("L-7", consents=consents)
+        assert on_a.pull_profile(key, chain.transport, creds_a).copies == 0  # type: ignore[arg-type]
+        assert on_a.redeem("once", cart_total=5).amount == 1.0  # no uses anywhere: confirmed
+        on_a.seal_profile(key)
+        chain.sync(0)
+        on_b = b.member("L-7", consents=consents)
+        chain.transport.online = False
+        assert not on_b.pull_profile(key, chain.transport, creds_b).online  # type: ignore[arg-type]
+        with pytest.raises(shelfwise.OfferRejected) as offline:
+            on_b.redeem("once", cart_total=5)
+        assert offline.value.reason == "customer_unconfirmed"
+        chain.transport.online = True
+        on_b.pull_profile(key, chain.transport, creds_b)  # type: ignore[arg-type]
+        with pytest.raises(shelfwise.OfferRejected) as online:
+            on_b.redeem("once", cart_total=5)
+        assert online.value.reason == "customer_limit"  # A's use came with the profile
+    finally:
+        chain.close()
