@@ -203,7 +203,8 @@ def torch_reference(source: Source) -> list[tuple[np.ndarray, np.ndarray]]:
     with torch.inference_mode():
         for history in source.histories:
             row = torch.tensor([history], dtype=torch.long)
-            scores = source.top.scorer(row)[0].numpy()
+            all_scores, _user = source.top.scorer(row)  # [1, N+1] and the user vector
+            scores = all_scores[0].numpy()
             out.append((scores, np.argsort(-scores, kind="stable")[:K]))
     return out
 
