@@ -12,8 +12,10 @@ process per runtime: cold start (import + load + first answer) and resident memo
     python benchmarks/bench_peers.py                                # 167, 12k, 100k, 1M
     python benchmarks/bench_peers.py --catalogs 12k --rounds 100    # a quick look
 
-Needs the ``train`` and ``peers`` extras and the run folders (``runs/beauty``,
-``runs/groceries``); a peer that is not installed or cannot convert is a row saying why.
+Needs the ``train`` and ``peers`` extras, which live in ``.venv-peers`` (``bash
+scripts/setup_peers.sh``; run this with ``.venv-peers/bin/python``), and the run folders
+(``runs/beauty``, ``runs/groceries``); a peer that is not installed or cannot convert is a row
+saying why.
 
     shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
     python -m shelfwise.training.demo_bundle --run runs/groceries   # the demo bundle's run
