@@ -12,8 +12,10 @@ process per runtime: cold start (import + load + first answer) and resident memo
     python benchmarks/bench_peers.py                                # 167, 12k, 100k, 1M
     python benchmarks/bench_peers.py --catalogs 12k --rounds 100    # a quick look
 
-Needs the ``train`` and ``peers`` extras and the run folders (``runs/beauty``,
-``runs/groceries``); a peer that is not installed or cannot convert is a row saying why.
+Needs the ``train`` and ``peers`` extras, which live in ``.venv-peers`` (``bash
+scripts/setup_peers.sh``; run this with ``.venv-peers/bin/python``), and the run folders
+(``runs/beauty``, ``runs/groceries``); a peer that is not installed or cannot convert is a row
+saying why.
 
     shelfwise train --data ../shared/data/amazon-beauty/Beauty.txt --out runs/beauty
     python -m shelfwise.training.demo_bundle --run runs/groceries   # the demo bundle's run
@@ -203,7 +205,8 @@ def torch_reference(source: Source) -> list[tuple[np.ndarray, np.ndarray]]:
     with torch.inference_mode():
         for history in source.histories:
             row = torch.tensor([history], dtype=torch.long)
-            scores = source.top.scorer(row)[0].numpy()
+            all_scores, _user = source.top.scorer(row)  # [1, N+1] and the user vector
+            scores = all_scores[0].numpy()
             out.append((scores, np.argsort(-scores, kind="stable")[:K]))
     return out
 

@@ -437,7 +437,8 @@ def bench_case(
     def torch_full(i: int) -> object:
         with torch.inference_mode():
             history = torch.from_numpy(batches[i % len(batches)])
-            return torch.topk(torch_module(history), K + 1, dim=1)
+            all_scores, _user = torch_module(history)  # ExportScorer: (scores, user vector)
+            return torch.topk(all_scores, K + 1, dim=1)
 
     def torch_head(i: int) -> object:
         with torch.inference_mode():

@@ -70,8 +70,11 @@ class TopKScorer(nn.Module):
         self.k = k
 
     def forward(self, history: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # ExportScorer also returns the user vector (the bundle graph's second output): the
+        # peers answer the top k only.
+        all_scores, _user = self.scorer(history)
         # A tuple, not torch.return_types.topk: ExecuTorch's emitter cannot serialize the latter.
-        scores, items = torch.topk(self.scorer(history), self.k, dim=1)
+        scores, items = torch.topk(all_scores, self.k, dim=1)
         return scores, items
 
 

@@ -1,17 +1,24 @@
 """Peer runtimes: the LiteRT backend behind the same bundle and ModelHandle, the choice of
 backend (bundle, device, what is installed), and the peer exports the benchmark measures.
 
-The tests that convert or run a peer are marked slow and skip, saying which package is
-missing, when the ``peers`` extra is not installed (``pip install -e '.[train,peers]'``).
+The tests that convert or run a peer are marked ``peers`` (and slow). They need the ``peers``
+extra, which lives in its own virtualenv (``bash scripts/setup_peers.sh`` -> ``.venv-peers``:
+the extra cannot share ``.venv``, see benchmarks/README.md); ``scripts/test.sh`` runs this file
+there after the main suite. Where a peer's package is missing they skip saying which, except
+in CI (``CI`` set), where they fail: a peer step that installed nothing never passes as green.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import importlib.util
+import os
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,13 +37,35 @@ from shelfwise.model.runtime import (
     session_options,
 )
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+# The modules each peer needs (its converter and its runtime), from the peers extra.
+PEER_MODULES = {
+    "executorch": ("executorch",),
+    "litert": ("litert_torch", "ai_edge_litert"),
+    "openvino": ("openvino",),
+}
+# Peers whose packages would pull a torch build other than the train extra's torch==2.13.0
+# (the CPU wheel): skipped with this reason, in CI too, rather than installed. Empty since
+# `pip install --dry-run --report` of the pinned peers extra resolved torch 2.13.0+cpu itself.
+WOULD_REPLACE_TORCH: dict[str, str] = {}
 
 
-def _needs(*modules: str) -> None:
+def _needs(what: str, modules: tuple[str, ...]) -> None:
+    """Skip when ``modules`` are missing; fail instead in CI, where the peer step installed them."""
     missing = [m for m in modules if importlib.util.find_spec(m) is None]
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (pip install -e '.[train,peers]')")
+    if not missing:
+        return
+    message = f"{what} needs {', '.join(missing)} (bash scripts/setup_peers.sh, then .venv-peers)"
+    if os.environ.get("CI"):
+        pytest.fail(f"{message}: CI runs this in .venv-peers, where it must be installed")
+    pytest.skip(message)
+
+
+def _needs_peer(peer: str) -> None:
+    if peer in WOULD_REPLACE_TORCH:
+        pytest.skip(f"{peer} is not installed with torch 2.13.0: {WOULD_REPLACE_TORCH[peer]}")
+    _needs(peer, PEER_MODULES[peer])
 
 
 def _bundle(folder: Path) -> Path:
@@ -153,7 +182,7 @@ def test_the_benchmark_gives_onnxruntime_the_runtimes_own_session() -> None:
 # -- the peers themselves (slow; need the peers extra) -------------------------------------------
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    pytest.importorskip("torch")
+    _needs("training a run", ("torch",))
     from test_training import chain_file
 
     from shelfwise.training.train import TrainConfig, train
@@ -178,10 +207,11 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.peers
 def test_a_litert_bundle_answers_like_onnxruntime_behind_the_same_handle(
     run_dir: Path, tmp_path: Path
 ) -> None:
-    _needs("litert_torch", "ai_edge_litert")
+    _needs_peer("litert")
     from shelfwise.export.bundle import export_bundle
     from shelfwise.export.litert import add_litert_model
 
@@ -206,6 +236,83 @@ def test_a_litert_bundle_answers_like_onnxruntime_behind_the_same_handle(
     assert handle.current is lite  # the old model keeps serving
 
 
+# -- how the peer tests run in CI (no peer needed) ----------------------------------------------
+def test_a_missing_peer_fails_in_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(PEER_MODULES, "nonesuch", ("shelfwise_no_such_runtime",))
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="needs shelfwise_no_such_runtime"):
+        _needs_peer("nonesuch")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception, match=r"scripts/setup_peers\.sh"):
+        _needs_peer("nonesuch")
+    # A peer that would replace torch is skipped with that reason, in CI too.
+    monkeypatch.setitem(WOULD_REPLACE_TORCH, "nonesuch", "it pins torch==9.9")
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.skip.Exception, match=r"not installed with torch 2\.13\.0: it pins"):
+        _needs_peer("nonesuch")
+
+
+def _peer_pins() -> dict[str, str]:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    pins = {}
+    for requirement in extras["peers"]:
+        name, _, version = requirement.partition("==")
+        assert version, f"{requirement}: the peers extra pins exact versions (reproducible)"
+        pins[name] = version
+    assert "torch==2.13.0" in extras["train"]  # never looser: that pulls a CUDA build
+    return pins
+
+
+def test_the_peers_extra_pins_every_package_exactly() -> None:
+    assert set(_peer_pins()) == {"executorch", "litert-torch", "ai-edge-litert", "openvino"}
+
+
+@pytest.mark.peers
+def test_the_peer_venv_runs_the_pinned_peers_beside_torch_2_13() -> None:
+    for peer in PEER_MODULES:
+        _needs_peer(peer)
+    for name, version in _peer_pins().items():
+        assert importlib.metadata.version(name) == version, name
+    assert importlib.metadata.version("torch").startswith("2.13.0")
+
+
+# -- the peers as the benchmark converts, runs and checks them -----------------------------------
+@pytest.fixture(scope="module")
+def bench_peers(run_dir: Path) -> Any:
+    sys.path.insert(0, str(BENCHMARKS))
+    import bench_peers
+
+    return bench_peers
+
+
+@pytest.mark.slow
+def test_the_peers_torch_reference_is_the_trained_models_own_ranking(
+    run_dir: Path, bench_peers: Any
+) -> None:
+    import torch
+
+    from shelfwise.training.train import load_run
+
+    bench = bench_peers
+    source = bench.load_source("test", run_dir, 0, 20)
+    model = load_run(run_dir)[0].eval()
+    reference = bench.torch_reference(source)
+    assert len(reference) == len(source.histories) == 20
+    for history, (scores, top) in zip(source.histories, reference, strict=True):
+        with torch.no_grad():
+            expected = model.score(torch.tensor([history]))[0].numpy()
+        assert scores.shape == expected.shape
+        np.testing.assert_allclose(scores[1:], expected[1:], atol=1e-4)
+        assert top.tolist() == np.argsort(-scores, kind="stable")[:10].tolist()
+        # The scorer every peer is exported from answers the same top k.
+        with torch.no_grad():
+            top_scores, top_items = source.top(torch.tensor([history]))
+        assert top_items[0, :10].tolist() == top.tolist()
+        np.testing.assert_allclose(top_scores[0].numpy(), scores[top_items[0].numpy()], atol=1e-5)
+
+
 @pytest.mark.slow
 # Not ours: ExecuTorch's modules warn on import (importlib.resources.read_text, pytree), and
 # OpenVINO's converter forks while JAX (loaded by litert-torch earlier in the session) runs.
@@ -215,34 +322,31 @@ def test_a_litert_bundle_answers_like_onnxruntime_behind_the_same_handle(
     "ignore:os.fork:RuntimeWarning",
     "ignore::pytest.PytestUnraisableExceptionWarning",
 )
-def test_executorch_and_openvino_exports_agree_with_pytorch(run_dir: Path, tmp_path: Path) -> None:
-    _needs("executorch", "openvino")
+@pytest.mark.parametrize(
+    "runtime",
+    [
+        "onnxruntime",
+        pytest.param("executorch", marks=pytest.mark.peers),
+        pytest.param("litert", marks=pytest.mark.peers),
+        pytest.param("openvino", marks=pytest.mark.peers),
+    ],
+)
+def test_each_runtime_agrees_with_pytorch_as_the_benchmark_measures_it(
+    runtime: str, run_dir: Path, bench_peers: Any, tmp_path: Path
+) -> None:
+    if runtime != "onnxruntime":
+        _needs_peer(runtime)
     sys.path.insert(0, str(BENCHMARKS))
     import peer_export
     import peer_runners
 
-    from shelfwise.export.onnx_export import export_onnx
-    from shelfwise.training.data import EvalCases
-    from shelfwise.training.train import load_run
-
-    model, vocab, _ = load_run(run_dir)
-    top = peer_export.TopKScorer(model, 5)
-    onnx = peer_export.onnx_file(export_onnx(model), tmp_path)
-    made = [
-        peer_export.to_executorch(top, 12, tmp_path),
-        peer_export.to_openvino(onnx.path, 12, tmp_path),
-    ]
-    histories = [h[-12:] for h in EvalCases.from_npz(run_dir / "validation.npz").histories[:40]]
-    import torch
-
-    for converted in made:
-        assert isinstance(converted, peer_export.Converted), converted
-        spec = peer_runners.Spec(
-            converted.runtime, converted.path, 1, 5, len(vocab), 12, converted.dynamic_length
-        )
-        runner = peer_runners.load(spec)
-        for history in histories:
-            _, items = runner.run(peer_runners.feed(np.asarray([history]), spec))
-            with torch.no_grad():
-                expected = top(torch.tensor([history]))[1].numpy()
-            assert set(items[0].tolist()) == set(expected[0].tolist()), converted.runtime
+    bench = bench_peers
+    source = bench.load_source("test", run_dir, 0, 40)
+    made = bench.convert_all(source, tmp_path, [] if runtime == "onnxruntime" else [runtime])
+    converted = made[runtime]
+    assert isinstance(converted, peer_export.Converted), converted
+    spec = bench.spec_of(converted, source, 1)
+    result = bench.agreement(peer_runners.load(spec), spec, source, bench.torch_reference(source))
+    assert result["histories"] == 40
+    assert result["top10_agreement"] >= 0.99, result
+    assert result["max_abs_score_diff"] <= 1e-4, result
