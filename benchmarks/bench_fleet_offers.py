@@ -56,6 +56,7 @@ from tqdm import tqdm
 import shelfwise
 from shelfwise.sync.leasing import (
     LEASES_PATH,
+    CollectorAuthority,
     LeaseAnswer,
     LeaseRequest,
     WireAsk,
@@ -217,6 +218,9 @@ class Simulation:
         sw = device.sw
         shopper = sw.member(member, consents=CONSENTS)
         online = device.online
+        if self.args.central:  # the collector counts members' uses while the device reaches it
+            where = self.url if online else "http://127.0.0.1:9"
+            sw.offers.use_collector(CollectorAuthority(where, device.creds, timeout_s=60, blind=sw.fleet.blinded_id))  # fmt: skip
         if online:
             online = shopper.pull_profile(self.keys[member], self.url, device.creds, timeout_s=60).online
         for offer_id in FLEET_OFFERS:
@@ -458,6 +462,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--devices", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=12, help="rounds with partitions")
+    parser.add_argument(
+        "--no-central", dest="central", action="store_false",
+        help="no central check of per-customer limits (profiles and offline policies only)",
+    )  # fmt: skip
     parser.add_argument("--settle", type=int, default=3, help="rounds with every device online")
     parser.add_argument("--visits", type=int, default=2, help="visits per device a round")
     parser.add_argument("--members", type=int, default=300)
