@@ -320,3 +320,18 @@ def test_a_member_pulled_from_the_collector_is_confirmed_for_a_deny_offer(tmp_pa
         assert online.value.reason == "customer_limit"  # A's use came with the profile
     finally:
         chain.close()
+
+
+def test_a_retired_device_cannot_sign_and_its_unused_share_returns_to_the_fleet(
+    chain: Chain, tmp_path: Path
+) -> None:
+    lost, _ = chain.devices[0]
+    chain.sync(0)
+    assert [redeem(lost, "L-1", f"o-{i}") for i in range(2)] == ["redeemed", "redeemed"]
+    chain.sync(0)  # its ledger reached the collector; then the kiosk is stolen
+    db = str(tmp_path / "collector.db")
+    assert upstream_main(["retire-device", "--db", db, "--device", "kiosk-0"]) == 0
+    (status,) = chain.storage.shares()
+    assert (status.shared_redemptions, status.per_device["kiosk-0"]) == (2, (2, 2))
+    assert chain.sync(0).error is not None  # its secret is gone: nothing it sends counts
+    assert upstream_main(["retire-device", "--db", db, "--device", "kiosk-9"]) == 2

@@ -347,6 +347,26 @@ def shares(db: str, pg: str | None, server_key: str | None, as_json: bool) -> in
     return OK
 
 
+@cli.command("retire-device")
+@storage_options
+@click.option("--device", required=True, callback=_device_id, help="the device id")
+def retire_device(db: str, pg: str | None, server_key: str | None, device: str) -> int:
+    """Retire a device that will never come back: its secret is replaced by one nobody holds
+    (it can no longer sign anything) and its shares of fleet-wide offers drop to what its
+    ledger reported, so the unused part returns to the fleet.
+
+    Example: python -m shelfwise.upstream retire-device --db collector.db --device kiosk-7
+    """
+    storage = _open(db, pg, server_key)
+    known = storage.device(device)
+    if known is None:
+        raise shelfwise.InvalidInput(f"no device {device!r} is registered")
+    storage.add_device(device, region=known.region, stores=known.stores)  # the secret is dropped
+    settled = storage.settle_shares(device)
+    click.echo(f"{device} retired; shares settled from its ledger: {', '.join(settled) or 'none'}")
+    return OK
+
+
 @cli.command()
 @storage_options
 @click.option("--json", "as_json", is_flag=True, help="print JSON")

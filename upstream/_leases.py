@@ -282,6 +282,36 @@ class OfferLedger:
             )
         return out
 
+    def settle_shares(self, device_id: str) -> list[str]:
+        """Settle a device that will never come back (lost, broken, replaced): each of its
+        shares drops to what its ledger reported, so the unused part returns to the fleet.
+        Retire its credentials first (``retire-device`` does both): a device that still
+        redeems could overspend. Redemptions it made offline and never reported are counted
+        by nobody. Returns the offers settled."""
+        with self._tx() as cur:
+            held = self._rows(
+                cur,
+                "SELECT offer_id, budget FROM device_leases WHERE device_id = ?" + self.lock_suffix,
+                [device_id],
+            )
+            for offer_id, budget in held:
+                n, spent = self._rows(
+                    cur,
+                    "SELECT count(*), coalesce(sum(amount), 0) FROM fleet_redemptions "
+                    "WHERE device_id = ? AND offer_id = ? AND voided = 0",
+                    [device_id, offer_id],
+                )[0]
+                cur.execute(
+                    self._sql(
+                        "UPDATE device_leases SET redemptions = ?, budget = ?, "
+                        "used_redemptions = ?, used_budget = ?, expires_ms = 0 "
+                        "WHERE device_id = ? AND offer_id = ?"
+                    ),
+                    [int(n), None if budget is None else float(spent), int(n), float(spent),
+                     device_id, offer_id],
+                )  # fmt: skip
+        return [row[0] for row in held]
+
     # -- the ledger ---------------------------------------------------------------------------
     def record_ledger(
         self, device_id: str, entries: Sequence[LedgerEntry], *, now: int | None = None
