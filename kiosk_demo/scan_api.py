@@ -36,6 +36,16 @@ async def scan_image(request: Request) -> Any:
     return {"code": code, **kiosk.scan_card(shopper, code)}
 
 
+async def watch(request: Request) -> Any:
+    """Tell the signed-in member when a product is back in stock or cheaper: a watch; the
+    offer it triggers reaches their app through the notification outbox."""
+    kiosk = kiosk_of(request)
+    shopper = kiosk.shopper(request)
+    body = await read_json(request)
+    item, kind = text_field(body, "item_id", 64), text_field(body, "kind", 16)
+    return {"watch": shopper.watch(item, kind=kind).to_dict()}
+
+
 async def for_you(request: Request) -> Any:
     """The personal shelf, buy-again, cold-start and best-seller shelves, deals."""
     kiosk = kiosk_of(request)
@@ -91,5 +101,6 @@ ROUTES = [
     Route("/api/recommendation/click", endpoint(recommendation_click), methods=["POST"]),
     Route("/api/scan/image", endpoint(scan_image), methods=["POST"]),
     Route("/api/for-you", endpoint(for_you)),
+    Route("/api/watch", endpoint(watch), methods=["POST"]),
     Route("/api/search", endpoint(search)),
 ]

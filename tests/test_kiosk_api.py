@@ -454,3 +454,22 @@ def test_a_recommender_experiment_counts_its_shelf_taps_and_purchases_on_the_sta
         assert client.post("/api/recommendation/click", json=body).status_code == 404
     finally:
         sw.recommend_experiments.stop("kiosk-shelf")
+
+
+def test_a_member_asks_to_be_told_when_an_item_is_cheaper_and_a_guest_cannot(
+    client: TestClient, store: tuple[shelfwise.Shelfwise, dict]
+) -> None:
+    sw = store[0]
+    client.post("/api/session/start", json={})
+    guest = client.post("/api/watch", json={"item_id": WHOLE_MILK, "kind": "price_drop"})
+    assert guest.status_code == 400 and "loyalty" in guest.json()["message"]
+    client.post("/api/session/end", json={})
+    member = sw.member("90417", consents={"offers": True})
+    sign_in(client, enrol(sw, member.shopper_id), consents={"offers": True})
+    found = sw.catalog.lookup(WHOLE_MILK)
+    told = client.post("/api/watch", json={"item_id": found.item_id, "kind": "price_drop"})
+    assert told.status_code == 200, told.json()
+    assert told.json()["watch"]["watch_price"] == found.price
+    assert [(w.item_id, w.kind) for w in member.watches()] == [(found.item_id, "price_drop")]
+    bad = client.post("/api/watch", json={"item_id": found.item_id, "kind": "teleport"})
+    assert bad.status_code == 400

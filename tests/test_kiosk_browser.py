@@ -484,3 +484,16 @@ def test_the_staff_screen_shows_points_issued_and_burned_and_order_discounts(
     ]:
         assert row in text, text
     no_sideways_scroll(page)
+
+
+def test_a_member_asks_to_be_told_when_a_scanned_item_gets_cheaper(page, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    sign_in(page, busy_member_card())
+    page.get_by_test_id("personal").wait_for()
+    page.locator("nav").get_by_role("button", name="Scan").click()
+    scan(page, YOGURT)
+    button = page.get_by_test_id("product-card").get_by_test_id("watch")
+    assert button.inner_text() == "Tell me when it's cheaper"  # yogurt is in stock
+    button.click()
+    page.get_by_text("We'll tell you when it's cheaper").wait_for()
+    assert button.is_disabled()
+    shot(page, "16-watch", tmp_path)

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shelfwise
 from shelfwise._time import now_ms
+from shelfwise.cli import cli
 
 
 def watch_offer(oid: str, kind: str, **fields: Any) -> dict[str, Any]:
@@ -232,3 +236,30 @@ def test_any_catalog_updates_fire_each_watch_at_most_once_per_change_and_never_l
         for oid in fired:
             assert fired[oid] <= changes[oid]  # never more than once per change
         assert len(sw.notifications.list(limit=1000)) == sum(fired.values())
+
+
+def test_the_cli_adds_lists_and_removes_a_members_watch_and_refuses_without_consent(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "store.db")
+    with shelfwise.open(db) as sw:
+        sw.catalog.import_rows([{"item_id": "tea", "name": "Tea", "price": 4.0}])
+        sw.member("L-1", consents={"offers": True})
+        sw.member("L-2")
+    run = CliRunner().invoke
+    added = run(cli, ["watches", "add", "--db", db, "--member", "L-1", "--item", "tea",
+                      "--kind", "price-drop", "--json"])  # fmt: skip
+    assert added.exit_code == 0, added.stderr
+    assert (json.loads(added.stdout)["kind"], json.loads(added.stdout)["watch_price"]) == (
+        "price_drop",
+        4.0,
+    )
+    listed = json.loads(run(cli, ["watches", "list", "--db", db, "--member", "L-1", "--json"]).stdout)
+    assert [(w["item_id"], w["kind"]) for w in listed] == [("tea", "price_drop")]
+    refused = run(cli, ["watches", "add", "--db", db, "--member", "L-2", "--item", "tea"])
+    assert refused.exit_code != 0 and refused.stderr.startswith("error:")
+    assert "Traceback" not in refused.stderr
+    removed = run(cli, ["watches", "remove", "--db", db, "--member", "L-1", "--item", "tea", "--json"])
+    assert json.loads(removed.stdout) == {"removed": 1}
+    with shelfwise.open(db) as sw:
+        assert sw.shopper("L-1").watches() == [] and sw.shopper("L-2").watches() == []

@@ -219,11 +219,26 @@ function renderCard(card) {
         card.note ? el("p", { class: "note", "data-testid": "scan-note", text: card.note.charAt(0).toUpperCase() + card.note.slice(1) }) : null),
       el("div", { class: "buy" },
         el("div", { class: "price", text: money(price) }),
-        el("button", { class: "primary big", onclick: () => addToCart(item.item_id), text: "Add to cart" }))),
+        el("button", { class: "primary big", onclick: () => addToCart(item.item_id), text: "Add to cart" }),
+        watchButton(item))),
     dealList(card.deals, "Deals on this item", "No deals on this item today."),
     recGrid("Goes with", card.goes_with, "goes-with", "Nothing paired with this yet."),
     recGrid("Cheaper alternatives", card.alternatives, "alternatives", "No cheaper alternative in stock."));
   $("product-card").replaceChildren(root);
+}
+
+// A member asks to be told (in their app) when the item is back or cheaper: a watch.
+function watchButton(item) {
+  const back = item.in_stock === false;
+  const button = el("button", { "data-testid": "watch", text: back ? "Tell me when it's back" : "Tell me when it's cheaper" });
+  button.onclick = async () => {
+    try {
+      await api("/api/watch", { item_id: item.item_id, kind: back ? "back_in_stock" : "price_drop" });
+      button.textContent = back ? "We'll tell you when it's back" : "We'll tell you when it's cheaper";
+      button.disabled = true;
+    } catch (e) { toast(errorText(e)); }
+  };
+  return button;
 }
 
 async function scanCode(code) {

@@ -1,4 +1,5 @@
-"""``shelfwise notifications list|deliver``: ``sw.notifications`` (the notification outbox)."""
+"""``shelfwise notifications list|deliver``: ``sw.notifications`` (the notification outbox);
+``shelfwise watches add|remove|list``: members' watches that feed it."""
 
 from __future__ import annotations
 
@@ -169,6 +170,80 @@ def deliver(
         raise click.exceptions.Exit(ExitCode.UNAVAILABLE)
 
 
-COMMANDS = [notifications]
+@click.group()
+def watches() -> None:
+    """Members' watches on items: back in stock, price drop (an offer with that trigger fires
+    once per change and its notification waits in the outbox).
+
+    \b
+    Example:
+      shelfwise watches add --db store.db --member L-1001 --item tea --kind price-drop
+      shelfwise watches list --db store.db --member L-1001 --json
+    """
+
+
+KINDS = {"back-in-stock": "back_in_stock", "price-drop": "price_drop"}
+
+
+@watches.command("add")
+@db_option()
+@click.option("--member", required=True, help="Loyalty id of the member (needs the offers consent).")
+@click.option("--item", required=True, help="Item id or GTIN.")
+@click.option("--kind", type=click.Choice(sorted(KINDS)), default="back-in-stock", show_default=True)
+@json_option
+def add_watch(db: str, member: str, item: str, kind: str, as_json: bool) -> None:
+    """Watch an item for a member.
+
+    Python: sw.member(loyalty_id).watch(item, kind="back_in_stock")
+
+    \b
+    Example:
+      shelfwise watches add --db store.db --member L-1001 --item tea --kind price-drop --json
+    """
+    with open_store(db) as sw:
+        watch = sw.shopper(member).watch(item, kind=KINDS[kind])
+    emit(as_json, watch.to_dict(), lambda: f"{member} watches {watch.item_id} ({watch.kind})")
+
+
+@watches.command("remove")
+@db_option()
+@click.option("--member", required=True, help="Loyalty id of the member.")
+@click.option("--item", required=True, help="Item id.")
+@click.option("--kind", type=click.Choice(sorted(KINDS)), help="Only this kind (default: every).")
+@json_option
+def remove_watch(db: str, member: str, item: str, kind: str | None, as_json: bool) -> None:
+    """Stop watching an item.
+
+    Python: sw.member(loyalty_id).unwatch(item)
+
+    \b
+    Example:
+      shelfwise watches remove --db store.db --member L-1001 --item tea
+    """
+    with open_store(db) as sw:
+        removed = sw.shopper(member).unwatch(item, kind=None if kind is None else KINDS[kind])
+    emit(as_json, {"removed": removed}, f"{removed} watch(es) removed")
+
+
+@watches.command("list")
+@db_option()
+@click.option("--member", required=True, help="Loyalty id of the member.")
+@json_option
+def list_watches(db: str, member: str, as_json: bool) -> None:
+    """A member's watches, oldest first, with changes not fired yet.
+
+    Python: sw.member(loyalty_id).watches()
+
+    \b
+    Example:
+      shelfwise watches list --db store.db --member L-1001 --json
+    """
+    with open_store(db) as sw:
+        rows = [w.to_dict() for w in sw.shopper(member).watches()]
+    columns = ["item_id", "kind", "watch_price", "changes", "fired_changes"]
+    emit(as_json, rows, lambda: table([[r[c] for c in columns] for r in rows], columns))
+
+
+COMMANDS = [notifications, watches]
 
 __all__ = ["COMMANDS", "quiet_retries", "read_webhook_secret"]
