@@ -7,16 +7,19 @@ across devices whose profiles never met; offline, the offer's policy. Runs on SQ
 
 from __future__ import annotations
 
+import json
 import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from conftest import CATALOG
 from sync_helpers import fresh_pg_database, serve_in_thread
 
 import shelfwise
+from shelfwise.cli import cli
 from shelfwise.offers.codes import new_code
 from shelfwise.sync.leasing import CollectorAuthority
 from shelfwise.sync.protocol import Tombstone
@@ -234,3 +237,26 @@ def test_an_erasure_takes_the_members_central_uses_with_it(storage) -> None:  # 
         "granted",
         0,
     )
+
+
+def test_the_till_cli_redeems_a_central_code_through_the_collector(
+    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+) -> None:
+    (code,) = storage.issue_codes("welcome", 1)
+    db = tmp_path / "till.db"
+    with shelfwise.open(db) as sw:
+        sw.catalog.import_rows(CATALOG)
+        sw.offers.define(WELCOME)
+    key = tmp_path / "till.key"
+    secret = storage.add_device("till-1", stores=("s",))
+    key.write_text(json.dumps({"device_id": "till-1", "secret": secret.hex()}))
+    base = ["orders", "redeem", "--db", str(db), "--cart", "milk", "--codes", code, "--json"]
+    run = CliRunner().invoke
+    alone = run(cli, [*base, "--order-id", "t-1"])  # no collector: the till cannot know it
+    assert alone.exit_code == 0
+    assert [x["reason"] for x in json.loads(alone.stdout)["price"]["left_out"]] == ["code_unknown"]
+    online = run(cli, [*base, "--order-id", "t-2", "--collector", url, "--key-file", str(key)])
+    assert online.exit_code == 0, online.stderr
+    assert [a["offer_id"] for a in json.loads(online.stdout)["price"]["applied"]] == ["welcome"]
+    half = run(cli, [*base, "--order-id", "t-3", "--collector", url])
+    assert half.exit_code == 2 and half.stderr.startswith("error:")

@@ -12,10 +12,13 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import Credentials, InvalidInput
 from .. import open as open_store
 from ..offers import Order, OrderPrice
+from ..sync.leasing import CollectorAuthority
 from .output import emit, json_option, table
-from .params import db_option
+from .params import CollectorUrl, InputFile, db_option
+from .sync import read_chain_secret
 
 F = TypeVar("F", bound=Callable[..., Any])
 MAX_QUANTITY = 1000  # as a cart line allows
@@ -140,6 +143,15 @@ def price(
 
 @orders.command()
 @_order_options
+@click.option(
+    "--collector",
+    type=CollectorUrl(),
+    help="Check central codes and members' per-customer uses with this collector.",
+)
+@click.option("--key-file", type=InputFile(), help="Device key file (with --collector).")
+@click.option(
+    "--chain-secret-file", type=InputFile(), help="The chain secret (hex), for members' uses."
+)
 def redeem(
     db: str,
     order_id: str,
@@ -149,6 +161,9 @@ def redeem(
     offers: str,
     store: str,
     as_json: bool,
+    collector: str | None,
+    key_file: str | None,
+    chain_secret_file: str | None,
 ) -> None:
     """Price and redeem an order in one step; the same order again returns it unchanged.
 
@@ -158,8 +173,17 @@ def redeem(
     Example:
       shelfwise orders redeem --db store.db --order-id till-1-0001 --member L-1001 \\
         --cart milk,coffee:2 --codes 7KQ2-M9XD --json
+      shelfwise orders redeem --db store.db --order-id till-1-0002 --cart milk \\
+        --codes 7KQ2-M9XD --collector http://127.0.0.1:8421 --key-file kiosk-7.key
     """
-    with open_store(db, store_id=store) as sw:
+    if (collector is None) != (key_file is None):
+        raise InvalidInput("--collector and --key-file go together")
+    secret = read_chain_secret(chain_secret_file) if chain_secret_file else None
+    with open_store(db, store_id=store, chain_secret=secret) as sw:
+        if collector is not None and key_file is not None:
+            blind = sw.fleet.blinded_id if sw.fleet.enabled else None
+            creds = Credentials.from_file(key_file)
+            sw.offers.use_collector(CollectorAuthority(collector, creds, blind=blind))
         shopper = sw.member(member) if member else sw.start_session()
         order = shopper.redeem_order(
             order_id, cart=cart, codes=_words(codes), offers=_words(offers)
