@@ -129,6 +129,7 @@ def test_the_fleet_redeems_the_whole_total_and_never_more(chain: Chain) -> None:
     assert redeemed == 10
     (status,) = chain.storage.shares()
     assert (status.total_redemptions, status.used_redemptions) == (10, 10)
+    assert status.reported_redemptions == 10  # every device's ledger reached the collector
 
 
 def test_a_voided_order_gives_its_share_back_on_the_device(chain: Chain) -> None:

@@ -342,6 +342,7 @@ def shares(db: str, pg: str | None, server_key: str | None, as_json: bool) -> in
             f"{row['offer_id']}\ttotal {row['total_redemptions']}\tshared "
             f"{row['shared_redemptions']}\tused {row['used_redemptions']}\tbudget "
             f"{row['budget']}\tshared {row['shared_budget']}\tused {row['used_budget']}\t"
+            f"reported {row['reported_redemptions']} / {row['reported_budget']}\t"
             f"devices {row['devices']}"
         )
     return OK

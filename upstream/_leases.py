@@ -115,6 +115,9 @@ class ShareStatus:
     used_budget: float
     devices: int
     per_device: Mapping[str, tuple[int | None, int]] = field(default_factory=dict)
+    # What the devices' ledgers reported (``used_*`` is what each said at its last ask).
+    reported_redemptions: int = 0
+    reported_budget: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.__dict__, "per_device": dict(self.per_device)}
@@ -260,6 +263,14 @@ class OfferLedger:
                 "SELECT offer_id, device_id, redemptions, budget, used_redemptions, used_budget "
                 "FROM device_leases ORDER BY offer_id, device_id",
             )
+            reported = {
+                r[0]: (int(r[1]), float(r[2]))
+                for r in self._rows(
+                    cur,
+                    "SELECT offer_id, count(*), coalesce(sum(amount), 0) FROM fleet_redemptions "
+                    "WHERE voided = 0 GROUP BY offer_id",
+                )
+            }
         by_offer: dict[str, list[tuple[Any, ...]]] = {}
         for row in rows:
             by_offer.setdefault(row[0], []).append(row)
@@ -278,6 +289,8 @@ class OfferLedger:
                     round(sum(float(r[5]) for r in held), 2),
                     len(held),
                     {r[1]: (r[2], int(r[4])) for r in held},
+                    reported.get(offer_id, (0, 0.0))[0],
+                    round(reported.get(offer_id, (0, 0.0))[1], 2),
                 )
             )
         return out
