@@ -336,3 +336,18 @@ def test_a_retired_device_cannot_sign_and_its_unused_share_returns_to_the_fleet(
     assert (status.shared_redemptions, status.per_device["kiosk-0"]) == (2, (2, 2))
     assert chain.sync(0).error is not None  # its secret is gone: nothing it sends counts
     assert upstream_main(["retire-device", "--db", db, "--device", "kiosk-9"]) == 2
+
+
+def test_a_device_that_understates_its_use_gets_no_more_than_its_ledger_allows(
+    chain: Chain,
+) -> None:
+    sw, _ = chain.devices[0]
+    chain.sync(0)
+    assert [redeem(sw, "L-1", f"o-{i}") for i in range(3)] == ["redeemed"] * 3
+    chain.sync(0)  # the ledger (3 redemptions) and a refill: share 6
+    seq = sw.store.query("SELECT seq FROM offer_leases WHERE offer_id = 'fleet'")[0]["seq"]
+    lying = [WireAsk("fleet", seq, 0, 0.0, False, 3, 0.0)]  # "I used nothing, take it all back"
+    (grant,) = chain.storage.grant_leases("kiosk-0", lying)
+    assert grant.redemptions == 3 + 3  # its ledger's 3, not the 0 it claims, plus the slice
+    (status,) = chain.storage.shares()
+    assert status.shared_redemptions == 6

@@ -211,7 +211,16 @@ class OfferLedger:
             r, b, expires = held[0][1], held[0][2], int(held[0][3])
             return WireGrant(pool.offer_id, seq, r, b, max(0, expires - stamp), "resync")
         r, b = (held[0][1], held[0][2]) if held and ask.keep else (None, None)
-        used_r, used_b = ask.used_redemptions, round(ask.used_budget, 2)
+        # Never less than its own ledger says (a device that understates its use, or whose
+        # store was wiped, cannot get back a share it already spent).
+        n, spent = self._rows(
+            cur,
+            "SELECT count(*), coalesce(sum(amount), 0) FROM fleet_redemptions "
+            "WHERE device_id = ? AND offer_id = ? AND voided = 0",
+            [device_id, pool.offer_id],
+        )[0]
+        used_r = max(ask.used_redemptions, int(n))
+        used_b = round(max(ask.used_budget, float(spent)), 2)
         others_r, others_b = self._others(cur, device_id, pool.offer_id)
         share_r = share_b = None
         if pool.total_redemptions is not None:
