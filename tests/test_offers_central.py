@@ -260,3 +260,17 @@ def test_the_till_cli_redeems_a_central_code_through_the_collector(
     assert [a["offer_id"] for a in json.loads(online.stdout)["price"]["applied"]] == ["welcome"]
     half = run(cli, [*base, "--order-id", "t-3", "--collector", url])
     assert half.exit_code == 2 and half.stderr.startswith("error:")
+
+
+def test_pricing_an_order_shows_what_a_central_code_would_do_and_claims_nothing(
+    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+) -> None:
+    first, second = storage.issue_codes("welcome", 2)
+    a, b = kiosk(tmp_path, storage, url, "kiosk-a"), kiosk(tmp_path, storage, url, "kiosk-b")
+    priced = a.member("L-1").price_order("a-1", cart=["milk"], codes=[first])
+    assert [(x.offer_id, x.code) for x in priced.applied] == [("welcome", first)]
+    assert storage.code_stats()["welcome"] == {"available": 2, "claimed": 0}
+    assert a.store.query("SELECT count(*) AS n FROM offer_codes")[0]["n"] == 0  # rolled back
+    order(b, "b-1", second)
+    used = a.member("L-1").price_order("a-2", cart=["milk"], codes=[second])
+    assert [x.reason for x in used.left_out] == ["code_used"]

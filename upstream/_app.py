@@ -18,6 +18,7 @@ Endpoints (bodies are msgpack with string keys, formats in ``shelfwise.sync.prot
     POST /v1/redemptions      LedgerUpload (the device's redemptions)    -> LedgerAcks
     POST /v1/codes/claim      CodeClaim (a central single-use code)      -> CodeAnswer
     POST /v1/codes/release    CodeClaim (a claim not used)               -> CodeAnswer
+    POST /v1/codes/check      CodeClaim (what a claim would answer)      -> CodeAnswer
     POST /v1/member-uses      MemberUse (a per-customer limit, central)  -> MemberUseAnswer
     POST /v1/member-uses/release  MemberUse (a use given back)           -> MemberUseAnswer
 
@@ -55,6 +56,7 @@ from starlette.routing import Route
 from shelfwise import EnvelopeError, InvalidInput, KeyConflict
 from shelfwise._time import DAY_MS, now_ms
 from shelfwise.sync.leasing import (
+    CODES_CHECK_PATH,
     CODES_CLAIM_PATH,
     CODES_RELEASE_PATH,
     LEASES_PATH,
@@ -436,6 +438,16 @@ class Collector:
 
         return await self._members_call(request, handle)
 
+    async def check_code(self, request: Request) -> Response:
+        def handle(device: Device, body: bytes) -> CodeAnswer:
+            ask: CodeClaim = self._wire(body, CodeClaim, device)
+            status, offer_id = self.storage.peek_code(ask.code)
+            if status == "code_unknown":
+                self.storage.count_refusal(device.device_id, status)  # guessing shows here
+            return CodeAnswer(status, offer_id)
+
+        return await self._members_call(request, handle)
+
     async def release_code(self, request: Request) -> Response:
         def handle(device: Device, body: bytes) -> CodeAnswer:
             ask: CodeClaim = self._wire(body, CodeClaim, device)
@@ -483,6 +495,7 @@ class Collector:
             Route(LEDGER_PATH, self.ledger, methods=["POST"]),
             Route(CODES_CLAIM_PATH, self.claim_code, methods=["POST"]),
             Route(CODES_RELEASE_PATH, self.release_code, methods=["POST"]),
+            Route(CODES_CHECK_PATH, self.check_code, methods=["POST"]),
             Route(MEMBER_USES_PATH, self.member_use, methods=["POST"]),
             Route(MEMBER_USES_RELEASE_PATH, self.release_member_use, methods=["POST"]),
         ]

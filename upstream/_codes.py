@@ -170,6 +170,19 @@ class CentralCodes:
             )
         return "claimed", offer_id
 
+    def peek_code(self, code: str) -> tuple[str, str | None]:
+        """What a claim would answer, claiming nothing: ``(available | code_used |
+        code_unknown, offer id)`` (a till pricing an order before it is final)."""
+        with self._tx() as cur:
+            rows = self._rows(
+                cur,
+                "SELECT offer_id, state FROM central_codes WHERE code_hash = ?",
+                [self._hash(code)],
+            )
+        if not rows:
+            return "code_unknown", None
+        return ("available" if rows[0][1] == "available" else "code_used"), rows[0][0]
+
     def release_code(self, device_id: str, code: str, claim_id: str) -> bool:
         """A device gives back a claim it did not use; True when the code is available again."""
         code_hash = self._hash(code)

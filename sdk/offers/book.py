@@ -38,8 +38,9 @@ PARSE_CACHE_SIZE = 4096  # parsed definitions kept per process (a store has a fe
 T = TypeVar("T")
 
 
-class _Rollback(Exception):
-    """Raised inside a sandbox transaction so nothing it did is kept."""
+class Rollback(Exception):
+    """Raised inside a transaction so nothing it did is kept (the sandbox, a priced order
+    with central codes staged); carries the result out."""
 
     def __init__(self, result: Any) -> None:
         super().__init__("sandbox rollback")
@@ -91,9 +92,9 @@ class OfferBook:
             with self._store.write() as db:
                 result = work(db)
                 if self.sandboxed:
-                    raise _Rollback(result)
+                    raise Rollback(result)
                 return result
-        except _Rollback as rollback:
+        except Rollback as rollback:
             return cast(T, rollback.result)
 
     # -- settings (kept in the store: shelfwise.offers.context) ---------------------------
@@ -255,4 +256,4 @@ class OfferBook:
         return usage.counters(self._store, offer_id)
 
 
-__all__ = ["PARSE_CACHE_SIZE", "OfferBook"]
+__all__ = ["PARSE_CACHE_SIZE", "OfferBook", "Rollback"]

@@ -20,9 +20,9 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .._errors import OfferRejected, ShelfwiseError
 from .._time import now_ms
@@ -38,6 +38,8 @@ class AuthorityLike(Protocol):
     def claim(self, store: Store, code: str, claim_id: str) -> tuple[str, str | None]: ...
 
     def release(self, store: Store, code: str, claim_id: str) -> bool: ...
+
+    def peek(self, store: Store, code: str) -> tuple[str, str | None]: ...
 
     def claim_use(
         self, store: Store, shopper_id: str, offer_id: str, limit: int, use_id: str
@@ -98,6 +100,37 @@ def claim_unknown_codes(
             insert_codes(db, offer_id, [code], shopper_id=None, expires_ms=None, stamp=now_ms())
         claims.append(claim)
     return claims
+
+
+def peek_unknown_codes(
+    store: Store, authority: AuthorityLike | None, texts: Sequence[str]
+) -> dict[str, tuple[str, str]]:
+    """What the collector says of each well-formed code this store does not know, claiming
+    nothing: code -> (``available`` | ``code_used``, offer id). Unreachable: nothing."""
+    seen: dict[str, tuple[str, str]] = {}
+    for text in texts if authority is not None else ():
+        code = _unknown_here(store, text)
+        if code is None or authority is None:
+            continue
+        try:
+            status, offer_id = authority.peek(store, code)
+        except ShelfwiseError:
+            continue
+        if offer_id is not None and status in {"available", "code_used"}:
+            seen[code] = (status, offer_id)
+    return seen
+
+
+def stage_codes(
+    db: Any, seen: Mapping[str, tuple[str, str]], offer_exists: Callable[[str], bool]
+) -> None:
+    """Store peeked codes as the collector sees them, in a transaction the caller rolls back
+    (an order priced with them: the combination they would make, or ``code_used``)."""
+    for code, (status, offer_id) in seen.items():
+        if offer_exists(offer_id):
+            insert_codes(db, offer_id, [code], shopper_id=None, expires_ms=None, stamp=now_ms())
+            if status != "available":
+                db.execute("UPDATE offer_codes SET state = 'redeemed' WHERE code = ?", [code])
 
 
 def give_back(store: Store, authority: AuthorityLike | None, claims: Sequence[Claim]) -> None:
@@ -169,6 +202,8 @@ __all__ = [
     "check_member_uses",
     "claim_unknown_codes",
     "give_back",
+    "peek_unknown_codes",
     "release_uses",
+    "stage_codes",
     "use_id",
 ]

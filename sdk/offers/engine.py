@@ -35,7 +35,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, cast
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
 from .._time import now_ms
@@ -52,6 +52,7 @@ from . import (
     reporting,
     usage,
 )
+from .book import Rollback
 from .central import AuthorityLike, Claim
 from .definitions import Offer
 from .firing import TriggerFire
@@ -485,9 +486,22 @@ class Offers(OfferViews):
         if held is not None:
             ctx = replace(ctx, points=held.balance)
         multiplier = held.multiplier if held is not None else 1.0
-        return orders.price(
-            self._store.read(), request, ctx, active=live, offer_of=self.get, multiplier=multiplier
-        )
+
+        def price(db: Any) -> OrderPrice:
+            return orders.price(
+                db, request, ctx, active=live, offer_of=self.get, multiplier=multiplier
+            )
+
+        authority = None if self.sandboxed else self.collector
+        seen = central.peek_unknown_codes(self._store, authority, request.codes)
+        if not seen:
+            return price(self._store.read())
+        try:  # central codes as the collector sees them, in a transaction that is rolled back
+            with self._store.write() as db:
+                central.stage_codes(db, seen, self._exists)
+                raise Rollback(price(db))
+        except Rollback as rollback:
+            return cast(OrderPrice, rollback.result)
 
     def redeem_order(
         self,

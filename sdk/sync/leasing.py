@@ -55,6 +55,7 @@ LEASES_PATH = "/v1/leases"
 LEDGER_PATH = "/v1/redemptions"
 CODES_CLAIM_PATH = "/v1/codes/claim"
 CODES_RELEASE_PATH = "/v1/codes/release"
+CODES_CHECK_PATH = "/v1/codes/check"
 MEMBER_USES_PATH = "/v1/member-uses"
 MEMBER_USES_RELEASE_PATH = "/v1/member-uses/release"
 MAX_ASKS = 1000
@@ -127,7 +128,7 @@ class CodeClaim(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CodeAnswer(msgspec.Struct):
-    status: Literal["claimed", "code_used", "code_unknown", "released", "not_held"]
+    status: Literal["claimed", "available", "code_used", "code_unknown", "released", "not_held"]
     offer_id: _Id | None = None
 
 
@@ -219,6 +220,12 @@ class CollectorAuthority:
     def claim(self, store: Store, code: str, claim_id: str) -> tuple[str, str | None]:
         """Ask for a code: ``claimed`` (it is this device's now), ``code_used``, ``code_unknown``."""
         answer = self._ask(store, CODES_CLAIM_PATH, code, claim_id)
+        return answer.status, answer.offer_id
+
+    def peek(self, store: Store, code: str) -> tuple[str, str | None]:
+        """What a claim would answer (``available``, ``code_used``, ``code_unknown``), claiming
+        nothing."""
+        answer = self._ask(store, CODES_CHECK_PATH, code, "peek")
         return answer.status, answer.offer_id
 
     def release(self, store: Store, code: str, claim_id: str) -> bool:
@@ -365,6 +372,7 @@ def exchange_offers(
 
 
 __all__ = [
+    "CODES_CHECK_PATH",
     "CODES_CLAIM_PATH",
     "CODES_RELEASE_PATH",
     "LEASES_PATH",
