@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -307,13 +308,18 @@ class LoadedModel:
                 f"feature table has width {extra.vectors.shape[1]}"
             )
         new_scores = users @ extra.vectors.T
-        take = min(k, new_scores.shape[1])
         merged = []
         for row, kept in enumerate(results):
             line = new_scores[row]
-            top = np.argpartition(-line, take - 1)[:take] if take < len(line) else np.arange(take)
-            new = [(extra.items[int(i)], float(line[i])) for i in top]
-            merged.append(sorted(kept + new, key=lambda pair: -pair[1])[:k])
+            # Only a new item scoring above the graph's k-th can enter the top k: the others
+            # never become Python objects (on every request, for thousands of new items).
+            floor = kept[-1][1] if len(kept) >= k else -np.inf
+            entering = np.flatnonzero(line > floor)
+            if len(entering) > k:
+                entering = entering[np.argpartition(-line[entering], k - 1)[:k]]
+            new = [(extra.items[i], float(line[i])) for i in entering.tolist()]
+            # Stable: on a tie the graph's own item stays first.
+            merged.append(sorted(kept + new, key=operator.itemgetter(1), reverse=True)[:k])
         return merged
 
     def normalised_vectors(self) -> np.ndarray | None:
