@@ -90,6 +90,8 @@ class CatalogVectors:
     ``vectors`` are raw (scored against the user vector), ``unit`` has unit rows (cosine);
     ``stand_in[i]`` is the model index of the known item closest to new item ``i`` (-1 when
     the bundle has no item vectors): a history that holds a new item is read with it.
+    ``readable[i]`` is False for a new item none of whose features the bundle knows (it has
+    no vector to compare).
     """
 
     revision: str
@@ -98,6 +100,7 @@ class CatalogVectors:
     unit: np.ndarray
     stand_in: np.ndarray
     index: Mapping[str, int] = field(default_factory=dict)
+    readable: tuple[bool, ...] = ()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -399,6 +402,8 @@ class LoadedModel:
             unit=unit,
             stand_in=stand_in,
             index={item_id: row for row, item_id in enumerate(items)},
+            # Worked out once here, not with np.any on every lookup (reasons ask per item).
+            readable=tuple(bool(b) for b in np.count_nonzero(vectors, axis=1)),
         )
 
     def unit_vector(self, item_id: str, extra: CatalogVectors | None = None) -> np.ndarray | None:
@@ -406,9 +411,9 @@ class LoadedModel:
         known = self.normalised_vectors()
         if known is not None and item_id in self.vocab:
             return known[self.vocab.index(item_id)]
-        if extra is not None and item_id in extra:
-            row = extra.unit[extra.index[item_id]]
-            return row if np.any(row) else None
+        position = extra.index.get(item_id) if extra is not None else None
+        if extra is not None and position is not None and extra.readable[position]:
+            return extra.unit[position]
         return None
 
     def neighbours(
