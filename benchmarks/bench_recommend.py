@@ -32,6 +32,13 @@ Also the cold start and resident memory (fresh process). Needs the ``train`` ext
     python benchmarks/bench_recommend.py                      # 12k, 100k, 1M; ~10 minutes
     python benchmarks/bench_recommend.py --sizes 12k,100k     # quicker
 
+Parts (``--parts``, all by default): ``latency`` (everything above), ``feature`` and ``e2e``
+(issue #13, ``new_item_parts.py``): a new item's vector from its features against a trained
+item's lookup, and ``Shopper.recommend("for-you")`` against ``session.run`` alone at 12k items,
+on a bundle with a feature table (the Beauty shape, untrained, when no trained one is here):
+
+    python benchmarks/bench_recommend.py --parts feature,e2e   # ~30 s
+
 Without those folders it falls back (and says so in the table and the JSON): no fp32 bundle
 -> the fp32 graph is exported from ``runs/beauty`` in-process; no run either -> the tiled
 sizes use a mean-pool reference scorer over the bundle's item vectors; no bundle at all ->
@@ -66,6 +73,7 @@ from tqdm import tqdm
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import new_item_parts
 import scorer_graph
 
 import shelfwise
@@ -589,16 +597,8 @@ def load_average() -> str:
     return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="12k,100k,1M", help="comma-separated: 12k,100k,1M")
-    parser.add_argument("--modes", default="int8,none", help="int8 and/or none (fp32)")
-    parser.add_argument("--bundle", default=str(ROOT / "runs" / "bundle_beauty_int8"))
-    parser.add_argument("--fp32-bundle", default=str(ROOT / "runs" / "bundle_beauty_fp32"))
-    parser.add_argument("--rounds", type=int, default=300, help="requests per tight-loop case")
-    parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
-    args = parser.parse_args()
-
+def latency_part(args: argparse.Namespace) -> dict[str, Any]:
+    """The latency table: every case at every size (the ``latency`` part)."""
     load_before = load_average()
     source = find_source(Path(args.bundle), Path(args.fp32_bundle))
     index = {item: n + 1 for n, item in enumerate(source.items)}  # model index, 1-based
@@ -683,10 +683,63 @@ def main() -> None:
             del torch_module
     report["machine"]["load_after"] = load_average()
     print_table(report)
+    return report
+
+
+def run_new_item_parts(args: argparse.Namespace, parts: set[str]) -> dict[str, Any]:
+    """The ``feature`` and ``e2e`` parts (issue #13), on a bundle with a feature table."""
+    report: dict[str, Any] = {"load_before": load_average()}
+    with tempfile.TemporaryDirectory(prefix="bench-new-items-") as tmp:
+        source = new_item_parts.feature_bundle(Path(args.bundle), Path(tmp))
+        sw = new_item_parts.open_store(Path(tmp) / "store.db", source)
+        try:
+            if "feature" in parts:
+                report["feature"] = new_item_parts.feature_part(sw, source, args.rounds)
+            if "e2e" in parts:
+                trained = set(source.trained_items)
+                sequences = (BEAUTY.read_text().splitlines()) if BEAUTY.is_file() else []
+                histories = [
+                    [i for i in line.split()[1:] if i in trained][-20:] for line in sequences
+                ]
+                histories = [h for h in histories if len(h) >= 8][:20]
+                report["e2e"] = new_item_parts.e2e_part(sw, source, histories, args.rounds)
+        finally:
+            sw.close()
+    report["load_after"] = load_average()
+    new_item_parts.print_parts(report)
+    return report
+
+
+PARTS = ("latency", "feature", "e2e")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="12k,100k,1M", help="comma-separated: 12k,100k,1M")
+    parser.add_argument("--modes", default="int8,none", help="int8 and/or none (fp32)")
+    parser.add_argument("--bundle", default=str(ROOT / "runs" / "bundle_beauty_int8"))
+    parser.add_argument("--fp32-bundle", default=str(ROOT / "runs" / "bundle_beauty_fp32"))
+    parser.add_argument("--rounds", type=int, default=300, help="requests per tight-loop case")
+    parser.add_argument(
+        "--parts",
+        default=",".join(PARTS),
+        help="comma-separated: latency (the table at every size), feature (a new item's "
+        "vector vs a trained item's), e2e (shopper.recommend vs session.run at 12k)",
+    )
+    parser.add_argument("--out", default=str(RESULTS / "runtime.json"))
+    args = parser.parse_args()
+    parts = {p.strip() for p in args.parts.split(",") if p.strip()}
+    if not parts or parts - set(PARTS):
+        parser.error(f"--parts takes a comma-separated subset of {', '.join(PARTS)}")
+
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     merged = json.loads(out.read_text()) if out.is_file() else {}
-    merged["recommend"] = report
+    if "latency" in parts:
+        merged["recommend"] = latency_part(args)
+    if parts & {"feature", "e2e"}:
+        found = run_new_item_parts(args, parts)
+        merged["new_items"] = {**merged.get("new_items", {}), **found}
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(merged, indent=2, sort_keys=True) + "\n")
     print(f"\nwrote {out}")
 

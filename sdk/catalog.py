@@ -18,6 +18,7 @@ Example:
 from __future__ import annotations
 
 import csv
+import functools
 import json
 import math
 import re
@@ -119,6 +120,14 @@ def _text(value: Any, field: str, line: int, limit: int) -> str:
 _COLUMNS = "item_id, name, brand, category, price, in_stock, repeatable, tags, gtin"
 
 
+@functools.lru_cache(maxsize=4096)
+def _tags_from_json(text: str) -> tuple[str, ...]:
+    """The stored tags column parsed (a pure function of its text, so it is memoised: a
+    catalog repeats a few tag sets across thousands of items, and every recommendation reads
+    a few dozen rows; the tuple is immutable, so sharing it is safe)."""
+    return () if text == "[]" else tuple(json.loads(text))
+
+
 def _item_from_tuple(row: Sequence[Any]) -> Item:
     item_id, name, brand, category, price, in_stock, repeatable, tags, gtin = row
     return Item(
@@ -129,7 +138,7 @@ def _item_from_tuple(row: Sequence[Any]) -> Item:
         price=price,
         in_stock=bool(in_stock),
         repeatable=bool(repeatable),
-        tags=() if tags == "[]" else tuple(json.loads(tags)),
+        tags=_tags_from_json(tags),
         gtin=gtin,
     )
 
@@ -322,6 +331,29 @@ class Catalog:
                 f"SELECT {_COLUMNS} FROM items WHERE item_id IN ({marks})", chunk
             ):
                 found[row[0]] = _item_from_tuple(row)
+        return found
+
+    def names(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """The names of the known items among ``item_ids`` (unknown ids are left out): one
+        narrow read for what a reason shows ("because you viewed <name>").
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea"}])
+            ...     sw.catalog.names(["tea", "no-such-item"])
+            {'tea': 'Green tea'}
+        """
+        found: dict[str, str] = {}
+        unique = list(dict.fromkeys(i for i in item_ids if _is_key(i)))
+        for start in range(0, len(unique), 500):
+            chunk = unique[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self._store.rows(
+                    f"SELECT item_id, name FROM items WHERE item_id IN ({marks})", chunk
+                )
+            )
         return found
 
     def by_gtin(self, code: str) -> Item:

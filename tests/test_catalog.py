@@ -295,3 +295,49 @@ def test_an_import_either_stores_every_row_or_changes_nothing(
     for row in rows:
         item = parse_item(row)
         assert store.catalog.get(item.item_id) == item
+
+
+def test_names_are_read_for_known_items_and_unknown_or_impossible_ids_are_left_out(
+    store: shelfwise.Shelfwise,
+) -> None:
+    known = store.catalog.all()[:3]
+    wanted = [known[0].item_id, "no-such-item", known[1].item_id, "x" * 500, known[0].item_id]
+    names = store.catalog.names(wanted)
+    assert names == {known[0].item_id: known[0].name, known[1].item_id: known[1].name}
+    assert store.catalog.names([]) == {}
+
+
+def test_a_renamed_or_retagged_item_reads_back_as_it_is_now(store: shelfwise.Shelfwise) -> None:
+    # Tag sets are shared between rows when read: a change must still show for that item only.
+    store.catalog.import_rows(
+        [
+            {"item_id": "a", "name": "A", "tags": "organic;local"},
+            {"item_id": "b", "name": "B", "tags": "organic;local"},
+        ]
+    )
+    store.catalog.import_rows([{"item_id": "a", "name": "A2", "tags": "sensitive"}])
+    items = store.catalog.get_many(["a", "b"])
+    assert items["a"].tags == ("sensitive",) and items["a"].sensitive
+    assert items["b"].tags == ("local", "organic") and not items["b"].sensitive
+    assert store.catalog.names(["a", "b"]) == {"a": "A2", "b": "B"}
+
+
+_tag = st.text(alphabet=st.characters(blacklist_categories=["Cs", "Cc"]), min_size=1, max_size=8)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(tag_sets=st.lists(st.lists(_tag, max_size=4), min_size=1, max_size=5))
+def test_every_item_reads_back_with_exactly_the_tags_it_was_imported_with(
+    store: shelfwise.Shelfwise, tag_sets: list[list[str]]
+) -> None:
+    rows = [{"item_id": f"t{n}", "name": f"T{n}", "tags": tags} for n, tags in enumerate(tag_sets)]
+    try:
+        store.catalog.import_rows(rows)
+    except shelfwise.InvalidCatalog:
+        return  # a tag the parser refuses (e.g. blank once stripped) is another test's subject
+    items = store.catalog.get_many([row["item_id"] for row in rows])
+    for row in rows:
+        assert items[row["item_id"]] == parse_item(row)
+        assert items[row["item_id"]] == store.catalog.get(row["item_id"])

@@ -237,3 +237,46 @@ def test_name_words_hash_to_the_same_bucket_in_every_process() -> None:
         for _ in range(2)
     }
     assert len(runs) == 1 and runs.pop().strip().isdigit()
+
+
+@pytest.fixture(scope="module")
+def random_bundle(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    """Known items and feature rows at random (no ties to speak of), for ranking checks; with
+    the graph's own float32 item vectors (the bundle keeps float16 copies for similarity)."""
+    rng = np.random.default_rng(13)
+    encoding, table = encoding_and_table()
+    vectors = rng.standard_normal((len(ITEMS) + 1, 4)).astype(np.float32)
+    rows = rng.standard_normal(table.shape).astype(np.float32)
+    rows[0] = 0.0  # "no feature", as every trained table has it
+    path = write_test_bundle(
+        tmp_path_factory.mktemp("random") / "bundle", ITEMS, vectors, features=encoding,
+        feature_table=rows,
+    )  # fmt: skip
+    return path, vectors
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    history=st.lists(st.sampled_from(ITEMS), min_size=1, max_size=6),
+    new=st.lists(fields, min_size=1, max_size=12),
+    k=st.integers(1, 30),
+)
+def test_for_you_ranks_new_and_known_items_together_by_score(
+    random_bundle: tuple[Path, np.ndarray], history: list[str], new: list[ItemFeatures], k: int
+) -> None:
+    # The model's top k over known and new items alike is the best k scores of all of them
+    # against the user vector (here the mean of the history's vectors), best first.
+    path, known = random_bundle
+    model = load_model(path)
+    rows = [(f"new-{n}", features) for n, features in enumerate(new)]
+    extra = model.catalog_vectors(f"rev-{len(new)}-{hash(tuple(new))}", lambda: rows)
+    assert extra is not None
+    scored = model.score([history], k=k, extra=extra)[0]
+    user = known[[ITEMS.index(i) + 1 for i in history]].mean(axis=0)
+    every = {item: float(known[n + 1] @ user) for n, item in enumerate(ITEMS)}
+    every |= {item: float(extra.vectors[n] @ user) for n, item in enumerate(extra.items)}
+    best = sorted(every.values(), reverse=True)[:k]
+    assert len(scored.items) == min(k, len(every)) == len(set(scored.items))
+    assert scored.scores == sorted(scored.scores, reverse=True)
+    assert np.allclose(scored.scores, best, rtol=1e-4, atol=1e-4)
+    assert np.allclose([every[i] for i in scored.items], scored.scores, rtol=1e-4, atol=1e-4)

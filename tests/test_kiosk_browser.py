@@ -8,6 +8,7 @@ set SHELFWISE_SCREENSHOTS=docs/screenshots to refresh the committed set (palette
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -20,6 +21,8 @@ from pathlib import Path
 import pytest
 from kiosk_helpers import MEMBER_PIN, PIN
 from test_kiosk_api import NUTELLA, WHOLE_MILK, YOGURT, busy_member_card, demo_bundle
+
+import shelfwise
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -47,9 +50,15 @@ def free_port() -> int:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kiosk_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the kiosk server keeps its store (``store.db``) and its log."""
+    return tmp_path_factory.mktemp("kiosk-e2e")
+
+
+@pytest.fixture(scope="module")
+def server(kiosk_folder: Path) -> Iterator[str]:
     """The kiosk as a user starts it, on a seeded temp store, with an unreachable upstream."""
-    folder = tmp_path_factory.mktemp("kiosk-e2e")
+    folder = kiosk_folder
     bundle = demo_bundle()  # the committed trained bundle
     port = free_port()
     log = open(folder / "server.log", "w")  # noqa: SIM115 - closed below
@@ -497,3 +506,79 @@ def test_a_member_asks_to_be_told_when_a_scanned_item_gets_cheaper(page, tmp_pat
     page.get_by_text("We'll tell you when it's cheaper").wait_for()
     assert button.is_disabled()
     shot(page, "16-watch", tmp_path)
+
+
+# A product the store starts selling after the bundle was trained: an id, a code and a name the
+# model has never seen, with a category, brand and price like the yogurts already on the shelf.
+NEW_YOGURT = {
+    "item_id": "yogurt-greco-fragola",
+    "name": "Yogurt greco alla fragola",
+    "brand": "Vivi Verde",
+    "category": "dairy",
+    "price": 1.89,
+    "gtin": "8000000000019",
+}
+
+
+def _bought_with_dairy() -> set[str]:
+    """Items the trained bundle's co-occurrence table pairs with a dairy product: what goes
+    with the dairy aisle, by the real baskets the bundle was trained on."""
+    from shelfwise.model.bundle import read_bundle
+
+    catalog = demo_bundle().parent / "catalog.jsonl"
+    category = {
+        row["item_id"]: row["category"]
+        for row in map(json.loads, catalog.read_text(encoding="utf-8").splitlines())
+    }
+    pairs = read_bundle(demo_bundle()).side_tables.cooccurrence
+    return {
+        other
+        for item, others in pairs.items()
+        if category.get(item) == "dairy"
+        for other, _, _ in others
+    }
+
+
+def test_a_product_imported_after_training_gets_goes_with_and_alternatives_on_its_card(
+    page, kiosk_folder: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    from shelfwise.model.bundle import read_bundle
+
+    assert NEW_YOGURT["item_id"] not in read_bundle(demo_bundle()).items, "new to the model"
+    page.get_by_role("button", name="Start without signing in").click()
+    scan(page, str(NEW_YOGURT["gtin"]))
+    page.locator("#scan-error").get_by_text("not in this store").wait_for()  # not sold yet
+
+    # The back office imports it into the running kiosk's catalog (no restart, no retraining).
+    with shelfwise.open(kiosk_folder / "store.db") as back_office:
+        assert back_office.catalog.import_rows([NEW_YOGURT]) == 1
+    scan(page, str(NEW_YOGURT["gtin"]))
+    card = page.get_by_test_id("product-card")
+    card.get_by_text(str(NEW_YOGURT["name"])).first.wait_for()
+    goes_with = card.get_by_test_id("goes-with").locator(".tile")
+    alternatives = card.get_by_test_id("alternatives").locator(".tile")
+    assert goes_with.count() > 0, "complements for a product nobody has bought yet"
+    assert alternatives.count() > 0, "alternatives for a product the model never saw"
+    shot(page, "12-scan-new-product", tmp_path)
+
+    def shown(tiles) -> list[tuple[str, str, str]]:  # type: ignore[no-untyped-def]
+        return [
+            (t.get_attribute("data-item") or "", t.locator(".meta").inner_text(),
+             t.locator(".why").inner_text())
+            for t in tiles.all()
+        ]  # fmt: skip
+
+    # Alternatives come from its feature vector (name words, brand, aisle, price band): other
+    # yogurts, not just the dairy aisle's best sellers; the same aisle, cheaper, said so.
+    names = alternatives.locator(".name").all_inner_texts()
+    assert all("yogurt" in name.lower() for name in names), names
+    for item_id, meta, why in shown(alternatives):
+        assert " · dairy · " in f" · {meta} · ", (item_id, meta)
+        assert f"similar to {NEW_YOGURT['name']}" in why and "cheaper" in why, why
+    # Goes-with are what the real baskets pair with dairy products, from other aisles
+    # (another yogurt is an alternative, not a complement).
+    with_dairy = _bought_with_dairy()
+    for item_id, meta, why in shown(goes_with):
+        assert item_id in with_dairy, (item_id, meta)
+        assert " · dairy · " not in f" · {meta} · ", (item_id, meta)
+        assert f"goes with items like {NEW_YOGURT['name']}" in why, why

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import operator
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -89,6 +90,8 @@ class CatalogVectors:
     ``vectors`` are raw (scored against the user vector), ``unit`` has unit rows (cosine);
     ``stand_in[i]`` is the model index of the known item closest to new item ``i`` (-1 when
     the bundle has no item vectors): a history that holds a new item is read with it.
+    ``readable[i]`` is False for a new item none of whose features the bundle knows (it has
+    no vector to compare).
     """
 
     revision: str
@@ -97,6 +100,7 @@ class CatalogVectors:
     unit: np.ndarray
     stand_in: np.ndarray
     index: Mapping[str, int] = field(default_factory=dict)
+    readable: tuple[bool, ...] = ()
 
     def __len__(self) -> int:
         return len(self.items)
@@ -307,13 +311,18 @@ class LoadedModel:
                 f"feature table has width {extra.vectors.shape[1]}"
             )
         new_scores = users @ extra.vectors.T
-        take = min(k, new_scores.shape[1])
         merged = []
         for row, kept in enumerate(results):
             line = new_scores[row]
-            top = np.argpartition(-line, take - 1)[:take] if take < len(line) else np.arange(take)
-            new = [(extra.items[int(i)], float(line[i])) for i in top]
-            merged.append(sorted(kept + new, key=lambda pair: -pair[1])[:k])
+            # Only a new item scoring above the graph's k-th can enter the top k: the others
+            # never become Python objects (on every request, for thousands of new items).
+            floor = kept[-1][1] if len(kept) >= k else -np.inf
+            entering = np.flatnonzero(line > floor)
+            if len(entering) > k:
+                entering = entering[np.argpartition(-line[entering], k - 1)[:k]]
+            new = [(extra.items[i], float(line[i])) for i in entering.tolist()]
+            # Stable: on a tie the graph's own item stays first.
+            merged.append(sorted(kept + new, key=operator.itemgetter(1), reverse=True)[:k])
         return merged
 
     def normalised_vectors(self) -> np.ndarray | None:
@@ -393,6 +402,8 @@ class LoadedModel:
             unit=unit,
             stand_in=stand_in,
             index={item_id: row for row, item_id in enumerate(items)},
+            # Worked out once here, not with np.any on every lookup (reasons ask per item).
+            readable=tuple(bool(b) for b in np.count_nonzero(vectors, axis=1)),
         )
 
     def unit_vector(self, item_id: str, extra: CatalogVectors | None = None) -> np.ndarray | None:
@@ -400,9 +411,9 @@ class LoadedModel:
         known = self.normalised_vectors()
         if known is not None and item_id in self.vocab:
             return known[self.vocab.index(item_id)]
-        if extra is not None and item_id in extra:
-            row = extra.unit[extra.index[item_id]]
-            return row if np.any(row) else None
+        position = extra.index.get(item_id) if extra is not None else None
+        if extra is not None and position is not None and extra.readable[position]:
+            return extra.unit[position]
         return None
 
     def neighbours(

@@ -65,7 +65,7 @@ class Sources:
     model: ModelHandle
 
     def names(self, item_ids: Sequence[str]) -> dict[str, str]:
-        return {i: it.name for i, it in self.catalog.get_many(list(item_ids)).items()}
+        return self.catalog.names(list(item_ids))
 
     def served(self) -> LoadedModel | None:
         return self.model.current
