@@ -35,7 +35,7 @@ from starlette.requests import Request
 
 import shelfwise
 from shelfwise import ConsentRequired, InvalidBarcode, ShelfwiseError, UnknownItem, UnknownShopper
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.sync.leasing import CollectorAuthority
 
 from .till import till_totals

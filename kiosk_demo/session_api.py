@@ -15,7 +15,7 @@ from starlette.routing import Route
 
 import shelfwise
 from shelfwise import AuthenticationFailed, AuthLocked, UnknownShopper
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 
 from .cards import member_of_card
 from .guard import CSRF_COOKIE, csrf_ok, new_csrf_token

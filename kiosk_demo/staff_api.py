@@ -12,7 +12,7 @@ from starlette.routing import Route
 
 import shelfwise
 from shelfwise import AuthLocked
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 
 from .kiosk import STAFF_COOKIE, kiosk_of
 from .web import ApiError, endpoint, read_json, text_field

@@ -27,10 +27,10 @@ from . import events, identity
 from ._compat import warn_renamed
 from ._errors import InvalidInput, UnknownShopper
 from ._shopper import Shopper
-from ._time import DAY_MS, now_ms
 from .auth import AuditEntry, Backoff, Throttle, audit_log, record_audit
 from .barcode.layout import InStoreLayout, in_store_layout, set_in_store_layout
 from .catalog import Catalog
+from .clock import DAY_MS, now_ms
 from .geo import GeofenceEvent, Geofences
 from .identity import check_purpose, get_shopper
 from .model.runtime import LoadedModel, ModelHandle

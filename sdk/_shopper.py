@@ -22,9 +22,9 @@ from . import cart as carts
 from ._compat import warn_renamed
 from ._errors import ConsentRequired, InvalidEvent, InvalidInput
 from ._member_profile import MemberProfileMixin
-from ._time import now_ms
 from .cart import CartLine
 from .catalog import Item
+from .clock import now_ms
 from .events import Event, validate_event
 from .geo import GeofenceEvent
 from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of

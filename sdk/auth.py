@@ -33,7 +33,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from ._errors import AuthenticationFailed, AuthLocked, InvalidInput, WeakSecret
-from ._time import now_ms
+from .clock import now_ms
 from .identity import get_shopper
 from .store.connection import Store
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ._errors import InvalidEvent
-from ._time import now_ms
+from .clock import now_ms
 
 ITEM_EVENTS = frozenset(
     {"view", "scan", "cart_add", "cart_remove", "purchase", "recommendation_clicked"}

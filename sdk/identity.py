@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ._errors import InvalidInput, UnknownShopper
-from ._time import DAY_MS, now_ms
+from .clock import DAY_MS, now_ms
 from .store.connection import Store
 
 # personalization: history-based results; location: geofences; offers: targeted offers;

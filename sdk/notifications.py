@@ -42,7 +42,7 @@ from dataclasses import asdict, dataclass
 from typing import Any, Protocol
 
 from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
-from ._time import DAY_MS, now_ms
+from .clock import DAY_MS, now_ms
 from .store.connection import Store
 
 logger = logging.getLogger(__name__)

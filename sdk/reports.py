@@ -22,7 +22,7 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ._errors import InvalidInput
-from ._time import now_ms
+from .clock import now_ms
 from .store.connection import Store
 
 # The offer funnel, in order: seen on a scan, shown an offer, put in the cart, refused,

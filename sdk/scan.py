@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 from ._errors import InvalidBarcode, UnknownItem
-from ._time import now_ms
 from .barcode.gtin import ParsedBarcode, parse_barcode
 from .barcode.layout import in_store_layout
 from .catalog import Catalog, Item
+from .clock import now_ms
 from .identity import get_shopper
 from .offers import Offers, RankedOffer
 from .recommend.context import Context

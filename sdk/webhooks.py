@@ -37,7 +37,7 @@ from collections.abc import Callable, Mapping
 import stamina
 
 from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
-from ._time import now_ms
+from .clock import now_ms
 from .notifications import Notification
 from .sync.transport import HttpTransport, Response, retry_after_s
 

@@ -122,7 +122,7 @@ PUBLIC_NAMES = {
 # The runtime modules code outside sdk/ may import besides `shelfwise` itself: the contracts
 # the back office, the collector and the apps share with the runtime (docs/architecture.md).
 SEMI_PUBLIC = {
-    "shelfwise._time",  # now_ms / DAY_MS: one clock
+    "shelfwise.clock",  # now_ms / DAY_MS: one clock
     "shelfwise.model.bundle",  # the bundle format export writes and the runtime reads
     "shelfwise.model.encoding",  # item ids -> indices and history padding, shared with training
     "shelfwise.model.litert",  # how a bundle carries its LiteRT network (export adds it)

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-import shelfwise._time
+import shelfwise.clock
 from shelfwise.events import EARLIEST_MS, validate_event
 
 NOW = 1_750_000_000_000
@@ -58,9 +58,9 @@ def test_every_event_type_is_stored_with_its_time_and_store(
 
 
 def test_an_event_without_a_time_gets_the_current_time(sw: shelfwise.Shelfwise) -> None:
-    before = shelfwise._time.now_ms()
+    before = shelfwise.clock.now_ms()
     event = sw.start_session().view("milk")
-    assert before <= event.ts_ms <= shelfwise._time.now_ms()
+    assert before <= event.ts_ms <= shelfwise.clock.now_ms()
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import shelfwise
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 
 DAY = 86_400_000
 NOW = 1_750_000_000_000

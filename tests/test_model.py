@@ -15,7 +15,7 @@ from conftest import CATALOG, ITEMS, SIDE_TABLES, cluster_vectors
 from onnx_models import mean_pool_scorer, write_test_bundle
 
 import shelfwise
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.model.bundle import (
     MANIFEST,
     Manifest,

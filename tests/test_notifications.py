@@ -15,8 +15,8 @@ import pytest
 from notify_helpers import SECRET, fast_sender, queue_back_in_stock, receiver
 
 import shelfwise
-from shelfwise._time import DAY_MS, now_ms
 from shelfwise.cli import main
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.webhooks import signed_headers, verify_signature
 
 WORKER = str(Path(__file__).parent / "notify_worker.py")

@@ -79,7 +79,7 @@ def test_deny_refuses_until_the_members_profile_is_merged_from_the_fleet(
     assert caught.value.reason == "customer_unconfirmed"
     sw.offers.confirm_member("L-1")
     assert member.redeem("once", cart_total=5).amount == 1.0
-    late = sw.offers.context("L-1", cart_total=5, now=shelfwise._time.now_ms() + 601_000)
+    late = sw.offers.context("L-1", cart_total=5, now=shelfwise.clock.now_ms() + 601_000)
     assert sw.offers.explain("once", late).reason == "customer_unconfirmed"
 
 

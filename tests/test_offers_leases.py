@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 from test_fleet_sync import SECRET, AppTransport
 
 import shelfwise
-from shelfwise._time import now_ms
 from shelfwise.cli import cli
+from shelfwise.clock import now_ms
 from shelfwise.sync.downstream import build_document
 from shelfwise.sync.leasing import LEASES_PATH, LeaseRequest, WireAsk, exchange_offers
 from shelfwise.sync.protocol import generate_signing_key, pack_wire, sign_request

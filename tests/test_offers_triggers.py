@@ -9,7 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise._time import DAY_MS, HOUR_MS, now_ms
+from shelfwise.clock import DAY_MS, HOUR_MS, now_ms
 from shelfwise.offers.triggers import Facts, Trigger, fires
 
 

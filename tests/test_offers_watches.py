@@ -12,8 +12,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shelfwise
-from shelfwise._time import now_ms
 from shelfwise.cli import cli
+from shelfwise.clock import now_ms
 
 
 def watch_offer(oid: str, kind: str, **fields: Any) -> dict[str, Any]:

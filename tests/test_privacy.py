@@ -7,7 +7,7 @@ import json
 import pytest
 
 import shelfwise
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 
 DAY = 86_400_000
 # Every table that holds rows about one shopper, pinned: a new table keyed by shopper_id must be

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from onnx_models import write_test_bundle
 
 import shelfwise
-from shelfwise._time import HOUR_MS, now_ms
+from shelfwise.clock import HOUR_MS, now_ms
 from shelfwise.recommend.interleaving import preference, sign_test, team_draft
 
 MODEL_VS_POPULAR = {

@@ -96,7 +96,7 @@ def test_a_weighed_item_is_found_by_its_base_code_with_the_label_price(
 
 
 def test_member_gets_a_personal_note_only_with_consent(sw: shelfwise.Shelfwise) -> None:
-    stamp = shelfwise._time.now_ms()
+    stamp = shelfwise.clock.now_ms()
     fan = sw.member("L-1", consents={"personalization": True})
     fan.track("purchase", "milk", ts_ms=stamp - 21 * DAY)
     assert fan.scan("036000291452").note == "you bought this 3 weeks ago"

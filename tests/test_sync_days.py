@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from sync_helpers import backend_args, collector, open_backend, register, view_row
 
 import shelfwise
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.sync.outbox import released_totals, summarise
 from shelfwise.sync.privacy import DAY_MS, HOUR_MS, PrivacyPolicy, aggregate, aggregate_day
 

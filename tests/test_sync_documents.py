@@ -20,7 +20,7 @@ import pytest
 from sync_helpers import backend_args, collector, register, upstream_cmd
 
 import shelfwise
-from shelfwise._time import DAY_MS, now_ms
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.sync.downstream import applied_documents, pull_document
 from shelfwise.sync.protocol import DocumentManifest, generate_signing_key, sign_manifest
 

@@ -99,7 +99,7 @@ def test_an_expired_bundle_or_a_wrong_clock_never_installs_but_keeps_serving(
 ):
     backend = backend_args(tmp_path, None)
     creds = register(backend, "kiosk-1")
-    now = shelfwise._time.now_ms()
+    now = shelfwise.clock.now_ms()
     _publish(published, "2", expires_ms=now + 86_400_000)
     with collector(backend, "--bundles", str(published)) as url:
         ten_years_ahead = now + 10 * 365 * 86_400_000  # a kiosk whose clock is wrong

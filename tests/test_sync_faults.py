@@ -185,7 +185,7 @@ def test_a_kiosk_with_a_wrong_clock_re_authenticates_with_the_collectors_time(tm
         sw.catalog.import_rows(ITEMS)
         _shop(sw, random.Random(3), sessions=3)
         summarise(sw.store, device_id="kiosk-c", k=1, include_open_hour=True)
-        two_hours_fast = lambda: shelfwise._time.now_ms() + 7_200_000  # noqa: E731
+        two_hours_fast = lambda: shelfwise.clock.now_ms() + 7_200_000  # noqa: E731
         with collector(backend) as url:
             report = upload(sw.store, url, creds, clock=two_hours_fast, sleep=lambda s: None)
         assert report.complete

@@ -13,7 +13,7 @@ import pytest
 from sync_helpers import backend_args, collector, open_backend, register
 
 import shelfwise
-from shelfwise._time import DAY_MS, HOUR_MS, now_ms
+from shelfwise.clock import DAY_MS, HOUR_MS, now_ms
 from shelfwise.sync.outbox import outbox_status, released_totals
 
 WORKER = str(Path(__file__).parent / "sync_worker.py")

@@ -23,7 +23,7 @@ from hypothesis import strategies as st
 from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread, upstream_cmd
 
 import shelfwise
-from shelfwise._time import DAY_MS, HOUR_MS, now_ms
+from shelfwise.clock import DAY_MS, HOUR_MS, now_ms
 from shelfwise.sync.protocol import HEADER_SERVER_TIME, Credentials, Envelope, sign_request
 from shelfwise.upstream import SqliteStorage, create_app, open_storage
 

@@ -28,7 +28,7 @@ from sync_helpers import (
     serve_in_thread,
 )
 
-from shelfwise._time import DAY_MS, now_ms
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.sync.protocol import (
     ERASURES_PATH,
     MAX_COPIES,

@@ -39,7 +39,7 @@ from typing import Literal
 import numpy as np
 
 from shelfwise import InvalidTrainingData, ShelfwiseError
-from shelfwise._time import DAY_MS
+from shelfwise.clock import DAY_MS
 from shelfwise.model.encoding import ItemFeatures, Vocabulary, item_id_from_name
 
 logger = logging.getLogger(__name__)

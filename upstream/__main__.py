@@ -34,7 +34,7 @@ from typing import Any
 import click
 
 import shelfwise
-from shelfwise._time import DAY_MS, now_ms
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.sync.protocol import DEVICE_RE, ROWS_KEY, read_private_key, sign_document
 
 from ._rules import DEFAULT_LIMITS, CellLimits

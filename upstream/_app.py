@@ -54,7 +54,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from shelfwise import EnvelopeError, InvalidInput, KeyConflict
-from shelfwise._time import DAY_MS, now_ms
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.sync.leasing import (
     CODES_CHECK_PATH,
     CODES_CLAIM_PATH,

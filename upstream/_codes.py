@@ -41,7 +41,7 @@ from typing import Any
 from argon2.low_level import Type, hash_secret_raw
 
 from shelfwise import InvalidInput
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.offers.codes import canonical_code, new_code
 
 CODES_SCHEMA = """

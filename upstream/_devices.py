@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shelfwise import InvalidInput
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.sync.protocol import Envelope
 
 from ._keys import ServerKeys, is_sealed

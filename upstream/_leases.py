@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shelfwise import ShelfwiseError, parse_offer
-from shelfwise._time import now_ms
+from shelfwise.clock import now_ms
 from shelfwise.sync.leasing import LedgerEntry, WireAsk, WireGrant
 from shelfwise.sync.protocol import published_rows
 

@@ -39,7 +39,7 @@ from contextlib import AbstractContextManager
 from typing import Any
 
 from shelfwise import InvalidInput
-from shelfwise._time import DAY_MS, now_ms
+from shelfwise.clock import DAY_MS, now_ms
 from shelfwise.sync.protocol import (
     MAX_COPIES,
     MAX_TOMBSTONES,

@@ -30,7 +30,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from shelfwise._time import DAY_MS, HOUR_MS
+from shelfwise.clock import DAY_MS, HOUR_MS
 from shelfwise.sync.protocol import REST_SUFFIX, Envelope
 
 DAY_METRICS = frozenset({"segment", "conversion", "pair"})

@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidInput
-from .._time import now_ms
+from ..clock import now_ms
 from ..events import Event, insert_event
 from ..store.connection import Store
 from .shapes import (

@@ -26,8 +26,8 @@ from typing import Any, Self, TypeVar, cast
 
 from .._compat import warn_renamed
 from .._errors import InvalidInput, InvalidOffer, OfferRejected
-from .._time import now_ms
 from ..catalog import Catalog
+from ..clock import now_ms
 from ..store.connection import Store
 from . import codes, context, usage
 from .central import AuthorityLike

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .._errors import OfferRejected, ShelfwiseError
-from .._time import now_ms
+from ..clock import now_ms
 from ..store.connection import Store
 from .codes import canonical_code, check_code, code_row, insert_codes
 from .definitions import Offer

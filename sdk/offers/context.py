@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .._errors import InvalidInput
-from .._time import DAY_MS, now_ms
 from ..cart import cart_lines
 from ..catalog import Catalog
+from ..clock import DAY_MS, now_ms
 from ..identity import consents_of, get_shopper, segment_of
 from ..store.connection import Store
 from . import loyalty

@@ -38,7 +38,7 @@ from dataclasses import dataclass, replace
 from typing import Any, cast
 
 from .._errors import InvalidInput, OfferRejected, UnknownItem
-from .._time import now_ms
+from ..clock import now_ms
 from ..profile.local import count
 from . import (
     central,

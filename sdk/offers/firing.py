@@ -35,7 +35,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from .. import notifications
-from .._time import DAY_MS
+from ..clock import DAY_MS
 from . import usage, watches
 from .definitions import Offer
 from .rules import OfferContext, evaluate

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import OfferRejected
-from .._time import DAY_MS
+from ..clock import DAY_MS
 from .definitions import DAYS, REASONS, Offer, Targeting
 from .experiments import assign_variant
 from .rewards import Basket, applications, apply, reward_lines

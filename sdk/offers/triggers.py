@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .._errors import InvalidOffer
-from .._time import DAY_MS, HOUR_MS
+from ..clock import DAY_MS, HOUR_MS
 
 TRIGGER_TYPES = ("abandoned_cart", "back_in_stock", "price_drop", "repeated_views", "win_back")
 # Fired by a member's watch on an item (``shelfwise.offers.watches``), once per change.

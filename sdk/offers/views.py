@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .._time import now_ms
+from ..clock import now_ms
 from . import loyalty, reporting
 from .book import OfferBook
 from .leases import LeaseState, lease_states

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .. import events, identity
-from .._time import now_ms
+from ..clock import now_ms
 from ..events import INTEREST_EVENTS, Event
 from ..store.connection import Store
 from .crdt import ConsentRecord, Counter, Interaction, MemberProfile

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 from .._errors import BundleError, InvalidInput
-from .._time import DAY_MS, HOUR_MS, now_ms
+from ..clock import DAY_MS, HOUR_MS, now_ms
 from ..events import Event, insert_event
 from ..model.runtime import ModelHandle
 from ..store.connection import Store

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from .._time import DAY_MS
+from ..clock import DAY_MS
 
 LANGUAGES = ("en", "it")
 DEFAULT_LANGUAGE = "en"

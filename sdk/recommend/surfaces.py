@@ -19,8 +19,8 @@ from types import MappingProxyType
 
 import numpy as np
 
-from .._time import DAY_MS
 from ..catalog import Catalog, Item
+from ..clock import DAY_MS
 from ..model.encoding import ItemFeatures, daypart, hour_bucket
 from ..model.runtime import CatalogVectors, LoadedModel, ModelHandle
 from ..store.connection import Store

@@ -54,8 +54,8 @@ from .._errors import (
     OfferRejected,
     UpdateRefused,
 )
-from .._time import now_ms
 from ..catalog import Catalog, parse_item
+from ..clock import now_ms
 from ..model.bundle import read_bundle
 from ..model.runtime import LoadedModel, ModelHandle
 from ..offers import Offer, Offers, parse_offer

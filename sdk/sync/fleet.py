@@ -40,7 +40,7 @@ from typing import Any
 
 from .. import identity
 from .._errors import InvalidInput, ProfileSealError, ShelfwiseError, UnknownShopper
-from .._time import now_ms
+from ..clock import now_ms
 from ..identity import get_shopper
 from ..offers.redemption import release_holds_of
 from ..profile import MemberProfile, blind_member_id, derive_member_key, merge_all, unseal

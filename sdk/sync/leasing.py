@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 import msgspec
 
 from .._errors import ShelfwiseError, SyncError
-from .._time import now_ms
+from ..clock import now_ms
 from ..offers.leases import LeaseAsk, LeaseGrant, apply_grant, lease_asks
 from ..store.connection import Store
 from .protocol import DEVICE_RE, MAX_INT, Credentials, pack_wire, unpack_wire

@@ -47,7 +47,7 @@ from typing import Any
 import msgpack
 import sqlite_utils
 
-from .._time import DAY_MS, HOUR_MS, now_ms
+from ..clock import DAY_MS, HOUR_MS, now_ms
 from ..identity import get_shopper, segment_of
 from ..store.connection import Store
 from .privacy import Cell, PrivacyPolicy, Release, aggregate, aggregate_day

@@ -45,7 +45,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .._errors import InvalidInput
-from .._time import DAY_MS, HOUR_MS
+from ..clock import DAY_MS, HOUR_MS
 from .protocol import Cell, rest_metric
 
 # Payload keys that are low-cardinality labels, safe to use as cell dimensions (free text

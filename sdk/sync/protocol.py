@@ -46,7 +46,7 @@ import msgpack
 import msgspec
 
 from .._errors import BundleVerificationError, EnvelopeError, InvalidInput, UpdateRefused
-from .._time import DAY_MS, now_ms
+from ..clock import DAY_MS, now_ms
 
 # The ed25519 helpers of signed bundles sign and verify documents too: one set of keys.
 from ..model.bundle import (

@@ -39,7 +39,7 @@ from .._errors import (
     SyncUnauthorized,
     UpdateRefused,
 )
-from .._time import now_ms
+from ..clock import now_ms
 from ..store.connection import Store
 from .protocol import HEADER_SERVER_TIME, Credentials, sign_request
 

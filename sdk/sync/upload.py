@@ -41,8 +41,8 @@ from .._errors import (
     SyncUnauthorized,
     UpdateRefused,
 )
-from .._time import now_ms
 from ..catalog import Catalog
+from ..clock import now_ms
 from ..model.runtime import ModelHandle
 from ..offers import Offers
 from ..store.connection import Store

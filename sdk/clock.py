@@ -1,7 +1,8 @@
-"""Time as the store and the wire know it: integer UTC milliseconds.
+"""The clock: time as the store and the wire know it, integer UTC milliseconds (a public
+module: the collector, the kiosk and the back office share it).
 
 Example:
-    >>> from shelfwise._time import DAY_MS, now_ms
+    >>> from shelfwise.clock import DAY_MS, now_ms
     >>> now_ms() > 1_600_000_000_000 and DAY_MS == 24 * 3_600_000
     True
 """
@@ -24,3 +25,6 @@ def now_ms() -> int:
         True
     """
     return int(time.time() * 1000)
+
+
+__all__ = ["DAY_MS", "HOUR_MS", "MINUTE_MS", "SECOND_MS", "now_ms"]
