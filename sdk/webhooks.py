@@ -36,10 +36,10 @@ from collections.abc import Callable, Mapping
 
 import stamina
 
-from ._errors import InvalidInput, SyncRejected, SyncRetryable, SyncUnauthorized
+from ._errors import InvalidInput, SyncRetryable
 from .clock import now_ms
 from .notifications import Notification
-from .sync.transport import HttpTransport, Response, retry_after_s
+from .sync.transport import HttpTransport, Response, raise_for_status
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TIMESTAMP_HEADER = "X-Shelfwise-Timestamp"
@@ -95,22 +95,14 @@ def verify_signature(
 
 def check_response(response: Response) -> None:
     """2xx passes; 408, 429 and 5xx raise ``SyncRetryable``; 401 and 403 (a wrong secret)
-    ``SyncUnauthorized``; other statuses ``SyncRejected``."""
-    status = response.status
-    if 200 <= status < 300:
-        return
-    detail = response.body[:200].decode("utf-8", "replace")
-    if status in (408, 429) or status >= 500:
-        raise SyncRetryable(
-            f"the webhook answered {status}: {detail}",
-            retry_after=retry_after_s(response.headers.get("retry-after")),
-        )
-    if status in (401, 403):
-        raise SyncUnauthorized(
-            f"the webhook refused the signature ({status}): check the shared secret; {detail}",
-            status=status,
-        )
-    raise SyncRejected(f"the webhook refused the notification ({status}): {detail}", status=status)
+    ``SyncUnauthorized``; other statuses ``SyncRejected`` (the sync transport's mapping)."""
+    raise_for_status(
+        response,
+        peer="the webhook",
+        refused="refused the signature",
+        hint="check the shared secret; ",
+        rejected="refused the notification",
+    )
 
 
 def _check_url(url: object) -> str:

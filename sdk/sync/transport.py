@@ -134,22 +134,29 @@ def retry_after_s(value: str | None, *, now_s: float | None = None) -> float | N
     return min(max(wait, 0.0), MAX_RETRY_AFTER_S)
 
 
-def raise_for_status(response: Response) -> None:
-    """Map an HTTP status to the sync error family (2xx passes)."""
+def raise_for_status(
+    response: Response,
+    *,
+    peer: str = "upstream",
+    refused: str = "refused the credentials",
+    hint: str = "",
+    rejected: str = "rejected the payload",
+) -> None:
+    """Map an HTTP status to the sync error family (2xx passes): 408, 429 and 5xx raise
+    ``SyncRetryable``, 401 and 403 ``SyncUnauthorized``, others ``SyncRejected``; the words
+    name the ``peer`` (the collector, or a webhook) and what it did."""
     status = response.status
     if 200 <= status < 300:
         return
     detail = response.body[:200].decode("utf-8", "replace")
     if status in (408, 429) or status >= 500:
         raise SyncRetryable(
-            f"upstream answered {status}: {detail}",
+            f"{peer} answered {status}: {detail}",
             retry_after=retry_after_s(response.headers.get("retry-after")),
         )
     if status in (401, 403):
-        raise SyncUnauthorized(
-            f"upstream refused the credentials ({status}): {detail}", status=status
-        )
-    raise SyncRejected(f"upstream rejected the payload ({status}): {detail}", status=status)
+        raise SyncUnauthorized(f"{peer} {refused} ({status}): {hint}{detail}", status=status)
+    raise SyncRejected(f"{peer} {rejected} ({status}): {detail}", status=status)
 
 
 class Backoff:
