@@ -20,7 +20,18 @@ neither lose nor duplicate one; a row is ``sent`` only after a 2xx.
 
 from __future__ import annotations
 
-WATCHES_SQL = """
+# One body for both triggers on ``items`` (an insert, as a replace import does, and an update).
+_COUNT_CHANGE = """            UPDATE watches SET
+                changes = changes + CASE kind
+                    WHEN 'back_in_stock' THEN (seen_in_stock = 0 AND new.in_stock != 0)
+                    ELSE (new.price IS NOT NULL AND new.price < low_price) END,
+                seen_in_stock = new.in_stock != 0,
+                low_price = CASE WHEN new.price IS NOT NULL AND new.price < low_price
+                    THEN new.price ELSE low_price END
+            WHERE item_id = new.item_id;
+"""
+
+WATCHES_SQL = f"""
         CREATE TABLE watches (
             shopper_id TEXT NOT NULL,
             item_id TEXT NOT NULL,
@@ -36,25 +47,9 @@ WATCHES_SQL = """
         CREATE INDEX watches_item ON watches(item_id);
         CREATE INDEX watches_due ON watches(shopper_id) WHERE changes > fired_changes;
         CREATE TRIGGER watches_item_insert AFTER INSERT ON items BEGIN
-            UPDATE watches SET
-                changes = changes + CASE kind
-                    WHEN 'back_in_stock' THEN (seen_in_stock = 0 AND new.in_stock != 0)
-                    ELSE (new.price IS NOT NULL AND new.price < low_price) END,
-                seen_in_stock = new.in_stock != 0,
-                low_price = CASE WHEN new.price IS NOT NULL AND new.price < low_price
-                    THEN new.price ELSE low_price END
-            WHERE item_id = new.item_id;
-        END;
+{_COUNT_CHANGE}        END;
         CREATE TRIGGER watches_item_update AFTER UPDATE OF price, in_stock ON items BEGIN
-            UPDATE watches SET
-                changes = changes + CASE kind
-                    WHEN 'back_in_stock' THEN (seen_in_stock = 0 AND new.in_stock != 0)
-                    ELSE (new.price IS NOT NULL AND new.price < low_price) END,
-                seen_in_stock = new.in_stock != 0,
-                low_price = CASE WHEN new.price IS NOT NULL AND new.price < low_price
-                    THEN new.price ELSE low_price END
-            WHERE item_id = new.item_id;
-        END;
+{_COUNT_CHANGE}        END;
 
         CREATE TABLE trigger_fires_keyed (
             shopper_id TEXT NOT NULL,
