@@ -27,7 +27,14 @@ from .catalog import Item
 from .clock import now_ms
 from .events import Event, validate_event
 from .geo import GeofenceEvent
-from .identity import ShopperInfo, check_purpose, consents_of, get_shopper, segment_of
+from .identity import (
+    ShopperInfo,
+    check_purpose,
+    consents_of,
+    get_shopper,
+    segment_of,
+    shopper_state,
+)
 from .offers import OfferContext, Order, OrderPrice, RankedOffer, Redemption, Reservation
 from .offers.watches import Watch, add_watch, check_kind, remove_watch, watches_of
 from .recommend import Context, Recommendation, build_context, rerank_search
@@ -222,12 +229,12 @@ class Shopper(MemberProfileMixin):
     def context(self, *, now: int | None = None) -> Context:
         """What the surfaces may use about this shopper, read from the store now."""
         sw = self._sw
-        info = self.info()
+        info, consents, cart = shopper_state(sw.store, self.shopper_id)
         return build_context(
             sw.store,
             info,
-            consents_of(sw.store, info),
-            frozenset(line.item_id for line in self.cart()),
+            consents,
+            cart,
             store_id=sw.store_id,
             now=now_ms() if now is None else now,
             utc_offset_minutes=sw.utc_offset_minutes,

@@ -17,6 +17,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import json
@@ -24,7 +25,8 @@ import math
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -43,6 +45,7 @@ NON_REPEATABLE = "non_repeatable"
 # vectors for items it never saw) is recomputed when it differs.
 REVISION_KEY = "catalog.revision"
 MAX_ID = 200  # item ids and tags
+MAX_CACHED_ITEMS = 50_000  # items (and absent ids) a catalog keeps in memory between writes
 MAX_TEXT = 500  # names, brands, categories
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}
@@ -258,11 +261,52 @@ class ItemPredicate(Protocol):
     def allows(self, item: Item) -> bool: ...
 
 
+class _ItemCache:
+    """Items read from the store (None: not in the catalog), valid for one catalog token."""
+
+    def __init__(self, token: int) -> None:
+        self.token = token
+        self.items: dict[str, Item | None] = {}
+        self.revision: str | None = None
+
+
+_UNREAD = object()
+
+
 class Catalog:
-    """The items a store sells, read from and written to the store."""
+    """The items a store sells, read from and written to the store.
+
+    Reads by id go through an in-memory cache that holds while the store's catalog token
+    (changed by a trigger on every write to ``items``, from any connection) stays the same:
+    a recommendation reads a few dozen rows, and one token read replaces them all.
+    """
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self._cache = _ItemCache(0)
+        self._pins = threading.local()
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Reads by id (and ``revision``) in this thread inside the block see one version of
+        the catalog, looking at the store's catalog token once: one request's reads.
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea"}])
+            ...     with sw.catalog.pinned():
+            ...         sw.catalog.names(["tea"]), sw.catalog.get("tea").name
+            ({'tea': 'Green tea'}, 'Green tea')
+        """
+        if getattr(self._pins, "cache", None) is not None:  # nested: the outer pin holds
+            yield
+            return
+        self._pins.cache = self._current_cache()
+        try:
+            yield
+        finally:
+            self._pins.cache = None
 
     def import_rows(self, rows: Iterable[Mapping[str, Any]], *, replace: bool = False) -> int:
         """Validate every row, then upsert all of them in one transaction; return the count.
@@ -286,6 +330,7 @@ class Catalog:
                 db.table("meta").upsert(
                     {"key": REVISION_KEY, "value": secrets.token_hex(8)}, pk="key"
                 )
+                db.execute("UPDATE catalog_changes SET token = random()")  # an empty import too
             except sqlite3.IntegrityError as exc:
                 raise InvalidCatalog(f"catalog import conflicts with the store: {exc}") from exc
         return len(items)
@@ -312,30 +357,60 @@ class Catalog:
     def get(self, item_id: str) -> Item:
         """The item with this id, or ``UnknownItem``."""
         _check_key(item_id)
-        rows = self._store.query("SELECT * FROM items WHERE item_id = ?", [item_id])
-        if not rows:
+        found = self.get_many([item_id]).get(item_id)
+        if found is None:
             raise UnknownItem(f"item {item_id!r} is not in the catalog", item=item_id)
-        return _item_from_row(rows[0])
+        return found
 
     def get_many(self, item_ids: Sequence[str]) -> dict[str, Item]:
-        """The known items among ``item_ids`` (unknown ids are left out)."""
+        """The known items among ``item_ids`` (unknown ids are left out).
+
+        Example:
+            >>> import shelfwise
+            >>> with shelfwise.open(":memory:") as sw:
+            ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Green tea"}])
+            ...     sorted(sw.catalog.get_many(["tea", "no-such-item"]))
+            ['tea']
+        """
         if not item_ids:
             return {}
+        known = self._current_cache().items
         found: dict[str, Item] = {}
-        unique = list(dict.fromkeys(i for i in item_ids if _is_key(i)))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
+        missing: list[str] = []
+        for item_id in dict.fromkeys(i for i in item_ids if _is_key(i)):
+            cached = known.get(item_id, _UNREAD)
+            if cached is _UNREAD:
+                missing.append(item_id)
+            elif cached is not None:
+                found[item_id] = cached  # type: ignore[assignment]
+        if len(known) + len(missing) > MAX_CACHED_ITEMS:
+            known.clear()
+        for start in range(0, len(missing), 500):
+            chunk = missing[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            # On every recommendation's hot path: plain tuples, no dict per row.
+            # Plain tuples, no dict per row; absent ids are remembered as None.
             for row in self._store.rows(
                 f"SELECT {_COLUMNS} FROM items WHERE item_id IN ({marks})", chunk
             ):
                 found[row[0]] = _item_from_tuple(row)
+            for item_id in chunk:
+                known[item_id] = found.get(item_id)
         return found
 
+    def _current_cache(self) -> _ItemCache:
+        """The cache for the catalog as it is now (a fresh one when the token moved)."""
+        pinned: _ItemCache | None = getattr(self._pins, "cache", None)
+        if pinned is not None:
+            return pinned
+        rows = self._store.rows("SELECT token FROM catalog_changes")
+        token = int(rows[0][0]) if rows else 0
+        if token != self._cache.token or not rows:
+            self._cache = _ItemCache(token)
+        return self._cache
+
     def names(self, item_ids: Sequence[str]) -> dict[str, str]:
-        """The names of the known items among ``item_ids`` (unknown ids are left out): one
-        narrow read for what a reason shows ("because you viewed <name>").
+        """The names of the known items among ``item_ids`` (unknown ids are left out): what a
+        reason shows ("because you viewed <name>").
 
         Example:
             >>> import shelfwise
@@ -344,17 +419,7 @@ class Catalog:
             ...     sw.catalog.names(["tea", "no-such-item"])
             {'tea': 'Green tea'}
         """
-        found: dict[str, str] = {}
-        unique = list(dict.fromkeys(i for i in item_ids if _is_key(i)))
-        for start in range(0, len(unique), 500):
-            chunk = unique[start : start + 500]
-            marks = ",".join("?" * len(chunk))
-            found.update(
-                self._store.rows(
-                    f"SELECT item_id, name FROM items WHERE item_id IN ({marks})", chunk
-                )
-            )
-        return found
+        return {item_id: item.name for item_id, item in self.get_many(item_ids).items()}
 
     def by_gtin(self, code: str) -> Item:
         """The item with this GTIN in any form; ``InvalidBarcode`` or ``UnknownItem``."""
@@ -445,7 +510,10 @@ class Catalog:
             ...     before == sw.catalog.revision()
             False
         """
-        return self._store.get_meta(REVISION_KEY) or ""
+        cache = self._current_cache()
+        if cache.revision is None:
+            cache.revision = self._store.get_meta(REVISION_KEY) or ""
+        return cache.revision
 
     def count(self) -> int:
         return int(self._store.query("SELECT count(*) AS n FROM items")[0]["n"])

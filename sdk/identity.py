@@ -69,30 +69,74 @@ def new_session_id() -> str:
 
 def get_shopper(store: Store, shopper_id: str) -> ShopperInfo:
     """The shopper row, or ``UnknownShopper`` (also for an ended anonymous session)."""
-    rows = store.query("SELECT * FROM shoppers WHERE shopper_id = ?", [shopper_id])
+    rows = store.rows(f"SELECT {_SHOPPER_COLUMNS} FROM shoppers WHERE shopper_id = ?", [shopper_id])
     if not rows:
         raise UnknownShopper(f"no shopper {shopper_id!r} (an ended session is forgotten)")
-    row = rows[0]
+    return _info_from_row(rows[0])
+
+
+_SHOPPER_COLUMNS = "shopper_id, kind, store_id, created_ms, last_seen_ms, attributes"
+
+
+def _info_from_row(row: Any) -> ShopperInfo:
+    shopper_id, kind, store_id, created_ms, last_seen_ms, attributes = row[:6]
     return ShopperInfo(
-        shopper_id=row["shopper_id"],
-        kind=row["kind"],
-        store_id=row["store_id"],
-        created_ms=row["created_ms"],
-        last_seen_ms=row["last_seen_ms"],
-        attributes=json.loads(row["attributes"]),
+        shopper_id=shopper_id,
+        kind=kind,
+        store_id=store_id,
+        created_ms=created_ms,
+        last_seen_ms=last_seen_ms,
+        attributes=json.loads(attributes),
     )
 
 
 def consents_of(store: Store, shopper: ShopperInfo) -> dict[str, bool]:
     """Every purpose with the shopper's current answer (False when never asked)."""
+    rows = store.rows(
+        "SELECT purpose, granted FROM consents WHERE shopper_id = ?", [shopper.shopper_id]
+    )
+    return _consents_from(shopper, rows)
+
+
+def _consents_from(shopper: ShopperInfo, answered: Iterable[Any]) -> dict[str, bool]:
     answers = {purpose: False for purpose in PURPOSES}
     if not shopper.is_member:
         answers.update({purpose: True for purpose in ANONYMOUS_CONSENTS})
-    for row in store.query(
-        "SELECT purpose, granted FROM consents WHERE shopper_id = ?", [shopper.shopper_id]
-    ):
-        answers[row["purpose"]] = bool(row["granted"])
+    for purpose, granted in answered:
+        answers[purpose] = bool(granted)
     return answers
+
+
+def shopper_state(
+    store: Store, shopper_id: str
+) -> tuple[ShopperInfo, dict[str, bool], frozenset[str]]:
+    """The shopper row, their consents (as ``consents_of``) and the item ids in their cart, in
+    one read (what every recommendation request needs first).
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
+        ...     shopper = sw.start_session()
+        ...     _ = shopper.add_to_cart("tea")
+        ...     info, consents, cart = shopper_state(sw.store, shopper.shopper_id)
+        ...     info.is_member, consents["personalization"], sorted(cart)
+        (False, True, ['tea'])
+    """
+    rows = store.rows(
+        f"SELECT {_SHOPPER_COLUMNS}, "
+        "(SELECT json_group_array(json_array(purpose, granted)) FROM consents "
+        " WHERE consents.shopper_id = shoppers.shopper_id), "
+        "(SELECT json_group_array(item_id) FROM carts "
+        " WHERE carts.shopper_id = shoppers.shopper_id) "
+        "FROM shoppers WHERE shopper_id = ?",
+        [shopper_id],
+    )
+    if not rows:
+        raise UnknownShopper(f"no shopper {shopper_id!r} (an ended session is forgotten)")
+    info = _info_from_row(rows[0])
+    consents = _consents_from(info, json.loads(rows[0][6]))
+    return info, consents, frozenset(json.loads(rows[0][7]))
 
 
 def write_consents(store: Store, shopper_id: str, consents: Mapping[str, bool]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -341,3 +342,73 @@ def test_every_item_reads_back_with_exactly_the_tags_it_was_imported_with(
     for row in rows:
         assert items[row["item_id"]] == parse_item(row)
         assert items[row["item_id"]] == store.catalog.get(row["item_id"])
+
+
+# -- the in-memory item cache: a read always sees the catalog as it is in the store --------
+_IDS = ["a", "b", "c", "d"]
+_cache_ops = st.lists(
+    st.one_of(
+        st.tuples(st.just("import"), st.sampled_from(_IDS), st.integers(1, 99)),
+        st.tuples(st.just("replace"), st.sets(st.sampled_from(_IDS), min_size=1)),
+        st.tuples(st.just("stock"), st.sampled_from(_IDS), st.booleans()),
+        st.tuples(st.just("other_process"), st.sampled_from(_IDS), st.integers(1, 99)),
+        st.tuples(st.just("rolled_back"), st.sampled_from(_IDS), st.integers(1, 99)),
+        st.tuples(st.just("read"), st.lists(st.sampled_from([*_IDS, "zz"]), max_size=5)),
+    ),
+    max_size=25,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops=_cache_ops)
+def test_reads_by_id_always_see_what_the_store_holds_whoever_wrote_it(
+    tmp_path_factory: pytest.TempPathFactory, ops: list[tuple[Any, ...]]
+) -> None:
+    import sqlite3
+
+    from shelfwise import UnknownItem
+
+    path = tmp_path_factory.mktemp("cache") / "s.db"
+    with shelfwise.open(path) as sw, shelfwise.open(path) as other:
+        sw.catalog.import_rows([{"item_id": i, "name": i.upper(), "price": 1} for i in _IDS])
+        for op in ops:
+            kind = op[0]
+            if kind == "import":
+                sw.catalog.import_rows(
+                    [{"item_id": op[1], "name": f"{op[1]}{op[2]}", "price": op[2]}]
+                )
+            elif kind == "replace":
+                rows = [{"item_id": i, "name": i, "price": 2} for i in sorted(op[1])]
+                other.catalog.import_rows(rows, replace=True)
+            elif kind == "stock":
+                with contextlib.suppress(UnknownItem):
+                    other.catalog.set_stock(op[1], op[2])
+            elif kind == "other_process":  # a plain connection: no shelfwise code in the way
+                with sqlite3.connect(path) as conn:
+                    conn.execute("UPDATE items SET price = ? WHERE item_id = ?", [op[2], op[1]])
+                conn.close()
+            elif kind == "rolled_back":
+                with pytest.raises(RuntimeError), sw.store.write() as db:
+                    db.execute("UPDATE items SET price = ? WHERE item_id = ?", [op[2], op[1]])
+                    sw.catalog.get_many([op[1]])  # read (and cached) inside the transaction
+                    raise RuntimeError("the till crashed")
+            else:
+                sw.catalog.get_many(op[1])
+            held = {row[0]: row[1] for row in sw.store.rows("SELECT item_id, price FROM items")}
+            got = sw.catalog.get_many([*_IDS, "zz"])
+            assert {i: item.price for i, item in got.items()} == held
+            assert {i: item.in_stock for i, item in got.items()} == {
+                row[0]: bool(row[1]) for row in sw.store.rows("SELECT item_id, in_stock FROM items")
+            }
+
+
+def test_reads_inside_a_pin_see_one_version_of_the_catalog(store: shelfwise.Shelfwise) -> None:
+    # One request reads one catalog: a change committed meanwhile shows from the next request.
+    with shelfwise.open(store.store.path) as other:
+        before = store.catalog.get("milk").price
+        with store.catalog.pinned():
+            assert store.catalog.get("milk").price == before
+            other.catalog.import_rows([{"item_id": "milk", "name": "Whole milk", "price": 9.99}])
+            assert store.catalog.get("milk").price == before
+            assert store.catalog.names(["milk"]) == {"milk": "Whole milk"}
+        assert store.catalog.get("milk").price == 9.99

@@ -349,3 +349,78 @@ def test_every_surface_explains_itself_with_a_code_in_english_and_italian(
         assert r.why is not None and r.reason == r.why.text("en") == r.reason_in("en")
         assert r.reason_in("it") and r.reason_in("it") != r.reason
         assert r.reason_in("fr") == r.reason, "an unknown language falls back to English"
+
+
+@pytest.fixture(scope="module")
+def wide_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """150 items at random vectors (no ties), 5 aisles, prices 1-15: deep enough that for-you's
+    first, shallow read of the model is not the whole catalog."""
+    import numpy as np
+    from onnx_models import write_test_bundle
+
+    items = [f"p{n:03d}" for n in range(150)]
+    vectors = np.random.default_rng(7).standard_normal((151, 8)).astype(np.float32)
+    folder = tmp_path_factory.mktemp("wide")
+    bundle = write_test_bundle(folder / "bundle", items, vectors)
+    sw = shelfwise.open(folder / "s.db", bundle=bundle)
+    sw.catalog.import_rows(
+        [
+            {"item_id": i, "name": f"Product {i}", "category": f"aisle{n % 5}", "price": 1 + n % 15}
+            for n, i in enumerate(items)
+        ]
+    )
+    yield sw, items
+    sw.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seen=st.lists(st.integers(0, 149), min_size=1, max_size=30),
+    sold_out=st.sets(st.integers(0, 149), max_size=100),
+    max_price=st.sampled_from([None, 1, 2, 4, 8]),  # 1 keeps a tenth of the items
+    limit=st.integers(1, 12),
+)
+def test_for_you_gives_the_same_page_as_reading_the_model_at_full_depth(
+    wide_store: Any,
+    seen: list[int],
+    sold_out: set[int],
+    max_price: int | None,
+    limit: int,
+) -> None:
+    # for-you reads the model shallow first and again deeper when the filters leave the page
+    # short: the page must be the one a full-depth read gives, whatever the filters drop.
+    from shelfwise.recommend import recommender
+
+    sw, items = wide_store
+    sw.catalog.import_rows(
+        [{"item_id": i, "name": f"Product {i}", "category": f"aisle{n % 5}",
+          "price": 1 + n % 15, "in_stock": n not in sold_out} for n, i in enumerate(items)]
+    )  # fmt: skip
+    shopper = sw.start_session()
+    for n in seen:
+        shopper.view(items[n])
+    filters = {"max_price": max_price} if max_price is not None else None
+    got = shopper.recommend("for-you", limit=limit, filters=filters)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+        deep = shopper.recommend("for-you", limit=limit, filters=filters)
+    assert [(r.item.item_id, r.reason) for r in got] == [(r.item.item_id, r.reason) for r in deep]
+    assert len(got) == len(deep)
+    shopper.end()
+
+
+def test_one_read_of_a_shopper_gives_their_row_consents_and_cart(sw: shelfwise.Shelfwise) -> None:
+    from shelfwise.identity import consents_of, get_shopper, shopper_state
+
+    member = sw.member("L-9", consents={"personalization": True, "offers": False})
+    member.add_to_cart("milk")
+    member.add_to_cart("buns", 2)
+    guest = sw.start_session()
+    for shopper in (member, guest):
+        info, consents, cart = shopper_state(sw.store, shopper.shopper_id)
+        assert info == get_shopper(sw.store, shopper.shopper_id)
+        assert consents == consents_of(sw.store, info)
+        assert cart == {line.item_id for line in shopper.cart()}
+    guest.end()
+    with pytest.raises(shelfwise.UnknownShopper):
+        shopper_state(sw.store, guest.shopper_id)

@@ -411,10 +411,42 @@ class LoadedModel:
         known = self.normalised_vectors()
         if known is not None and item_id in self.vocab:
             return known[self.vocab.index(item_id)]
-        position = extra.index.get(item_id) if extra is not None else None
-        if extra is not None and position is not None and extra.readable[position]:
-            return extra.unit[position]
-        return None
+        row = self._readable_row(item_id, extra)
+        return extra.unit[row] if extra is not None and row is not None else None
+
+    def unit_vectors(
+        self, item_ids: Sequence[str], extra: CatalogVectors | None = None
+    ) -> tuple[list[int], np.ndarray]:
+        """``unit_vector`` for many items at once: the positions in ``item_ids`` that have a
+        vector, and those vectors stacked ``[len(positions), d]`` (gathered in one step)."""
+        known = self.normalised_vectors()
+        if known is None:
+            return [], np.zeros((0, 0), dtype=np.float32)
+        positions: list[int] = []
+        rows: list[int] = []  # a row of ``known``, or -1 - the row of ``extra.unit``
+        for position, item_id in enumerate(item_ids):
+            index = self.vocab.index(item_id)
+            if index:
+                positions.append(position)
+                rows.append(index)
+            elif (row := self._readable_row(item_id, extra)) is not None:
+                positions.append(position)
+                rows.append(-1 - row)
+        picked = np.asarray(rows, dtype=np.int64)
+        if extra is None or not len(picked) or picked.min() >= 0:
+            return positions, known[picked]
+        new = picked < 0
+        vectors = np.empty((len(picked), known.shape[1]), dtype=known.dtype)
+        vectors[~new] = known[picked[~new]]
+        vectors[new] = extra.unit[-1 - picked[new]]
+        return positions, vectors
+
+    def _readable_row(self, item_id: str, extra: CatalogVectors | None) -> int | None:
+        """The row of a new catalog item in ``extra`` when it has a vector to compare."""
+        row = extra.index.get(item_id) if extra is not None else None
+        if extra is None or row is None or not extra.readable[row]:
+            return None
+        return row
 
     def neighbours(
         self,

@@ -15,6 +15,7 @@ Example:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -110,11 +111,7 @@ class Reason:
 
     def text(self, language: str = DEFAULT_LANGUAGE) -> str:
         """The reason in ``language`` (English when the language or the code is not known)."""
-        lang = language if language in MESSAGES else DEFAULT_LANGUAGE
-        template = MESSAGES[lang].get(self.code) or MESSAGES[DEFAULT_LANGUAGE].get(self.code)
-        if template is None:
-            return self.code
-        return template.format(**{k: _word(k, v, lang) for k, v in self.params})
+        return _render(self.code, self.params, language if language in MESSAGES else "")
 
     def to_dict(self) -> dict[str, object]:
         return {"code": self.code, "params": dict(self.params)}
@@ -152,6 +149,16 @@ def best_language(accept_language: str | None) -> str:
         if tag in MESSAGES:
             return tag
     return DEFAULT_LANGUAGE
+
+
+@functools.lru_cache(maxsize=4096)
+def _render(code: str, params: tuple[tuple[str, str | int], ...], language: str) -> str:
+    """A reason's words (memoised: the catalogs are constants, and a page repeats reasons)."""
+    lang = language or DEFAULT_LANGUAGE
+    template = MESSAGES[lang].get(code) or MESSAGES[DEFAULT_LANGUAGE].get(code)
+    if template is None:
+        return code
+    return template.format(**{k: _word(k, v, lang) for k, v in params})
 
 
 def _word(key: str, value: str | int, lang: str) -> str:

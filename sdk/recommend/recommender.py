@@ -27,7 +27,7 @@ from ..store.connection import Store
 from .context import Context
 from .filters import NO_FILTER, ItemFilter, diversify, passes_filters, pick_diverse
 from .reasons import Reason
-from .surfaces import ANCHORED, SURFACES, Candidates, Sources
+from .surfaces import ANCHORED, RECENT_EXCLUDED, SHALLOW_FIRST, SURFACES, Candidates, Sources
 
 
 @dataclass(frozen=True)
@@ -103,22 +103,38 @@ class Recommender:
             raise InvalidInput(f"surface {surface!r} is not one of: {', '.join(SURFACES)}")
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 200:
             raise InvalidInput(f"limit must be an integer between 1 and 200, not {limit!r}")
+        with self.catalog.pinned():  # one version of the catalog for the whole request
+            return self._recommend(surface, context, limit, item, category, diversity, filters)
+
+    def _recommend(
+        self,
+        surface: str,
+        context: Context,
+        limit: int,
+        item: str | None,
+        category: str | None,
+        diversity: int | None,
+        filters: ItemFilter,
+    ) -> list[Recommendation]:
         anchor = self.catalog.lookup(item) if item else None
         if surface in ANCHORED and anchor is None:
             raise InvalidInput(f"the {surface} surface needs an item")
-        wanted = limit * 4 + len(context.history) + 10
-        candidates = SURFACES[surface](self.sources, context, wanted, anchor)
-        if category:
-            items = self.catalog.get_many(list(candidates.scores))
-            kept = {i for i, it in items.items() if it.category == category}
-            candidates.scores = {i: s for i, s in candidates.scores.items() if i in kept}
+        depth = limit * 4 + len(context.history) + 10
         per_category = diversity if diversity is not None else max(2, math.ceil(limit / 3))
         # Similar items are meant to be of one kind: no spreading across categories there.
         if category or surface in {"recently-viewed", "buy-again", "similar"}:
             per_category = limit
-        return self.apply_filters(
-            candidates, context, limit, surface, anchor, per_category, filters=filters
-        )
+        # The model's top-k costs by k: for-you first reads as deep as a page usually needs
+        # (what was just seen is left out, the rest leaves room for the filters); a page the
+        # filters or diversity left short is read again at full depth.
+        shallow = limit * 2 + RECENT_EXCLUDED
+        first = shallow if surface in SHALLOW_FIRST and not category and shallow < depth else depth
+        for wanted in dict.fromkeys((first, depth)):
+            candidates = self._candidates(surface, context, wanted, anchor, category)
+            allowed = self._allowed(candidates, context, limit, anchor, per_category, filters)
+            if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
+                break
+        return self._page(candidates, allowed, limit, surface, per_category)
 
     def apply_filters(
         self,
@@ -132,11 +148,44 @@ class Recommender:
         filters: ItemFilter = NO_FILTER,
     ) -> list[Recommendation]:
         """The business filters, the caller's filters and diversity over ranked candidates."""
+        allowed = self._allowed(candidates, context, limit, anchor, per_category, filters)
+        return self._page(candidates, allowed, limit, surface, per_category)
+
+    @staticmethod
+    def _page(
+        candidates: Candidates, allowed: list[Item], limit: int, surface: str, per_category: int
+    ) -> list[Recommendation]:
+        chosen = diversify(allowed, limit, per_category)
+        reasons = candidates.reasons_for([item.item_id for item in chosen])
+        return [
+            Recommendation(item, candidates.scores[item.item_id], why.text(), surface, why=why)
+            for item, why in zip(chosen, reasons, strict=True)
+        ]
+
+    def _candidates(
+        self, surface: str, context: Context, wanted: int, anchor: Item | None, category: str | None
+    ) -> Candidates:
+        candidates = SURFACES[surface](self.sources, context, wanted, anchor)
+        if category:
+            items = self.catalog.get_many(list(candidates.scores))
+            kept = {i for i, it in items.items() if it.category == category}
+            candidates.scores = {i: s for i, s in candidates.scores.items() if i in kept}
+        return candidates
+
+    def _allowed(
+        self,
+        candidates: Candidates,
+        context: Context,
+        limit: int,
+        anchor: Item | None,
+        per_category: int,
+        filters: ItemFilter,
+    ) -> list[Item]:
+        """The ranked candidates that pass the business filters and the caller's, read from
+        the catalog a batch at a time until a diverse page is full."""
         ranked = candidates.ranked()
         bought = {item for item, _ in context.purchases}
         allowed: list[Item] = []
-        # Read the catalog a batch at a time: the best candidates usually fill the slots
-        # (diversity included), and every catalog row read costs time on the hot path.
         batch = max(2 * limit, 16)
         for start in range(0, len(ranked), batch):
             chunk = ranked[start : start + batch]
@@ -151,10 +200,4 @@ class Recommender:
                     allowed.append(item)
             if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
                 break
-        chosen = diversify(allowed, limit, per_category)
-        results = []
-        for item in chosen:
-            why = candidates.reason(item.item_id)
-            score = candidates.scores[item.item_id]
-            results.append(Recommendation(item, score, why.text(), surface, why=why))
-        return results
+        return allowed

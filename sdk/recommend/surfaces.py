@@ -17,8 +17,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-import numpy as np
-
 from ..catalog import Catalog, Item
 from ..clock import DAY_MS
 from ..model.encoding import ItemFeatures, daypart, hour_bucket
@@ -37,20 +35,30 @@ VERBS = {"view": "viewed", "scan": "scanned", "cart_add": "added", "purchase": "
 
 @dataclass
 class Candidates:
-    """Scored candidates in order, each with its reason; first reason for an item wins."""
+    """Scored candidates in order, each with its reason; first reason for an item wins.
+
+    A reason may be left to ``explain``: it works out the reasons of the items that are shown
+    together (one matrix product for all of them, not one per candidate).
+    """
 
     scores: dict[str, float] = field(default_factory=dict)
-    # A reason may be a callable: it is only worked out for the items that are shown.
-    reasons: dict[str, Reason | Callable[[], Reason]] = field(default_factory=dict)
+    reasons: dict[str, Reason | None] = field(default_factory=dict)
+    explain: Callable[[Sequence[str]], list[Reason]] | None = None
 
-    def add(self, item_id: str, score: float, reason: Reason | Callable[[], Reason]) -> None:
+    def add(self, item_id: str, score: float, reason: Reason | None) -> None:
         if item_id not in self.scores:
             self.scores[item_id] = score
             self.reasons[item_id] = reason
 
-    def reason(self, item_id: str) -> Reason:
-        why = self.reasons[item_id]
-        return why if isinstance(why, Reason) else why()
+    def reasons_for(self, item_ids: Sequence[str]) -> list[Reason]:
+        """The reasons of ``item_ids`` (candidates), in order."""
+        pending = [i for i in item_ids if self.reasons[i] is None]
+        worked_out: dict[str, Reason] = {}
+        if pending:
+            if self.explain is None:
+                raise ValueError("candidates without a reason need an explain function")
+            worked_out = dict(zip(pending, self.explain(pending), strict=True))
+        return [self.reasons[i] or worked_out[i] for i in item_ids]
 
     def ranked(self) -> list[str]:
         return sorted(self.scores, key=lambda i: -self.scores[i])
@@ -99,36 +107,41 @@ def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
         for item_id, score in _buy_again_scores(rec, ctx)[:3]:
             out.add(item_id, 1e6 + score, reason("welcome_back"))
     scored = model.score([known], k=n, extra=extra)[0]
-    explain = _explainer(model, ctx, rec, extra)
+    out.explain = functools.partial(_explain, model, ctx, rec, extra)
     just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
     for item_id, score in zip(scored.items, scored.scores, strict=True):
         if item_id not in just_seen:
-            out.add(item_id, score, functools.partial(explain, item_id))
+            out.add(item_id, score, None)
     return out
 
 
-def _explainer(
-    model: LoadedModel, ctx: Context, rec: Sources, extra: CatalogVectors | None
-) -> Callable[[str], Reason]:
-    """ "because you scanned X": X is the history item closest to the suggestion."""
-    recent = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
-    found = [(i, model.unit_vector(i, extra)) for i in recent]
-    recent = [i for i, vector in found if vector is not None]
+def _explain(
+    model: LoadedModel,
+    ctx: Context,
+    rec: Sources,
+    extra: CatalogVectors | None,
+    item_ids: Sequence[str],
+) -> list[Reason]:
+    """ "because you scanned X" for each suggestion: X is the recent history item whose vector
+    is closest to the suggestion's (the latest one when vectors cannot tell)."""
+    latest = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
+    anchors = [latest[0] if latest else i for i in item_ids]
+    with_vector, recent = model.unit_vectors(latest, extra)
+    if len(with_vector) > 1:
+        placed, targets = model.unit_vectors(item_ids, extra)
+        if placed:
+            closest = (targets @ recent.T).argmax(axis=1).tolist()
+            for position, best in zip(placed, closest, strict=True):
+                anchors[position] = latest[with_vector[best]]
     verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
-    names = rec.names(recent)
-    # The recent items' vectors, gathered once per request rather than once per shown item.
-    rows = np.stack([v for _, v in found if v is not None]) if recent else None
-
-    def explain(item_id: str) -> Reason:
-        anchor = recent[0] if recent else item_id
-        target = model.unit_vector(item_id, extra) if rows is not None else None
-        if rows is not None and target is not None and len(recent) > 1:
-            anchor = recent[int(np.argmax(rows @ target))]
-        return reason(
+    names = rec.names(list(dict.fromkeys(anchors)))
+    said = {
+        anchor: reason(
             "because_you", action=verbs.get(anchor, "viewed"), item=names.get(anchor, anchor)
         )
-
-    return explain
+        for anchor in dict.fromkeys(anchors)
+    }
+    return [said[anchor] for anchor in anchors]
 
 
 def similar(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
@@ -351,3 +364,5 @@ SURFACES: Mapping[str, SurfaceFn] = MappingProxyType(
 )
 # Surfaces that only make sense around one item.
 ANCHORED = frozenset({"similar"})
+# Surfaces whose cost grows with the depth asked (the model's top-k): read shallow first.
+SHALLOW_FIRST = frozenset({"for-you"})

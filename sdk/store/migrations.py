@@ -12,6 +12,7 @@ import sqlite3
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
+from .catalog_schema import CATALOG_CHANGES_SQL
 from .ledger_schema import FLEET_OFFERS_SQL, REDEMPTION_REPORT_SQL
 from .watch_schema import NOTIFICATIONS_SQL, WATCHES_SQL
 
@@ -630,3 +631,8 @@ def _recommend_experiments(db: Database) -> None:
             ON recommend_experiments(surface) WHERE active = 1;
         """,
     )
+
+
+@MIGRATIONS(name="002_catalog_changes")
+def _catalog_changes(db: Database) -> None:
+    run_script(db, CATALOG_CHANGES_SQL)  # the catalog token (see catalog_schema)
