@@ -424,3 +424,23 @@ def test_one_read_of_a_shopper_gives_their_row_consents_and_cart(sw: shelfwise.S
     guest.end()
     with pytest.raises(shelfwise.UnknownShopper):
         shopper_state(sw.store, guest.shopper_id)
+
+
+@settings(max_examples=30, deadline=None)
+@given(seen=st.lists(st.integers(0, 149), min_size=2, max_size=15))
+def test_each_for_you_reason_names_the_recent_item_closest_to_the_suggestion(
+    wide_store: Any, seen: list[int]
+) -> None:
+    sw, items = wide_store
+    model = sw.model.current
+    shopper = sw.start_session()
+    for n in seen:
+        shopper.view(items[n])
+    latest = list(dict.fromkeys(reversed([items[n] for n in seen])))[:10]
+    results = shopper.recommend("for-you", limit=8)
+    assert results
+    for result in results:
+        target = model.unit_vector(result.item.item_id)
+        closest = max(latest, key=lambda item: float(model.unit_vector(item) @ target))
+        assert result.reason == f"because you viewed Product {closest}"
+    shopper.end()

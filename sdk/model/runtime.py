@@ -41,7 +41,7 @@ import numpy as np
 from .._errors import BundleError, BundleVerificationError, InvalidInput, ModelRuntimeError
 from . import litert
 from .bundle import BundleFiles, Manifest, SideTables, read_bundle
-from .encoding import FeatureEncoding, ItemFeatures, Vocabulary, encode_histories
+from .encoding import FeatureEncoding, ItemFeatures, Vocabulary
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -235,12 +235,7 @@ class LoadedModel:
         """
         if not histories:
             return []
-        if extra is not None and len(extra):
-            histories = [self._stand_ins(history, extra) for history in histories]
-        batch = encode_histories(self.vocab, histories, self.manifest.max_history)
-        if self._dynamic_length:  # left padded: drop the columns that are padding in every row
-            filled = np.flatnonzero(batch.any(axis=0))
-            batch = np.ascontiguousarray(batch[:, filled[0] if len(filled) else -1 :])
+        batch = self._encode(histories, extra)
         k_eff = max(1, min(k + 1, len(self.vocab) + 1))  # +1: the padding row may rank
         wanted = [self.manifest.output_scores, self.manifest.output_items]
         with_new = extra is not None and len(extra) > 0 and bool(self._user_output)
@@ -284,17 +279,31 @@ class LoadedModel:
             results = self._with_new_items(results, outputs[2], extra, k)
         return [ScoredItems([i for i, _ in kept], [s for _, s in kept]) for kept in results]
 
-    def _stand_ins(self, history: list[str], extra: CatalogVectors) -> list[str]:
-        out = []
-        for item in history:
-            position = extra.index.get(item)
-            if position is not None and item not in self.vocab:
-                known = int(extra.stand_in[position])
-                if known > 0:
-                    out.append(self.vocab.items[known - 1])
-                continue
-            out.append(item)
-        return out
+    def _encode(self, histories: list[list[str]], extra: CatalogVectors | None) -> np.ndarray:
+        """The histories as model indices, left padded. Unknown items are skipped; a new
+        catalog item is read as its closest known item (``extra.stand_in``). A graph with a
+        symbolic length gets only as many columns as the longest history fills (at least one).
+        """
+        stand_in = extra.stand_in if extra is not None and len(extra) else None
+        rows = []
+        for history in histories:
+            indices = []
+            for item in history:
+                index = self.vocab.index(item)
+                if not index and stand_in is not None and extra is not None:
+                    row = extra.index.get(item)
+                    index = int(stand_in[row]) if row is not None else 0
+                if index > 0:
+                    indices.append(index)
+            rows.append(indices[-self.manifest.max_history :])
+        width = self.manifest.max_history
+        if self._dynamic_length:
+            width = max(1, max(len(indices) for indices in rows))
+        batch = np.zeros((len(rows), width), dtype=np.int64)
+        for row, indices in enumerate(rows):
+            if indices:
+                batch[row, width - len(indices) :] = indices
+        return batch
 
     def _with_new_items(
         self,

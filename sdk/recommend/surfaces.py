@@ -10,6 +10,7 @@ Example:
 
 from __future__ import annotations
 
+import bisect
 import functools
 import math
 from collections import Counter
@@ -126,13 +127,14 @@ def _explain(
     is closest to the suggestion's (the latest one when vectors cannot tell)."""
     latest = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
     anchors = [latest[0] if latest else i for i in item_ids]
-    with_vector, recent = model.unit_vectors(latest, extra)
-    if len(with_vector) > 1:
-        placed, targets = model.unit_vectors(item_ids, extra)
-        if placed:
-            closest = (targets @ recent.T).argmax(axis=1).tolist()
-            for position, best in zip(placed, closest, strict=True):
-                anchors[position] = latest[with_vector[best]]
+    # One gather for the history items and the suggestions: positions below len(latest) are
+    # history items with a vector, the rest suggestions with one.
+    found, vectors = model.unit_vectors([*latest, *item_ids], extra)
+    cut = bisect.bisect_left(found, len(latest))
+    if cut > 1 and cut < len(found):
+        closest = (vectors[cut:] @ vectors[:cut].T).argmax(axis=1).tolist()
+        for position, best in zip(found[cut:], closest, strict=True):
+            anchors[position - len(latest)] = latest[found[best]]
     verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
     names = rec.names(list(dict.fromkeys(anchors)))
     said = {
