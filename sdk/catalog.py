@@ -45,7 +45,7 @@ NON_REPEATABLE = "non_repeatable"
 # vectors for items it never saw) is recomputed when it differs.
 REVISION_KEY = "catalog.revision"
 MAX_ID = 200  # item ids and tags
-MAX_CACHED_ITEMS = 50_000  # items (and absent ids) a catalog keeps in memory between writes
+MAX_CACHED_ITEMS = 20_000  # items (and absent ids) kept in memory between writes (~10 MB)
 MAX_TEXT = 500  # names, brands, categories
 _TRUE = {"1", "true", "yes", "y", "t"}
 _FALSE = {"0", "false", "no", "n", "f"}

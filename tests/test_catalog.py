@@ -412,3 +412,19 @@ def test_reads_inside_a_pin_see_one_version_of_the_catalog(store: shelfwise.Shel
             assert store.catalog.get("milk").price == before
             assert store.catalog.names(["milk"]) == {"milk": "Whole milk"}
         assert store.catalog.get("milk").price == 9.99
+
+
+def test_the_item_cache_stays_bounded_and_reads_stay_right(
+    store: shelfwise.Shelfwise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shelfwise import catalog
+
+    monkeypatch.setattr(catalog, "MAX_CACHED_ITEMS", 3)
+    ids = [row["item_id"] for row in CATALOG]
+    for start in range(len(ids)):
+        window = [*ids[start : start + 2], "no-such-item"]
+        assert sorted(store.catalog.get_many(window)) == sorted(window[:-1])
+        assert len(store.catalog._cache.items) <= 3
+    assert {i: it.name for i, it in store.catalog.get_many(ids).items()} == {
+        row["item_id"]: row["name"] for row in CATALOG
+    }
