@@ -218,15 +218,32 @@ def insert_session(db: Any, store_id: str, stamp: int) -> str:
 
 
 def check_loyalty_id(loyalty_id: Any) -> str:
-    """A loyalty id as stored: trimmed text of 1 to 64 characters, or ``InvalidInput``.
+    """A loyalty id as stored: text of 1 to 64 printable characters with outer spaces trimmed,
+    or ``InvalidInput``.
+
+    Control characters, invisible format characters (zero-width, direction overrides) and
+    line breaks are refused, not trimmed: two ids that look the same on a till's screen or in
+    an export must be the same member.
 
     Example:
         >>> check_loyalty_id(" L-1 ")
         'L-1'
+        >>> check_loyalty_id("L-1" + chr(7))
+        Traceback (most recent call last):
+        ...
+        shelfwise.InvalidInput: a loyalty id must be printable characters only: found U+0007 at position 4
     """
-    text = str(loyalty_id).strip()
-    if not text or len(text) > 64 or "\x00" in text:
-        raise InvalidInput("a loyalty id must be 1 to 64 characters")
+    if not isinstance(loyalty_id, str):
+        raise InvalidInput(f"a loyalty id must be text, not {type(loyalty_id).__name__}")
+    for position, char in enumerate(loyalty_id, start=1):
+        if not char.isprintable():
+            raise InvalidInput(
+                "a loyalty id must be printable characters only: "
+                f"found U+{ord(char):04X} at position {position}"
+            )
+    text = loyalty_id.strip(" ")
+    if not text or len(text) > 64:
+        raise InvalidInput("a loyalty id must be 1 to 64 characters (outer spaces not counted)")
     return text
 
 

@@ -413,6 +413,14 @@ def test_a_bad_filter_option_is_one_error_line_and_exit_2(
     assert err.startswith("error: ") and err.count("\n") == 1 and message in err
 
 
+def test_the_report_of_an_unknown_offer_experiment_is_one_error_line_and_exit_2(
+    db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, out, err = _run(capsys, "offers", "experiment-report", "--db", str(db), "nope")
+    assert (code, out) == (2, "")
+    assert err.startswith("error: no offer experiment 'nope'") and err.count("\n") == 1
+
+
 def test_recommend_experiments_define_list_report_and_stop_mirror_the_python_api(
     db: Path, bundle_path: Path, tmp_path: Path
 ) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import shelfwise
 from shelfwise.clock import now_ms
@@ -130,10 +132,36 @@ def test_an_unknown_consent_purpose_is_refused_and_nothing_is_written(
         sw.shopper("L-8")
 
 
-@pytest.mark.parametrize("loyalty_id", ["", "   ", "x" * 65])
-def test_a_malformed_loyalty_id_is_refused(sw: shelfwise.Shelfwise, loyalty_id: str) -> None:
+@pytest.mark.parametrize(
+    "loyalty_id", ["", "   ", "x" * 65, None, 1234, "L-1\n", "L\u200b-1", "L\u202e-1"]
+)
+def test_a_malformed_loyalty_id_is_refused(sw: shelfwise.Shelfwise, loyalty_id: object) -> None:
     with pytest.raises(shelfwise.InvalidInput):
-        sw.member(loyalty_id)
+        sw.member(loyalty_id)  # type: ignore[arg-type]
+    assert sw.store.query("SELECT shopper_id FROM shoppers WHERE kind = 'member'") == []
+
+
+PRINTABLE = st.text(st.characters(codec="utf-8").filter(str.isprintable), max_size=30)
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=200)
+@given(before=PRINTABLE, control=st.characters(categories=["Cc"]), after=PRINTABLE)
+def test_a_loyalty_id_with_a_control_character_is_refused_and_changes_nothing(
+    sw: shelfwise.Shelfwise, before: str, control: str, after: str
+) -> None:
+    shoppers = sw.store.query("SELECT * FROM shoppers ORDER BY shopper_id")
+    with pytest.raises(shelfwise.InvalidInput, match="printable"):
+        sw.member(before + control + after, consents={"personalization": True})
+    assert sw.store.query("SELECT * FROM shoppers ORDER BY shopper_id") == shoppers
+    assert sw.store.query("SELECT * FROM consents") == []
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture], max_examples=50)
+@given(loyalty_id=PRINTABLE.filter(lambda text: 0 < len(text.strip(" ")) <= 64))
+def test_any_printable_loyalty_id_is_kept_as_given_less_outer_spaces(
+    sw: shelfwise.Shelfwise, loyalty_id: str
+) -> None:
+    assert sw.member(loyalty_id).shopper_id == loyalty_id.strip(" ")
 
 
 def test_a_member_is_the_same_shopper_on_every_visit(sw: shelfwise.Shelfwise) -> None:
@@ -210,7 +238,9 @@ def test_a_returning_member_gets_results_from_their_own_history(
 def _rows_with(sw: shelfwise.Shelfwise, shopper_id: str) -> dict[str, int]:
     found = {}
     for table in [*sw.shopper_tables(), "shoppers"]:
-        n = sw.store.query(f"SELECT count(*) AS n FROM [{table}] WHERE shopper_id = ?", [shopper_id])
+        n = sw.store.query(
+            f"SELECT count(*) AS n FROM [{table}] WHERE shopper_id = ?", [shopper_id]
+        )
         if n[0]["n"]:
             found[table] = n[0]["n"]
     return found

@@ -395,3 +395,21 @@ def test_ab_experiment_logs_exposure_in_both_arms_and_computes_lift(
     assert report["lift"] is not None and report["lift"] > 0
     again = sw.offers.experiment_report("exp1")
     assert again == report, "conversions are counted once"
+
+
+def test_the_report_of_an_experiment_no_offer_runs_is_refused(sw: shelfwise.Shelfwise) -> None:
+    sw.offers.define(offer(experiment={"id": "exp1"}))
+    events_before = sw.store.query("SELECT count(*) AS n FROM events")
+    with pytest.raises(shelfwise.InvalidInput, match="no offer experiment 'exp2'"):
+        sw.offers.experiment_report("exp2")
+    assert sw.store.query("SELECT count(*) AS n FROM events") == events_before
+
+
+def test_an_experiment_is_reported_before_anyone_saw_it_and_after_its_offer_moved_on(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    sw.offers.define(offer(experiment={"id": " exp1 "}, targeting={"items": ["coffee"]}))
+    assert sw.offers.experiment_report("exp1")["variants"] == {}
+    sw.member("L-1", consents={"offers": True}).offers(cart=[])
+    sw.offers.define(offer(targeting={"items": ["coffee"]}))  # the experiment is over
+    assert sum(v["exposed"] for v in sw.offers.experiment_report("exp1")["variants"].values()) == 1

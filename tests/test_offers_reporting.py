@@ -259,3 +259,29 @@ def test_a_store_from_before_the_report_shows_its_old_orders_points_and_voids(
         ("t-2", "earn", 0.0, 3, "voided"),
         ("t-2", "two", 2.0, 0, "voided"),
     ]
+
+
+def test_a_guests_redemptions_stay_in_the_report_unlinked_when_the_session_ends(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    guest = sw.start_session()
+    guest.redeem_order("t-1", cart=["coffee"])
+    guest.redeem_order("t-2", cart=["coffee"])
+    sw.offers.void_order("t-2", now=NOON)
+    sw.offers.sandbox().redeem_order("t-3", shopper_id=guest.shopper_id, cart=["coffee"])
+    assert sw.end_session(guest.shopper_id)
+    assert sorted(_rows(sw)) == [("t-1", "two", 2.0, "committed"), ("t-2", "two", 2.0, "voided")]
+    kept = sw.offers.redemptions(sandbox=None)
+    assert sorted(r.order_id for r in kept) == ["t-1", "t-2", "t-3"]
+    # Nothing ties them to the guest any more, and the report agrees with the counters.
+    assert {r.shopper_id for r in kept} == {""}
+    for table in ("redemptions", "voided_redemptions", "sandbox_redemptions"):
+        linked = f"SELECT 1 FROM {table} WHERE shopper_id = ?"
+        assert sw.store.query(linked, [guest.shopper_id]) == []
+    assert sw.offers.stats("two")["redemptions"] == 1
+
+
+def test_a_members_erasure_still_removes_their_redemptions(sw: shelfwise.Shelfwise) -> None:
+    sw.member("L-1").redeem_order("t-1", cart=["coffee"])
+    sw.forget_shopper("L-1")
+    assert _rows(sw) == []

@@ -15,7 +15,7 @@ from sync_helpers import view_row
 
 import shelfwise
 from shelfwise.sync.outbox import outbox_status, rebuild_dirty, released_totals
-from shelfwise.sync.privacy import HOUR_MS, PrivacyPolicy, aggregate
+from shelfwise.sync.privacy import DIMENSION_KEYS, HOUR_MS, PrivacyPolicy, aggregate, dimensions
 from shelfwise.sync.protocol import EnvelopeError, safe_unpack, unpack_envelope
 from shelfwise.sync.transport import Backoff
 
@@ -143,13 +143,28 @@ def test_recommendation_click_through_is_counted_per_surface_without_the_list(st
             shopper.clicked(shown[0])
     store.summarise(device_id="kiosk-1", k=1, include_open_hour=True)
     cells = _cells(store)
-    assert [(k[3], v[0]) for k, v in cells.items() if k[0] == "recommendation_shown"] == [
-        ("recently-viewed", 3)
+    # The surface is the first dimension only: it is not read a second time as the second.
+    assert [(k[3], k[4], v[0]) for k, v in cells.items() if k[0] == "recommendation_shown"] == [
+        ("recently-viewed", "", 3)
     ]
     clicks = {(k[3], k[4]): v[0] for k, v in cells.items() if k[0] == "recommendation_clicked"}
     assert clicks == {("i0", "recently-viewed"): 1, ("i1", "recently-viewed"): 1}
     raw = b"".join(r["body"] for r in store.store.query("SELECT body FROM sync_outbox"))
     assert b"shown_id" not in raw, "the shown list and its id stay on the device"
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from([k for k in DIMENSION_KEYS if k not in ("experiment", "arm")]),
+        st.text(st.characters(codec="ascii", categories=["L", "N"]), min_size=1, max_size=8),
+        max_size=4,
+    )
+)
+def test_an_events_dimensions_are_its_first_two_labels_each_read_once(labels: dict) -> None:
+    # Keys that are never dimensions stay out, whatever they hold.
+    payload = {**labels, "query": "free text", "shown_id": "abc"}
+    wanted = [labels[key] for key in sorted(labels, key=DIMENSION_KEYS.index)] + ["", ""]
+    assert dimensions("offer_shown", None, payload) == (wanted[0], wanted[1])
 
 
 def test_open_hour_waits_until_it_is_complete(store):

@@ -283,9 +283,10 @@ class Offers(OfferViews):
     def experiment_report(self, experiment_id: str) -> dict[str, Any]:
         """Exposed and converted shoppers per variant, conversion rates and the lift.
 
-        Computed from the ``experiment_exposure``/``experiment_conversion`` event counts, the
-        same counts the synced summaries carry.
+        Computed from the exposure/conversion event counts the synced summaries carry;
+        ``InvalidInput`` for an experiment that no offer runs and nobody was exposed to.
         """
+        experiments.check_known(self._store, experiment_id, self.all())
         self.record_conversions()
         return experiments.report(self._store, experiment_id)
 

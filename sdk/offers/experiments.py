@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .._errors import InvalidInput
 from ..events import Event, insert_event
 from .definitions import Experiment, Offer, Targeting
 
@@ -211,6 +212,32 @@ def convert_pending(
     return done
 
 
+def check_known(store: Any, experiment_id: str, offers: Iterable[Offer]) -> None:
+    """``InvalidInput`` unless an offer runs the experiment or shoppers were exposed to it (an
+    experiment whose offer has moved on still has a report); a typo must not read as "no
+    shopper saw it yet".
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     check_known(sw.store, "nothing-yet", [])
+        Traceback (most recent call last):
+        ...
+        shelfwise.InvalidInput: no offer experiment 'nothing-yet' (no offer runs it and nobody was exposed to it)
+    """
+    if any(o.experiment and o.experiment.experiment_id == experiment_id for o in offers):
+        return
+    exposed = store.query(
+        "SELECT 1 FROM events WHERE type = 'experiment_exposure' "
+        "AND json_extract(payload, '$.experiment_id') = ? LIMIT 1",
+        [experiment_id],
+    )
+    if not exposed:
+        raise InvalidInput(
+            f"no offer experiment {experiment_id!r} (no offer runs it and nobody was exposed to it)"
+        )
+
+
 def report(store: Any, experiment_id: str) -> dict[str, Any]:
     """Exposed and converted shoppers per variant, conversion rates and the lift, from the
     ``experiment_exposure``/``experiment_conversion`` event counts (what the summaries carry).
@@ -242,6 +269,7 @@ def report(store: Any, experiment_id: str) -> dict[str, Any]:
 __all__ = [
     "TargetingOf",
     "assign_variant",
+    "check_known",
     "convert_pending",
     "converts",
     "pending_conversions",

@@ -46,6 +46,8 @@ LEDGER_COLUMNS = (
     "redemption_id, offer_id, code, shopper_id, amount, ts_ms, order_id, store_id, "
     "points_earned, points_spent"
 )
+# Every table that holds ledger rows: the live one, voided orders' and sandbox runs'.
+LEDGER_TABLES = ("redemptions", "voided_redemptions", "sandbox_redemptions")
 
 
 @dataclass(frozen=True)
@@ -343,6 +345,16 @@ def release_holds_of(db: Any, shopper_id: str) -> int:
     return len(rows)
 
 
+def unlink_ledger(db: Any, shopper_id: str) -> None:
+    """Keep an ended session's ledger rows with the shopper id blanked (caller's transaction).
+
+    The offer's counters still count them, so the report must too; deleting them would also
+    tell the collector they were voided.
+    """
+    for table in LEDGER_TABLES:
+        db.execute(f"UPDATE {table} SET shopper_id = '' WHERE shopper_id = ?", [shopper_id])
+
+
 def expire(db: Any, stamp: int) -> int:
     """Release every hold whose time ran out by ``stamp``; return how many."""
     rows = list(
@@ -355,6 +367,7 @@ def expire(db: Any, stamp: int) -> int:
 
 __all__ = [
     "LEDGER_COLUMNS",
+    "LEDGER_TABLES",
     "Redemption",
     "Reservation",
     "code_refusal",
@@ -365,4 +378,5 @@ __all__ = [
     "release_holds_of",
     "reserve",
     "undo_order",
+    "unlink_ledger",
 ]

@@ -58,17 +58,82 @@ class Credentials:
 
     @classmethod
     def from_file(cls, path: str | Path, device_id: str | None = None) -> Credentials:
-        """Read a key file: JSON ``{"device_id": ..., "secret": hex}`` or one hex line."""
-        text = Path(path).read_text().strip()
-        try:
-            data = json.loads(text) if text.startswith("{") else {"secret": text}
-            secret = bytes.fromhex(str(data["secret"]))
-        except (ValueError, KeyError) as exc:
-            raise InvalidInput(f"{path} is not a shelfwise device key file: {exc}") from exc
+        """Read a key file: JSON ``{"device_id": ..., "secret": hex}`` or one hex line.
+
+        A missing, unreadable or malformed file raises ``InvalidInput`` naming the file and
+        what is wrong with it (never the secret).
+
+        Example:
+            >>> Credentials.from_file("/nonexistent/kiosk-7.key")
+            Traceback (most recent call last):
+            ...
+            shelfwise.InvalidInput: device key file '/nonexistent/kiosk-7.key': no such file ...
+        """
+        data = _key_file_fields(path, _read_key_file(path))
+        secret = _key_file_secret(path, data.get("secret"))
         device = device_id or data.get("device_id")
         if not device:
-            raise InvalidInput(f"{path} names no device; pass a device id")
-        return cls(str(device), secret)
+            raise _key_file_error(path, "it names no device; pass a device id")
+        if not isinstance(device, str):
+            raise _key_file_error(path, "its device id is not text")
+        try:
+            return cls(device, secret)
+        except InvalidInput as exc:  # a bad device id or a short secret, said with the file
+            raise _key_file_error(path, str(exc)) from exc
+
+
+def _key_file_secret(path: str | Path, secret: object) -> bytes:
+    if secret is None or secret == "":
+        raise _key_file_error(path, "it holds no secret")
+    not_hex = _key_file_error(path, "its secret is not hex digits")
+    if not isinstance(secret, str):
+        raise not_hex
+    try:
+        return bytes.fromhex(secret)
+    except ValueError as exc:
+        raise not_hex from exc
+
+
+_KEY_FILE_FORMS = 'JSON {"device_id": ..., "secret": hex} or one line of hex'
+
+
+def _key_file_error(path: str | Path, problem: str) -> InvalidInput:
+    return InvalidInput(f"device key file {str(path)!r}: {problem} (expected {_KEY_FILE_FORMS})")
+
+
+def _read_key_file(path: str | Path) -> str:
+    """The key file's text, stripped; ``InvalidInput`` if it cannot be read as UTF-8 text."""
+    try:
+        raw = Path(path).read_bytes()
+    except FileNotFoundError as exc:
+        raise _key_file_error(path, "no such file") from exc
+    except IsADirectoryError as exc:
+        raise _key_file_error(path, "it is a folder, not a file") from exc
+    except OSError as exc:
+        raise _key_file_error(path, f"it cannot be read ({exc.strerror or exc})") from exc
+    try:
+        return raw.decode("utf-8").strip()
+    except UnicodeDecodeError as exc:
+        raise _key_file_error(path, "it is not UTF-8 text") from exc
+
+
+def _key_file_fields(path: str | Path, text: str) -> dict[str, object]:
+    """The key file's fields: its JSON object, or ``{"secret": line}`` for a bare hex line."""
+    if not text.startswith(("{", "[")):
+        return {"secret": text}
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:  # nesting too deep raises RecursionError
+        # Said by position only: the message must not quote the secret.
+        where = (
+            f" (line {exc.lineno}, column {exc.colno})"
+            if isinstance(exc, json.JSONDecodeError)
+            else ""
+        )
+        raise _key_file_error(path, f"it is not valid JSON{where}") from exc
+    if not isinstance(data, dict):
+        raise _key_file_error(path, "it is not valid JSON for a key file: not an object")
+    return data
 
 
 def signing_message(method: str, path: str, ts_ms: int, body: bytes) -> bytes:

@@ -59,7 +59,6 @@ DIMENSION_KEYS = (
     "reason",
     "fence_id",
     "geofence_id",
-    "surface",
 )
 # Event types that mark a shopper as exposed to an experiment arm.
 EXPOSURE_TYPES = frozenset({"exposure", "experiment_exposure", "offer_shown"})

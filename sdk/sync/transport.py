@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import email.utils
 import http.client
+import math
 import random
 import re
 import time
@@ -58,6 +59,48 @@ class Response:
     body: bytes
 
 
+def _bad_url(url: object, problem: str) -> InvalidInput:
+    return InvalidInput(
+        f"upstream url must be http(s)://host[:port][/path], not {url!r}: {problem}"
+    )
+
+
+def _split_upstream_url(url: object) -> tuple[str, str, int | None, str]:
+    """An upstream url's scheme, host, port and path, or ``InvalidInput`` saying what is wrong.
+
+    Checked here, not on the first request: a url that cannot work would otherwise come
+    back as a raw ``ValueError`` or, from ``http.client``, as a network error retried forever.
+    """
+    if not isinstance(url, str):
+        raise _bad_url(url, f"it must be text, not {type(url).__name__}")
+    # urlsplit silently drops tabs and line breaks; http.client refuses spaces later.
+    unsafe = next((char for char in url if char.isspace() or not char.isprintable()), None)
+    if unsafe is not None:
+        raise _bad_url(url, f"U+{ord(unsafe):04X} must be percent-encoded")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        port = parts.port
+    except ValueError as exc:  # a bad port or an unclosed IPv6 bracket
+        raise _bad_url(url, str(exc)) from exc
+    if parts.scheme not in {"http", "https"}:
+        raise _bad_url(url, "the scheme must be http or https")
+    if not parts.hostname:
+        raise _bad_url(url, "it names no host")
+    if port == 0:
+        raise _bad_url(url, "port 0 cannot be connected to (use 1-65535)")
+    return parts.scheme, parts.hostname, port, parts.path
+
+
+def _check_timeout(timeout_s: object) -> float:
+    if (
+        isinstance(timeout_s, bool)
+        or not isinstance(timeout_s, (int, float))
+        or not 0 < timeout_s < math.inf
+    ):
+        raise InvalidInput(f"timeout_s must be a positive number of seconds, not {timeout_s!r}")
+    return float(timeout_s)
+
+
 class HttpTransport:
     """HTTP(S) to the collector with the standard library only, so the base install syncs.
 
@@ -65,14 +108,9 @@ class HttpTransport:
     """
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
-        parts = urllib.parse.urlsplit(url)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise InvalidInput(f"upstream url must be http(s)://host[:port], not {url!r}")
-        self.scheme = parts.scheme
-        self.host = parts.hostname
-        self.port = parts.port
-        self.prefix = parts.path.rstrip("/")
-        self.timeout_s = timeout_s
+        self.scheme, self.host, self.port, path = _split_upstream_url(url)
+        self.prefix = path.rstrip("/")
+        self.timeout_s = _check_timeout(timeout_s)
 
     def request(
         self,
