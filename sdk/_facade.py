@@ -36,7 +36,8 @@ from .identity import check_purpose, get_shopper
 from .model.runtime import LoadedModel, ModelHandle
 from .notifications import Notifications
 from .offers import Offers
-from .offers.redemption import LEDGER_TABLES, release_holds_of, unlink_ledger
+from .offers.orders import SALE_TABLES, unlink_sales
+from .offers.redemption import release_holds_of
 from .profile.local import record_tombstone
 from .profile.sealing import blind_member_id
 from .recommend import Context, Recommendation, Recommender
@@ -222,15 +223,15 @@ class Shelfwise:
     def _forget_rows(self, db: Any, shopper_id: str, *, keep_anonymous_events: bool) -> int:
         """Remove a shopper from every table in the caller's transaction; return rows removed.
 
-        With ``keep_anonymous_events`` (an ended kiosk session) the events and redemptions stay
-        as store-level counts with no link to anyone; a member's erase deletes them.
+        With ``keep_anonymous_events`` (an ended kiosk session) the events, orders and redemptions
+        stay as store-level counts with no link to anyone; a member's erase deletes them.
         """
         release_holds_of(db, shopper_id)
         tables = identity.shopper_tables(self.store)
         if keep_anonymous_events:
             events.unlink_shopper(db, shopper_id)
-            unlink_ledger(db, shopper_id)
-            kept = {"events", *LEDGER_TABLES}
+            unlink_sales(db, shopper_id)
+            kept = {"events", *SALE_TABLES}
             tables = [table for table in tables if table not in kept]
         return identity.delete_rows(db, tables, shopper_id)
 

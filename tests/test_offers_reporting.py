@@ -285,3 +285,71 @@ def test_a_members_erasure_still_removes_their_redemptions(sw: shelfwise.Shelfwi
     sw.member("L-1").redeem_order("t-1", cart=["coffee"])
     sw.forget_shopper("L-1")
     assert _rows(sw) == []
+
+
+def test_a_guests_order_can_still_be_voided_after_the_session_ends(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    guest = sw.start_session()
+    assert guest.price_order("t-1", cart=["coffee"]).discount == 2.0
+    guest.redeem_order("t-1", cart=["coffee"])
+    guest.end()
+    totals = sw.offers.redemption_totals(now=NOON)
+    assert (totals.discounted_orders_total, totals.order_discount_total) == (1, 2.0)
+    kept = sw.offers.order("t-1")
+    assert (kept.state, kept.shopper_id, kept.price.shopper_id) == ("redeemed", "", "")
+    # The guest walked away; the till refunds the sale by its order id.
+    voided = sw.offers.void_order("t-1", now=NOON)
+    assert (voided.state, voided.price.discount) == ("voided", 2.0)
+    assert _rows(sw) == [("t-1", "two", 2.0, "voided")]
+    assert sw.offers.stats("two")["redemptions"] == 0
+    assert sw.offers.redemption_totals(now=NOON).discounted_orders_total == 0
+
+
+def test_a_new_order_under_an_ended_guests_order_id_is_refused(sw: shelfwise.Shelfwise) -> None:
+    guest = sw.start_session()
+    guest.redeem_order("t-1", cart=["coffee"])
+    guest.end()
+    with pytest.raises(shelfwise.OfferRejected) as refused:
+        sw.start_session().redeem_order("t-1", cart=["coffee"])
+    assert refused.value.reason == "order_conflict"
+    assert sw.offers.stats("two")["redemptions"] == 1
+
+
+def _tables_mentioning(sw: shelfwise.Shelfwise, text: str) -> set[str]:
+    """Every table with a column holding ``text`` anywhere in it (JSON included)."""
+    found = set()
+    tables = sw.store.query("SELECT name FROM sqlite_master WHERE type = 'table'")
+    for table in [t["name"] for t in tables]:
+        for column in sw.store.query(f"SELECT name FROM pragma_table_info('{table}')"):
+            where = f"instr(CAST([{column['name']}] AS TEXT), ?)"
+            if sw.store.query(f"SELECT 1 FROM [{table}] WHERE {where} LIMIT 1", [text]):
+                found.add(table)
+    return found
+
+
+def test_an_ended_guests_orders_keep_nothing_of_the_guest(sw: shelfwise.Shelfwise) -> None:
+    guest = sw.start_session()
+    guest.view("coffee")
+    guest.redeem_order("t-1", cart=["coffee"])
+    guest.redeem_order("t-2", cart=["coffee"])
+    sw.offers.void_order("t-2", now=NOON)
+    assert "orders" in _tables_mentioning(sw, guest.shopper_id)
+    guest.end()
+    assert _tables_mentioning(sw, guest.shopper_id) == set()
+    assert sorted(r["order_id"] for r in sw.store.query("SELECT order_id FROM orders")) == [
+        "t-1",
+        "t-2",
+    ]
+
+
+def test_a_members_erasure_still_removes_their_orders(sw: shelfwise.Shelfwise) -> None:
+    member = sw.member("L-1")
+    member.redeem_order("t-1", cart=["coffee"])
+    member.forget()
+    assert sw.store.query("SELECT order_id FROM orders") == []
+    assert _tables_mentioning(sw, "L-1") == set()
+    with pytest.raises(shelfwise.OfferRejected) as unknown:
+        sw.offers.void_order("t-1")
+    assert unknown.value.reason == "order_unknown"
+    assert sw.offers.redemption_totals(now=NOON).discounted_orders_total == 0

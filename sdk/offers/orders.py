@@ -44,6 +44,8 @@ from .rules import OfferContext, day_bounds, evaluate
 from .stacking import Candidate, best_combination, targeted_lines
 
 MAX_CODES, MAX_NAMED = 20, 50
+# Every table that records a sale: an ended session's rows stay there, unlinked from it.
+SALE_TABLES = ("orders", *redemption.LEDGER_TABLES)
 # Why an offer that would apply unasked did not, worth telling the till ("spend 3.00 more");
 # other refusals (wrong segment, another day) are not news about this order.
 HINTS = frozenset(
@@ -439,8 +441,25 @@ def void(
     return replace(order, state="voided", voided_ms=stamp, sandbox=sandbox)
 
 
+def unlink_sales(db: Any, shopper_id: str) -> None:
+    """Keep an ended session's orders and ledger rows with no link to it (caller's transaction).
+
+    A till must still void a guest's sale after the guest walked away, and the staff totals
+    still count it. The shopper id goes from the row and from the stored price; the fingerprint
+    (a digest of that id) goes too, so a reused order id is still refused. The counters go
+    because the profile counters they would move back are deleted with the guest.
+    """
+    redemption.unlink_ledger(db, shopper_id)
+    db.execute(
+        "UPDATE orders SET shopper_id = '', fingerprint = '', counters = '[]', "
+        "priced = json_set(priced, '$.shopper_id', '') WHERE shopper_id = ?",
+        [shopper_id],
+    )
+
+
 __all__ = [
     "HINTS",
+    "SALE_TABLES",
     "AppliedOffer",
     "LeftOutOffer",
     "Order",
@@ -451,5 +470,6 @@ __all__ = [
     "price",
     "redeem",
     "stored",
+    "unlink_sales",
     "void",
 ]
