@@ -16,14 +16,14 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import CATALOG
-from sync_helpers import fresh_pg_database, serve_in_thread
+from sync_helpers import serve_in_thread
 
 import shelfwise
 from shelfwise.cli import cli
 from shelfwise.offers.codes import new_code
 from shelfwise.sync.leasing import CollectorAuthority
 from shelfwise.sync.protocol import Tombstone
-from shelfwise.upstream import SqliteStorage, create_app, open_storage
+from shelfwise.upstream import create_app
 from shelfwise.upstream.__main__ import main as upstream_main
 
 WELCOME = {
@@ -39,19 +39,6 @@ BIG = {
     "targeting": {"cart_total_min": 50},
     "codes": "unique",
 }
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    if request.param == "sqlite":
-        opened = SqliteStorage(str(tmp_path / "collector.db"))
-        yield opened
-        opened.close()
-    else:
-        for dsn in fresh_pg_database():
-            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
-            yield opened
-            opened.close()
 
 
 @pytest.fixture
