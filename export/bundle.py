@@ -22,7 +22,6 @@ Example (needs a trained run)::
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from collections.abc import Iterator
@@ -35,7 +34,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from shelfwise import ExportCheckFailed
+from shelfwise import ExportCheckFailed, InvalidInput
 from shelfwise.model.bundle import Manifest, SideTables, write_bundle
 from shelfwise.model.encoding import FeatureEncoding, ItemFeatures
 from shelfwise.training.data import EvalCases
@@ -48,6 +47,8 @@ from shelfwise.training.train import (
     load_run,
     model_scorer,
     public_config,
+    read_run_json,
+    run_file,
 )
 
 from .onnx_export import OPSET, USER_OUTPUT, check_parity, export_onnx, onnx_scorer
@@ -69,6 +70,7 @@ ATTRIBUTION = {
 MACHINE_PATH = re.compile(r"""(?:^|[\s"'=(,;])(?:/[^\s/]|~[/\\]|[A-Za-z]:[/\\]|\\\\[^\s\\])""")
 PARITY_TOLERANCE = 1e-3  # max abs score difference accepted for fp32
 INT8_MAX_RELATIVE_DROP = 0.02  # int8 may cost at most 2% relative validation NDCG@10
+QUANTIZE_MODES = ("auto", "none", "int8")
 
 
 @dataclass(frozen=True)
@@ -176,12 +178,18 @@ def export_bundle(
     parity_cases: int = 2000,
     expires_ms: int | None = None,
 ) -> ExportReport:
-    """Export a run folder as a bundle; raises ``ExportCheckFailed`` if parity fails."""
+    """Export a run folder as a bundle; raises ``ExportCheckFailed`` if parity fails.
+
+    ``InvalidInput`` for an unknown ``quantize``, ``InvalidRun`` for a folder that is not a
+    finished run; both before any work, and nothing is written.
+    """
+    if quantize not in QUANTIZE_MODES:
+        raise InvalidInput(f"unknown quantization {quantize!r}: use {', '.join(QUANTIZE_MODES)}")
     run = Path(run_dir)
     model, vocab, config = load_run(run)
     encoding = load_features(run)
-    report = json.loads((run / "run.json").read_text())
-    valid = EvalCases.from_npz(run / "validation.npz")
+    report = read_run_json(run, "run.json")
+    valid = EvalCases.from_npz(run_file(run, "validation.npz"))
     max_len = model.config.max_len
     mask_seen = bool(report["mask_seen"])
 
@@ -242,8 +250,6 @@ def export_bundle(
             quant["parity_vs_torch"] = check_parity(model, onnx_bytes, histories).to_dict()
             quant["scorer_runs_matmulinteger"] = scorer_is_int8(onnx_bytes)
         logger.info("quantization: %s", choice.why)
-    elif quantize != "none":
-        raise ValueError(f"unknown quantization {quantize!r}: use auto, none or int8")
 
     side_path = run / "side_tables.msgpack"
     side = SideTables.from_msgpack(side_path.read_bytes()) if side_path.is_file() else SideTables()
@@ -258,7 +264,7 @@ def export_bundle(
         # measure the export (parity, int8), not held-out quality
         "refit": bool(report.get("refit", False)),
         "valid_metrics": torch_valid,
-        "config": public_config(json.loads((run / "config.json").read_text())),
+        "config": public_config(read_run_json(run, "config.json")),
         "onnx_checker": "passed (full_check)",
         "parity_fp32_vs_torch": parity.to_dict(),
         "quantization": quant,

@@ -14,7 +14,6 @@ import click
 from shelfwise.cli.output import emit, json_option, show_log_lines
 from shelfwise.cli.params import POSITIVE, Folder, InputFile
 from shelfwise.model.bundle import read_private_key
-from shelfwise.training.cli import bad_values_are_bad_input
 
 from .bundle import ExportReport, export_bundle
 
@@ -80,18 +79,17 @@ def export_command(
       shelfwise export runs/groceries --out kiosk_demo/store/bundle --quantize int8 --sign-key k.key
     """
     show_log_lines()
-    with bad_values_are_bad_input():
-        key = read_private_key(sign_key) if sign_key else None
-        expires = int((time.time() + expires_days * 86400) * 1000) if expires_days else None
-        report = export_bundle(
-            run,
-            out,
-            quantize=quantize,
-            sign_key=key,
-            model_name=name,
-            model_version=version,
-            expires_ms=expires,
-        )
+    key = read_private_key(sign_key) if sign_key else None
+    expires = int((time.time() + expires_days * 86400) * 1000) if expires_days else None
+    report = export_bundle(
+        run,
+        out,
+        quantize=quantize,
+        sign_key=key,
+        model_name=name,
+        model_version=version,
+        expires_ms=expires,
+    )
     emit(as_json, report.manifest.__dict__, lambda: _summary(report, key is not None))
 
 

@@ -43,7 +43,7 @@ from shelfwise.model.bundle import Manifest, read_bundle, write_bundle
 from shelfwise.model.litert import FILE, MAX_K
 from shelfwise.training.data import EvalCases
 from shelfwise.training.model import NEG, SeqRec
-from shelfwise.training.train import load_run
+from shelfwise.training.train import load_run, run_file
 
 from .bundle import padded
 from .onnx_export import ExportScorer
@@ -203,7 +203,7 @@ def add_litert_model(
     started = time.perf_counter()
     tflite = convert(model, k)
     seconds = time.perf_counter() - started
-    valid = EvalCases.from_npz(Path(run_dir) / "validation.npz")
+    valid = EvalCases.from_npz(run_file(run_dir, "validation.npz"))
     histories = padded(valid.histories[:cases], max_len)
     histories = histories[(histories > 0).any(axis=1)]
     agreement = top10_agreement(model, tflite, histories)

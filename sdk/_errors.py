@@ -13,6 +13,8 @@ Catch ``ShelfwiseError`` to handle them all. The tree::
     │   ├── InvalidLocation           impossible coordinates or accuracy
     │   ├── InvalidOffer              an offer definition failed validation
     │   ├── InvalidTrainingData       a training data file has a malformed row (path, line)
+    │   ├── InvalidTrainConfig        a training setting is out of range (field)
+    │   ├── InvalidRun                a folder is not a finished, readable training run (path)
     │   ├── WeakSecret                a PIN or passphrase too easy to guess (reason)
     │   └── EnvelopeError             a summary envelope broke the wire schema
     ├── UnknownItem                   an item id or GTIN is not in the catalog (also a KeyError)
@@ -107,6 +109,22 @@ class InvalidTrainingData(InvalidInput):
         self.path = path
         self.line = line
         self.reason = reason
+
+
+class InvalidTrainConfig(InvalidInput):
+    """A ``TrainConfig`` setting is out of range; ``field`` names it. Nothing was read or written."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class InvalidRun(InvalidInput):
+    """``path`` is not a finished training run this shelfwise can read (train, or train again)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path
 
 
 class UnknownItem(ShelfwiseError, KeyError):

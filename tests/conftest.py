@@ -117,6 +117,27 @@ def sw(tmp_path: Path, bundle_path: Path) -> Iterator[shelfwise.Shelfwise]:
         yield opened
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
+    """The collector's storage, once on SQLite and once (marked) on a fresh PostgreSQL database.
+
+    Imported here, not at the top: only the collector tests need the ``upstream`` extra.
+    """
+    from sync_helpers import fresh_pg_database
+
+    from shelfwise.upstream import SqliteStorage, open_storage
+
+    if request.param == "sqlite":
+        opened = SqliteStorage(str(tmp_path / "collector.db"))
+        yield opened
+        opened.close()
+    else:
+        for dsn in fresh_pg_database():
+            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
+            yield opened
+            opened.close()
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if SHARED_DATA.is_dir():
         return

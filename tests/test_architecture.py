@@ -54,6 +54,8 @@ PUBLIC_NAMES = {
     "InvalidInput",
     "InvalidLocation",
     "InvalidOffer",
+    "InvalidRun",
+    "InvalidTrainConfig",
     "InvalidTrainingData",
     "Item",
     "ItemFilter",

@@ -16,14 +16,15 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import CATALOG
-from sync_helpers import fresh_pg_database, serve_in_thread
+from sync_helpers import serve_in_thread
 
 import shelfwise
 from shelfwise.cli import cli
+from shelfwise.offers import orders
 from shelfwise.offers.codes import new_code
 from shelfwise.sync.leasing import CollectorAuthority
 from shelfwise.sync.protocol import Tombstone
-from shelfwise.upstream import SqliteStorage, create_app, open_storage
+from shelfwise.upstream import create_app
 from shelfwise.upstream.__main__ import main as upstream_main
 
 WELCOME = {
@@ -41,19 +42,6 @@ BIG = {
 }
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    if request.param == "sqlite":
-        opened = SqliteStorage(str(tmp_path / "collector.db"))
-        yield opened
-        opened.close()
-    else:
-        for dsn in fresh_pg_database():
-            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
-            yield opened
-            opened.close()
-
-
 @pytest.fixture
 def url(storage) -> Iterator[str]:  # type: ignore[no-untyped-def]
     with serve_in_thread(create_app(storage, rate_per_s=0)) as live:
@@ -69,10 +57,10 @@ ONCE = {
 }
 
 
-def kiosk(tmp_path: Path, storage, url: str, name: str) -> shelfwise.Shelfwise:  # type: ignore[no-untyped-def]
+def kiosk(tmp_path: Path, storage, url: str, name: str, *offers: dict) -> shelfwise.Shelfwise:  # type: ignore[no-untyped-def]
     sw = shelfwise.open(tmp_path / f"{name}.db", store_id=name, chain_secret=SECRET)
     sw.catalog.import_rows(CATALOG)
-    for offer in (WELCOME, BIG, ONCE):
+    for offer in offers or (WELCOME, BIG, ONCE):
         sw.offers.define(offer)
     creds = shelfwise.Credentials(name, storage.add_device(name, stores=(name,)))
     sw.offers.use_collector(CollectorAuthority(url, creds, blind=sw.fleet.blinded_id))
@@ -198,6 +186,48 @@ def test_a_once_per_member_offer_holds_across_online_devices_whose_profiles_neve
     with pytest.raises(shelfwise.OfferRejected) as caught:
         a.member("L-7").redeem("once", cart_total=5)  # one offer at a time: the same check
     assert caught.value.reason == "customer_limit"
+
+
+# Two once-per-member offers an order cannot combine; offline, both trust the device.
+BEST = {
+    "offer_id": "best",
+    "title": "1.00 off, once per member, alone",
+    "reward": {"type": "amount", "value": 1},
+    "limits": {"per_customer": 1, "offline": "allow"},
+    "stacking": {"exclusive": True},
+}
+SECOND = {**ONCE, "offer_id": "second", "limits": {"per_customer": 1, "offline": "allow"}}
+
+
+def test_the_central_check_prices_again_only_when_the_collectors_answers_change_the_order(
+    tmp_path: Path,
+    storage,  # type: ignore[no-untyped-def]
+    url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    passes = []
+    real_price = orders.price
+
+    def counted_price(*args, **kwargs):  # type: ignore[no-untyped-def]
+        passes.append(1)
+        return real_price(*args, **kwargs)
+
+    monkeypatch.setattr(orders, "price", counted_price)
+    a, b = (kiosk(tmp_path, storage, url, name, BEST, SECOND) for name in ("kiosk-a", "kiosk-b"))
+
+    def redeem(sw: shelfwise.Shelfwise, order_id: str) -> tuple[list[str], int]:
+        passes.clear()
+        priced = sw.member("L-7").redeem_order(order_id, cart=["milk"]).price
+        return [x.offer_id for x in priced.applied], len(passes)
+
+    # The collector grants what the order applies: the price stands (one pass for the check,
+    # one inside the redemption's transaction).
+    assert redeem(a, "a-1") == (["best"], 2)
+    # "best" was used on kiosk-a: refused centrally, it makes room for "second", which is
+    # checked in a second round before it applies.
+    assert redeem(b, "b-1") == (["second"], 3)
+    # Back on kiosk-a: "second" was used on kiosk-b, so nothing applies.
+    assert redeem(a, "a-2") == ([], 3)
 
 
 def test_offline_the_offers_own_policy_decides(tmp_path: Path, storage, url) -> None:  # type: ignore[no-untyped-def]

@@ -16,7 +16,7 @@ pytest.importorskip("torch")
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from shelfwise import InvalidTrainingData
+from shelfwise import InvalidInput, InvalidRun, InvalidTrainConfig, InvalidTrainingData
 from shelfwise.training.baselines import EASE, CoOccurrence, Markov, Popularity
 from shelfwise.training.data import (
     ColumnMapping,
@@ -357,6 +357,144 @@ def test_torchrun_with_two_processes_matches_single_process_quality(tmp_path: Pa
     assert ddp["hr@10"] == pytest.approx(single.best_valid["hr@10"], abs=0.08)
 
 
+# --- a data scientist's mistakes: a typed error, nothing written, one line at the CLI ---------
+
+
+@pytest.mark.parametrize(
+    ("setting", "value"),
+    [
+        ("dim", 65),  # not a multiple of heads=2
+        ("lr", 0.0),
+        ("lr", float("nan")),
+        ("dropout", 1.0),
+        ("cold_start", -0.1),
+        ("epochs", 0),
+        ("batch_size", 2.5),
+    ],
+)
+def test_an_out_of_range_setting_is_refused_by_name(setting: str, value: object) -> None:
+    with pytest.raises(InvalidTrainConfig, match=setting) as info:
+        TrainConfig(data="chains.txt", out="run", heads=2, **{setting: value})  # type: ignore[arg-type]
+    assert info.value.field == setting
+
+
+def test_training_on_a_missing_data_file_says_so_and_writes_no_run_folder(tmp_path: Path) -> None:
+    with pytest.raises(InvalidTrainingData, match="no such data file"):
+        train(tiny_config(tmp_path / "missing.txt", tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_data_file_that_is_not_text_is_invalid_training_data(tmp_path: Path) -> None:
+    path = tmp_path / "export.txt"
+    path.write_bytes(b"1 2 3\n\xff\xfe\x00\x81 binary\n")
+    with pytest.raises(InvalidTrainingData, match=r"export\.txt") as info:
+        read_events(path)
+    assert info.value.path == str(path)
+
+
+def test_a_malformed_categories_file_is_refused_before_training(tmp_path: Path) -> None:
+    data = chain_file(tmp_path / "chains.txt", users=20)
+    (tmp_path / "categories.json").write_text('{"1": "snacks",')
+    config = tiny_config(data, tmp_path / "run", categories=str(tmp_path / "categories.json"))
+    with pytest.raises(InvalidTrainingData, match=r"categories\.json: not valid JSON"):
+        train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def test_too_little_data_to_validate_is_invalid_training_data(tmp_path: Path) -> None:
+    data = tmp_path / "tiny.txt"
+    data.write_text("1 1\n2 2\n")
+    with pytest.raises(InvalidTrainingData, match="not enough data"):
+        train(tiny_config(data, tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_an_unknown_on_error_mode_is_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="on_error"):
+        read_events(chain_file(tmp_path / "chains.txt", users=5), on_error="ignore")  # type: ignore[arg-type]
+
+
+def not_a_run(folder: Path, *, model: bytes | None = None, config: str | None = None) -> Path:
+    """A folder that looks a little like a run folder (or is just empty)."""
+    folder.mkdir()
+    if model is not None:
+        (folder / "model.pt").write_bytes(model)
+    if config is not None:
+        (folder / "config.json").write_text(config)
+        (folder / "items.json").write_text('["a", "b"]')
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("contents", "says"),
+    [
+        ({}, "has no model.pt: is it a finished training run"),
+        ({"model": b"junk", "config": "{"}, r"config\.json is not valid JSON"),
+        ({"model": b"junk", "config": '{"data": "x"}'}, "not a run's configuration"),
+        (
+            {"model": b"junk", "config": '{"train": {"data": "x", "out": "y"}, "model": {}}'},
+            "does not load as this run's model",
+        ),
+    ],
+)
+def test_export_of_a_folder_that_is_not_a_run_writes_no_bundle(
+    tmp_path: Path, contents: dict[str, object], says: str
+) -> None:
+    from shelfwise.export.bundle import export_bundle
+
+    run = not_a_run(tmp_path / "run", **contents)  # type: ignore[arg-type]
+    with pytest.raises(InvalidRun, match=says) as info:
+        export_bundle(run, tmp_path / "bundle")
+    assert info.value.path == str(run)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_export_refuses_an_unknown_quantization_before_any_work(tmp_path: Path) -> None:
+    from shelfwise.export.bundle import export_bundle
+
+    with pytest.raises(InvalidInput, match="unknown quantization 'fp16'"):
+        export_bundle(tmp_path / "no-such-run", tmp_path / "bundle", quantize="fp16")
+
+
+def test_a_malformed_pem_signing_key_is_invalid_input(tmp_path: Path) -> None:
+    from shelfwise.model.bundle import read_private_key
+
+    key = tmp_path / "bundle.key"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nnot base64 at all\n-----END PRIVATE KEY-----\n")
+    with pytest.raises(InvalidInput, match=r"bundle\.key: not a usable PEM private key"):
+        read_private_key(key)
+
+
+def one_line_error(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str]:
+    from shelfwise.cli import main
+
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("error: "), err
+    assert "internal error" not in err and "Traceback" not in err
+    return code, err
+
+
+def test_back_office_commands_report_mistakes_in_one_line_with_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "seq.txt"
+    bad.write_text("1 3 4\n2\n3 5 6\n")
+    code, err = one_line_error(capsys, "train", "--data", str(bad), "--out", str(tmp_path / "r"))
+    assert code == 2 and "seq.txt:2: expected" in err
+    assert not (tmp_path / "r").exists()
+    empty = not_a_run(tmp_path / "empty")
+    for argv in (["evaluate", str(empty)], ["export", str(empty), "--out", str(tmp_path / "b")]):
+        code, err = one_line_error(capsys, *argv)
+        assert code == 2 and "is it a finished training run" in err
+    key = tmp_path / "k.pem"
+    key.write_text("-----BEGIN PRIVATE KEY-----\nnope\n-----END PRIVATE KEY-----\n")
+    argv = ["export", str(empty), "--out", str(tmp_path / "b"), "--sign-key", str(key)]
+    code, err = one_line_error(capsys, *argv)
+    assert code == 2 and "not a usable PEM private key" in err
+    assert not (tmp_path / "b").exists()
+
+
 @pytest.mark.parametrize(
     "module_name",
     [
@@ -366,6 +504,7 @@ def test_torchrun_with_two_processes_matches_single_process_quality(tmp_path: Pa
         "shelfwise.training.side_tables",
         "shelfwise.training.baselines",
         "shelfwise.training.train",
+        "shelfwise.training.config",
         "shelfwise.export.bundle",
     ],
 )

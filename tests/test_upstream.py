@@ -20,29 +20,16 @@ import msgpack
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sync_helpers import LiveClient, fresh_pg_database, serve_in_thread, upstream_cmd
+from sync_helpers import LiveClient, serve_in_thread, upstream_cmd
 
 import shelfwise
 from shelfwise.clock import DAY_MS, HOUR_MS, now_ms
 from shelfwise.sync.protocol import HEADER_SERVER_TIME, Credentials, Envelope, sign_request
-from shelfwise.upstream import SqliteStorage, create_app, open_storage
+from shelfwise.upstream import SqliteStorage, create_app
 
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    if request.param == "sqlite":
-        opened = SqliteStorage(str(tmp_path / "collector.db"))
-        yield opened
-        opened.close()
-    else:
-        for dsn in fresh_pg_database():
-            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
-            yield opened
-            opened.close()
 
 
 HOUR = now_ms() // HOUR_MS * HOUR_MS - HOUR_MS  # the last closed hour

@@ -12,7 +12,6 @@ import os
 import secrets
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import msgpack
@@ -49,7 +48,7 @@ from shelfwise.sync.protocol import (
     unpack_wire,
 )
 from shelfwise.sync.transport import HttpTransport
-from shelfwise.upstream import SqliteStorage, create_app, open_storage
+from shelfwise.upstream import SqliteStorage, create_app
 
 ALICE = "a1" * 32  # blinded ids: 64 hex digits, never a loyalty number
 BOB = "b2" * 32
@@ -65,19 +64,6 @@ def sealed(size: int = 64) -> bytes:
 
 def a_copy(member: str = ALICE, *, epoch: int = 0, supersedes=(), cid: str | None = None):
     return SealedCopy(member, cid or copy_id(), epoch, sealed(), tuple(supersedes))
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def storage(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator:
-    if request.param == "sqlite":
-        opened = SqliteStorage(str(tmp_path / "collector.db"))
-        yield opened
-        opened.close()
-    else:
-        for dsn in fresh_pg_database():
-            opened = open_storage(pg=dsn, key_file=tmp_path / "server.key")
-            yield opened
-            opened.close()
 
 
 @pytest.fixture

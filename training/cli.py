@@ -11,44 +11,32 @@ Examples::
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 import numpy as np
 
-from shelfwise import InvalidInput, ShelfwiseError
+from shelfwise import InvalidInput
 from shelfwise.cli.output import emit, json_flag, json_option, show_log_lines
 from shelfwise.cli.params import POSITIVE, FiniteFloat, Folder, InputFile
 
+from .config import INTEGER_RANGES
 from .data import FORMATS, make_split
 from .evaluate import METRICS, PUBLISHED_BEAUTY, evaluate, format_table
-from .train import TrainConfig, load_run, model_scorer, read_config_log, train
+from .train import TrainConfig, load_run, model_scorer, read_config_log, read_run_json, train
 
 logger = logging.getLogger(__name__)
 DEFAULTS = TrainConfig(data="", out="")
 
 
-@contextlib.contextmanager
-def bad_values_are_bad_input() -> Iterator[None]:
-    """The back office raises plain ``ValueError`` for unusable data: exit 2, not a bug."""
-    try:
-        yield
-    except ShelfwiseError:
-        raise
-    except ValueError as exc:
-        raise InvalidInput(str(exc)) from exc
-
-
-def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
+def _int(name: str, help_text: str) -> Any:
     return click.option(
         f"--{name.replace('_', '-')}",
-        type=click.IntRange(minimum, maximum),
+        type=click.IntRange(*INTEGER_RANGES[name]),
         default=getattr(DEFAULTS, name),
         show_default=True,
         help=help_text,
@@ -76,15 +64,15 @@ def _int(name: str, minimum: int, maximum: int, help_text: str) -> Any:
 )  # fmt: skip
 @click.option("--categories", type=InputFile(), help="JSON {item: category} for popularity.")
 @click.option("--skip-bad-rows", is_flag=True, help="Skip and count malformed rows.")
-@_int("seed", 0, 2**32 - 1, "Random seed.")
-@_int("max_len", 1, 10_000, "History length the model sees.")
-@_int("dim", 1, 4096, "Embedding size (a multiple of --heads).")
-@_int("heads", 1, 64, "Attention heads.")
-@_int("layers", 1, 64, "Transformer blocks.")
-@_int("batch_size", 1, 100_000, "Sequences per step.")
-@_int("epochs", 1, 100_000, "At most this many epochs.")
-@_int("patience", 1, 100_000, "Stop after this many epochs without a better validation NDCG@10.")
-@_int("threads", 0, 1024, "Torch threads (0: let torch decide).")
+@_int("seed", "Random seed.")
+@_int("max_len", "History length the model sees.")
+@_int("dim", "Embedding size (a multiple of --heads).")
+@_int("heads", "Attention heads.")
+@_int("layers", "Transformer blocks.")
+@_int("batch_size", "Sequences per step.")
+@_int("epochs", "At most this many epochs.")
+@_int("patience", "Stop after this many epochs without a better validation NDCG@10.")
+@_int("threads", "Torch threads (0: let torch decide).")
 @click.option(
     "--dropout", type=FiniteFloat(min=0, max=1, max_open=True), default=DEFAULTS.dropout,
     show_default=True, help="Dropout rate.",
@@ -188,8 +176,7 @@ def train_command(
         progress=not no_progress,
         resume=resume,
     )
-    with bad_values_are_bad_input():
-        result = train(config)
+    result = train(config)
     summary = {
         "out": str(result.out),
         "best_epoch": result.best_epoch,
@@ -234,7 +221,7 @@ def evaluate_run(
     if data:
         config = TrainConfig(**{**config.__dict__, "data": data})
     log = read_config_log(config)
-    run_report = json.loads((Path(run_dir) / "run.json").read_text())
+    run_report = read_run_json(run_dir, "run.json")
     trained_on = run_report["data"]["fingerprint"]
     if log.fingerprint != trained_on:
         logger.warning("evaluating on different data than the run trained on")
@@ -346,21 +333,19 @@ def evaluate_command(
 
         if data or sampled or no_baselines:
             raise click.UsageError("--cold-start reads the run's own data, with its baselines")
-        with bad_values_are_bad_input():
-            cold = evaluate_cold_start(run, split_name=split, progress=not no_progress)
+        cold = evaluate_cold_start(run, split_name=split, progress=not no_progress)
         _write_output(output, cold)
         emit(as_json, cold, lambda: _cold_start_tables(cold))
         return
-    with bad_values_are_bad_input():
-        results = evaluate_run(
-            run,
-            data,
-            split_name=split,
-            baselines=not no_baselines,
-            sampled=sampled,
-            ease_l2=ease_l2,
-            progress=not no_progress,
-        )
+    results = evaluate_run(
+        run,
+        data,
+        split_name=split,
+        baselines=not no_baselines,
+        sampled=sampled,
+        ease_l2=ease_l2,
+        progress=not no_progress,
+    )
     _write_output(output, results)
 
     def tables() -> str:

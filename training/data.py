@@ -38,7 +38,7 @@ from typing import Literal
 
 import numpy as np
 
-from shelfwise import InvalidTrainingData, ShelfwiseError
+from shelfwise import InvalidInput, InvalidTrainConfig, InvalidTrainingData, ShelfwiseError
 from shelfwise.clock import DAY_MS
 from shelfwise.model.encoding import ItemFeatures, Vocabulary, item_id_from_name
 
@@ -140,7 +140,7 @@ class _Rows:
 
     def __init__(self, path: Path, on_error: OnError) -> None:
         if on_error not in ("raise", "skip"):
-            raise ValueError("on_error must be 'raise' or 'skip'")
+            raise InvalidInput(f"on_error must be 'raise' or 'skip', not {on_error!r}")
         self.path = path
         self.on_error = on_error
         self.events: list[Event] = []
@@ -471,11 +471,23 @@ def read_events(
     columns: ColumnMapping | None = None,
     on_error: OnError = "raise",
 ) -> EventLog:
-    """Read any supported format (``auto`` guesses from the first line)."""
+    """Read any supported format (``auto`` guesses from the first line).
+
+    Every way a file can fail to read is ``InvalidTrainingData`` naming the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise InvalidTrainingData(f"{path}: no such data file", path=str(path))
-    chosen = detect_format(path) if format == "auto" else format
+    try:
+        chosen = detect_format(path) if format == "auto" else format
+        return _read_as(chosen, path, columns, on_error)
+    except ShelfwiseError:
+        raise
+    except (ValueError, csv.Error) as exc:  # not UTF-8, a NUL byte, not really Parquet...
+        raise InvalidTrainingData(f"{path}: cannot be read: {exc}", path=str(path)) from exc
+
+
+def _read_as(chosen: str, path: Path, columns: ColumnMapping | None, on_error: OnError) -> EventLog:
     if chosen == "sequence":
         return read_sequence_file(path, on_error)
     if chosen == "user-item":
@@ -486,7 +498,7 @@ def read_events(
         return read_breadbasket(path, on_error)
     if chosen == "events":
         return read_event_log(path, columns, on_error)
-    raise InvalidTrainingData(f"unknown format {format!r}; choose one of {FORMATS} or auto")
+    raise InvalidTrainingData(f"unknown format {chosen!r}; choose one of {FORMATS} or auto")
 
 
 def read_item_features(path: str | Path, vocab: Vocabulary) -> dict[int, ItemFeatures]:
@@ -727,7 +739,9 @@ def hold_out_items(split: Split, num_items: int, fraction: float, seed: int = 0)
         ([4], [[1, 2, 3]])
     """
     if not 0 < fraction < 1:
-        raise ValueError(f"the share of new items must be between 0 and 1, not {fraction}")
+        raise InvalidTrainConfig(
+            f"the share of new items must be between 0 and 1, not {fraction}", field="cold_start"
+        )
     rng = np.random.default_rng([seed, 1013])
     count = max(1, round(fraction * num_items))
     new = sorted(int(i) for i in rng.choice(np.arange(1, num_items + 1), count, replace=False))

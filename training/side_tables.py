@@ -28,6 +28,7 @@ from collections import Counter, defaultdict
 from itertools import combinations, pairwise
 from pathlib import Path
 
+from shelfwise import InvalidTrainingData
 from shelfwise.model.bundle import SideTables
 
 from .data import DAY_MS, EventLog
@@ -37,9 +38,14 @@ MAX_BASKET_FOR_PAIRS = 50  # a 200-item "basket" (a long sequence) would add 20k
 
 def load_categories(path: str | Path) -> dict[str, str]:
     """``{item_id: category}`` from a JSON file (e.g. kiosk_demo/store/categories.json)."""
-    data = json.loads(Path(path).read_text())
+    try:
+        data = json.loads(Path(path).read_text())
+    except ValueError as exc:  # also a file that is not UTF-8
+        raise InvalidTrainingData(f"{path}: not valid JSON: {exc}", path=str(path)) from exc
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a JSON object item -> category")
+        raise InvalidTrainingData(
+            f"{path}: expected a JSON object item -> category", path=str(path)
+        )
     return {str(k): str(v) for k, v in data.items() if v}
 
 

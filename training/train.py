@@ -44,6 +44,7 @@ import torch.nn.functional as F
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from shelfwise import InvalidRun, InvalidTrainConfig, InvalidTrainingData
 from shelfwise.model.encoding import (
     FeatureEncoding,
     ItemFeatures,
@@ -52,6 +53,7 @@ from shelfwise.model.encoding import (
 )
 
 from . import side_tables as side_tables_module
+from .config import TrainConfig
 from .data import (
     ColumnMapping,
     EventLog,
@@ -68,43 +70,6 @@ from .evaluate import Scorer, evaluate
 from .model import NEG, ModelConfig, SeqRec
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything a run depends on; saved in the run folder."""
-
-    data: str
-    out: str
-    format: str = "auto"
-    columns: str = ""  # ColumnMapping.parse text for the "events" format
-    item_features: str = ""  # JSON {item: [attributes]} or {item: "category"}
-    catalog: str = ""  # catalog .jsonl/.csv: name, brand, category, price, tags as features
-    categories: str = ""  # JSON {item: category} for the category popularity scopes
-    skip_bad_rows: bool = False
-    seed: int = 42
-    max_len: int = 50
-    dim: int = 64
-    heads: int = 2
-    layers: int = 2
-    dropout: float = 0.5
-    id_dropout: float = 0.15  # DropoutNet: chance an item's id embedding sits out a step
-    token_buckets: int = 2048  # hashed name-word rows in the feature table
-    price_bands: int = 8
-    cold_start: float = 0.0  # share of items held out entirely as new (the cold-start protocol)
-    # Train on everything before the test item (validation targets too, as the count
-    # baselines are fitted) for exactly `epochs` epochs, a count chosen on validation by an
-    # earlier run: no validation, no early stopping.
-    refit: bool = False
-    batch_size: int = 128
-    lr: float = 1.5e-3
-    weight_decay: float = 0.0
-    epochs: int = 80
-    patience: int = 8  # epochs without a better validation NDCG@10 before stopping
-    eval_every: int = 1
-    threads: int = 0  # 0 = let torch decide (2 on this machine)
-    progress: bool = True
-    resume: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +152,11 @@ def read_config_log(config: TrainConfig) -> EventLog:
     )
 
 
+def read_config_categories(config: TrainConfig) -> dict[str, str]:
+    """The ``{item: category}`` file a config names (empty without one)."""
+    return side_tables_module.load_categories(config.categories) if config.categories else {}
+
+
 def _distributed() -> tuple[int, int]:
     if "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
         if not dist.is_initialized():
@@ -223,9 +193,9 @@ def train(config: TrainConfig) -> TrainResult:
         torch.set_num_threads(config.threads)
     elif world > 1:
         torch.set_num_threads(1)
-    out = Path(config.out)
-    out.mkdir(parents=True, exist_ok=True)
+    # Every input is read and checked before the run folder exists: bad input writes nothing.
     log = read_config_log(config)
+    categories = read_config_categories(config)
     vocab = log.vocabulary()
     split = make_split(log, vocab)
     if config.cold_start:
@@ -237,7 +207,11 @@ def train(config: TrainConfig) -> TrainResult:
         split.train_for_test if config.refit else split.train, config.max_len
     )
     if len(inputs) == 0 or len(split.valid) == 0:
-        raise ValueError(f"{config.data}: not enough data to train and validate")
+        raise InvalidTrainingData(
+            f"{config.data}: not enough data to train and validate", path=config.data
+        )
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
 
     history: list[dict[str, Any]] = []
     best_valid: dict[str, float] = {}
@@ -253,7 +227,7 @@ def train(config: TrainConfig) -> TrainResult:
         start_epoch = state["epoch"] + 1
         logger.info("resumed %s at epoch %d", out, start_epoch)
     if rank == 0:
-        _write_static(out, config, model, log, vocab, split, encoding)
+        _write_static(out, config, model, log, vocab, split, encoding, categories)
 
     net: torch.nn.Module = DistributedDataParallel(model) if world > 1 else model
     # Padding and the new items (cold-start protocol: they did not exist when the model
@@ -412,6 +386,7 @@ def _write_static(
     vocab: Vocabulary,
     split: Split,
     encoding: FeatureEncoding | None,
+    categories: dict[str, str],
 ) -> None:
     inputs = {
         key: file_fingerprint(getattr(config, key))
@@ -434,7 +409,6 @@ def _write_static(
     if split.new_items:
         (out / "new_items.json").write_text(json.dumps([vocab.item(i) for i in split.new_items]))
     split.valid.to_npz(out / "validation.npz")
-    categories = side_tables_module.load_categories(config.categories) if config.categories else {}
     tables = side_tables_module.compute(log, categories=categories)
     (out / "side_tables.msgpack").write_bytes(tables.to_msgpack())
 
@@ -491,27 +465,75 @@ def plot_validation(history: list[dict[str, Any]], path: Path, title: str = "") 
     plt.close(fig)
 
 
-def load_run(run_dir: str | Path) -> tuple[SeqRec, Vocabulary, TrainConfig]:
-    """The best model of a run folder, in eval mode, with its vocabulary and config."""
+def run_file(run_dir: str | Path, name: str) -> Path:
+    """``run_dir/name``; ``InvalidRun`` when the folder lacks a file every finished run has."""
     run = Path(run_dir)
-    if not (run / "model.pt").is_file():
-        raise FileNotFoundError(f"{run} has no model.pt: is it a finished training run?")
-    saved = json.loads((run / "config.json").read_text())
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in known})
-    vocab = Vocabulary(json.loads((run / "items.json").read_text()))
-    state = torch.load(run / "model.pt", weights_only=True)
-    model_fields = dict(saved["model"])
+    if not run.is_dir():
+        raise InvalidRun(f"{run}: no such run folder", path=str(run))
+    path = run / name
+    if not path.is_file():
+        raise InvalidRun(f"{run} has no {name}: is it a finished training run?", path=str(run))
+    return path
+
+
+def read_run_json(run_dir: str | Path, name: str) -> Any:
+    """A JSON file of a run folder (``config.json``, ``items.json``, ``run.json``)."""
+    path = run_file(run_dir, name)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:  # also a file that is not UTF-8
+        raise InvalidRun(f"{path} is not valid JSON: {exc}", path=str(run_dir)) from exc
+
+
+def load_run(run_dir: str | Path) -> tuple[SeqRec, Vocabulary, TrainConfig]:
+    """The best model of a run folder, in eval mode, with its vocabulary and config.
+
+    Raises ``InvalidRun`` when the folder is not a finished run this shelfwise can read.
+    """
+    run = Path(run_dir)
+    weights = run_file(run, "model.pt")
+    saved = read_run_json(run, "config.json")
+    vocab = _run_vocabulary(run)
+    try:
+        known = {f.name for f in dataclasses.fields(TrainConfig)}
+        config = TrainConfig(**{k: v for k, v in saved["train"].items() if k in known})
+        model_fields = dict(saved["model"])
+    except (KeyError, TypeError, AttributeError, InvalidTrainConfig) as exc:
+        raise InvalidRun(
+            f"{run}/config.json is not a run's configuration: {exc}", path=str(run)
+        ) from exc
     if model_fields.pop("num_attributes", 0):
-        raise ValueError(
+        raise InvalidRun(
             f"{run} was trained by an older shelfwise (mean of attribute embeddings): "
-            "train it again to use item features"
+            "train it again to use item features",
+            path=str(run),
         )
-    model = SeqRec(ModelConfig(**model_fields), state.get("item_features"))
-    state.setdefault("has_id", model.has_id)
-    state.setdefault("item_features", model.item_features)
-    model.load_state_dict(state)
+    try:
+        # torch.load fails in many ways (zip, pickle, struct errors) on a damaged file.
+        state = torch.load(weights, weights_only=True)
+        if not isinstance(state, dict):
+            raise TypeError(f"expected a state dict, got {type(state).__name__}")
+        model = SeqRec(ModelConfig(**model_fields), state.get("item_features"))
+        state.setdefault("has_id", model.has_id)
+        state.setdefault("item_features", model.item_features)
+        model.load_state_dict(state)
+    except Exception as exc:  # a damaged model.pt, or the files of two runs in one folder
+        raise InvalidRun(
+            f"{weights} does not load as this run's model: {exc}", path=str(run)
+        ) from exc
     return model.eval(), vocab, config
+
+
+def _run_vocabulary(run: Path) -> Vocabulary:
+    items = read_run_json(run, "items.json")
+    try:
+        if not isinstance(items, list):
+            raise TypeError("expected a JSON list of item ids")
+        return Vocabulary([str(item) for item in items])
+    except (TypeError, ValueError) as exc:
+        raise InvalidRun(
+            f"{run}/items.json is not a run's vocabulary: {exc}", path=str(run)
+        ) from exc
 
 
 def load_features(run_dir: str | Path) -> FeatureEncoding | None:

@@ -331,7 +331,10 @@ def read_private_key(path: str | Path) -> bytes:
         from cryptography.hazmat.primitives import serialization
         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-        key = serialization.load_pem_private_key(text, password=None)
+        try:
+            key = serialization.load_pem_private_key(text, password=None)
+        except (ValueError, TypeError) as exc:  # malformed, or protected by a password
+            raise InvalidInput(f"{path}: not a usable PEM private key: {exc}") from exc
         if isinstance(key, Ed25519PrivateKey):
             return key.private_bytes(
                 serialization.Encoding.Raw,

@@ -21,14 +21,20 @@ from __future__ import annotations
 import hashlib
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._errors import OfferRejected, ShelfwiseError
 from ..clock import now_ms
 from ..store.connection import Store
 from .codes import canonical_code, check_code, code_row, insert_codes
 from .definitions import Offer
+from .rules import OfferContext, within_central_limit
+
+if TYPE_CHECKING:
+    from .orders import OrderPrice
+
+CHECK_ROUNDS = 3  # rounds of questions to the collector before an order is redeemed
 
 
 class AuthorityLike(Protocol):
@@ -184,6 +190,46 @@ def check_member_uses(
     return counts, granted
 
 
+def check_order_uses(
+    store: Store,
+    authority: AuthorityLike,
+    ctx: OfferContext,
+    order_id: str,
+    price: Callable[[OfferContext], OrderPrice],
+    offer_of: Callable[[str], Offer],
+) -> tuple[OfferContext, list[str]]:
+    """The central check of a member's per-customer limits before an order is redeemed.
+
+    Price the order, count a use of each per-customer-limited offer it applies (or would,
+    once confirmed) with the collector, and price again only when the answers change which
+    offers qualify: one refused there may make room for another, one unconfirmed here may
+    apply now. When every answer confirms the pricing, pricing again would ask nothing new,
+    so the order is priced once. Returns ``ctx`` with the answers and the offers counted
+    (give back the ones the redemption does not apply).
+    """
+    counted: list[str] = []
+    priced = price(ctx)
+    for round_ in range(CHECK_ROUNDS):
+        applied = {a.offer_id for a in priced.applied}
+        unsure = {x.offer_id for x in priced.left_out if x.reason == "customer_unconfirmed"}
+        ids = (applied | unsure) - set(ctx.central_uses)
+        todo = [o for o in map(offer_of, sorted(ids)) if o.limits.per_customer is not None]
+        if not todo:
+            break
+        found, granted = check_member_uses(store, authority, ctx.shopper_id, todo, order_id)
+        counted += granted
+        ctx = replace(ctx, central_uses={**ctx.central_uses, **found})
+        if len(found) < len(todo):  # offline: the offline policies decide the rest
+            break
+        confirmed = all(
+            (o.offer_id in applied) == within_central_limit(o, found[o.offer_id]) for o in todo
+        )
+        if confirmed or round_ == CHECK_ROUNDS - 1:
+            break
+        priced = price(ctx)
+    return ctx, counted
+
+
 def release_uses(
     store: Store, authority: AuthorityLike | None, shopper_id: str, offer_ids: Sequence[str],
     key: str,
@@ -198,8 +244,10 @@ def release_uses(
 
 __all__ = [
     "AuthorityLike",
+    "CHECK_ROUNDS",
     "Claim",
     "check_member_uses",
+    "check_order_uses",
     "claim_unknown_codes",
     "give_back",
     "peek_unknown_codes",

@@ -332,27 +332,19 @@ class Offers(OfferViews):
     def _central_uses(
         self, request: orders.Request, ctx: OfferContext, live: Sequence[Offer]
     ) -> tuple[OfferContext, list[str]]:
-        """The central check of a member's per-customer limits before an order is redeemed:
-        price it, count a use of each per-customer-limited offer it applies with the
-        collector, price again with the answers (an offer refused there may make room for
-        another); the offers counted come back to be given back if not applied."""
+        """The central check of a member's per-customer limits before an order is redeemed
+        (``central.check_order_uses``); the offers counted come back to be given back if not
+        applied."""
         authority = None if self.sandboxed or not ctx.is_member else self.collector
-        counted: list[str] = []
-        for _ in range(3) if authority is not None else ():
-            priced = orders.price(self._store.read(), request, ctx, active=live, offer_of=self.get)
-            unsure = {x.offer_id for x in priced.left_out if x.reason == "customer_unconfirmed"}
-            ids = ({a.offer_id for a in priced.applied} | unsure) - set(ctx.central_uses)
-            todo = [o for o in map(self.get, sorted(ids)) if o.limits.per_customer is not None]
-            if not todo:
-                break
-            found, granted = central.check_member_uses(
-                self._store, authority, ctx.shopper_id, todo, request.order_id
-            )
-            counted += granted
-            ctx = replace(ctx, central_uses={**ctx.central_uses, **found})
-            if len(found) < len(todo):  # offline: the offline policies decide the rest
-                break
-        return ctx, counted
+        if authority is None:
+            return ctx, []
+
+        def price(asked: OfferContext) -> OrderPrice:
+            return orders.price(self._store.read(), request, asked, active=live, offer_of=self.get)
+
+        return central.check_order_uses(
+            self._store, authority, ctx, request.order_id, price, self.get
+        )
 
     def _reserve(
         self, code_or_offer: str, shopper_id: str, ctx: OfferContext, ttl_ms: int

@@ -461,6 +461,17 @@ def _confirmed(lim: Any, ctx: OfferContext) -> bool:
     return seen is not None and ctx.now_ms - seen <= lim.confirm_within_s * 1000
 
 
+def within_central_limit(offer: Offer, central_uses: int) -> bool:
+    """Whether the collector's count of a member's uses of ``offer`` leaves room for one more.
+
+    ``evaluate`` counts the larger of the local and the central count, so an offer that
+    qualified without the central count still qualifies with it exactly when this holds, and
+    one left out only because the member's uses were unconfirmed can qualify only when it holds.
+    """
+    limit = offer.limits.per_customer
+    return limit is None or central_uses < limit
+
+
 def period_starts(ctx: OfferContext) -> tuple[int, int]:
     """UTC ms of the store-local midnight and Monday midnight the per-day/week limits count from
     (the last 24 h / 7 days when the time zone is unknown)."""
@@ -525,4 +536,5 @@ __all__ = [
     "personal",
     "quiet_end",
     "reward_amount",
+    "within_central_limit",
 ]
