@@ -137,21 +137,31 @@ def _shaped_bundle(attributes: dict[str, list[str]], out: Path) -> FeatureBundle
     return FeatureBundle(out, describe, rows, new, trained)
 
 
-def timed(fn: Callable[[int], object], n: int) -> dict[str, float]:
-    """p50/p99 in ms of ``n`` calls after 3 warm-up calls."""
+def samples_ms(fn: Callable[[int], object], n: int) -> list[float]:
+    """Milliseconds of each of ``n`` calls, after 3 warm-up calls."""
     for i in range(3):
         fn(i)
     samples = []
     for i in range(n):
         start = time.perf_counter()
         fn(i)
-        samples.append(time.perf_counter() - start)
-    ms = np.asarray(samples) * 1000
+        samples.append((time.perf_counter() - start) * 1000)
+    return samples
+
+
+def percentiles(samples: list[float]) -> dict[str, float]:
+    """p50/p99 in ms of the samples, and how many there were."""
+    ms = np.asarray(samples)
     return {
         "p50_ms": round(float(np.percentile(ms, 50)), 4),
         "p99_ms": round(float(np.percentile(ms, 99)), 4),
-        "n": n,
+        "n": len(samples),
     }
+
+
+def timed(fn: Callable[[int], object], n: int) -> dict[str, float]:
+    """p50/p99 in ms of ``n`` calls after 3 warm-up calls."""
+    return percentiles(samples_ms(fn, n))
 
 
 def open_store(db: Path, source: FeatureBundle) -> shelfwise.Shelfwise:
@@ -245,14 +255,17 @@ def e2e_part(
     def kiosk_call(i: int) -> object:
         return shoppers[i % len(shoppers)].recommend("for-you", limit=K)
 
-    # Interleaved in blocks so load from other work on the shared cores falls on both alike.
-    ort_runs: list[dict[str, float]] = []
-    e2e_runs: list[dict[str, float]] = []
-    for block in range(5):
-        ort_runs.append(timed(lambda i, b=block: ort_alone(i + b), rounds // 5))
-        e2e_runs.append(timed(lambda i, b=block: kiosk_call(i + b), rounds // 5))
-    ort_samples = _pooled(ort_runs)
-    e2e_samples = _pooled(e2e_runs)
+    # Interleaved in short blocks so load from other work on the shared cores (and the
+    # machine's drift in speed over a run) falls on both alike; 20 calls a block keep
+    # onnxruntime's own caches warm, as in a tight loop.
+    ort_ms: list[float] = []
+    e2e_ms: list[float] = []
+    blocks = max(1, rounds // 20)
+    for block in range(blocks):
+        ort_ms += samples_ms(lambda i, b=block: ort_alone(i + b), rounds // blocks)
+        e2e_ms += samples_ms(lambda i, b=block: kiosk_call(i + b), rounds // blocks)
+    ort_samples = percentiles(ort_ms)
+    e2e_samples = percentiles(e2e_ms)
     return {
         "bundle": source.describe,
         "items": len(loaded.vocab),
@@ -262,15 +275,6 @@ def e2e_part(
         'shopper.recommend("for-you")': e2e_samples,
         "ratio_p50": round(e2e_samples["p50_ms"] / ort_samples["p50_ms"], 2),
         "ratio_p99": round(e2e_samples["p99_ms"] / ort_samples["p99_ms"], 2),
-    }
-
-
-def _pooled(runs: list[dict[str, float]]) -> dict[str, float]:
-    """The median of the blocks' p50s and p99s (blocks ran interleaved with the other case)."""
-    return {
-        "p50_ms": round(float(np.median([r["p50_ms"] for r in runs])), 4),
-        "p99_ms": round(float(np.median([r["p99_ms"] for r in runs])), 4),
-        "n": int(sum(r["n"] for r in runs)),
     }
 
 

@@ -232,3 +232,46 @@ def test_a_tracked_event_is_recorded_whole_or_not_at_all(
     # Exactly one row (a resent event_id is kept once, whatever the retry carried).
     rows = sw.store.query("SELECT * FROM events WHERE event_id = ?", [event.event_id])
     assert len(rows) == 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    happened=st.lists(
+        st.tuples(
+            st.sampled_from(["view", "scan", "cart_add", "purchase", "search", "cart_remove"]),
+            st.sampled_from(["milk", "buns", "coffee"]),
+            st.integers(0, 5),  # few distinct times: ties are common
+        ),
+        max_size=30,
+    ),
+    limit=st.integers(1, 12),
+)
+def test_a_recommendation_reads_the_latest_interests_in_order_and_every_purchase(
+    tmp_path_factory: pytest.TempPathFactory, happened: list[tuple[str, str, int]], limit: int
+) -> None:
+    from shelfwise.events import INTEREST_EVENTS, purchases_of, recent_interests
+
+    with shelfwise.open(tmp_path_factory.mktemp("ip") / "s.db") as sw:
+        sw.catalog.import_rows([{"item_id": i, "name": i} for i in ("milk", "buns", "coffee")])
+        shopper = sw.member("L-1", consents={"personalization": True})
+        other = sw.member("L-2", consents={"personalization": True})
+        recorded = []  # in recording order: later wins a tie on time
+        for kind, item, minute in happened:
+            fields: dict[str, Any] = {"payload": {"query": item}} if kind == "search" else {}
+            target = None if kind == "search" else item
+            if kind == "cart_remove":
+                shopper.track("cart_add", item, ts_ms=NOW + minute * 60_000)
+                recorded.append(("cart_add", item, NOW + minute * 60_000))
+            shopper.track(kind, target, ts_ms=NOW + minute * 60_000, **fields)
+            other.track("purchase", "milk", ts_ms=NOW)  # someone else's never shows
+            recorded.append((kind, item, NOW + minute * 60_000))
+        interests = recent_interests(sw.store, shopper.shopper_id, limit)
+        purchases = purchases_of(sw.store, shopper.shopper_id)
+    ordered = sorted(
+        ((ts, n, item, kind) for n, (kind, item, ts) in enumerate(recorded)),
+    )
+    wanted = [(item, kind, ts) for ts, _, item, kind in ordered if kind in INTEREST_EVENTS]
+    assert interests == wanted[-limit:]
+    assert sorted(purchases) == sorted(
+        (item, ts) for kind, item, ts in recorded if kind == "purchase"
+    )

@@ -45,6 +45,16 @@ class Vocabulary:
         """The model index of ``item``, or ``PAD`` (0) when the model does not know it."""
         return self._index.get(item, PAD)
 
+    def indices(self, items: Sequence[str]) -> list[int]:
+        """``index`` of each of ``items`` (``PAD`` for the ones the model does not know).
+
+        Example:
+            >>> Vocabulary(["milk", "bread"]).indices(["bread", "tea"])
+            [2, 0]
+        """
+        get = self._index.get
+        return [get(item, PAD) for item in items]
+
     def item(self, index: int) -> str:
         """The item id at model index ``index`` (1..N)."""
         if not 1 <= index <= len(self.items):

@@ -284,18 +284,15 @@ class LoadedModel:
         catalog item is read as its closest known item (``extra.stand_in``). A graph with a
         symbolic length gets only as many columns as the longest history fills (at least one).
         """
-        stand_in = extra.stand_in if extra is not None and len(extra) else None
         rows = []
         for history in histories:
-            indices = []
-            for item in history:
-                index = self.vocab.index(item)
-                if not index and stand_in is not None and extra is not None:
-                    row = extra.index.get(item)
-                    index = int(stand_in[row]) if row is not None else 0
-                if index > 0:
-                    indices.append(index)
-            rows.append(indices[-self.manifest.max_history :])
+            indices = self.vocab.indices(history)
+            if extra is not None and len(extra) and not all(indices):
+                indices = [
+                    index or self._stand_in(item, extra)
+                    for item, index in zip(history, indices, strict=True)
+                ]
+            rows.append([index for index in indices if index > 0][-self.manifest.max_history :])
         width = self.manifest.max_history
         if self._dynamic_length:
             width = max(1, max(len(indices) for indices in rows))
@@ -304,6 +301,12 @@ class LoadedModel:
             if indices:
                 batch[row, width - len(indices) :] = indices
         return batch
+
+    @staticmethod
+    def _stand_in(item: str, extra: CatalogVectors) -> int:
+        """The model index of the known item closest to new item ``item`` (<= 0: none)."""
+        row = extra.index.get(item)
+        return int(extra.stand_in[row]) if row is not None else 0
 
     def _with_new_items(
         self,
@@ -431,10 +434,12 @@ class LoadedModel:
         known = self.normalised_vectors()
         if known is None:
             return [], np.zeros((0, 0), dtype=np.float32)
+        indices = self.vocab.indices(item_ids)
+        if all(indices):  # the usual case: every item is one the model knows
+            return list(range(len(indices))), known[indices]
         positions: list[int] = []
         rows: list[int] = []  # a row of ``known``, or -1 - the row of ``extra.unit``
-        for position, item_id in enumerate(item_ids):
-            index = self.vocab.index(item_id)
+        for position, (item_id, index) in enumerate(zip(item_ids, indices, strict=True)):
             if index:
                 positions.append(position)
                 rows.append(index)
@@ -442,12 +447,11 @@ class LoadedModel:
                 positions.append(position)
                 rows.append(-1 - row)
         picked = np.asarray(rows, dtype=np.int64)
-        if extra is None or not len(picked) or picked.min() >= 0:
-            return positions, known[picked]
         new = picked < 0
         vectors = np.empty((len(picked), known.shape[1]), dtype=known.dtype)
         vectors[~new] = known[picked[~new]]
-        vectors[new] = extra.unit[-1 - picked[new]]
+        if extra is not None:
+            vectors[new] = extra.unit[-1 - picked[new]]
         return positions, vectors
 
     def _readable_row(self, item_id: str, extra: CatalogVectors | None) -> int | None:

@@ -165,25 +165,61 @@ def passes_filters(item: Item, context: Context, bought: set[str], anchor: Item 
     return item.repeatable or item.item_id not in bought
 
 
+class DiversePage:
+    """A page filled best first with at most ``per_category`` items per category; items over
+    their category's share wait, and fill the page only if it would otherwise be short.
+
+    Example:
+        >>> from shelfwise.catalog import Item
+        >>> page = DiversePage(2, per_category=1)
+        >>> for name in ("a", "b", "c"):
+        ...     page.offer(Item(name, name, category="tea" if name != "c" else "milk"))
+        >>> [item.item_id for item in page.items()]
+        ['a', 'c']
+    """
+
+    def __init__(self, limit: int, per_category: int) -> None:
+        self.limit = limit
+        self.per_category = per_category
+        self.chosen: list[Item] = []
+        self.overflow: list[Item] = []
+        self._counts: Counter[str] = Counter()
+
+    @property
+    def full(self) -> bool:
+        return len(self.chosen) >= self.limit
+
+    def offer(self, item: Item) -> None:
+        """Take ``item`` (the next best), unless the page is full."""
+        if self.full:
+            return
+        if item.category and self._counts[item.category] >= self.per_category:
+            self.overflow.append(item)
+            return
+        self._counts[item.category] += 1
+        self.chosen.append(item)
+
+    def items(self) -> list[Item]:
+        """The page: the diverse picks, then waiting items if it is short (a small catalog:
+        relevance beats diversity)."""
+        return self.chosen + self.overflow[: self.limit - len(self.chosen)]
+
+
 def pick_diverse(items: Sequence[Item], k: int, per_category: int) -> tuple[list[Item], list[Item]]:
     """Best-first items with at most ``per_category`` per category, and those left over."""
-    chosen: list[Item] = []
-    overflow: list[Item] = []
-    counts: Counter[str] = Counter()
+    page = DiversePage(k, per_category)
     for item in items:
-        if len(chosen) == k:
+        if page.full:
             break
-        if item.category and counts[item.category] >= per_category:
-            overflow.append(item)
-            continue
-        counts[item.category] += 1
-        chosen.append(item)
-    return chosen, overflow
+        page.offer(item)
+    return page.chosen, page.overflow
 
 
 def diversify(items: Sequence[Item], k: int, per_category: int) -> list[Item]:
     """Best-first items with at most ``per_category`` per category; fill up if short."""
-    chosen, overflow = pick_diverse(items, k, per_category)
-    if len(chosen) < k:  # a small catalog: relevance beats diversity
-        chosen.extend(overflow[: k - len(chosen)])
-    return chosen
+    page = DiversePage(k, per_category)
+    for item in items:
+        if page.full:
+            break
+        page.offer(item)
+    return page.items()

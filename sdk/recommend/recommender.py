@@ -25,7 +25,7 @@ from ..catalog import Catalog, Item
 from ..model.runtime import LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
-from .filters import NO_FILTER, ItemFilter, diversify, passes_filters, pick_diverse
+from .filters import NO_FILTER, DiversePage, ItemFilter, passes_filters
 from .reasons import Reason
 from .surfaces import ANCHORED, RECENT_EXCLUDED, SHALLOW_FIRST, SURFACES, Candidates, Sources
 
@@ -131,10 +131,10 @@ class Recommender:
         first = shallow if surface in SHALLOW_FIRST and not category and shallow < depth else depth
         for wanted in dict.fromkeys((first, depth)):
             candidates = self._candidates(surface, context, wanted, anchor, category)
-            allowed = self._allowed(candidates, context, limit, anchor, per_category, filters)
-            if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
+            page = self._allowed(candidates, context, limit, anchor, per_category, filters)
+            if page.full:
                 break
-        return self._page(candidates, allowed, limit, surface, per_category)
+        return self._page(candidates, page, surface)
 
     def apply_filters(
         self,
@@ -148,14 +148,12 @@ class Recommender:
         filters: ItemFilter = NO_FILTER,
     ) -> list[Recommendation]:
         """The business filters, the caller's filters and diversity over ranked candidates."""
-        allowed = self._allowed(candidates, context, limit, anchor, per_category, filters)
-        return self._page(candidates, allowed, limit, surface, per_category)
+        page = self._allowed(candidates, context, limit, anchor, per_category, filters)
+        return self._page(candidates, page, surface)
 
     @staticmethod
-    def _page(
-        candidates: Candidates, allowed: list[Item], limit: int, surface: str, per_category: int
-    ) -> list[Recommendation]:
-        chosen = diversify(allowed, limit, per_category)
+    def _page(candidates: Candidates, page: DiversePage, surface: str) -> list[Recommendation]:
+        chosen = page.items()
         reasons = candidates.reasons_for([item.item_id for item in chosen])
         return [
             Recommendation(item, candidates.scores[item.item_id], why.text(), surface, why=why)
@@ -180,13 +178,15 @@ class Recommender:
         anchor: Item | None,
         per_category: int,
         filters: ItemFilter,
-    ) -> list[Item]:
-        """The ranked candidates that pass the business filters and the caller's, read from
-        the catalog a batch at a time until a diverse page is full."""
+    ) -> DiversePage:
+        """The ranked candidates that pass the business filters and the caller's, best first,
+        on a diverse page: read from the catalog a batch at a time until the page is full."""
         ranked = candidates.ranked()
         bought = {item for item, _ in context.purchases}
-        allowed: list[Item] = []
-        batch = max(2 * limit, 16)
+        asked = None if filters == NO_FILTER else filters.allows  # most requests ask nothing
+        page = DiversePage(limit, per_category)
+        # A few more than a page: the cart, stock and the filters usually drop only a few.
+        batch = limit + max(4, limit // 2)
         for start in range(0, len(ranked), batch):
             chunk = ranked[start : start + batch]
             items = self.catalog.get_many(chunk)
@@ -195,9 +195,9 @@ class Recommender:
                 if (
                     item is not None
                     and passes_filters(item, context, bought, anchor)
-                    and filters.allows(item)
+                    and (asked is None or asked(item))
                 ):
-                    allowed.append(item)
-            if len(pick_diverse(allowed, limit, per_category)[0]) == limit:
-                break
-        return allowed
+                    page.offer(item)
+                    if page.full:
+                        return page
+        return page

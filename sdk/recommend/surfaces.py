@@ -97,11 +97,11 @@ SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
     model = rec.served()
     extra = rec.catalog_vectors(model)
-    history = ctx.history_items() if ctx.personal else []
-    known = [
-        i for i in history if model is not None and (i in model.vocab or (extra and i in extra))
-    ]
-    if model is None or not known:
+    if model is None or not ctx.personal:
+        return trending(rec, ctx, n, anchor)
+    new_items = extra.index if extra is not None else {}
+    known = [i for i in ctx.history_items() if i in model.vocab or i in new_items]
+    if not known:
         return trending(rec, ctx, n, anchor)
     out = Candidates()
     if ctx.segment == "lapsed":  # welcome back with what they used to buy
