@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,63 @@ def test_the_item_cache_stays_bounded_and_reads_stay_right(
     assert {i: it.name for i, it in store.catalog.get_many(ids).items()} == {
         row["item_id"]: row["name"] for row in CATALOG
     }
+
+
+def test_a_change_rolled_back_inside_a_pin_is_never_read_afterwards(
+    store: shelfwise.Shelfwise,
+) -> None:
+    # A request that pinned the catalog and then wrote to it: what its transaction read must
+    # not outlive it, nor show to other threads while it is open.
+    price = store.catalog.get("milk").price
+    seen_meanwhile: list[float | None] = []
+    with pytest.raises(RuntimeError), store.catalog.pinned(), store.store.write() as db:
+        db.execute("UPDATE items SET price = 99 WHERE item_id IN ('milk', 'buns')")
+        assert store.catalog.get("milk").price == 99, "a transaction reads its own changes"
+        assert store.catalog.get("buns").price == 99
+        reader = threading.Thread(
+            target=lambda: seen_meanwhile.append(store.catalog.get("buns").price)
+        )
+        reader.start()
+        reader.join(10)
+        raise RuntimeError("the till crashed")
+    assert seen_meanwhile == [_price_of("buns")]
+    assert store.catalog.get("milk").price == price
+    assert store.catalog.get_many(["buns"])["buns"].price == seen_meanwhile[0]
+
+
+def test_a_memory_store_never_keeps_an_item_another_thread_rolled_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On ":memory:" every thread reads through the one connection, so a write transaction
+    # open in another thread shows; what it changed must not stay once it is rolled back.
+    with shelfwise.open(":memory:") as sw:
+        sw.catalog.import_rows(CATALOG)
+        changed, release = threading.Event(), threading.Event()
+
+        def crashing_writer() -> None:
+            with contextlib.suppress(RuntimeError), sw.store.write() as db:
+                db.execute("UPDATE items SET price = 99 WHERE item_id = 'milk'")
+                changed.set()
+                release.wait(10)
+                raise RuntimeError("the till crashed")
+
+        writer = threading.Thread(target=crashing_writer)
+        rows = sw.store.rows
+
+        def rows_then_a_write_begins(sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+            found = rows(sql, params)
+            if not changed.is_set():  # the writer begins after this read, before the next
+                writer.start()
+                changed.wait(10)
+            return found
+
+        monkeypatch.setattr(sw.store, "rows", rows_then_a_write_begins)
+        sw.catalog.get_many(["milk"])
+        release.set()
+        writer.join(10)
+        monkeypatch.undo()
+        assert sw.catalog.get("milk").price == _price_of("milk")
+
+
+def _price_of(item_id: str) -> float:
+    return float(next(row["price"] for row in CATALOG if row["item_id"] == item_id))
