@@ -444,3 +444,35 @@ def test_each_for_you_reason_names_the_recent_item_closest_to_the_suggestion(
         closest = max(latest, key=lambda item: float(model.unit_vector(item) @ target))
         assert result.reason == f"because you viewed Product {closest}"
     shopper.end()
+
+
+def test_for_you_without_a_readable_history_gives_the_page_of_a_full_depth_read(
+    tmp_path: Any,
+) -> None:
+    # A shopper the model cannot read (no history yet) gets for-you from trending: this
+    # store's items, then the fleet's. Read shallow, the fleet's would fill a page that this
+    # store's own, ranked below the shallow cut but above the fleet, should fill.
+    from shelfwise.recommend import recommender
+
+    with shelfwise.open(tmp_path / "s.db", store_id="s1") as sw:
+        sw.catalog.import_rows(
+            [{"item_id": f"i{n:03d}", "name": f"Item {n}", "category": f"c{n % 7}",
+              "price": 10 if n < 40 else 1} for n in range(120)]
+        )  # fmt: skip
+        visitor = sw.start_session()
+        for n in range(80):  # i000 most viewed, i079 least: the cheap ones rank from 40 on
+            for _ in range(80 - n):
+                visitor.view(f"i{n:03d}")
+        with sw.store.write() as db:
+            db.table("fleet_trending").insert_all(
+                {"scope": "r", "item_id": f"i{n:03d}", "score": 200.0 - n, "updated_ms": 1}
+                for n in range(80, 120)
+            )
+        shopper = sw.start_session()
+        for limit in (10, 20):
+            got = shopper.recommend("for-you", limit=limit, filters={"max_price": 2})
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+                deep = shopper.recommend("for-you", limit=limit, filters={"max_price": 2})
+            assert [r.item.item_id for r in got] == [r.item.item_id for r in deep]
+            assert [r.item.item_id for r in got][:1] == ["i040"], "this store's own first"
