@@ -476,3 +476,68 @@ def test_for_you_without_a_readable_history_gives_the_page_of_a_full_depth_read(
                 deep = shopper.recommend("for-you", limit=limit, filters={"max_price": 2})
             assert [r.item.item_id for r in got] == [r.item.item_id for r in deep]
             assert [r.item.item_id for r in got][:1] == ["i040"], "this store's own first"
+
+
+@pytest.fixture(scope="module")
+def tied_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """120 items on only three distinct vectors (scores tie in long runs), 6 aisles."""
+    import numpy as np
+    from onnx_models import write_test_bundle
+
+    items = [f"t{n:03d}" for n in range(120)]
+    vectors = np.zeros((121, 3), dtype=np.float32)
+    for n in range(1, 121):
+        vectors[n, n % 3] = 1.0
+    folder = tmp_path_factory.mktemp("tied")
+    bundle = write_test_bundle(folder / "bundle", items, vectors)
+    sw = shelfwise.open(folder / "s.db", bundle=bundle)
+    yield sw, items
+    sw.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lapsed=st.booleans(),
+    bought=st.lists(st.integers(0, 119), min_size=1, max_size=6),
+    seen=st.lists(st.integers(0, 119), max_size=25),
+    sold_out=st.sets(st.integers(0, 119), max_size=90),
+    max_price=st.sampled_from([None, 1, 3]),
+    limit=st.integers(1, 12),
+)
+def test_for_you_gives_the_full_depth_page_when_scores_tie_and_for_lapsed_members(
+    tied_store: Any,
+    lapsed: bool,
+    bought: list[int],
+    seen: list[int],
+    sold_out: set[int],
+    max_price: int | None,
+    limit: int,
+) -> None:
+    # Ties at the shallow cut, and the welcome-back items ranked above the model's for a
+    # lapsed member: the shallow-first page must still be the full-depth one.
+    from shelfwise.recommend import recommender
+
+    sw, items = tied_store
+    sw.catalog.import_rows(
+        [{"item_id": i, "name": f"Tied {i}", "category": f"aisle{n % 6}", "price": 1 + n % 5,
+          "in_stock": n not in sold_out} for n, i in enumerate(items)]
+    )  # fmt: skip
+    now = 1_750_000_000_000
+    day = 86_400_000
+    shopper = sw.member(f"L-{sw.store.rows('SELECT count(*) FROM shoppers')[0][0]}",
+                        consents={"personalization": True})  # fmt: skip
+    for n, item in enumerate(bought):  # long ago: the member has lapsed; else last week
+        ago = (100 + 7 * n if lapsed else 1 + n) * day
+        shopper.track("purchase", items[item], ts_ms=now - ago)
+    for n, item in enumerate(seen):
+        shopper.track("view", items[item], ts_ms=now - day + n)
+    if lapsed and len(bought) > 1:  # two purchase days at least
+        assert shopper.context(now=now).segment == "lapsed"
+    filters = {"max_price": max_price} if max_price is not None else None
+    got = shopper.recommend("for-you", limit=limit, filters=filters, now=now)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+        deep = shopper.recommend("for-you", limit=limit, filters=filters, now=now)
+    assert [(r.item.item_id, r.reason) for r in got] == [(r.item.item_id, r.reason) for r in deep]
+    if lapsed and len(bought) > 1 and max_price is None and not set(bought) & sold_out:
+        assert got[0].reason == "welcome back: you used to buy this"
