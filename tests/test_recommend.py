@@ -541,3 +541,17 @@ def test_for_you_gives_the_full_depth_page_when_scores_tie_and_for_lapsed_member
     assert [(r.item.item_id, r.reason) for r in got] == [(r.item.item_id, r.reason) for r in deep]
     if lapsed and len(bought) > 1 and max_price is None and not set(bought) & sold_out:
         assert got[0].reason == "welcome back: you used to buy this"
+
+
+def test_a_reason_never_names_a_recent_item_the_model_could_not_read(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    # The suggestions come from what the model read: "because you viewed Kombucha" (an item
+    # it has never seen) would explain them with something that played no part.
+    sw.catalog.import_rows([{"item_id": "kombucha", "name": "Kombucha", "category": "drinks"}])
+    shopper = sw.start_session()
+    shopper.track("scan", "sausages")
+    shopper.view("kombucha")
+    results = shopper.recommend("for-you", limit=3)
+    assert results
+    assert {r.reason for r in results} == {"because you scanned Pork sausages"}

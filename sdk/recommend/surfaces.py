@@ -140,13 +140,15 @@ def _explain(
     item_ids: Sequence[str],
 ) -> list[Reason]:
     """ "because you scanned X" for each suggestion: X is the recent history item whose vector
-    is closest to the suggestion's (the latest one when vectors cannot tell)."""
+    is closest to the suggestion's (the latest one with a vector when vectors cannot tell: an
+    item the model cannot read played no part in the suggestions)."""
     latest = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
-    anchors = [latest[0] if latest else i for i in item_ids]
     # One gather for the history items and the suggestions: positions below len(latest) are
     # history items with a vector, the rest suggestions with one.
     found, vectors = model.unit_vectors([*latest, *item_ids], extra)
     cut = bisect.bisect_left(found, len(latest))
+    fallback = latest[found[0]] if cut else latest[0] if latest else ""
+    anchors = [fallback or i for i in item_ids]
     if cut > 1 and cut < len(found):
         closest = (vectors[cut:] @ vectors[:cut].T).argmax(axis=1).tolist()
         for position, best in zip(found[cut:], closest, strict=True):
