@@ -389,7 +389,9 @@ class Catalog:
                 missing.append(item_id)
             elif cached is not None:
                 found[item_id] = cached  # type: ignore[assignment]
-        if len(known) + len(missing) > MAX_CACHED_ITEMS:
+        if len(missing) > MAX_CACHED_ITEMS:  # more than it holds: read past it
+            known = {}
+        elif len(known) + len(missing) > MAX_CACHED_ITEMS:
             known.clear()
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]

@@ -573,3 +573,16 @@ def test_a_signed_catalog_document_shows_at_once_and_a_refused_one_never(
     apply_document(store.store, applied, kind="catalog", public_key=public)
     assert store.catalog.get("cereal").price == 7.77
     assert store.catalog.get_many(["milk", "cereal"]).keys() == {"cereal"}, "replaced"
+
+
+def test_one_read_of_more_items_than_the_cache_holds_leaves_it_bounded(
+    store: shelfwise.Shelfwise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shelfwise import catalog
+
+    monkeypatch.setattr(catalog, "MAX_CACHED_ITEMS", 3)
+    ids = [row["item_id"] for row in CATALOG]
+    assert sorted(store.catalog.get_many(ids)) == sorted(ids)
+    assert len(store.catalog._cache.items) <= 3
+    assert store.catalog.get_many(ids[:2]).keys() == set(ids[:2])
+    assert len(store.catalog._cache.items) <= 3
