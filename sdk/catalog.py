@@ -294,7 +294,9 @@ class Catalog:
         """Reads by id (and ``revision``) in this thread inside the block look at the store's
         catalog token once: one request's reads. The items it has not read yet are read when
         asked, so a change committed meanwhile may show for them; reads inside a write
-        transaction see the store, the transaction's own changes included.
+        transaction see the store, the transaction's own changes included. A block that
+        changes the catalog itself may read the items it read before as they were: such a
+        change shows from the next block.
 
         Example:
             >>> import shelfwise
