@@ -278,7 +278,10 @@ class Catalog:
 
     Reads by id go through an in-memory cache that holds while the store's catalog token
     (changed by a trigger on every write to ``items``, from any connection) stays the same:
-    a recommendation reads a few dozen rows, and one token read replaces them all.
+    a recommendation reads a few dozen rows, and one token read replaces them all. Reads that
+    may see changes not yet committed (inside a write transaction, or on a ``:memory:``
+    store) go straight to the store and are not kept: a rolled-back change must not outlive
+    its transaction.
     """
 
     def __init__(self, store: Store) -> None:
@@ -288,8 +291,12 @@ class Catalog:
 
     @contextlib.contextmanager
     def pinned(self) -> Iterator[None]:
-        """Reads by id (and ``revision``) in this thread inside the block see one version of
-        the catalog, looking at the store's catalog token once: one request's reads.
+        """Reads by id (and ``revision``) in this thread inside the block look at the store's
+        catalog token once: one request's reads. The items it has not read yet are read when
+        asked, so a change committed meanwhile may show for them; reads inside a write
+        transaction see the store, the transaction's own changes included. A block that
+        changes the catalog itself may read the items it read before as they were: such a
+        change shows from the next block.
 
         Example:
             >>> import shelfwise
@@ -374,7 +381,8 @@ class Catalog:
         """
         if not item_ids:
             return {}
-        known = self._current_cache().items
+        cache = self._current_cache()
+        known: dict[str, Item | None] = cache.items if cache is not None else {}
         found: dict[str, Item] = {}
         missing: list[str] = []
         for item_id in dict.fromkeys(i for i in item_ids if _is_key(i)):
@@ -383,7 +391,9 @@ class Catalog:
                 missing.append(item_id)
             elif cached is not None:
                 found[item_id] = cached  # type: ignore[assignment]
-        if len(known) + len(missing) > MAX_CACHED_ITEMS:
+        if len(missing) > MAX_CACHED_ITEMS:  # more than it holds: read past it
+            known = {}
+        elif len(known) + len(missing) > MAX_CACHED_ITEMS:
             known.clear()
         for start in range(0, len(missing), 500):
             chunk = missing[start : start + 500]
@@ -397,8 +407,11 @@ class Catalog:
                 known[item_id] = found.get(item_id)
         return found
 
-    def _current_cache(self) -> _ItemCache:
-        """The cache for the catalog as it is now (a fresh one when the token moved)."""
+    def _current_cache(self) -> _ItemCache | None:
+        """The cache for the catalog as it is now (a fresh one when the token moved); None
+        when a read here may see uncommitted changes (they must not be kept)."""
+        if not self._store.reads_committed_only():
+            return None
         pinned: _ItemCache | None = getattr(self._pins, "cache", None)
         if pinned is not None:
             return pinned
@@ -511,6 +524,8 @@ class Catalog:
             False
         """
         cache = self._current_cache()
+        if cache is None:
+            return self._store.get_meta(REVISION_KEY) or ""
         if cache.revision is None:
             cache.revision = self._store.get_meta(REVISION_KEY) or ""
         return cache.revision

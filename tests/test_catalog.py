@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -428,3 +429,160 @@ def test_the_item_cache_stays_bounded_and_reads_stay_right(
     assert {i: it.name for i, it in store.catalog.get_many(ids).items()} == {
         row["item_id"]: row["name"] for row in CATALOG
     }
+
+
+def test_a_change_rolled_back_inside_a_pin_is_never_read_afterwards(
+    store: shelfwise.Shelfwise,
+) -> None:
+    # A request that pinned the catalog and then wrote to it: what its transaction read must
+    # not outlive it, nor show to other threads while it is open.
+    price = store.catalog.get("milk").price
+    seen_meanwhile: list[float | None] = []
+    with pytest.raises(RuntimeError), store.catalog.pinned(), store.store.write() as db:
+        db.execute("UPDATE items SET price = 99 WHERE item_id IN ('milk', 'buns')")
+        assert store.catalog.get("milk").price == 99, "a transaction reads its own changes"
+        assert store.catalog.get("buns").price == 99
+        reader = threading.Thread(
+            target=lambda: seen_meanwhile.append(store.catalog.get("buns").price)
+        )
+        reader.start()
+        reader.join(10)
+        raise RuntimeError("the till crashed")
+    assert seen_meanwhile == [_price_of("buns")]
+    assert store.catalog.get("milk").price == price
+    assert store.catalog.get_many(["buns"])["buns"].price == seen_meanwhile[0]
+
+
+def test_a_memory_store_never_keeps_an_item_another_thread_rolled_back(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # On ":memory:" every thread reads through the one connection, so a write transaction
+    # open in another thread shows; what it changed must not stay once it is rolled back.
+    with shelfwise.open(":memory:") as sw:
+        sw.catalog.import_rows(CATALOG)
+        changed, release = threading.Event(), threading.Event()
+
+        def crashing_writer() -> None:
+            with contextlib.suppress(RuntimeError), sw.store.write() as db:
+                db.execute("UPDATE items SET price = 99 WHERE item_id = 'milk'")
+                changed.set()
+                release.wait(10)
+                raise RuntimeError("the till crashed")
+
+        writer = threading.Thread(target=crashing_writer)
+        rows = sw.store.rows
+
+        def rows_then_a_write_begins(sql: str, params: Any = ()) -> list[tuple[Any, ...]]:
+            found = rows(sql, params)
+            if not changed.is_set():  # the writer begins after this read, before the next
+                writer.start()
+                changed.wait(10)
+            return found
+
+        monkeypatch.setattr(sw.store, "rows", rows_then_a_write_begins)
+        sw.catalog.get_many(["milk"])
+        release.set()
+        writer.join(10)
+        monkeypatch.undo()
+        assert sw.catalog.get("milk").price == _price_of("milk")
+
+
+def _price_of(item_id: str) -> float:
+    return float(next(row["price"] for row in CATALOG if row["item_id"] == item_id))
+
+
+def test_a_pin_ends_with_its_block_even_when_an_error_escapes_it(
+    store: shelfwise.Shelfwise,
+) -> None:
+    with shelfwise.open(store.store.path) as other:
+        with pytest.raises(KeyError), store.catalog.pinned():
+            store.catalog.get("milk")
+            raise KeyError("a failed request")
+        other.catalog.import_rows([{"item_id": "milk", "name": "Whole milk", "price": 2.5}])
+        assert store.catalog.get("milk").price == 2.5
+        assert store.catalog.names(["milk"]) == {"milk": "Whole milk"}
+
+
+def test_a_nested_pin_keeps_the_outer_one_and_pins_are_per_thread(
+    store: shelfwise.Shelfwise,
+) -> None:
+    seen_elsewhere: list[float | None] = []
+    with shelfwise.open(store.store.path) as other, store.catalog.pinned():
+        price = store.catalog.get("milk").price
+        with store.catalog.pinned():
+            other.catalog.import_rows([{"item_id": "milk", "name": "Whole milk", "price": 2.5}])
+        assert store.catalog.get("milk").price == price, "the outer pin still holds"
+        elsewhere = threading.Thread(
+            target=lambda: seen_elsewhere.append(store.catalog.get("milk").price)
+        )
+        elsewhere.start()
+        elsewhere.join(10)
+        assert seen_elsewhere == [2.5], "another thread is not pinned"
+    assert store.catalog.get("milk").price == 2.5
+
+
+def test_a_store_from_before_the_catalog_token_gets_it_and_reads_stay_right(
+    tmp_path: Path,
+) -> None:
+    import sqlite3
+
+    path = tmp_path / "older.db"
+    with shelfwise.open(path) as sw:
+        sw.catalog.import_rows(CATALOG)
+    with sqlite3.connect(path) as conn:  # as a shelfwise without migration 002 left it
+        conn.executescript(
+            """
+            DROP TRIGGER catalog_changes_insert;
+            DROP TRIGGER catalog_changes_update;
+            DROP TRIGGER catalog_changes_delete;
+            DROP TABLE catalog_changes;
+            DELETE FROM _sqlite_migrations WHERE name = '002_catalog_changes';
+            UPDATE items SET price = 3.33 WHERE item_id = 'milk';
+            """
+        )
+    conn.close()
+    with shelfwise.open(path) as sw:
+        assert sw.catalog.get("milk").price == 3.33
+        with sqlite3.connect(path) as conn:  # an older shelfwise process still writing
+            conn.execute("UPDATE items SET price = 4.44 WHERE item_id = 'milk'")
+            conn.execute("DELETE FROM items WHERE item_id = 'buns'")
+        conn.close()
+        assert sw.catalog.get("milk").price == 4.44
+        assert "buns" not in sw.catalog.get_many(["buns", "milk"])
+
+
+def test_a_signed_catalog_document_shows_at_once_and_a_refused_one_never(
+    store: shelfwise.Shelfwise,
+) -> None:
+    from shelfwise import UpdateRefused
+    from shelfwise.sync.downstream import apply_document, build_document
+    from shelfwise.sync.protocol import generate_signing_key
+
+    private, public = generate_signing_key()
+    assert store.catalog.get("cereal").price == _price_of("cereal")  # read, so cached
+    cereal = {"item_id": "cereal", "name": "Corn flakes", "price": 7.77}
+    clash = {"item_id": "oat-milk", "name": "Oat milk", "gtin": "036000291452"}  # milk's GTIN
+    refused = build_document(
+        "catalog", {"items": [cereal, clash], "replace": False}, version=1, private_key=private
+    )
+    with pytest.raises(UpdateRefused):
+        apply_document(store.store, refused, kind="catalog", public_key=public)
+    assert store.catalog.get("cereal").price == _price_of("cereal")
+    assert "oat-milk" not in store.catalog.get_many(["oat-milk"])
+    applied = build_document("catalog", {"items": [cereal]}, version=2, private_key=private)
+    apply_document(store.store, applied, kind="catalog", public_key=public)
+    assert store.catalog.get("cereal").price == 7.77
+    assert store.catalog.get_many(["milk", "cereal"]).keys() == {"cereal"}, "replaced"
+
+
+def test_one_read_of_more_items_than_the_cache_holds_leaves_it_bounded(
+    store: shelfwise.Shelfwise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from shelfwise import catalog
+
+    monkeypatch.setattr(catalog, "MAX_CACHED_ITEMS", 3)
+    ids = [row["item_id"] for row in CATALOG]
+    assert sorted(store.catalog.get_many(ids)) == sorted(ids)
+    assert len(store.catalog._cache.items) <= 3
+    assert store.catalog.get_many(ids[:2]).keys() == set(ids[:2])
+    assert len(store.catalog._cache.items) <= 3

@@ -280,3 +280,35 @@ def test_for_you_ranks_new_and_known_items_together_by_score(
     assert scored.scores == sorted(scored.scores, reverse=True)
     assert np.allclose(scored.scores, best, rtol=1e-4, atol=1e-4)
     assert np.allclose([every[i] for i in scored.items], scored.scores, rtol=1e-4, atol=1e-4)
+
+
+def test_new_items_that_tie_rank_the_same_however_deep_the_model_is_read(
+    tmp_path: Path, feature_bundle: Path
+) -> None:
+    # Items with the same features score the same: whatever k cuts the list, the items come in
+    # one order (the catalog's), so for-you's shallow read starts the way a deep one does.
+    from shelfwise.recommend import recommender
+
+    aisles = ["dairy", "drinks", "breakfast", "meat", "health", "garden"]  # three vectors
+    twins = [
+        {"item_id": f"oat-{n:02d}", "name": "Oat drink", "category": aisles[n * 7 % 6], "price": 1}
+        for n in range(60)
+    ]
+    with shelfwise.open(tmp_path / "twins.db", bundle=feature_bundle) as sw:
+        sw.catalog.import_rows(CATALOG + twins)
+        model = sw.recommender.served()
+        assert model is not None
+        extra = sw.recommender.sources.catalog_vectors(model)
+        everything = len(CATALOG) + len(twins)
+        deepest = model.score([["milk", "cereal"]], k=everything, extra=extra)[0].items
+        assert sum(item.startswith("oat-") for item in deepest) == len(twins)
+        for k in range(1, everything):
+            assert model.score([["milk", "cereal"]], k=k, extra=extra)[0].items == deepest[:k]
+        shopper = sw.start_session()
+        shopper.view("milk")
+        for limit in (3, 7):
+            got = shopper.recommend("for-you", limit=limit, filters={"max_price": 1})
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+                deep = shopper.recommend("for-you", limit=limit, filters={"max_price": 1})
+            assert ids(got) == ids(deep)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -289,3 +291,84 @@ def test_a_member_cannot_sign_in_again_as_someone_else(sw: shelfwise.Shelfwise) 
     with pytest.raises(shelfwise.InvalidInput, match="only a guest session signs in"):
         member.sign_in("L-8")
     assert _rows_with(sw, "L-7")["events"] == 1
+
+
+_ANSWERS = st.fixed_dictionaries(
+    {},
+    optional={purpose: st.booleans() for purpose in sorted(shelfwise.PURPOSES)},
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    member=st.booleans(),
+    answers=_ANSWERS,
+    cart=st.sets(st.sampled_from(["milk", "buns", "café-crème", "gone", "dropped"]), max_size=4),
+    attributes=st.dictionaries(st.sampled_from(["age_verified", "note"]), st.booleans()),
+)
+def test_one_read_of_a_shopper_matches_the_row_consents_and_cart_read_apart(
+    sw: shelfwise.Shelfwise,
+    member: bool,
+    answers: dict[str, bool],
+    cart: set[str],
+    attributes: dict[str, bool],
+) -> None:
+    from shelfwise.identity import consents_of, get_shopper, shopper_state
+
+    sw.catalog.import_rows([{"item_id": "café-crème", "name": "Café crème"},
+                            {"item_id": "dropped", "name": "Dropped later"}])  # fmt: skip
+    if member:
+        shopper = sw.member(f"L-{len(sw.store.rows('SELECT 1 FROM shoppers'))}",
+                            attributes=attributes)  # fmt: skip
+    else:
+        shopper = sw.start_session()
+    for purpose, granted in answers.items():
+        shopper.set_consent(purpose, granted)
+    for item in sorted(cart):
+        shopper.add_to_cart(item)
+    with sw.store.write() as db:  # an item the cart still holds, gone from the catalog
+        db.execute("DELETE FROM items WHERE item_id = 'dropped'")
+    info, consents, in_cart = shopper_state(sw.store, shopper.shopper_id)
+    assert info == get_shopper(sw.store, shopper.shopper_id)
+    assert consents == consents_of(sw.store, info)
+    assert in_cart == {line.item_id for line in shopper.cart()} == cart
+    if member:
+        shopper.forget()
+    else:
+        shopper.end()
+    with pytest.raises(shelfwise.UnknownShopper):
+        shopper_state(sw.store, shopper.shopper_id)
+
+
+def test_a_shopper_is_read_as_of_one_moment_while_their_consent_and_cart_change(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    # A request must not pair the cart of one moment with the consents of another.
+    from shelfwise.identity import shopper_state, write_consents
+
+    shopper = sw.member("L-flip", consents={"personalization": True})
+    done = threading.Event()
+
+    def flip() -> None:
+        for n in range(150):
+            with sw.store.write() as db:  # consent and cart change together
+                write_consents(sw.store, "L-flip", {"offers": n % 2 == 0})
+                if n % 2 == 0:
+                    db.execute(
+                        "INSERT INTO carts (shopper_id, item_id, quantity, added_ms) "
+                        "VALUES ('L-flip', 'milk', 1, 0)"
+                    )
+                else:
+                    db.execute("DELETE FROM carts WHERE shopper_id = 'L-flip'")
+        done.set()
+
+    writer = threading.Thread(target=flip)
+    writer.start()
+    pairs = set()
+    while not done.is_set():
+        _, consents, cart = shopper_state(sw.store, shopper.shopper_id)
+        pairs.add((consents["offers"], cart))
+    writer.join(30)
+    assert pairs <= {(True, frozenset({"milk"})), (False, frozenset())}

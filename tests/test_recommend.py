@@ -444,3 +444,114 @@ def test_each_for_you_reason_names_the_recent_item_closest_to_the_suggestion(
         closest = max(latest, key=lambda item: float(model.unit_vector(item) @ target))
         assert result.reason == f"because you viewed Product {closest}"
     shopper.end()
+
+
+def test_for_you_without_a_readable_history_gives_the_page_of_a_full_depth_read(
+    tmp_path: Any,
+) -> None:
+    # A shopper the model cannot read (no history yet) gets for-you from trending: this
+    # store's items, then the fleet's. Read shallow, the fleet's would fill a page that this
+    # store's own, ranked below the shallow cut but above the fleet, should fill.
+    from shelfwise.recommend import recommender
+
+    with shelfwise.open(tmp_path / "s.db", store_id="s1") as sw:
+        sw.catalog.import_rows(
+            [{"item_id": f"i{n:03d}", "name": f"Item {n}", "category": f"c{n % 7}",
+              "price": 10 if n < 40 else 1} for n in range(120)]
+        )  # fmt: skip
+        visitor = sw.start_session()
+        for n in range(80):  # i000 most viewed, i079 least: the cheap ones rank from 40 on
+            for _ in range(80 - n):
+                visitor.view(f"i{n:03d}")
+        with sw.store.write() as db:
+            db.table("fleet_trending").insert_all(
+                {"scope": "r", "item_id": f"i{n:03d}", "score": 200.0 - n, "updated_ms": 1}
+                for n in range(80, 120)
+            )
+        shopper = sw.start_session()
+        for limit in (10, 20):
+            got = shopper.recommend("for-you", limit=limit, filters={"max_price": 2})
+            with pytest.MonkeyPatch.context() as patch:
+                patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+                deep = shopper.recommend("for-you", limit=limit, filters={"max_price": 2})
+            assert [r.item.item_id for r in got] == [r.item.item_id for r in deep]
+            assert [r.item.item_id for r in got][:1] == ["i040"], "this store's own first"
+
+
+@pytest.fixture(scope="module")
+def tied_store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """120 items on only three distinct vectors (scores tie in long runs), 6 aisles."""
+    import numpy as np
+    from onnx_models import write_test_bundle
+
+    items = [f"t{n:03d}" for n in range(120)]
+    vectors = np.zeros((121, 3), dtype=np.float32)
+    for n in range(1, 121):
+        vectors[n, n % 3] = 1.0
+    folder = tmp_path_factory.mktemp("tied")
+    bundle = write_test_bundle(folder / "bundle", items, vectors)
+    sw = shelfwise.open(folder / "s.db", bundle=bundle)
+    yield sw, items
+    sw.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lapsed=st.booleans(),
+    bought=st.lists(st.integers(0, 119), min_size=1, max_size=6),
+    seen=st.lists(st.integers(0, 119), max_size=25),
+    sold_out=st.sets(st.integers(0, 119), max_size=90),
+    max_price=st.sampled_from([None, 1, 3]),
+    limit=st.integers(1, 12),
+)
+def test_for_you_gives_the_full_depth_page_when_scores_tie_and_for_lapsed_members(
+    tied_store: Any,
+    lapsed: bool,
+    bought: list[int],
+    seen: list[int],
+    sold_out: set[int],
+    max_price: int | None,
+    limit: int,
+) -> None:
+    # Ties at the shallow cut, and the welcome-back items ranked above the model's for a
+    # lapsed member: the shallow-first page must still be the full-depth one.
+    from shelfwise.recommend import recommender
+
+    sw, items = tied_store
+    sw.catalog.import_rows(
+        [{"item_id": i, "name": f"Tied {i}", "category": f"aisle{n % 6}", "price": 1 + n % 5,
+          "in_stock": n not in sold_out} for n, i in enumerate(items)]
+    )  # fmt: skip
+    now = 1_750_000_000_000
+    day = 86_400_000
+    shopper = sw.member(f"L-{sw.store.rows('SELECT count(*) FROM shoppers')[0][0]}",
+                        consents={"personalization": True})  # fmt: skip
+    for n, item in enumerate(bought):  # long ago: the member has lapsed; else last week
+        ago = (100 + 7 * n if lapsed else 1 + n) * day
+        shopper.track("purchase", items[item], ts_ms=now - ago)
+    for n, item in enumerate(seen):
+        shopper.track("view", items[item], ts_ms=now - day + n)
+    if lapsed and len(bought) > 1:  # two purchase days at least
+        assert shopper.context(now=now).segment == "lapsed"
+    filters = {"max_price": max_price} if max_price is not None else None
+    got = shopper.recommend("for-you", limit=limit, filters=filters, now=now)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(recommender, "SHALLOW_FIRST", frozenset())
+        deep = shopper.recommend("for-you", limit=limit, filters=filters, now=now)
+    assert [(r.item.item_id, r.reason) for r in got] == [(r.item.item_id, r.reason) for r in deep]
+    if lapsed and len(bought) > 1 and max_price is None and not set(bought) & sold_out:
+        assert got[0].reason == "welcome back: you used to buy this"
+
+
+def test_a_reason_never_names_a_recent_item_the_model_could_not_read(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    # The suggestions come from what the model read: "because you viewed Kombucha" (an item
+    # it has never seen) would explain them with something that played no part.
+    sw.catalog.import_rows([{"item_id": "kombucha", "name": "Kombucha", "category": "drinks"}])
+    shopper = sw.start_session()
+    shopper.track("scan", "sausages")
+    shopper.view("kombucha")
+    results = shopper.recommend("for-you", limit=3)
+    assert results
+    assert {r.reason for r in results} == {"because you scanned Pork sausages"}

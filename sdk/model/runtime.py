@@ -329,11 +329,16 @@ class LoadedModel:
             # Only a new item scoring above the graph's k-th can enter the top k: the others
             # never become Python objects (on every request, for thousands of new items).
             floor = kept[-1][1] if len(kept) >= k else -np.inf
-            entering = np.flatnonzero(line > floor)
+            entering = np.flatnonzero(line > floor)  # in catalog order
             if len(entering) > k:
-                entering = entering[np.argpartition(-line[entering], k - 1)[:k]]
+                # The k best; on a tie at the cut, the first in catalog order (as the graph's
+                # TopK keeps the lower index): whatever k is, a shorter list starts a longer.
+                kth = np.partition(line[entering], len(entering) - k)[len(entering) - k]
+                above = entering[line[entering] > kth]
+                at_cut = entering[line[entering] == kth][: k - len(above)]
+                entering = np.sort(np.concatenate([above, at_cut]))
             new = [(extra.items[i], float(line[i])) for i in entering.tolist()]
-            # Stable: on a tie the graph's own item stays first.
+            # Stable: on a tie the graph's own item stays first, new items in catalog order.
             merged.append(sorted(kept + new, key=operator.itemgetter(1), reverse=True)[:k])
         return merged
 

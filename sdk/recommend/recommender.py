@@ -126,13 +126,16 @@ class Recommender:
             per_category = limit
         # The model's top-k costs by k: for-you first reads as deep as a page usually needs
         # (what was just seen is left out, the rest leaves room for the filters); a page the
-        # filters or diversity left short is read again at full depth.
+        # filters or diversity left short is read again at full depth, and so is one whose
+        # candidates a deeper read could rank otherwise (the served model changed meanwhile).
         shallow = limit * 2 + RECENT_EXCLUDED
-        first = shallow if surface in SHALLOW_FIRST and not category and shallow < depth else depth
+        first = depth
+        if surface in SHALLOW_FIRST and not category and shallow < depth:
+            first = shallow if SHALLOW_FIRST[surface](self.sources, context) else depth
         for wanted in dict.fromkeys((first, depth)):
             candidates = self._candidates(surface, context, wanted, anchor, category)
             page = self._allowed(candidates, context, limit, anchor, per_category, filters)
-            if page.full:
+            if page.full and (wanted == depth or candidates.prefix_of_deeper):
                 break
         return self._page(candidates, page, surface)
 

@@ -45,6 +45,9 @@ class Candidates:
     scores: dict[str, float] = field(default_factory=dict)
     reasons: dict[str, Reason | None] = field(default_factory=dict)
     explain: Callable[[Sequence[str]], list[Reason]] | None = None
+    # True when a deeper read of the surface only adds candidates below these (a model's
+    # top-k): a page these fill is the page a deeper read gives.
+    prefix_of_deeper: bool = False
 
     def add(self, item_id: str, score: float, reason: Reason | None) -> None:
         if item_id not in self.scores:
@@ -94,16 +97,28 @@ SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 
 
 # -- surfaces ---------------------------------------------------------------------------
-def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+def _readable_history(
+    rec: Sources, ctx: Context
+) -> tuple[LoadedModel | None, CatalogVectors | None, list[str]]:
+    """The served model, its vectors for new catalog items, and the history items it reads."""
     model = rec.served()
     extra = rec.catalog_vectors(model)
     if model is None or not ctx.personal:
-        return trending(rec, ctx, n, anchor)
+        return model, extra, []
     new_items = extra.index if extra is not None else {}
-    known = [i for i in ctx.history_items() if i in model.vocab or i in new_items]
-    if not known:
+    return model, extra, [i for i in ctx.history_items() if i in model.vocab or i in new_items]
+
+
+def _for_you_reads_the_model(rec: Sources, ctx: Context) -> bool:
+    model, _, known = _readable_history(rec, ctx)
+    return model is not None and bool(known)
+
+
+def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
+    model, extra, known = _readable_history(rec, ctx)
+    if model is None or not known:
         return trending(rec, ctx, n, anchor)
-    out = Candidates()
+    out = Candidates(prefix_of_deeper=True)
     if ctx.segment == "lapsed":  # welcome back with what they used to buy
         for item_id, score in _buy_again_scores(rec, ctx)[:3]:
             out.add(item_id, 1e6 + score, reason("welcome_back"))
@@ -124,13 +139,15 @@ def _explain(
     item_ids: Sequence[str],
 ) -> list[Reason]:
     """ "because you scanned X" for each suggestion: X is the recent history item whose vector
-    is closest to the suggestion's (the latest one when vectors cannot tell)."""
+    is closest to the suggestion's (the latest one with a vector when vectors cannot tell: an
+    item the model cannot read played no part in the suggestions)."""
     latest = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
-    anchors = [latest[0] if latest else i for i in item_ids]
     # One gather for the history items and the suggestions: positions below len(latest) are
     # history items with a vector, the rest suggestions with one.
     found, vectors = model.unit_vectors([*latest, *item_ids], extra)
     cut = bisect.bisect_left(found, len(latest))
+    fallback = latest[found[0]] if cut else latest[0] if latest else ""
+    anchors = [fallback or i for i in item_ids]
     if cut > 1 and cut < len(found):
         closest = (vectors[cut:] @ vectors[:cut].T).argmax(axis=1).tolist()
         for position, best in zip(found[cut:], closest, strict=True):
@@ -366,5 +383,10 @@ SURFACES: Mapping[str, SurfaceFn] = MappingProxyType(
 )
 # Surfaces that only make sense around one item.
 ANCHORED = frozenset({"similar"})
-# Surfaces whose cost grows with the depth asked (the model's top-k): read shallow first.
-SHALLOW_FIRST = frozenset({"for-you"})
+# Surfaces whose cost grows with the depth asked (the model's top-k), read shallow first when
+# the test says the shallow candidates are the start of the deeper ones: for-you when it reads
+# the model (its trending fallback ranks three lists each cut at the depth, so a deeper read
+# can put other items first).
+SHALLOW_FIRST: Mapping[str, Callable[[Sources, Context], bool]] = MappingProxyType(
+    {"for-you": _for_you_reads_the_model}
+)

@@ -139,6 +139,22 @@ class Store:
         if self._writer.in_transaction:
             self._writer.execute("ROLLBACK")
 
+    def reads_committed_only(self) -> bool:
+        """Whether a read in this thread now sees committed changes only: not inside
+        ``write()`` (reads there go to the writer and see the open transaction), and not a
+        ``:memory:`` store (its one connection serves every thread, so another thread's open
+        transaction shows). What is kept between reads must only be what this allows.
+
+        Example:
+            >>> with Store(":memory:") as memory:
+            ...     memory.reads_committed_only()
+            False
+        """
+        self._check_open()
+        if self._memory:
+            return False
+        return not (self._writer.in_transaction and self._lock._is_owned())  # type: ignore[attr-defined]
+
     def read(self) -> sqlite_utils.Database:
         """A read-only view for this thread (its own connection; WAL readers never block).
 
