@@ -110,8 +110,13 @@ def _readable_history(
 
 
 def _for_you_reads_the_model(rec: Sources, ctx: Context) -> bool:
-    model, _, known = _readable_history(rec, ctx)
-    return model is not None and bool(known)
+    model = rec.served()
+    if model is None or not ctx.personal:
+        return False
+    extra = rec.catalog_vectors(model)
+    new_items = extra.index if extra is not None else {}
+    # Stops at the first item the model reads: usually the first one.
+    return any(i in model.vocab or i in new_items for i in ctx.history_items())
 
 
 def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
