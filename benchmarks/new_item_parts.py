@@ -183,8 +183,8 @@ def feature_part(sw: shelfwise.Shelfwise, source: FeatureBundle, rounds: int) ->
     trained = source.trained_items
     revision = sw.catalog.revision()
 
-    def read_catalog() -> list[tuple[str, ItemFeatures]]:
-        return [(item.item_id, ItemFeatures.of(item)) for item in sw.catalog.all()]
+    def read_catalog() -> list[tuple[str, ItemFeatures]]:  # what a refresh reads
+        return sw.recommender.sources.new_item_features(loaded)
 
     start = time.perf_counter()
     extra = loaded.catalog_vectors(revision + "-bench", read_catalog)
