@@ -384,13 +384,16 @@ class Catalog:
         cache = self._current_cache()
         known: dict[str, Item | None] = cache.items if cache is not None else {}
         found: dict[str, Item] = {}
-        missing: list[str] = []
-        for item_id in dict.fromkeys(i for i in item_ids if _is_key(i)):
-            cached = known.get(item_id, _UNREAD)
+        unread: dict[str, None] = {}
+        for item_id in item_ids:
+            # Only a valid key was ever cached: a hit needs no check (the hot path).
+            cached = known.get(item_id, _UNREAD) if type(item_id) is str else _UNREAD
             if cached is _UNREAD:
-                missing.append(item_id)
+                if _is_key(item_id):
+                    unread[item_id] = None
             elif cached is not None:
                 found[item_id] = cached  # type: ignore[assignment]
+        missing = list(unread)
         if len(missing) > MAX_CACHED_ITEMS:  # more than it holds: read past it
             known = {}
         elif len(known) + len(missing) > MAX_CACHED_ITEMS:

@@ -296,6 +296,8 @@ class LoadedModel:
         width = self.manifest.max_history
         if self._dynamic_length:
             width = max(1, max(len(indices) for indices in rows))
+        if all(len(indices) == width for indices in rows):  # no padding: one conversion
+            return np.array(rows, dtype=np.int64)
         batch = np.zeros((len(rows), width), dtype=np.int64)
         for row, indices in enumerate(rows):
             if indices:

@@ -13,7 +13,6 @@ Example:
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -183,7 +182,7 @@ class DiversePage:
         self.per_category = per_category
         self.chosen: list[Item] = []
         self.overflow: list[Item] = []
-        self._counts: Counter[str] = Counter()
+        self._counts: dict[str, int] = {}
 
     @property
     def full(self) -> bool:
@@ -193,10 +192,11 @@ class DiversePage:
         """Take ``item`` (the next best), unless the page is full."""
         if self.full:
             return
-        if item.category and self._counts[item.category] >= self.per_category:
+        taken = self._counts.get(item.category, 0)
+        if item.category and taken >= self.per_category:
             self.overflow.append(item)
             return
-        self._counts[item.category] += 1
+        self._counts[item.category] = taken + 1
         self.chosen.append(item)
 
     def items(self) -> list[Item]:

@@ -65,7 +65,8 @@ class Candidates:
         return [self.reasons[i] or worked_out[i] for i in item_ids]
 
     def ranked(self) -> list[str]:
-        return sorted(self.scores, key=lambda i: -self.scores[i])
+        # Stable with reverse=True too: equal scores keep the order they were added in.
+        return sorted(self.scores, key=self.scores.__getitem__, reverse=True)
 
 
 @dataclass(frozen=True)
