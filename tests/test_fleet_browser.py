@@ -11,6 +11,7 @@ Every page must run under the kiosk's Content Security Policy (a violation fails
 from __future__ import annotations
 
 import random
+import re
 import socket
 import subprocess
 import sys
@@ -212,11 +213,12 @@ def test_forget_me_on_kiosk_b_clears_kiosk_a_with_a_receipt(kiosks: Kiosks, tmp_
     receipt.wait_for()
     assert "Erased on" in receipt.inner_text() and "were told" in receipt.inner_text()
     shot(on_b, "fleet-04-erasure-receipt", tmp_path)
-    # B's staff screen: nothing left to send; kiosk A has yet to hear of the erasure.
+    # B's staff screen lists kiosk A: still to pull the erasure, or, when A's own sync (every
+    # 15 s in the fleet demo) came first on a slow machine, already up to date.
     staff_b = kiosks.open("b")
     unlock_staff(staff_b)
     pending = staff_b.get_by_test_id("erasures-pending").inner_text()
-    assert "kiosk-a" in pending and "to pull" in pending, pending
+    assert re.search(r"kiosk-a\s+(\d+ to pull|up to date)", pending), pending
     shot(staff_b, "fleet-05-staff-erasures-pending", tmp_path)
     # Kiosk A syncs (every few seconds, or now): the member is gone there too.
     staff_a = kiosks.open("a")
