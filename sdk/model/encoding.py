@@ -64,20 +64,36 @@ class Vocabulary:
 
 def encode_history(vocab: Vocabulary, history: Iterable[str], max_history: int) -> np.ndarray:
     """The last ``max_history`` known items of ``history`` as int64, left padded with 0."""
-    indices = [i for i in (vocab.index(item) for item in history) if i != PAD][-max_history:]
-    encoded = np.zeros(max_history, dtype=np.int64)
-    if indices:
-        encoded[-len(indices) :] = indices
-    return encoded
+    return encode_histories(vocab, [history], max_history)[0]
 
 
 def encode_histories(
     vocab: Vocabulary, histories: Sequence[Iterable[str]], max_history: int
 ) -> np.ndarray:
     """A batch of histories as an int64 array ``[len(histories), max_history]``."""
-    batch = np.zeros((len(histories), max_history), dtype=np.int64)
-    for row, history in enumerate(histories):
-        batch[row] = encode_history(vocab, history, max_history)
+    return pad_left(
+        [[i for i in vocab.indices(list(history)) if i != PAD] for history in histories],
+        max_history,
+    )
+
+
+def pad_left(rows: Sequence[Sequence[int]], max_history: int, *, trim: bool = False) -> np.ndarray:
+    """Model-index lists as int64 ``[len(rows), max_history]``: the last ``max_history`` of
+    each, left padded with ``PAD``. With ``trim``, only as many columns as the longest row
+    fills (at least one): what a graph with a symbolic history length is fed.
+
+    Example:
+        >>> pad_left([[3, 4], [5]], 3).tolist(), pad_left([[3, 4], [5]], 3, trim=True).tolist()
+        ([[0, 3, 4], [0, 0, 5]], [[3, 4], [0, 5]])
+    """
+    tails = [list(row)[-max_history:] for row in rows]
+    width = max(1, max((len(tail) for tail in tails), default=0)) if trim else max_history
+    if all(len(tail) == width for tail in tails):  # no padding: one conversion
+        return np.array(tails, dtype=np.int64).reshape(len(tails), width)
+    batch = np.zeros((len(tails), width), dtype=np.int64)
+    for row, tail in enumerate(tails):
+        if tail:
+            batch[row, width - len(tail) :] = tail
     return batch
 
 

@@ -41,7 +41,7 @@ import numpy as np
 from .._errors import BundleError, BundleVerificationError, InvalidInput, ModelRuntimeError
 from . import litert
 from .bundle import BundleFiles, Manifest, SideTables, read_bundle
-from .encoding import FeatureEncoding, ItemFeatures, Vocabulary
+from .encoding import FeatureEncoding, ItemFeatures, Vocabulary, pad_left
 
 if TYPE_CHECKING:
     import onnxruntime as ort
@@ -292,17 +292,8 @@ class LoadedModel:
                     index or self._stand_in(item, extra)
                     for item, index in zip(history, indices, strict=True)
                 ]
-            rows.append([index for index in indices if index > 0][-self.manifest.max_history :])
-        width = self.manifest.max_history
-        if self._dynamic_length:
-            width = max(1, max(len(indices) for indices in rows))
-        if all(len(indices) == width for indices in rows):  # no padding: one conversion
-            return np.array(rows, dtype=np.int64)
-        batch = np.zeros((len(rows), width), dtype=np.int64)
-        for row, indices in enumerate(rows):
-            if indices:
-                batch[row, width - len(indices) :] = indices
-        return batch
+            rows.append([index for index in indices if index > 0])
+        return pad_left(rows, self.manifest.max_history, trim=self._dynamic_length)
 
     @staticmethod
     def _stand_in(item: str, extra: CatalogVectors) -> int:

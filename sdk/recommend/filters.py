@@ -205,21 +205,21 @@ class DiversePage:
         return self.chosen + self.overflow[: self.limit - len(self.chosen)]
 
 
-def pick_diverse(items: Sequence[Item], k: int, per_category: int) -> tuple[list[Item], list[Item]]:
-    """Best-first items with at most ``per_category`` per category, and those left over."""
+def _filled(items: Sequence[Item], k: int, per_category: int) -> DiversePage:
     page = DiversePage(k, per_category)
     for item in items:
         if page.full:
             break
         page.offer(item)
+    return page
+
+
+def pick_diverse(items: Sequence[Item], k: int, per_category: int) -> tuple[list[Item], list[Item]]:
+    """Best-first items with at most ``per_category`` per category, and those left over."""
+    page = _filled(items, k, per_category)
     return page.chosen, page.overflow
 
 
 def diversify(items: Sequence[Item], k: int, per_category: int) -> list[Item]:
     """Best-first items with at most ``per_category`` per category; fill up if short."""
-    page = DiversePage(k, per_category)
-    for item in items:
-        if page.full:
-            break
-        page.offer(item)
-    return page.items()
+    return _filled(items, k, per_category).items()

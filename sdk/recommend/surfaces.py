@@ -14,7 +14,7 @@ import bisect
 import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -107,28 +107,24 @@ SurfaceFn = Callable[[Sources, Context, int, Item | None], Candidates]
 # -- surfaces ---------------------------------------------------------------------------
 def _readable_history(
     rec: Sources, ctx: Context
-) -> tuple[LoadedModel | None, CatalogVectors | None, list[str]]:
-    """The served model, its vectors for new catalog items, and the history items it reads."""
+) -> tuple[LoadedModel | None, CatalogVectors | None, Iterator[str]]:
+    """The served model, its vectors for new catalog items, and the history items it reads
+    (lazily: asking whether there is one stops at the first)."""
     model = rec.served()
-    extra = rec.catalog_vectors(model)
     if model is None or not ctx.personal:
-        return model, extra, []
+        return model, None, iter(())
+    extra = rec.catalog_vectors(model)
     new_items = extra.index if extra is not None else {}
-    return model, extra, [i for i in ctx.history_items() if i in model.vocab or i in new_items]
+    return model, extra, (i for i in ctx.history_items() if i in model.vocab or i in new_items)
 
 
 def _for_you_reads_the_model(rec: Sources, ctx: Context) -> bool:
-    model = rec.served()
-    if model is None or not ctx.personal:
-        return False
-    extra = rec.catalog_vectors(model)
-    new_items = extra.index if extra is not None else {}
-    # Stops at the first item the model reads: usually the first one.
-    return any(i in model.vocab or i in new_items for i in ctx.history_items())
+    return next(_readable_history(rec, ctx)[2], None) is not None
 
 
 def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
-    model, extra, known = _readable_history(rec, ctx)
+    model, extra, readable = _readable_history(rec, ctx)
+    known = list(readable)
     if model is None or not known:
         return trending(rec, ctx, n, anchor)
     out = Candidates(prefix_of_deeper=True)

@@ -151,9 +151,11 @@ class Store:
             False
         """
         self._check_open()
-        if self._memory:
-            return False
-        return not (self._writer.in_transaction and self._lock._is_owned())  # type: ignore[attr-defined]
+        return not self._reads_through_writer()
+
+    def _reads_through_writer(self) -> bool:
+        """A ``:memory:`` store, or this thread is inside ``write()``: reads use the writer."""
+        return self._memory or (self._writer.in_transaction and self._lock._is_owned())  # type: ignore[attr-defined]
 
     def read(self) -> sqlite_utils.Database:
         """A read-only view for this thread (its own connection; WAL readers never block).
@@ -161,7 +163,7 @@ class Store:
         In a thread that is inside ``write()``, returns the writer so it sees its own changes.
         """
         self._check_open()
-        if self._memory or (self._writer.in_transaction and self._lock._is_owned()):  # type: ignore[attr-defined]
+        if self._reads_through_writer():
             return self.db
         db: sqlite_utils.Database | None = getattr(self._local, "db", None)
         if db is None:
