@@ -636,3 +636,10 @@ def _recommend_experiments(db: Database) -> None:
 @MIGRATIONS(name="002_catalog_changes")
 def _catalog_changes(db: Database) -> None:
     run_script(db, CATALOG_CHANGES_SQL)  # the catalog token (see catalog_schema)
+
+
+@MIGRATIONS(name="003_events_by_shopper_type")
+def _events_by_shopper_type(db: Database) -> None:
+    # One shopper's events of one type (their purchases, on every recommendation and offer):
+    # with (shopper_id, ts_ms) and (type, ts_ms) only, SQLite read every purchase in the store.
+    db.execute("CREATE INDEX events_shopper_type_ts ON events(shopper_id, type, ts_ms)")

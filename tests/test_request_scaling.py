@@ -1,0 +1,80 @@
+"""A shopper's request reads that shopper's rows, not the whole store: what a kiosk does for one
+shopper must not slow down as other shoppers' history piles up over months.
+
+Counted in SQLite virtual-machine steps (deterministic, unlike time): the same request on the
+same shopper takes the same steps with 40 or 4,000 purchases of other members in the store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import shelfwise
+
+OTHER_MEMBERS = 400
+EVENTS_EACH = 10
+DAY_MS = 86_400_000
+START_MS = 1_790_000_000_000
+
+
+def sqlite_steps(sw: shelfwise.Shelfwise, call: Callable[[], Any]) -> int:
+    """How many SQLite VM instructions ``call`` runs on this thread's connection."""
+    conn = sw.store.read().conn
+    steps = 0
+
+    def count() -> int:
+        nonlocal steps
+        steps += 1
+        return 0  # go on
+
+    conn.set_progress_handler(count, 1)
+    try:
+        call()
+    finally:
+        conn.set_progress_handler(None, 1)
+    return steps
+
+
+def other_members_history(sw: shelfwise.Shelfwise, members: range, items: list[str]) -> None:
+    rows = [
+        {
+            "shopper_id": f"other-{m}",
+            "type": "purchase" if n % 2 else "view",
+            "item_id": items[(m + n) % len(items)],
+            "ts_ms": START_MS + (m * EVENTS_EACH + n) * 60_000,
+            "event_id": f"other-{m}-{n}",
+        }
+        for m in members
+        for n in range(EVENTS_EACH)
+    ]
+    sw.import_history(rows)
+
+
+def test_a_shoppers_requests_read_their_own_rows_whatever_the_rest_of_the_store_holds(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    items = [item.item_id for item in sw.catalog.all()][:6]
+    shopper = sw.member("L-measured", consents={"personalization": True})
+    for item in items[:4]:
+        shopper.track("view", item)
+    shopper.track("purchase", items[0])
+    shopper.add_to_cart(items[1])
+    requests = {
+        "context": shopper.context,
+        "for-you": lambda: shopper.recommend("for-you", limit=5),
+        "buy-again": lambda: shopper.recommend("buy-again", limit=5),
+        "offer context": lambda: shopper.offer_context(cart=[]),
+    }
+    other_members_history(sw, range(4), items)
+    for call in requests.values():
+        call()  # the catalog cache and the vectors of the catalog warm up once
+    few = {name: sqlite_steps(sw, call) for name, call in requests.items()}
+
+    other_members_history(sw, range(4, OTHER_MEMBERS), items)
+    many = {name: sqlite_steps(sw, call) for name, call in requests.items()}
+
+    assert all(steps > 0 for steps in few.values())
+    assert many == pytest.approx(few, rel=0.05), (few, many)
