@@ -317,9 +317,6 @@ def _code_state(sw: shelfwise.Shelfwise, code: str) -> tuple[object, ...] | None
     return (rows[0]["shopper_id"], rows[0]["state"]) if rows else None
 
 
-@pytest.mark.xfail(
-    strict=True, reason="session end deletes the guest's used codes: the void cannot restore them"
-)
 def test_a_guests_code_used_in_a_kept_order_comes_back_when_the_till_voids_it(
     sw: shelfwise.Shelfwise,
 ) -> None:
