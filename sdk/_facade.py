@@ -224,7 +224,9 @@ class Shelfwise:
         """Remove a shopper from every table in the caller's transaction; return rows removed.
 
         With ``keep_anonymous_events`` (an ended kiosk session) the events, orders and redemptions
-        stay as store-level counts with no link to anyone; a member's erase deletes them.
+        stay as store-level counts with no link to anyone, and so do the one-time codes those
+        sales used (a till's void gives them back); the guest's unused codes go with the rest.
+        A member's erase deletes all of it.
         """
         release_holds_of(db, shopper_id)
         tables = identity.shopper_tables(self.store)

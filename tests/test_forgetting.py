@@ -55,3 +55,18 @@ def test_erased_member_leaves_no_row_and_no_stuck_hold(sw: shelfwise.Shelfwise) 
     assert _rows_mentioning(sw, "L-77") == {}
     assert sw.offers.stats("two-off")["reserved"] == 0
     assert sw.store.query("SELECT count(*) AS n FROM events WHERE item_id = 'milk'")[0]["n"] == 0
+
+
+def test_erased_member_leaves_none_of_their_codes_used_or_not(sw: shelfwise.Shelfwise) -> None:
+    # An ended guest session keeps the codes its kept orders used; an erase keeps nothing.
+    sw.offers.define({**OFFER, "offer_id": "coded", "codes": "unique"})
+    member = sw.member("L-77", consents={"offers": True})
+    used, _unused, held = sw.offers.issue_codes("coded", 3, shopper_id="L-77")
+    [others] = sw.offers.issue_codes("coded", 1, shopper_id="L-78")
+    member.redeem_order("t-1", cart=["milk"], codes=[used])
+    member.reserve(held, cart_total=10.0)
+    member.forget()
+    assert _rows_mentioning(sw, "L-77") == {}
+    left = sw.store.query("SELECT code FROM offer_codes")
+    assert [row["code"] for row in left] == [others]
+    assert sw.offers.stats("coded")["reserved"] == 0

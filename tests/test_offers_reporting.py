@@ -26,6 +26,12 @@ BURN = {
     "reward": {"type": "amount", "value": 1},
     "points_cost": 100,
 }
+CODED = {
+    "offer_id": "coded",
+    "title": "1.00 off with a code",
+    "codes": "unique",
+    "reward": {"type": "amount", "value": 1},
+}
 
 
 @pytest.fixture
@@ -304,6 +310,64 @@ def test_a_guests_order_can_still_be_voided_after_the_session_ends(
     assert _rows(sw) == [("t-1", "two", 2.0, "voided")]
     assert sw.offers.stats("two")["redemptions"] == 0
     assert sw.offers.redemption_totals(now=NOON).discounted_orders_total == 0
+
+
+def _code_state(sw: shelfwise.Shelfwise, code: str) -> tuple[object, ...] | None:
+    rows = sw.store.query("SELECT shopper_id, state FROM offer_codes WHERE code = ?", [code])
+    return (rows[0]["shopper_id"], rows[0]["state"]) if rows else None
+
+
+def test_a_guests_code_used_in_a_kept_order_comes_back_when_the_till_voids_it(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    sw.offers.define(CODED)
+    guest = sw.start_session()
+    [code] = sw.offers.issue_codes("coded", 1, shopper_id=guest.shopper_id)
+    guest.redeem_order("t-1", cart=["coffee"], codes=[code])
+    guest.end()
+    # The code stays with the kept order, unlinked from the guest like the order itself...
+    assert _code_state(sw, code) == (None, "redeemed")
+    refused = sw.start_session().price_order("t-2", cart=["coffee"], codes=[code])
+    assert [(x.offer_id, x.reason) for x in refused.left_out] == [("coded", "code_used")]
+    # ...so the till's refund gives it back, as it does a member's.
+    sw.offers.void_order("t-1", now=NOON)
+    assert _code_state(sw, code) == (None, "available")
+    assert ("t-1", "coded", 1.0, "voided") in _rows(sw)
+    back = sw.start_session().redeem_order("t-3", cart=["coffee"], codes=[code])
+    assert [a.code for a in back.price.applied if a.offer_id == "coded"] == [code]
+    assert sw.offers.stats("coded")["redemptions"] == 1
+
+
+def test_a_guests_unused_codes_go_with_the_session(sw: shelfwise.Shelfwise) -> None:
+    sw.offers.define(CODED)
+    guest = sw.start_session()
+    spare, held, given_back = sw.offers.issue_codes("coded", 3, shopper_id=guest.shopper_id)
+    guest.reserve(held, cart_total=5.0)
+    guest.redeem_order("t-1", cart=["coffee"], codes=[given_back])
+    sw.offers.void_order("t-1", now=NOON)
+    guest.end()
+    for code in (spare, held, given_back):
+        assert _code_state(sw, code) is None, "nobody could use it: it is bound to the guest"
+    assert sw.offers.stats("coded")["reserved"] == 0
+
+
+def test_a_session_end_that_fails_leaves_the_guests_codes_as_they_were(
+    sw: shelfwise.Shelfwise, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sw.offers.define(CODED)
+    guest = sw.start_session()
+    used, spare = sw.offers.issue_codes("coded", 2, shopper_id=guest.shopper_id)
+    guest.redeem_order("t-1", cart=["coffee"], codes=[used])
+
+    def power_cut(*_: object) -> int:  # the last step of the session end fails
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(shelfwise.identity, "delete_rows", power_cut)
+    with pytest.raises(RuntimeError):
+        guest.end()
+    assert _code_state(sw, used) == (guest.shopper_id, "redeemed")
+    assert _code_state(sw, spare) == (guest.shopper_id, "available")
+    assert sw.offers.order("t-1").shopper_id == guest.shopper_id
 
 
 def test_a_new_order_under_an_ended_guests_order_id_is_refused(sw: shelfwise.Shelfwise) -> None:

@@ -146,6 +146,33 @@ def free_code(db: Any, code: str) -> None:
     )
 
 
+def unlink_used_codes(db: Any, shopper_id: str) -> None:
+    """Keep an ended session's redeemed codes bound to nobody (caller's transaction).
+
+    A redeemed code belongs to a kept sale: typed again it must still say ``code_used``, and
+    a till voiding the sale later gives it back (``unredeem_code``) as for a member, to
+    whoever holds it, since the guest can only come back as a new session. The guest's other
+    codes stay bound to them and are deleted with the session: nobody could ever use them,
+    and unbinding them would hand out bearer codes nobody was given.
+
+    Example:
+        >>> import shelfwise
+        >>> with shelfwise.open(":memory:") as sw:
+        ...     _ = sw.offers.define({"offer_id": "o", "title": "O", "codes": "unique",
+        ...                            "reward": {"type": "amount", "value": 1}})
+        ...     guest = sw.start_session()
+        ...     used, spare = sw.offers.issue_codes("o", 2, shopper_id=guest.shopper_id)
+        ...     _ = guest.redeem(used, cart_total=5)
+        ...     guest.end()
+        ...     code_row(sw.store.read(), used)["shopper_id"], code_row(sw.store.read(), spare)
+        (None, None)
+    """
+    db.execute(
+        "UPDATE offer_codes SET shopper_id = NULL WHERE shopper_id = ? AND state = 'redeemed'",
+        [shopper_id],
+    )
+
+
 __all__ = [
     "ALPHABET",
     "canonical_code",
@@ -158,5 +185,6 @@ __all__ = [
     "new_code",
     "offer_of_code",
     "redeem_code",
+    "unlink_used_codes",
     "unredeem_code",
 ]

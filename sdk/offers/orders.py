@@ -36,7 +36,7 @@ from typing import Any
 
 from .._errors import InvalidInput, OfferRejected
 from . import redemption, usage
-from .codes import canonical_code, check_code, code_row
+from .codes import canonical_code, check_code, code_row, unlink_used_codes
 from .definitions import Offer
 from .loyalty import Points, burn_moves, earn_moves
 from .rewards import EPS, points_earned
@@ -442,14 +442,17 @@ def void(
 
 
 def unlink_sales(db: Any, shopper_id: str) -> None:
-    """Keep an ended session's orders and ledger rows with no link to it (caller's transaction).
+    """Keep an ended session's orders, ledger rows and redeemed codes with no link to it
+    (caller's transaction).
 
     A till must still void a guest's sale after the guest walked away, and the staff totals
     still count it. The shopper id goes from the row and from the stored price; the fingerprint
     (a digest of that id) goes too, so a reused order id is still refused. The counters go
-    because the profile counters they would move back are deleted with the guest.
+    because the profile counters they would move back are deleted with the guest. The codes
+    the sales used stay (bound to nobody) so the void gives them back as it does a member's.
     """
     redemption.unlink_ledger(db, shopper_id)
+    unlink_used_codes(db, shopper_id)
     db.execute(
         "UPDATE orders SET shopper_id = '', fingerprint = '', counters = '[]', "
         "priced = json_set(priced, '$.shopper_id', '') WHERE shopper_id = ?",
