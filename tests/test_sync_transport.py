@@ -4,16 +4,19 @@ password put in a url ever reaches an error message."""
 from __future__ import annotations
 
 import http.server
+import json
 import threading
 import urllib.parse
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import shelfwise
+from shelfwise.cli import main
 from shelfwise.notifications import Notification
 from shelfwise.sync.transport import HttpTransport
 
@@ -174,3 +177,23 @@ def test_a_webhook_url_keeps_its_query_and_refuses_user_info_without_echoing_it(
     with pytest.raises(shelfwise.InvalidInput, match="user info") as refused:
         shelfwise.WebhookSender("https://app:hunter2@app.example/hooks", b"s" * 32)
     assert "hunter2" not in _every_text_of(refused.value)
+
+
+@pytest.mark.parametrize("option", ["--url", "--webhook"])
+def test_the_cli_refuses_a_url_with_a_password_in_one_line_that_does_not_show_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str
+) -> None:
+    db = tmp_path / "store.db"
+    shelfwise.open(db).close()
+    key_file = tmp_path / "kiosk.key"
+    key_file.write_text(json.dumps({"device_id": "kiosk-9", "secret": "ab" * 32}))
+    command = (
+        ["sync", "--key-file", str(key_file)]
+        if option == "--url"
+        else ["notifications", "deliver", "--secret-file", str(key_file)]
+    )
+    url = "http://kiosk:hunter2@127.0.0.1:9/fleet"
+    assert main([*command, "--db", str(db), option, url]) == 2
+    out = capsys.readouterr()
+    assert "user info" in out.err and len(out.err.strip().splitlines()) == 1
+    assert "hunter2" not in out.err + out.out
