@@ -39,7 +39,7 @@ import stamina
 from ._errors import InvalidInput, SyncRetryable
 from .clock import now_ms
 from .notifications import Notification
-from .sync.transport import HttpTransport, Response, raise_for_status
+from .sync.transport import HttpTransport, Response, raise_for_status, shown_url
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
 TIMESTAMP_HEADER = "X-Shelfwise-Timestamp"
@@ -105,19 +105,34 @@ def check_response(response: Response) -> None:
     )
 
 
-def _check_url(url: object) -> str:
-    """``InvalidInput`` unless ``url`` is an http(s) URL with a host; returns its query."""
-    wrong = InvalidInput(f"a webhook url is http(s)://host[:port][/path], not {url!r}")
+def check_webhook_url(url: object) -> tuple[str, str]:
+    """``InvalidInput`` unless ``url`` is an http(s) URL with a host and no user info or
+    fragment; returns the url without its query, and the query (sent with every POST).
+
+    The message never quotes a url with an ``@`` in it (``shown_url``): it may hold a password.
+
+    Example:
+        >>> check_webhook_url("https://app.example/hooks?tenant=7")
+        ('https://app.example/hooks', 'tenant=7')
+    """
+    wrong = f"a webhook url is http(s)://host[:port][/path][?query], not {shown_url(url)}"
     if not isinstance(url, str):
-        raise wrong
+        raise InvalidInput(wrong)
+    parts: urllib.parse.SplitResult | None
     try:
         parts = urllib.parse.urlsplit(url)
         _ = parts.port  # a port that is not a number in 0-65535 raises here
-    except ValueError as exc:
-        raise wrong from exc
-    if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise wrong
-    return parts.query
+    except ValueError:
+        # Not chained: the ValueError quotes the url's pieces, a password's among them.
+        parts = None
+    if parts is None or parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise InvalidInput(wrong)
+    if "@" in parts.netloc or "#" in url:
+        raise InvalidInput(
+            f"{wrong}: user info (user:password@) and a fragment ('#...') are not allowed, "
+            "neither would be sent; the shared secret signs each request"
+        )
+    return urllib.parse.urlunsplit(parts._replace(query="")), parts.query
 
 
 class WebhookSender:
@@ -130,7 +145,7 @@ class WebhookSender:
         >>> WebhookSender("ftp://example.com/hook", b"s" * 32)
         Traceback (most recent call last):
         ...
-        shelfwise.InvalidInput: a webhook url is http(s)://host[:port][/path], not 'ftp://example.com/hook'
+        shelfwise.InvalidInput: a webhook url is http(s)://host[:port][/path][?query], not 'ftp://example.com/hook'
     """
 
     def __init__(
@@ -146,8 +161,8 @@ class WebhookSender:
         clock: Callable[[], int] = now_ms,
     ) -> None:
         self._secret = _secret_bytes(secret)
-        query = _check_url(url)
-        self.transport = HttpTransport(url, timeout_s=timeout_s)
+        without_query, query = check_webhook_url(url)
+        self.transport = HttpTransport(without_query, timeout_s=timeout_s)
         self._path = ("" if self.transport.prefix else "/") + (f"?{query}" if query else "")
         if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 100:
             raise InvalidInput("attempts must be an integer between 1 and 100")
@@ -198,6 +213,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "WebhookSender",
     "check_response",
+    "check_webhook_url",
     "sign",
     "signed_headers",
     "verify_signature",

@@ -15,7 +15,7 @@ from .. import open as open_store
 from ..notifications import DEFAULT_MAX_ATTEMPTS, STATES
 from .exit_codes import ExitCode
 from .output import emit, json_option, one_line, table
-from .params import COUNT, CollectorUrl, InputFile, db_option
+from .params import COUNT, InputFile, WebhookUrl, db_option
 
 
 def read_webhook_secret(path: str) -> bytes:
@@ -97,7 +97,7 @@ def list_notifications(
 
 @notifications.command()
 @db_option()
-@click.option("--webhook", required=True, type=CollectorUrl(), help="The app backend's URL.")
+@click.option("--webhook", required=True, type=WebhookUrl(), help="The app backend's URL.")
 @click.option(
     "--secret-file",
     required=True,
@@ -187,9 +187,13 @@ KINDS = {"back-in-stock": "back_in_stock", "price-drop": "price_drop"}
 
 @watches.command("add")
 @db_option()
-@click.option("--member", required=True, help="Loyalty id of the member (needs the offers consent).")
+@click.option(
+    "--member", required=True, help="Loyalty id of the member (needs the offers consent)."
+)
 @click.option("--item", required=True, help="Item id or GTIN.")
-@click.option("--kind", type=click.Choice(sorted(KINDS)), default="back-in-stock", show_default=True)
+@click.option(
+    "--kind", type=click.Choice(sorted(KINDS)), default="back-in-stock", show_default=True
+)
 @json_option
 def add_watch(db: str, member: str, item: str, kind: str, as_json: bool) -> None:
     """Watch an item for a member.

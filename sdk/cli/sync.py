@@ -70,7 +70,7 @@ def _when(ms: int | None) -> str:
     "--url",
     required=True,
     type=CollectorUrl(),
-    help="Collector base URL, e.g. http://127.0.0.1:8421.",
+    help="Collector base URL, e.g. http://127.0.0.1:8421 (no user:password@, query or #).",
 )
 @click.option("--key-file", required=True, type=InputFile(), help="Device key file (add-device).")
 @click.option("--device-id", help="Device id (default: the key file's).")

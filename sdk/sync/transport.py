@@ -59,9 +59,34 @@ class Response:
     body: bytes
 
 
+def shown_url(url: object) -> str:
+    """A url as an error or log message may quote it: never a password, never a query's token.
+
+    Any text with an ``@`` is withheld whole: a password may hold ``/``, ``?`` or ``#``, so
+    no parse of a malformed url can tell which part of it is the secret. A query or
+    fragment is cut off, as it often carries an access token.
+
+    Example:
+        >>> shown_url("https://collector.example:8443/fleet")
+        "'https://collector.example:8443/fleet'"
+        >>> shown_url("https://kiosk:hunter2@collector.example")
+        "the url (withheld: it has an '@', so it may carry a password)"
+        >>> shown_url("https://collector.example/?token=abc")
+        "'https://collector.example/' (query and fragment not shown)"
+    """
+    text = url if isinstance(url, str) else repr(url)
+    if "@" in text:
+        return "the url (withheld: it has an '@', so it may carry a password)"
+    if not isinstance(url, str):
+        return text
+    before_query = re.match(r"[^?#]*", url)
+    head = before_query.group() if before_query else ""
+    return repr(head) + ("" if head == url else " (query and fragment not shown)")
+
+
 def _bad_url(url: object, problem: str) -> InvalidInput:
     return InvalidInput(
-        f"upstream url must be http(s)://host[:port][/path], not {url!r}: {problem}"
+        f"upstream url must be http(s)://host[:port][/path], not {shown_url(url)}: {problem}"
     )
 
 
@@ -70,6 +95,8 @@ def _split_upstream_url(url: object) -> tuple[str, str, int | None, str]:
 
     Checked here, not on the first request: a url that cannot work would otherwise come
     back as a raw ``ValueError`` or, from ``http.client``, as a network error retried forever.
+    User info, a query and a fragment are refused rather than dropped: ``http.client`` would
+    send none of them, so a url that carries them does not mean what it says.
     """
     if not isinstance(url, str):
         raise _bad_url(url, f"it must be text, not {type(url).__name__}")
@@ -77,13 +104,47 @@ def _split_upstream_url(url: object) -> tuple[str, str, int | None, str]:
     unsafe = next((char for char in url if char.isspace() or not char.isprintable()), None)
     if unsafe is not None:
         raise _bad_url(url, f"U+{ord(unsafe):04X} must be percent-encoded")
+    # A ValueError's words quote the url's pieces, a password's among them when the url has
+    # an '@': then we say it in our own words and keep the ValueError out of the chain.
+    may_hold_secret = "@" in url
+    unparsable: ValueError | None = None
     try:
         parts = urllib.parse.urlsplit(url)
-        port = parts.port
-    except ValueError as exc:  # a bad port or an unclosed IPv6 bracket
-        raise _bad_url(url, str(exc)) from exc
+    except ValueError as exc:  # an unclosed IPv6 bracket, a host that NFKC changes
+        unparsable = exc
+    if unparsable is not None:
+        if may_hold_secret:
+            raise _bad_url(url, "it does not parse as a url")
+        raise _bad_url(url, str(unparsable)) from unparsable
     if parts.scheme not in {"http", "https"}:
         raise _bad_url(url, "the scheme must be http or https")
+    if "@" in parts.netloc:
+        raise _bad_url(
+            url,
+            "user info (user:password@) is not allowed in the url; the device signs its "
+            "requests with the credentials of its key file",
+        )
+    # Tested on the text: urlsplit reports an empty query for "http://host/?" too.
+    not_allowed = [
+        part
+        for part, present in (
+            ("a query ('?...')", "?" in url.partition("#")[0]),
+            ("a fragment ('#...')", "#" in url),
+        )
+        if present
+    ]
+    if not_allowed:
+        verb = "is" if len(not_allowed) == 1 else "are"
+        raise _bad_url(url, f"{' and '.join(not_allowed)} {verb} not allowed in the url")
+    bad_port: ValueError | None = None
+    try:
+        port = parts.port
+    except ValueError as exc:
+        bad_port = exc
+    if bad_port is not None:
+        if may_hold_secret:
+            raise _bad_url(url, "the port is not a number in 1-65535")
+        raise _bad_url(url, str(bad_port)) from bad_port
     if not parts.hostname:
         raise _bad_url(url, "it names no host")
     if port == 0:
@@ -104,7 +165,20 @@ def _check_timeout(timeout_s: object) -> float:
 class HttpTransport:
     """HTTP(S) to the collector with the standard library only, so the base install syncs.
 
-    Network failures raise ``SyncRetryable``; statuses come back as ``Response``.
+    Network failures raise ``SyncRetryable``; statuses come back as ``Response``. The url is
+    ``http(s)://host[:port][/path]``; user info, a query or a fragment is refused with
+    ``InvalidInput`` (whose message never quotes a url with an ``@`` in it): the device signs
+    its requests with its key file's credentials, not with a password in the url.
+
+    Example:
+        >>> transport = HttpTransport("https://collector.example:8443/fleet/")
+        >>> transport.host, transport.port, transport.prefix
+        ('collector.example', 8443, '/fleet')
+        >>> HttpTransport("https://kiosk:hunter2@collector.example")
+        Traceback (most recent call last):
+        ...
+        shelfwise.InvalidInput: upstream url ... not the url (withheld: ...): user info
+        (user:password@) is not allowed in the url; the device signs its requests ...
     """
 
     def __init__(self, url: str, *, timeout_s: float = 30.0) -> None:
@@ -276,5 +350,6 @@ __all__ = [
     "SignedClient",
     "raise_for_status",
     "retry_after_s",
+    "shown_url",
     "transport_for",
 ]
