@@ -240,7 +240,8 @@ def recent_interests(store: Any, shopper_id: str, limit: int) -> list[tuple[str,
         "ORDER BY ts_ms DESC, seq DESC LIMIT ?",
         [shopper_id, *INTEREST_EVENTS, limit],
     )
-    return [(r[0], r[1], r[2]) for r in reversed(rows)]
+    rows.reverse()  # the rows are (item id, type, ts_ms) tuples already
+    return rows
 
 
 def purchases_of(store: Any, shopper_id: str) -> list[tuple[str, int]]:

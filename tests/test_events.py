@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 import shelfwise
 import shelfwise.clock
 from shelfwise.events import EARLIEST_MS, validate_event
+from shelfwise.recommend import context as recommend_context
 
 NOW = 1_750_000_000_000
 
@@ -267,6 +269,9 @@ def test_a_recommendation_reads_the_latest_interests_in_order_and_every_purchase
             recorded.append((kind, item, NOW + minute * 60_000))
         interests = recent_interests(sw.store, shopper.shopper_id, limit)
         purchases = purchases_of(sw.store, shopper.shopper_id)
+        # A request's context reads the same, its history cut at the limit or not.
+        with mock.patch.object(recommend_context, "HISTORY_EVENTS", limit):
+            context = shopper.context()
     ordered = sorted(
         ((ts, n, item, kind) for n, (kind, item, ts) in enumerate(recorded)),
     )
@@ -275,3 +280,5 @@ def test_a_recommendation_reads_the_latest_interests_in_order_and_every_purchase
     assert sorted(purchases) == sorted(
         (item, ts) for kind, item, ts in recorded if kind == "purchase"
     )
+    assert list(context.history) == interests
+    assert sorted(context.purchases) == sorted(purchases)

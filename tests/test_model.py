@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 from conftest import CATALOG, ITEMS, SIDE_TABLES, cluster_vectors
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from onnx_models import mean_pool_scorer, write_test_bundle
 
 import shelfwise
@@ -297,3 +299,32 @@ def test_an_unreadable_bundle_file_is_a_verification_error(tmp_path: Path) -> No
     shutil.rmtree(folder)
     with pytest.raises(shelfwise.BundleVerificationError, match="not a bundle"):
         read_bundle(folder)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    graph=st.lists(st.integers(0, 4), max_size=12),
+    new=st.lists(st.integers(0, 4), max_size=30),
+    k=st.integers(1, 12),
+)
+def test_new_items_merge_into_the_graphs_top_k_as_one_stable_ranking(
+    graph: list[int], new: list[int], k: int
+) -> None:
+    # Few distinct scores: ties everywhere. The spec: every graph item and every new item
+    # ranked by score, a graph item before a new one on a tie, new items in catalog order.
+    from shelfwise.model.runtime import CatalogVectors, LoadedModel
+
+    graph_scores = sorted((float(s) for s in graph), reverse=True)[:k]
+    extra = CatalogVectors(
+        revision="r",
+        items=tuple(f"new-{n}" for n in range(len(new))),
+        vectors=np.zeros((len(new), 1), dtype=np.float32),
+        unit=np.zeros((len(new), 1), dtype=np.float32),
+        stand_in=np.zeros(len(new), dtype=np.int64),
+    )
+    top = [(f"known-{n}", s) for n, s in enumerate(graph_scores)]
+    merged = LoadedModel._with_new_items(top, np.asarray(new, dtype=np.float32), extra, k)
+    everything = [(f"known-{n}", s) for n, s in enumerate(graph_scores)]
+    everything += [(f"new-{n}", float(s)) for n, s in enumerate(new)]
+    wanted = sorted(everything, key=lambda pair: pair[1], reverse=True)[:k]
+    assert merged == wanted

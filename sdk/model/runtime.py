@@ -265,19 +265,26 @@ class LoadedModel:
                 f"model {self.version} returned outputs of the wrong shape "
                 f"{getattr(scores, 'shape', None)} / {getattr(indices, 'shape', None)}"
             )
-        results = []
         size = len(self.vocab)
         items = self.vocab.items
-        for row_scores, row_indices in zip(scores.tolist(), indices.tolist(), strict=True):
-            kept = [
+        tops = [
+            [
                 (items[i - 1], s)
-                for i, s in zip(row_indices, row_scores, strict=True)
-                if 1 <= i <= size
+                for i, s in zip(indices_row, scores_row, strict=True)
+                if 0 < i <= size
             ]
-            results.append(kept[:k])
+            for scores_row, indices_row in zip(scores.tolist(), indices.tolist(), strict=True)
+        ]
         if with_new and extra is not None:
-            results = self._with_new_items(results, outputs[2], extra, k)
-        return [ScoredItems([i for i, _ in kept], [s for _, s in kept]) for kept in results]
+            lines = self._new_item_scores(outputs[2], extra, len(histories))
+            tops = [
+                self._with_new_items(top[:k], line, extra, k)
+                for top, line in zip(tops, lines, strict=True)
+            ]
+        return [
+            ScoredItems(*map(list, zip(*top[:k], strict=True))) if top else ScoredItems([], [])
+            for top in tops
+        ]
 
     def _encode(self, histories: list[list[str]], extra: CatalogVectors | None) -> np.ndarray:
         """The histories as model indices, left padded. Unknown items are skipped; a new
@@ -301,39 +308,39 @@ class LoadedModel:
         row = extra.index.get(item)
         return int(extra.stand_in[row]) if row is not None else 0
 
-    def _with_new_items(
-        self,
-        results: list[list[tuple[str, float]]],
-        users: np.ndarray,
-        extra: CatalogVectors,
-        k: int,
-    ) -> list[list[tuple[str, float]]]:
-        """Merge the new items, scored against each user vector, into the graph's top-k."""
+    def _new_item_scores(self, users: Any, extra: CatalogVectors, rows: int) -> np.ndarray:
+        """Each new catalog item's score against each row's user vector ``[rows, new]``."""
         users = np.asarray(users, dtype=np.float32)
-        if users.ndim != 2 or users.shape[1] != extra.vectors.shape[1]:
+        if users.ndim != 2 or users.shape != (rows, extra.vectors.shape[1]):
             raise ModelRuntimeError(
                 f"model {self.version} returned a user vector of shape {users.shape}; the "
                 f"feature table has width {extra.vectors.shape[1]}"
             )
-        new_scores = users @ extra.vectors.T
-        merged = []
-        for row, kept in enumerate(results):
-            line = new_scores[row]
-            # Only a new item scoring above the graph's k-th can enter the top k: the others
-            # never become Python objects (on every request, for thousands of new items).
-            floor = kept[-1][1] if len(kept) >= k else -np.inf
-            entering = np.flatnonzero(line > floor)  # in catalog order
-            if len(entering) > k:
-                # The k best; on a tie at the cut, the first in catalog order (as the graph's
-                # TopK keeps the lower index): whatever k is, a shorter list starts a longer.
-                kth = np.partition(line[entering], len(entering) - k)[len(entering) - k]
-                above = entering[line[entering] > kth]
-                at_cut = entering[line[entering] == kth][: k - len(above)]
-                entering = np.sort(np.concatenate([above, at_cut]))
-            new = [(extra.items[i], float(line[i])) for i in entering.tolist()]
-            # Stable: on a tie the graph's own item stays first, new items in catalog order.
-            merged.append(sorted(kept + new, key=operator.itemgetter(1), reverse=True)[:k])
-        return merged
+        return users @ extra.vectors.T
+
+    @staticmethod
+    def _with_new_items(
+        top: list[tuple[str, float]], line: np.ndarray, extra: CatalogVectors, k: int
+    ) -> list[tuple[str, float]]:
+        """The graph's top-k of one row, ``(item id, score)`` best first, with the new items
+        scored above its k-th (``line``: every new item's score) merged in."""
+        # Only a new item scoring above the graph's k-th can enter the top k: the others
+        # never become Python objects (on every request, for thousands of new items).
+        floor = top[-1][1] if len(top) >= k else -np.inf
+        entering = np.flatnonzero(line > floor)  # in catalog order
+        if not len(entering):
+            return top
+        if len(entering) > k:
+            # The k best; on a tie at the cut, the first in catalog order (as the graph's
+            # TopK keeps the lower index): whatever k is, a shorter list starts a longer.
+            kth = np.partition(line[entering], len(entering) - k)[len(entering) - k]
+            above = entering[line[entering] > kth]
+            at_cut = entering[line[entering] == kth][: k - len(above)]
+            entering = np.sort(np.concatenate([above, at_cut]))
+        names = [extra.items[i] for i in entering.tolist()]
+        new = list(zip(names, line[entering].tolist(), strict=True))
+        # Stable: on a tie the graph's own item stays first, new items in catalog order.
+        return sorted(top + new, key=operator.itemgetter(1), reverse=True)[:k]
 
     def normalised_vectors(self) -> np.ndarray | None:
         """Unit-length item vectors for cosine similarity (computed once, on first use)."""

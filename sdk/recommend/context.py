@@ -61,7 +61,12 @@ def build_context(
     purchases: list[tuple[str, int]] = []
     if personal:
         history = recent_interests(store, info.shopper_id, HISTORY_EVENTS)
-        purchases = purchases_of(store, info.shopper_id)
+        # A history short of the limit holds every interest event, every purchase among
+        # them: reading the purchases again would be one more query on every request.
+        if len(history) < HISTORY_EVENTS:
+            purchases = [(item, ts) for item, kind, ts in history if kind == "purchase"]
+        else:
+            purchases = purchases_of(store, info.shopper_id)
     # The purchases just read give the segment its purchase days (one query fewer).
     purchase_ms = [ts for _, ts in purchases] if personal else None
     return Context(

@@ -14,7 +14,7 @@ import bisect
 import functools
 import math
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -53,6 +53,16 @@ class Candidates:
         if item_id not in self.scores:
             self.scores[item_id] = score
             self.reasons[item_id] = reason
+
+    def add_unexplained(
+        self, scored: Iterable[tuple[str, float]], leave_out: Container[str] = ()
+    ) -> None:
+        """``add`` each ``(item id, score)`` of a ranking (distinct ids) not in ``leave_out``,
+        its reason left to ``explain``: one pass, not a call per candidate."""
+        scores = self.scores
+        fresh = {i: s for i, s in scored if i not in scores and i not in leave_out}
+        scores.update(fresh)
+        self.reasons.update(dict.fromkeys(fresh))
 
     def reasons_for(self, item_ids: Sequence[str]) -> list[Reason]:
         """The reasons of ``item_ids`` (candidates), in order."""
@@ -134,9 +144,7 @@ def for_you(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidat
     scored = model.score([known], k=n, extra=extra)[0]
     out.explain = functools.partial(_explain, model, ctx, rec, extra)
     just_seen = set(known[-RECENT_EXCLUDED:])  # showing what they just scanned helps nobody
-    for item_id, score in zip(scored.items, scored.scores, strict=True):
-        if item_id not in just_seen:
-            out.add(item_id, score, None)
+    out.add_unexplained(zip(scored.items, scored.scores, strict=True), just_seen)
     return out
 
 
@@ -150,7 +158,15 @@ def _explain(
     """ "because you scanned X" for each suggestion: X is the recent history item whose vector
     is closest to the suggestion's (the latest one with a vector when vectors cannot tell: an
     item the model cannot read played no part in the suggestions)."""
-    latest = list(dict.fromkeys(reversed(ctx.history_items())))[:10]
+    # The 10 latest distinct history items, each with what was last done to it: one pass
+    # from the end (a member's history runs to HISTORY_EVENTS events).
+    verbs: dict[str, str] = {}
+    for item, kind, _ in reversed(ctx.history):
+        if item not in verbs:
+            verbs[item] = VERBS.get(kind, "viewed")
+            if len(verbs) == 10:
+                break
+    latest = list(verbs)
     # One gather for the history items and the suggestions: positions below len(latest) are
     # history items with a vector, the rest suggestions with one.
     found, vectors = model.unit_vectors([*latest, *item_ids], extra)
@@ -161,7 +177,6 @@ def _explain(
         closest = (vectors[cut:] @ vectors[:cut].T).argmax(axis=1).tolist()
         for position, best in zip(found[cut:], closest, strict=True):
             anchors[position - len(latest)] = latest[found[best]]
-    verbs = {item: VERBS.get(kind, "viewed") for item, kind, _ in ctx.history}
     names = rec.names(list(dict.fromkeys(anchors)))
     said = {
         anchor: reason(
