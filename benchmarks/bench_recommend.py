@@ -87,6 +87,7 @@ DISABLED_OPTIMIZERS: list[str] = getattr(shelfwise.model.runtime, "DISABLED_OPTI
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).parent / "results"
+OTHER_MEMBERS = 5_000  # other members whose past purchases the e2e store holds
 BEAUTY = ROOT.parent / "shared" / "data" / "amazon-beauty" / "Beauty.txt"
 SIZES = {"12k": 0, "100k": 100_000, "1M": 1_000_000}  # 0: the trained catalog as it is
 DIM = 64
@@ -702,7 +703,13 @@ def run_new_item_parts(args: argparse.Namespace, parts: set[str]) -> dict[str, A
                     [i for i in line.split()[1:] if i in trained][-20:] for line in sequences
                 ]
                 histories = [h for h in histories if len(h) >= 8][:20]
+                # The store's past: members from the other end of the file than the measured.
+                known = trained | set(source.new_items)
+                past = new_item_parts.other_members_history(
+                    sw, sequences[::-1], known, OTHER_MEMBERS
+                )
                 report["e2e"] = new_item_parts.e2e_part(sw, source, histories, args.rounds)
+                report["e2e"]["store_history"] = {"members": OTHER_MEMBERS, "purchases": past}
         finally:
             sw.close()
     report["load_after"] = load_average()

@@ -173,6 +173,34 @@ def open_store(db: Path, source: FeatureBundle) -> shelfwise.Shelfwise:
     return sw
 
 
+def other_members_history(
+    sw: shelfwise.Shelfwise, sequences: list[str], known: set[str], members: int
+) -> int:
+    """The store's past: ``members`` other Beauty users' purchases (each user's sequence, one
+    purchase an hour, ending in the last 90 days), imported as a loyalty system's baskets.
+
+    A kiosk's store holds months of every member's events; a request for one shopper must
+    read that shopper's rows only, and a store with no one else in it cannot show whether
+    it does (the purchases query read every purchase in the store until migration 003).
+    """
+    now = int(time.time() * 1000)
+    rows = []
+    for user, line in enumerate(sequences[:members]):
+        items = [i for i in line.split()[1:] if i in known]
+        start = now - 90 * 86_400_000 + (user * 7_919_000) % (60 * 86_400_000)
+        rows += [
+            {
+                "shopper_id": f"beauty-{user}",
+                "type": "purchase",
+                "item_id": item,
+                "ts_ms": start + n * 3_600_000,
+                "event_id": f"beauty-{user}-{n}",
+            }
+            for n, item in enumerate(items)
+        ]
+    return sw.import_history(rows)
+
+
 def feature_part(sw: shelfwise.Shelfwise, source: FeatureBundle, rounds: int) -> dict[str, Any]:
     """Vector of a new item vs lookup of a trained item's, in one run on one model."""
     loaded = sw.model.current
@@ -296,6 +324,11 @@ def print_parts(report: dict[str, Any]) -> None:
     e2e = report.get("e2e")
     if e2e:
         print(f"\nend to end at {e2e['items']} items ({e2e['bundle']})")
+        past = e2e.get("store_history")
+        if past:
+            print(
+                f"the store holds {past['purchases']} purchases of {past['members']} other members"
+            )
         print(f"{'case':<52} {'p50 ms':>9} {'p99 ms':>9}")
         for case in ("onnxruntime session.run", 'shopper.recommend("for-you")'):
             row = e2e[case]
