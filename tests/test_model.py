@@ -21,6 +21,7 @@ from shelfwise.clock import now_ms
 from shelfwise.model.bundle import (
     MANIFEST,
     Manifest,
+    SideTables,
     generate_signing_key,
     read_bundle,
     write_bundle,
@@ -328,3 +329,19 @@ def test_new_items_merge_into_the_graphs_top_k_as_one_stable_ranking(
     everything += [(f"new-{n}", float(s)) for n, s in enumerate(new)]
     wanted = sorted(everything, key=lambda pair: pair[1], reverse=True)[:k]
     assert merged == wanted
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    table=st.dictionaries(st.text(min_size=1, max_size=3), st.integers(0, 5), max_size=30),
+    asks=st.lists(st.integers(0, 40), min_size=1, max_size=4),
+)
+def test_the_most_popular_items_of_a_scope_rank_by_count_ties_in_table_order(
+    table: dict[str, int], asks: list[int]
+) -> None:
+    side = SideTables(popularity={"all": table})
+    total = sum(table.values()) or 1.0
+    ranked = sorted(table.items(), key=lambda pair: -pair[1])
+    for n in asks:  # the ranking is worked out once, then served from memory
+        assert side.most_popular("all", n) == [(item, c / total) for item, c in ranked[:n]]
+    assert side.most_popular("hour:07", 5) == []

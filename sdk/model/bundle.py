@@ -174,6 +174,27 @@ class SideTables:
     cooccurrence: Mapping[str, list[tuple[str, float, int]]] = field(default_factory=dict)
     popularity: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
     repeat_days: Mapping[str, float] = field(default_factory=dict)
+    # scope -> every item of ``popularity[scope]`` with its share, most popular first
+    # (ranked once per scope: sorting a 12k-item scope took ~2.5 ms on every request).
+    _ranked: dict[str, list[tuple[str, float]]] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+
+    def most_popular(self, scope: str, n: int) -> list[tuple[str, float]]:
+        """The ``n`` most popular items of ``scope`` with their share of its count, best
+        first (ties in the table's order); ``[]`` for a scope the bundle does not have.
+
+        Example:
+            >>> SideTables(popularity={"all": {"tea": 1, "milk": 3}}).most_popular("all", 1)
+            [('milk', 0.75)]
+        """
+        ranked = self._ranked.get(scope)
+        if ranked is None:
+            table = self.popularity.get(scope, {})
+            total = sum(table.values()) or 1.0
+            ordered = sorted(table.items(), key=lambda pair: -pair[1])
+            ranked = self._ranked[scope] = [(item, count / total) for item, count in ordered]
+        return ranked[:n]
 
     def to_msgpack(self) -> bytes:
         return msgpack.packb(

@@ -365,12 +365,7 @@ def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candida
 
 
 def _popular(model: LoadedModel | None, scope: str, n: int) -> list[tuple[str, float]]:
-    if model is None:
-        return []
-    table = model.side_tables.popularity.get(scope, {})
-    total = sum(table.values()) or 1.0
-    ranked = sorted(table.items(), key=lambda pair: -pair[1])[:n]
-    return [(item_id, count / total) for item_id, count in ranked]
+    return model.side_tables.most_popular(scope, n) if model is not None else []
 
 
 def best_sellers(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
