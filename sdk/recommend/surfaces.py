@@ -25,10 +25,8 @@ from ..model.runtime import CatalogVectors, LoadedModel, ModelHandle
 from ..store.connection import Store
 from .context import Context
 from .reasons import Reason, reason, when_code
+from .trending import TrendingTallies
 
-TRENDING_WINDOW_DAYS = 7
-# How much each kind of event says about an item's popularity in this store.
-POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
 RECENT_EXCLUDED = 20
 # The action a history event names in a reason ("because you scanned ...").
 VERBS = {"view": "viewed", "scan": "scanned", "cart_add": "added", "purchase": "bought"}
@@ -86,6 +84,8 @@ class Sources:
     store: Store
     catalog: Catalog
     model: ModelHandle
+    # This store's trending tallies, brought up to date per request (see trending.py).
+    trend: TrendingTallies = field(default_factory=TrendingTallies, compare=False, repr=False)
 
     def names(self, item_ids: Sequence[str]) -> dict[str, str]:
         return self.catalog.names(list(item_ids))
@@ -337,18 +337,8 @@ def recently_viewed(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> 
 
 def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
     """This store's recent events (decayed by age), then the fleet's, then the bundle's prior."""
-    since = ctx.now_ms - TRENDING_WINDOW_DAYS * DAY_MS
-    rows = rec.store.query(
-        "SELECT item_id, type, ts_ms FROM events WHERE ts_ms >= ? AND item_id IS NOT NULL "
-        "AND type IN ('purchase', 'cart_add', 'scan', 'view') AND (? = '' OR store_id = ?)",
-        [since, ctx.store_id, ctx.store_id],
-    )
-    local: Counter[str] = Counter()
-    for row in rows:
-        age_days = (ctx.now_ms - row["ts_ms"]) / DAY_MS
-        local[row["item_id"]] += POPULARITY_WEIGHTS[row["type"]] * 0.5 ** (age_days / 2)
     out = Candidates()
-    for item_id, score in local.most_common(n):
+    for item_id, score in rec.trend.top(rec.store, ctx.store_id, ctx.now_ms, n):
         out.add(item_id, 1000.0 + score, reason("trending_store"))
     # Fleet tables synced down from upstream (shelfwise.sync.upload.pull_fleet): below this store's
     # own signal, above the bundle's prior.

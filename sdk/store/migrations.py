@@ -13,6 +13,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from .catalog_schema import CATALOG_CHANGES_SQL
+from .events_schema import EVENT_CHANGES_SQL, EVENTS_BY_SHOPPER_TYPE_SQL
 from .ledger_schema import FLEET_OFFERS_SQL, REDEMPTION_REPORT_SQL
 from .watch_schema import NOTIFICATIONS_SQL, WATCHES_SQL
 
@@ -640,6 +641,9 @@ def _catalog_changes(db: Database) -> None:
 
 @MIGRATIONS(name="003_events_by_shopper_type")
 def _events_by_shopper_type(db: Database) -> None:
-    # One shopper's events of one type (their purchases, on every recommendation and offer):
-    # with (shopper_id, ts_ms) and (type, ts_ms) only, SQLite read every purchase in the store.
-    db.execute("CREATE INDEX events_shopper_type_ts ON events(shopper_id, type, ts_ms)")
+    run_script(db, EVENTS_BY_SHOPPER_TYPE_SQL)  # see events_schema
+
+
+@MIGRATIONS(name="004_event_changes")
+def _event_changes(db: Database) -> None:
+    run_script(db, EVENT_CHANGES_SQL)  # the event change token (see events_schema)
