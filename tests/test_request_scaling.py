@@ -104,3 +104,40 @@ def test_a_shoppers_requests_read_their_own_rows_whatever_the_rest_of_the_store_
     # Deeper B-trees add a few steps; reading the other members' rows adds thousands.
     grown = {name: many[name] for name in few if many[name] > few[name] * 1.1 + 20}
     assert not grown, (few, many)
+
+
+def test_showing_and_pricing_offers_read_todays_redemptions_only_for_a_per_day_limit(
+    sw: shelfwise.Shelfwise,
+) -> None:
+    # Offers without a per-day limit need no count of the day's redemptions: with it read
+    # anyway, a shopper's offers took 691 steps with 8 redemptions today and 5,655 with 300.
+    item = next(i.item_id for i in sw.catalog.all() if i.price)
+    for n, limits in enumerate([{"per_customer": 2, "impressions_per_day": 3}, {}, {}]):
+        sw.offers.define(
+            {
+                "offer_id": f"o{n}",
+                "title": f"offer {n}",
+                "reward": {"type": "amount", "value": 1},
+                "limits": limits,
+            }
+        )
+    shopper = sw.member("L-measured", consents={"offers": True})
+    shopper.redeem("o1", cart_total=10)
+    requests: dict[str, Callable[[], Any]] = {
+        "offers": lambda: shopper.offers(cart=[], record=False),
+        "price an order": lambda: shopper.price_order("till-1", cart=[(item, 2)]),
+    }
+
+    def others_redeem(members: range) -> dict[str, int]:
+        for m in members:
+            other = sw.member(f"other-{m}", consents={"offers": True})
+            other.redeem("o1", cart_total=10)
+            other.redeem("o2", cart_total=10)
+        for call in requests.values():
+            call()
+        return {name: sqlite_steps(sw, call) for name, call in requests.items()}
+
+    few = others_redeem(range(4))
+    many = others_redeem(range(4, 150))
+    grown = {name: many[name] for name in few if many[name] > few[name] * 1.1 + 20}
+    assert not grown, (few, many)

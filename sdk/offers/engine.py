@@ -177,6 +177,7 @@ class Offers(OfferViews):
             ctx.shopper_id,
             ctx,
             fleet_uses=any(o.limits.per_customer_limited for o in offers),
+            per_day=usage.per_day_limited(offers),
         )
         rates = snapshot.rates
         affinity = self._affinity(ctx.shopper_id)

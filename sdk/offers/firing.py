@@ -136,7 +136,9 @@ def _fire_for(
     if any(o.trigger is not None and o.trigger.watched for o in live):
         due = watches.due(db, shopper_id)
         known = replace(known, watched={kind: tuple(items) for kind, items in due.items()})
-    snapshot = usage.usage_snapshot(db, [o.offer_id for o in live], shopper_id, ctx)
+    snapshot = usage.usage_snapshot(
+        db, [o.offer_id for o in live], shopper_id, ctx, per_day=usage.per_day_limited(live)
+    )
     out: list[TriggerFire] = []
     for offer in live:
         trigger = offer.trigger

@@ -252,7 +252,10 @@ def price(
     ]
     everyone: list[tuple[Offer, str | None, bool]] = [(o, c, True) for o, c in claimed]
     everyone += [(o, None, False) for o in unasked]
-    snapshot = usage.usage_snapshot(db, [o.offer_id for o, _, _ in everyone], ctx.shopper_id, ctx)
+    offers = [o for o, _, _ in everyone]
+    snapshot = usage.usage_snapshot(
+        db, [o.offer_id for o in offers], ctx.shopper_id, ctx, per_day=usage.per_day_limited(offers)
+    )
     asked = replace(ctx, consented=True)  # a code in hand or an offer named needs no consent
     candidates: list[Candidate] = []
     earners: list[tuple[Offer, str | None]] = []

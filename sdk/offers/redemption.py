@@ -125,7 +125,10 @@ def reserve(
         if refusal is not None:
             return refusal
         offer = offer_of(row["offer_id"])
-    counters = usage.usage_snapshot(db, [offer.offer_id], shopper_id, ctx).usage(offer.offer_id)
+    snapshot = usage.usage_snapshot(
+        db, [offer.offer_id], shopper_id, ctx, per_day=usage.per_day_limited([offer])
+    )
+    counters = snapshot.usage(offer.offer_id)
     decision = evaluate(offer, ctx, counters)
     if not decision.eligible:
         return OfferRejected(decision.message, reason=decision.reason)

@@ -24,11 +24,12 @@ Example:
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from ..events import Event, insert_event
+from .definitions import Offer
 from .leases import read_shares
 from .rules import FleetShare, OfferContext, OfferUsage, period_starts
 
@@ -77,6 +78,19 @@ def _chunks(ids: Sequence[str]) -> Iterable[list[str]]:
         yield list(ids[start : start + IN_CHUNK])
 
 
+def per_day_limited(offers: Iterable[Offer]) -> set[str]:
+    """The ids of the offers with a per-day limit (``usage_snapshot``'s ``per_day``).
+
+    Example:
+        >>> from shelfwise.offers.definitions import parse_offer
+        >>> capped = parse_offer({"offer_id": "o", "title": "O", "limits": {"per_day": 5},
+        ...                       "reward": {"type": "amount", "value": 1}})
+        >>> per_day_limited([capped])
+        {'o'}
+    """
+    return {offer.offer_id for offer in offers if offer.limits.per_day is not None}
+
+
 def usage_snapshot(
     db: Any,
     offer_ids: Sequence[str],
@@ -84,6 +98,7 @@ def usage_snapshot(
     ctx: OfferContext,
     *,
     fleet_uses: bool = True,
+    per_day: Collection[str] | None = None,
 ) -> UsageSnapshot:
     """Read every limit counter of ``offer_ids`` for ``shopper_id`` with one grouped query per
     counter kind (offer-wide totals, offer-wide today, the shopper's uses, the shopper's
@@ -92,7 +107,8 @@ def usage_snapshot(
     ``db`` is the caller's connection: a reader for showing offers, the writer inside the
     ``BEGIN IMMEDIATE`` transaction of a reservation (so the limits it checks cannot move).
     ``fleet_uses=False`` skips the member's profile counters (no offer asked for has a
-    per-customer limit).
+    per-customer limit). ``per_day``: the offers whose per-day limit needs today's count (it
+    reads each of the day's redemptions; ``None``: all), the others' ``today`` stays 0.
     """
     day_start, week_start = period_starts(ctx)
     live = ctx.now_ms
@@ -108,12 +124,17 @@ def usage_snapshot(
         ).fetchall():
             offers[r[0]] = (int(r[1] + r[3]), float(r[2] + r[4]))
             rates[r[0]] = (int(r[1]), int(r[5]))
+        # Today's count reads every redemption of the day: only where a per-day limit asks.
+        daily = [i for i in ids if per_day is None or i in per_day]
+        if not daily:
+            continue
+        marks = ",".join("?" * len(daily))
         for offer_id, n in db.execute(
             "SELECT offer_id, count(*) FROM ("
             f"SELECT offer_id FROM redemptions WHERE offer_id IN ({marks}) AND ts_ms >= ? "
             f"UNION ALL SELECT offer_id FROM reservations WHERE offer_id IN ({marks}) "
             "AND state = 'held' AND expires_ms > ? AND created_ms >= ?) GROUP BY offer_id",
-            [*ids, day_start, *ids, live, day_start],
+            [*daily, day_start, *daily, live, day_start],
         ).fetchall():
             today[offer_id] = int(n)
     customer: dict[str, tuple[int, int, int]] = {}
