@@ -12,6 +12,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from sync_helpers import serving
+
 import shelfwise
 from shelfwise.webhooks import IDEMPOTENCY_HEADER, verify_signature
 
@@ -78,15 +80,8 @@ def receiver(
     """A threaded HTTP server on a free local port; yields (url, what it saw)."""
     seen = Receiver(list(script or []), set(refuse or ()))
     handler = type("Handler", (_Handler,), {"receiver": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hooks/offers", seen
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(handler) as url:
+        yield f"{url}/hooks/offers", seen
 
 
 def fast_sender(url: str, **kw: Any) -> shelfwise.WebhookSender:

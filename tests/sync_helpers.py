@@ -207,6 +207,20 @@ class FaultProxy:
         self.server.server_close()
 
 
+@contextmanager
+def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A threaded HTTP server of ``handler`` on a free local port; yields its base url."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
 def random_faults(seed: int, weights: dict[str, float]) -> Callable[[], str]:
     rng = random.Random(seed)
     names = list(weights)

@@ -88,7 +88,9 @@ def test_a_central_code_is_redeemed_once_across_the_fleet(tmp_path: Path, storag
 
 
 def test_a_device_that_cannot_reach_the_collector_refuses_a_central_code_and_changes_nothing(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     (code,) = storage.issue_codes("welcome", 1)
     a = kiosk(tmp_path, storage, url, "kiosk-a")
@@ -102,7 +104,9 @@ def test_a_device_that_cannot_reach_the_collector_refuses_a_central_code_and_cha
 
 
 def test_a_code_whose_redemption_failed_is_given_back_for_another_device(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     (code,) = storage.issue_codes("big", 1)
     a, b = kiosk(tmp_path, storage, url, "kiosk-a"), kiosk(tmp_path, storage, url, "kiosk-b")
@@ -115,7 +119,9 @@ def test_a_code_whose_redemption_failed_is_given_back_for_another_device(
 
 
 def test_an_unknown_code_is_refused_and_a_mistyped_one_never_reaches_the_collector(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     (code,) = storage.issue_codes("welcome", 1)
     a = kiosk(tmp_path, storage, url, "kiosk-a")
@@ -174,7 +180,9 @@ def once(sw: shelfwise.Shelfwise, order_id: str, member: str = "L-7") -> list[st
 
 
 def test_a_once_per_member_offer_holds_across_online_devices_whose_profiles_never_met(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     a, b = kiosk(tmp_path, storage, url, "kiosk-a"), kiosk(tmp_path, storage, url, "kiosk-b")
     assert once(a, "a-1") == ["once"]
@@ -270,7 +278,9 @@ def test_an_erasure_takes_the_members_central_uses_with_it(storage) -> None:  # 
 
 
 def test_the_till_cli_redeems_a_central_code_through_the_collector(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     (code,) = storage.issue_codes("welcome", 1)
     db = tmp_path / "till.db"
@@ -293,7 +303,9 @@ def test_the_till_cli_redeems_a_central_code_through_the_collector(
 
 
 def test_pricing_an_order_shows_what_a_central_code_would_do_and_claims_nothing(
-    tmp_path: Path, storage, url  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    storage,
+    url,  # type: ignore[no-untyped-def]
 ) -> None:
     first, second = storage.issue_codes("welcome", 2)
     a, b = kiosk(tmp_path, storage, url, "kiosk-a"), kiosk(tmp_path, storage, url, "kiosk-b")
@@ -304,3 +316,34 @@ def test_pricing_an_order_shows_what_a_central_code_would_do_and_claims_nothing(
     order(b, "b-1", second)
     used = a.member("L-1").price_order("a-2", cart=["milk"], codes=[second])
     assert [x.reason for x in used.left_out] == ["code_used"]
+
+
+EARN = {"offer_id": "earn", "title": "1 point per 1.00", "reward": {"type": "points", "points": 1}}
+BURN_ONCE = {
+    "offer_id": "burn",
+    "title": "50 points for 1.00 off, once per member",
+    "reward": {"type": "amount", "value": 1},
+    "points_cost": 50,
+    "limits": {"per_customer": 1, "offline": "deny"},
+}
+
+
+def test_a_once_per_member_points_burn_is_counted_centrally_as_the_till_prices_it(
+    tmp_path: Path,
+    storage,
+    url: str,  # type: ignore[no-untyped-def]
+) -> None:
+    # A points burn limited per member is counted centrally like any other such offer: the
+    # member's points on each device pay for it, the collector says it was used.
+    a, b = (kiosk(tmp_path, storage, url, name, EARN, BURN_ONCE) for name in ("kiosk-a", "kiosk-b"))
+    for sw, device in ((a, "a"), (b, "b")):
+        sw.member("L-7").redeem_order(f"{device}-0", cart=["grill"])  # 89 points here
+
+    def burned(sw: shelfwise.Shelfwise, order_id: str) -> list[str]:
+        priced = sw.member("L-7").redeem_order(order_id, cart=["milk"], offers=["burn"]).price
+        return [a.offer_id for a in priced.applied if a.offer_id == "burn"] or [
+            x.reason for x in priced.left_out if x.offer_id == "burn"
+        ]
+
+    assert burned(a, "a-1") == ["burn"]
+    assert burned(b, "b-1") == ["customer_limit"]
