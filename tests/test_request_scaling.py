@@ -103,7 +103,7 @@ def test_a_shoppers_requests_read_their_own_rows_whatever_the_rest_of_the_store_
     assert all(steps > 0 for steps in few.values())
     # Deeper B-trees add a few steps; reading the other members' rows adds thousands.
     grown = {name: many[name] for name in few if many[name] > few[name] * 1.1 + 20}
-    assert not grown, (few, many)
+    assert not grown, (grown, few, many)
 
 
 def test_showing_and_pricing_offers_read_todays_redemptions_only_for_a_per_day_limit(
@@ -140,4 +140,4 @@ def test_showing_and_pricing_offers_read_todays_redemptions_only_for_a_per_day_l
     few = others_redeem(range(4))
     many = others_redeem(range(4, 150))
     grown = {name: many[name] for name in few if many[name] > few[name] * 1.1 + 20}
-    assert not grown, (few, many)
+    assert not grown, (grown, few, many)

@@ -89,11 +89,11 @@ def test_trending_kept_up_to_date_ranks_as_reading_the_whole_window(
                 clock = start + args[0] * HOUR_MS
             else:
                 n, store_id = args
-                got = tallies.top(sw.store, store_id, clock, n)
+                got = tallies.top(store_id, clock, n)
                 assert_a_true_top(got, from_scratch(sw, store_id, clock), n)
         for store_id in ("", "s1", "s2"):  # and at the end, whatever came last
             wanted = from_scratch(sw, store_id, clock)
-            assert_a_true_top(tallies.top(sw.store, store_id, clock, 6), wanted, 6)
+            assert_a_true_top(tallies.top(store_id, clock, 6), wanted, 6)
 
 
 def test_trending_inside_a_write_sees_the_open_transaction_and_keeps_nothing(
@@ -104,12 +104,12 @@ def test_trending_inside_a_write_sees_the_open_transaction_and_keeps_nothing(
         shopper = sw.start_session()
         shopper.track("view", "a")
         tallies = sw.recommender.sources.trend
-        assert [i for i, _ in tallies.top(sw.store, "s1", now_ms(), 5)] == ["a"]
+        assert [i for i, _ in tallies.top("s1", now_ms(), 5)] == ["a"]
         with pytest.raises(RuntimeError), sw.store.write() as db:
             db.execute("UPDATE events SET item_id = 'b' WHERE shopper_id = ?", [shopper.shopper_id])
-            assert [i for i, _ in tallies.top(sw.store, "s1", now_ms(), 5)] == ["b"]
+            assert [i for i, _ in tallies.top("s1", now_ms(), 5)] == ["b"]
             raise RuntimeError("roll back")
-        assert [i for i, _ in tallies.top(sw.store, "s1", now_ms(), 5)] == ["a"]
+        assert [i for i, _ in tallies.top("s1", now_ms(), 5)] == ["a"]
 
 
 def test_an_event_ages_out_of_trending_and_back_in_when_the_clock_goes_back(
@@ -124,7 +124,7 @@ def test_an_event_ages_out_of_trending_and_back_in_when_the_clock_goes_back(
         tallies = sw.recommender.sources.trend
 
         def ranked(at: int) -> list[str]:
-            return [item for item, _ in tallies.top(sw.store, "s1", at, 5)]
+            return [item for item, _ in tallies.top("s1", at, 5)]
 
         assert ranked(now) == ["a", "b"]  # a purchase weighs more, even older
         assert ranked(now + DAY_MS) == ["b"]  # the purchase is 7.5 days old now

@@ -85,7 +85,10 @@ class Sources:
     catalog: Catalog
     model: ModelHandle
     # This store's trending tallies, brought up to date per request (see trending.py).
-    trend: TrendingTallies = field(default_factory=TrendingTallies, compare=False, repr=False)
+    trend: TrendingTallies = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "trend", TrendingTallies(self.store))  # frozen: set once
 
     def names(self, item_ids: Sequence[str]) -> dict[str, str]:
         return self.catalog.names(list(item_ids))
@@ -338,7 +341,7 @@ def recently_viewed(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> 
 def trending(rec: Sources, ctx: Context, n: int, anchor: Item | None) -> Candidates:
     """This store's recent events (decayed by age), then the fleet's, then the bundle's prior."""
     out = Candidates()
-    for item_id, score in rec.trend.top(rec.store, ctx.store_id, ctx.now_ms, n):
+    for item_id, score in rec.trend.top(ctx.store_id, ctx.now_ms, n):
         out.add(item_id, 1000.0 + score, reason("trending_store"))
     # Fleet tables synced down from upstream (shelfwise.sync.upload.pull_fleet): below this store's
     # own signal, above the bundle's prior.

@@ -18,7 +18,7 @@ Example:
     >>> with shelfwise.open(":memory:") as sw:
     ...     _ = sw.catalog.import_rows([{"item_id": "tea", "name": "Tea"}])
     ...     _ = sw.start_session().track("purchase", "tea")
-    ...     [item for item, _ in TrendingTallies().top(sw.store, "", now_ms(), 5)]
+    ...     [item for item, _ in TrendingTallies(sw.store).top("", now_ms(), 5)]
     ['tea']
 """
 
@@ -36,10 +36,15 @@ HALF_LIFE_MS = 2 * DAY_MS
 # How much each kind of event says about an item's popularity in this store.
 POPULARITY_WEIGHTS = {"purchase": 3.0, "cart_add": 2.0, "scan": 1.0, "view": 0.5}
 _WINDOW_MS = TRENDING_WINDOW_DAYS * DAY_MS
-_COUNTED = (
-    "item_id IS NOT NULL AND type IN ('purchase', 'cart_add', 'scan', 'view') "
-    "AND (? = '' OR store_id = ?)"
-)
+
+
+def _counted(type_column: str = "type") -> str:
+    """The events trending counts, for ``store_id`` twice ('' = every store). ``+type`` keeps
+    SQLite off the ``(type, ts_ms)`` index where the query reads by ``seq``."""
+    kinds = ", ".join(f"'{kind}'" for kind in POPULARITY_WEIGHTS)
+    return f"item_id IS NOT NULL AND {type_column} IN ({kinds}) AND (? = '' OR store_id = ?)"
+
+
 # The events of a query, then one more row: the newest seq in the same snapshot (item NULL).
 _WITH_NEWEST = " UNION ALL SELECT coalesce(max(seq), 0), NULL, NULL, NULL FROM events"
 
@@ -77,16 +82,17 @@ class _Tally:
 
 
 class TrendingTallies:
-    """Per store id, the trending tallies of one store file, brought up to date per request."""
+    """Per store id, the trending tallies of ``store``, brought up to date per request."""
 
-    def __init__(self) -> None:
-        self._tallies: dict[tuple[int, str], _Tally] = {}
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._tallies: dict[str, _Tally] = {}
         self._lock = threading.Lock()
 
-    def top(self, store: Store, store_id: str, now: int, n: int) -> list[tuple[str, float]]:
+    def top(self, store_id: str, now: int, n: int) -> list[tuple[str, float]]:
         """The ``n`` most trending items of ``store_id`` ('' = every store) at ``now`` with
         their scores, best first (ties by item id)."""
-        since = now - _WINDOW_MS
+        store, since = self._store, now - _WINDOW_MS
         if not store.reads_committed_only():  # what it sees may roll back: nothing is kept
             tally = self._read_window(store, store_id, since, token=0)
             best = tally.top(n)
@@ -99,18 +105,16 @@ class TrendingTallies:
 
     def _current(self, store: Store, store_id: str, since: int) -> _Tally:
         token = int(store.rows("SELECT token FROM event_changes")[0][0])  # read first
-        key = (id(store), store_id)
-        tally = self._tallies.get(key)
+        tally = self._tallies.get(store_id)
         if (
             tally is None
             or tally.token != token
             or since < tally.since_ms
             or since - tally.base_ms > _WINDOW_MS
         ):
-            tally = self._tallies[key] = self._read_window(store, store_id, since, token)
+            tally = self._tallies[store_id] = self._read_window(store, store_id, since, token)
             return tally
-        if since > tally.since_ms:
-            self._age_out(store, store_id, tally, since)
+        self._age_out(store, store_id, tally, since)  # every time: a request costs the same
         self._read_new(store, store_id, tally)
         return tally
 
@@ -118,7 +122,7 @@ class TrendingTallies:
     def _read_window(store: Store, store_id: str, since: int, token: int) -> _Tally:
         tally = _Tally(token=token, base_ms=since, since_ms=since)
         rows = store.rows(
-            f"SELECT seq, item_id, type, ts_ms FROM events WHERE ts_ms >= ? AND {_COUNTED}"
+            f"SELECT seq, item_id, type, ts_ms FROM events WHERE ts_ms >= ? AND {_counted()}"
             + _WITH_NEWEST,
             [since, store_id, store_id],
         )
@@ -131,7 +135,7 @@ class TrendingTallies:
         ``since`` and not before the last window's start was counted, the others were not."""
         for item_id, kind, ts_ms in store.rows(
             "SELECT item_id, type, ts_ms FROM events "
-            f"WHERE ts_ms >= ? AND ts_ms < ? AND seq <= ? AND {_COUNTED}",
+            f"WHERE ts_ms >= ? AND ts_ms < ? AND seq <= ? AND {_counted()}",
             [tally.since_ms, since, tally.upto_seq, store_id, store_id],
         ):
             tally.count(item_id, kind, ts_ms, -1)
@@ -139,10 +143,9 @@ class TrendingTallies:
 
     @staticmethod
     def _read_new(store: Store, store_id: str, tally: _Tally) -> None:
-        # "+type": read by seq (the few events since), not by type (every event of a type).
+        # Read by seq (the few events since), not by type (every event of a type).
         rows = store.rows(
-            "SELECT seq, item_id, type, ts_ms FROM events WHERE seq > ? AND "
-            + _COUNTED.replace("type IN", "+type IN")
+            f"SELECT seq, item_id, type, ts_ms FROM events WHERE seq > ? AND {_counted('+type')}"
             + _WITH_NEWEST,
             [tally.upto_seq, store_id, store_id],
         )
