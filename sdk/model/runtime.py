@@ -272,19 +272,16 @@ class LoadedModel:
                 (items[i - 1], s)
                 for i, s in zip(indices_row, scores_row, strict=True)
                 if 0 < i <= size
-            ]
+            ][:k]
             for scores_row, indices_row in zip(scores.tolist(), indices.tolist(), strict=True)
         ]
         if with_new and extra is not None:
             lines = self._new_item_scores(outputs[2], extra, len(histories))
             tops = [
-                self._with_new_items(top[:k], line, extra, k)
+                self._with_new_items(top, line, extra, k)
                 for top, line in zip(tops, lines, strict=True)
             ]
-        return [
-            ScoredItems(*map(list, zip(*top[:k], strict=True))) if top else ScoredItems([], [])
-            for top in tops
-        ]
+        return [ScoredItems([i for i, _ in top], [s for _, s in top]) for top in tops]
 
     def _encode(self, histories: list[list[str]], extra: CatalogVectors | None) -> np.ndarray:
         """The histories as model indices, left padded. Unknown items are skipped; a new
