@@ -167,7 +167,25 @@ class PublicKey(click.ParamType):
         return key
 
 
-class CollectorUrl(click.ParamType):
+class _CheckedUrl(click.ParamType):
+    """A URL refused with the words of ``check`` (our ``InvalidInput``, never quoting a
+    password), as a one-line usage error."""
+
+    name = "URL"
+
+    def check(self, text: str) -> None:
+        raise NotImplementedError
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        text = str(value)
+        try:
+            self.check(text)
+        except InvalidInput as exc:
+            self.fail(str(exc), param, ctx)
+        return text
+
+
+class CollectorUrl(_CheckedUrl):
     """``http(s)://host[:port][/prefix]`` of a collector, refused exactly as ``HttpTransport``
     refuses it (user info, a query or a fragment too), in words that never quote a password.
 
@@ -176,18 +194,11 @@ class CollectorUrl(click.ParamType):
         'http://127.0.0.1:8421'
     """
 
-    name = "URL"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        text = str(value)
-        try:
-            HttpTransport(text)  # only checks the url: nothing connects before a request
-        except InvalidInput as exc:
-            self.fail(str(exc), param, ctx)
-        return text
+    def check(self, text: str) -> None:
+        HttpTransport(text)  # only checks the url: nothing connects before a request
 
 
-class WebhookUrl(click.ParamType):
+class WebhookUrl(_CheckedUrl):
     """``http(s)://host[:port][/path][?query]`` of an app backend, checked as ``WebhookSender``
     checks it, in words that never quote a password.
 
@@ -196,15 +207,8 @@ class WebhookUrl(click.ParamType):
         'http://127.0.0.1:8080/hooks?tenant=7'
     """
 
-    name = "URL"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        text = str(value)
-        try:
-            check_webhook_url(text)
-        except InvalidInput as exc:
-            self.fail(str(exc), param, ctx)
-        return text
+    def check(self, text: str) -> None:
+        check_webhook_url(text)
 
 
 class InputFile(click.Path):
